@@ -1,0 +1,1 @@
+//! Parity between the two engines.

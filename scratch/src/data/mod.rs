@@ -1,0 +1,51 @@
+//! Data sets: loaders that validate what they read and say what is wrong (and, for a missing file,
+//! what to run), plus the book's preprocessing.
+//!
+//! `make setup` (`scripts/setup.py`) downloads every data set into the workspace's `data/` folder.
+
+pub mod boston;
+pub mod mnist;
+mod scaler;
+pub mod text;
+
+use std::path::{Path, PathBuf};
+
+pub use scaler::StandardScaler;
+
+use crate::rng::RandomState;
+use crate::{Error, Result};
+
+/// The command that downloads the default data sets.
+pub const SETUP_HINT: &str = "run `make setup` (or `python3 scripts/setup.py`) in the repository root to download it";
+
+/// The data folder: `$DLFS_DATA` if set, else the workspace's `data/`.
+pub fn default_dir() -> PathBuf {
+    match std::env::var_os("DLFS_DATA") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("data"),
+    }
+}
+
+/// Reads a whole file; a missing file is [`Error::MissingFile`] with `hint`.
+pub(crate) fn read(path: &Path, hint: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => Error::MissingFile { path: path.to_owned(), hint: hint.to_owned() },
+        _ => Error::Io { path: path.to_owned(), source },
+    })
+}
+
+/// The row indices of scikit-learn's `train_test_split(..., test_size, random_state=seed)` for `n` rows:
+/// `perm = RandomState(seed).permutation(n)`, the first `ceil(test_size · n)` rows are the test set and
+/// the rest the training set, both in permutation order. Returns `(train, test)`.
+///
+/// ```
+/// let (train, test) = scratch::data::train_test_split(506, 0.3, 80718);
+/// assert_eq!((train.len(), test.len()), (354, 152));
+/// assert_eq!((test[0], train[0]), (203, 4));
+/// ```
+pub fn train_test_split(n: usize, test_size: f64, seed: u32) -> (Vec<usize>, Vec<usize>) {
+    let n_test = (test_size * n as f64).ceil() as usize;
+    let mut perm = RandomState::new(seed).permutation(n);
+    let train = perm.split_off(n_test.min(n));
+    (train, perm)
+}

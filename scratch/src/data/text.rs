@@ -1,0 +1,101 @@
+//! Text corpora for the character-level language models of chapters 6 and 7.
+//!
+//! `make setup` fetches 42 of Shakespeare's works (Project Gutenberg's modern-spelling texts, plain
+//! ASCII) into `data/text/shakespeare/`, one file per work (`hamlet.txt`, `macbeth.txt`, ...).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::{read, SETUP_HINT};
+use crate::{Error, Result};
+
+/// Reads a UTF-8 text file.
+///
+/// # Errors
+/// A missing file (with the command that fetches it), invalid UTF-8 (with the byte offset), or an empty
+/// file.
+pub fn load(path: impl AsRef<Path>) -> Result<String> {
+    let path = path.as_ref();
+    let bytes = read(path, SETUP_HINT)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        Error::bad_file(path, format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()))
+    })?;
+    if text.trim().is_empty() {
+        return Err(Error::bad_file(path, "the file is empty"));
+    }
+    Ok(text)
+}
+
+/// The named works of the Shakespeare corpus under `data_dir`, concatenated in the order given.
+///
+/// # Errors
+/// As [`load`], for each work.
+pub fn shakespeare(data_dir: impl AsRef<Path>, works: &[&str]) -> Result<String> {
+    let dir = data_dir.as_ref().join("text").join("shakespeare");
+    let mut text = String::new();
+    for work in works {
+        text.push_str(&load(dir.join(format!("{work}.txt")))?);
+    }
+    Ok(text)
+}
+
+/// A character vocabulary: the distinct characters of a text, **sorted**, so that indices are the same
+/// in every run (the book's `list(set(text))` order changes from one Python process to the next).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vocabulary {
+    chars: Vec<char>,
+}
+
+impl Vocabulary {
+    /// The vocabulary of `text`.
+    pub fn new(text: &str) -> Self {
+        Vocabulary { chars: text.chars().collect::<BTreeSet<_>>().into_iter().collect() }
+    }
+
+    /// The number of characters.
+    pub fn len(&self) -> usize {
+        self.chars.len()
+    }
+
+    /// Whether the vocabulary is empty.
+    pub fn is_empty(&self) -> bool {
+        self.chars.is_empty()
+    }
+
+    /// The index of `c`, if it is in the vocabulary.
+    pub fn index(&self, c: char) -> Option<usize> {
+        self.chars.binary_search(&c).ok()
+    }
+
+    /// The character at `index`.
+    pub fn char(&self, index: usize) -> char {
+        self.chars[index]
+    }
+
+    /// The indices of every character of `text`.
+    ///
+    /// # Errors
+    /// If `text` has a character outside the vocabulary.
+    pub fn encode(&self, text: &str) -> Result<Vec<usize>> {
+        text.chars()
+            .map(|c| {
+                self.index(c).ok_or_else(|| Error::InvalidArgument(format!("character {c:?} is not in the vocabulary")))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vocabulary_is_sorted_and_round_trips() {
+        let v = Vocabulary::new("hello world");
+        assert_eq!(v.len(), 8);
+        assert_eq!(v.char(0), ' ');
+        let idx = v.encode("low").unwrap();
+        assert_eq!(idx.iter().map(|&i| v.char(i)).collect::<String>(), "low");
+        assert!(v.encode("z").is_err());
+    }
+}

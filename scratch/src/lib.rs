@@ -1,0 +1,63 @@
+//! *Deep Learning from Scratch*, from first principles on [`ndarray`].
+//!
+//! Every operation has a hand-written forward and backward pass; nothing here computes a gradient
+//! automatically (chapter 6's scalar autodiff aside). The modules follow the book:
+//!
+//! | chapter | modules |
+//! |---|---|
+//! | 1, Foundations | [`foundations`] |
+//! | 2, Fundamentals | [`fundamentals`], [`metrics`], [`data::boston`] |
+//! | 3, Deep learning from scratch | [`ops`], [`layers`], [`losses`], [`network`], [`optim`], [`train`] |
+//! | 4, Extensions | [`ops`] (activations, dropout), [`losses`] (softmax cross-entropy), [`optim`] (momentum, decay), [`data::mnist`] |
+//!
+//! Arrays are generic over [`Float`] (`f32` or `f64`); randomness always comes from an explicit
+//! [`rng::RandomState`], numpy-compatible so that the book's printed numbers can be reproduced exactly.
+//!
+//! ```
+//! use scratch::prelude::*;
+//!
+//! let mut rng = RandomState::new(20190501);
+//! let layers: Vec<Box<dyn Layer<f64>>> = vec![
+//!     Box::new(Dense::builder(13, 13).activation(Activation::Sigmoid).build(&mut rng)?),
+//!     Box::new(Dense::builder(13, 1).build(&mut rng)?),
+//! ];
+//! let mut net = NeuralNetwork::new(layers, MeanSquaredError::new());
+//! let x = ndarray::Array2::<f64>::zeros((4, 13));
+//! let y = ndarray::Array2::<f64>::ones((4, 1));
+//! let loss = net.train_batch(&x, &y)?;
+//! SGD::new(0.01).step(net.params_mut())?;
+//! assert!(loss > 0.0);
+//! # Ok::<(), scratch::Error>(())
+//! ```
+
+pub mod data;
+mod error;
+mod float;
+pub mod foundations;
+pub mod fundamentals;
+pub mod gradcheck;
+pub mod layers;
+pub mod linalg;
+pub mod losses;
+pub mod metrics;
+pub mod network;
+pub mod ops;
+pub mod optim;
+pub mod param;
+pub mod rng;
+pub mod train;
+
+pub use error::{Error, Result};
+pub use float::Float;
+
+/// The types most programs need.
+pub mod prelude {
+    pub use crate::layers::{Dense, Layer, WeightInit};
+    pub use crate::losses::{Loss, MeanSquaredError, SoftmaxCrossEntropy};
+    pub use crate::network::{InitSeeding, NeuralNetwork};
+    pub use crate::ops::{Activation, Mode};
+    pub use crate::optim::{Decay, Optimizer, SGDMomentum, SGD};
+    pub use crate::rng::RandomState;
+    pub use crate::train::{Dataset, FitOptions, FitReport, Trainer};
+    pub use crate::{Error, Float, Result};
+}

@@ -1,0 +1,167 @@
+//! A neural network: layers applied in sequence, and a loss (the book's `NeuralNetwork`).
+
+use ndarray::{ArrayBase, ArrayD, Data, Dimension};
+
+use crate::layers::Layer;
+use crate::losses::Loss;
+use crate::ops::Mode;
+use crate::param::{NamedParamMut, Param};
+use crate::rng::RandomState;
+use crate::{Float, Result};
+
+/// How [`NeuralNetwork::reinitialize`] feeds random numbers to the layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitSeeding {
+    /// Every layer draws from the one generator in turn: the default.
+    Stream,
+    /// The book's quirk (BOOK.md §4, item 3): its `Dense` re-seeds numpy's global generator with the
+    /// network's seed before drawing, so every dense layer starts from the same stream (in chapter 3's
+    /// deep net the second layer's weights equal the first's), and the generator continues from the last
+    /// layer's draws. Needed to reproduce the book's numbers exactly.
+    BookReseed(u32),
+}
+
+/// A saved copy of every parameter value, to restore a model later (early stopping).
+#[derive(Clone, Debug)]
+pub struct Snapshot<F> {
+    values: Vec<ArrayD<F>>,
+}
+
+/// Layers in sequence, and the loss they are trained on.
+///
+/// Parameters are named `layers.{i}.{name}`, e.g. `layers.0.weight`, `layers.0.bias`.
+pub struct NeuralNetwork<F: Float> {
+    layers: Vec<Box<dyn Layer<F>>>,
+    loss: Box<dyn Loss<F>>,
+}
+
+impl<F: Float> NeuralNetwork<F> {
+    /// A network of `layers` trained on `loss`.
+    pub fn new(layers: Vec<Box<dyn Layer<F>>>, loss: impl Loss<F> + 'static) -> Self {
+        NeuralNetwork { layers, loss: Box::new(loss) }
+    }
+
+    /// The layers.
+    pub fn layers(&self) -> &[Box<dyn Layer<F>>] {
+        &self.layers
+    }
+
+    /// Mutable access to the layers.
+    pub fn layers_mut(&mut self) -> &mut [Box<dyn Layer<F>>] {
+        &mut self.layers
+    }
+
+    /// The loss's name.
+    pub fn loss_name(&self) -> &'static str {
+        self.loss.name()
+    }
+
+    fn layer_context(&self, i: usize) -> String {
+        format!("layers.{i} {}", self.layers[i].describe())
+    }
+
+    /// Passes `x` through every layer.
+    pub fn forward<S: Data<Elem = F>, D: Dimension>(&mut self, x: &ArrayBase<S, D>, mode: Mode) -> Result<ArrayD<F>> {
+        let mut out = x.to_owned().into_dyn();
+        for i in 0..self.layers.len() {
+            out = self.layers[i].forward(out, mode).map_err(|e| e.within(&self.layer_context(i)))?;
+        }
+        Ok(out)
+    }
+
+    /// Passes `∂L/∂output` back through every layer, storing parameter gradients; returns `∂L/∂input`.
+    pub fn backward(&mut self, loss_grad: ArrayD<F>) -> Result<ArrayD<F>> {
+        let mut grad = loss_grad;
+        for i in (0..self.layers.len()).rev() {
+            grad = self.layers[i].backward(grad).map_err(|e| e.within(&self.layer_context(i)))?;
+        }
+        Ok(grad)
+    }
+
+    /// The loss of the network's output on `x` against `y`; with [`Mode::Train`] the forward pass is
+    /// cached for [`NeuralNetwork::backward`].
+    pub fn forward_loss<S, T, D, E>(&mut self, x: &ArrayBase<S, D>, y: &ArrayBase<T, E>, mode: Mode) -> Result<F>
+    where
+        S: Data<Elem = F>,
+        T: Data<Elem = F>,
+        D: Dimension,
+        E: Dimension,
+    {
+        let prediction = self.forward(x, mode)?;
+        self.loss.forward(&prediction, &y.to_owned().into_dyn())
+    }
+
+    /// One training pass on a batch: forward, loss, backward. Returns the loss; gradients are left in the
+    /// parameters for an optimizer.
+    pub fn train_batch<S, T, D, E>(&mut self, x: &ArrayBase<S, D>, y: &ArrayBase<T, E>) -> Result<F>
+    where
+        S: Data<Elem = F>,
+        T: Data<Elem = F>,
+        D: Dimension,
+        E: Dimension,
+    {
+        let loss = self.forward_loss(x, y, Mode::Train)?;
+        let grad = self.loss_backward()?;
+        self.backward(grad)?;
+        Ok(loss)
+    }
+
+    /// `∂L/∂prediction` for the last [`NeuralNetwork::forward_loss`].
+    pub fn loss_backward(&mut self) -> Result<ArrayD<F>> {
+        self.loss.backward()
+    }
+
+    /// The network's output in evaluation mode.
+    pub fn predict<S: Data<Elem = F>, D: Dimension>(&mut self, x: &ArrayBase<S, D>) -> Result<ArrayD<F>> {
+        self.forward(x, Mode::Eval)
+    }
+
+    /// Every parameter with its name, in layer order.
+    pub fn params(&self) -> Vec<(String, &Param<F>)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            out.extend(layer.params().into_iter().map(|(name, p)| (format!("layers.{i}.{name}"), p)));
+        }
+        out
+    }
+
+    /// Every parameter with its name, mutably (for optimizers).
+    pub fn params_mut(&mut self) -> Vec<NamedParamMut<'_, F>> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            out.extend(layer.params_mut().into_iter().map(|(name, p)| (format!("layers.{i}.{name}"), p)));
+        }
+        out
+    }
+
+    /// The number of trainable numbers.
+    pub fn num_parameters(&self) -> usize {
+        self.params().iter().map(|(_, p)| p.value.len()).sum()
+    }
+
+    /// Draws fresh parameters for every layer, in order.
+    pub fn reinitialize(&mut self, rng: &mut RandomState, seeding: InitSeeding) {
+        for layer in &mut self.layers {
+            if let InitSeeding::BookReseed(seed) = seeding {
+                if layer.reseeds_in_book() {
+                    *rng = RandomState::new(seed);
+                }
+            }
+            layer.reinitialize(rng);
+        }
+    }
+
+    /// A copy of every parameter value.
+    pub fn snapshot(&self) -> Snapshot<F> {
+        Snapshot { values: self.params().into_iter().map(|(_, p)| p.value.clone()).collect() }
+    }
+
+    /// Sets every parameter back to the values in `snapshot`, taken from this network.
+    pub fn restore(&mut self, snapshot: &Snapshot<F>) {
+        let params = self.params_mut();
+        assert_eq!(params.len(), snapshot.values.len(), "the snapshot was taken from this network");
+        for ((_, p), v) in params.into_iter().zip(&snapshot.values) {
+            p.value.assign(v);
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Operations: the smallest pieces of a network, each with a hand-written forward and backward pass
+//! (the book's `Operation` and `ParamOperation`).
+//!
+//! An operation maps an input array to an output array. Its backward pass receives `∂L/∂output` and
+//! returns `∂L/∂input`; an operation that owns a parameter (the book's `ParamOperation`: weights, biases,
+//! kernels) also stores `∂L/∂param` in the parameter's `grad`. Forward caches whatever backward needs.
+//!
+//! [`OpChain`] runs a sequence of operations and checks, as the book's base classes do, that every
+//! gradient has the shape of the array it is the gradient of.
+
+mod activations;
+mod dense;
+mod dropout;
+
+use ndarray::{ArrayD, ArrayView2, Ix2};
+
+pub use activations::{Activation, LeakyReLU, Linear, ReLU, Sigmoid, Tanh};
+pub use dense::{BiasAdd, WeightMultiply};
+pub use dropout::{Dropout, DropoutStyle};
+
+use crate::param::Param;
+use crate::{Error, Float, Result};
+
+/// Training or evaluation: dropout masks in training and is the identity (or a rescaling) in evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Forward pass during training.
+    Train,
+    /// Forward pass for evaluation and prediction.
+    Eval,
+}
+
+/// A differentiable function of one array, with at most one parameter.
+pub trait Operation<F: Float>: Send {
+    /// The operation's name, used in error messages (`"WeightMultiply"`).
+    fn name(&self) -> &'static str;
+
+    /// Computes the output, caching what [`Operation::backward`] needs.
+    fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>>;
+
+    /// Given `∂L/∂output`, returns `∂L/∂input` and, for an operation with a parameter, stores
+    /// `∂L/∂param` in the parameter's `grad`.
+    fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>>;
+
+    /// The parameter and its short name (`"weight"`, `"bias"`), for operations that have one.
+    fn param(&self) -> Option<(&'static str, &Param<F>)> {
+        None
+    }
+
+    /// Mutable access to the parameter.
+    fn param_mut(&mut self) -> Option<(&'static str, &mut Param<F>)> {
+        None
+    }
+}
+
+/// `input` as a matrix, or a shape error naming `context`.
+pub(crate) fn as_matrix<'a, F>(input: &'a ArrayD<F>, context: &str) -> Result<ArrayView2<'a, F>> {
+    input
+        .view()
+        .into_dimensionality::<Ix2>()
+        .map_err(|_| Error::shape(context, "a 2-D array (batch, features)", input.shape()))
+}
+
+/// The error for a backward pass that comes before any forward pass.
+pub(crate) fn no_forward(op: &str) -> Error {
+    Error::InvalidArgument(format!("{op}: backward called before forward"))
+}
+
+/// A sequence of operations applied in order, with the book's shape checks on the way back.
+pub struct OpChain<F: Float> {
+    ops: Vec<Box<dyn Operation<F>>>,
+    /// The input and output shape of each operation in the last forward pass.
+    shapes: Vec<(Vec<usize>, Vec<usize>)>,
+}
+
+impl<F: Float> OpChain<F> {
+    /// A chain of `ops`.
+    pub fn new(ops: Vec<Box<dyn Operation<F>>>) -> Self {
+        OpChain { ops, shapes: Vec::new() }
+    }
+
+    /// The operations.
+    pub fn ops(&self) -> &[Box<dyn Operation<F>>] {
+        &self.ops
+    }
+
+    /// Mutable access to the operations.
+    pub fn ops_mut(&mut self) -> &mut [Box<dyn Operation<F>>] {
+        &mut self.ops
+    }
+
+    /// Runs every operation forward; errors are prefixed with `context` and the operation's name.
+    pub fn forward(&mut self, input: ArrayD<F>, mode: Mode, context: &str) -> Result<ArrayD<F>> {
+        self.shapes.clear();
+        let mut x = input;
+        for op in &mut self.ops {
+            let in_shape = x.shape().to_vec();
+            x = op.forward(x, mode).map_err(|e| e.within(&format!("{context} / {}", op.name())))?;
+            self.shapes.push((in_shape, x.shape().to_vec()));
+        }
+        Ok(x)
+    }
+
+    /// Runs every operation backward, checking that each gradient has the shape of its array.
+    pub fn backward(&mut self, output_grad: ArrayD<F>, context: &str) -> Result<ArrayD<F>> {
+        if self.shapes.len() != self.ops.len() {
+            return Err(no_forward(context));
+        }
+        let mut g = output_grad;
+        for (op, (in_shape, out_shape)) in self.ops.iter_mut().zip(&self.shapes).rev() {
+            let name = op.name();
+            let here = || format!("{context} / {name}");
+            if g.shape() != out_shape.as_slice() {
+                return Err(Error::shape(format!("{} backward", here()), format!("gradient {out_shape:?}"), g.shape()));
+            }
+            g = op.backward(g).map_err(|e| e.within(&here()))?;
+            if g.shape() != in_shape.as_slice() {
+                return Err(Error::shape(format!("{} input gradient", here()), format!("{in_shape:?}"), g.shape()));
+            }
+            if let Some((name, p)) = op.param() {
+                if p.grad.shape() != p.value.shape() {
+                    return Err(Error::shape(
+                        format!("{} gradient of {name}", here()),
+                        format!("{:?}", p.value.shape()),
+                        p.grad.shape(),
+                    ));
+                }
+            }
+        }
+        Ok(g)
+    }
+}

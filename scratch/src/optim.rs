@@ -1,0 +1,266 @@
+//! Optimizers: turn gradients into parameter updates (the book's `Optimizer`, `SGD`, `SGDMomentum`,
+//! `AdaGrad`), with the book's per-epoch learning-rate decay.
+
+use std::collections::HashMap;
+
+use ndarray::{ArrayD, Zip};
+
+use crate::param::NamedParamMut;
+use crate::{Error, Float, Result};
+
+/// Updates parameters from their gradients.
+pub trait Optimizer<F: Float>: Send {
+    /// Applies one update to every parameter, using the gradients stored in them.
+    fn step(&mut self, params: Vec<NamedParamMut<'_, F>>) -> Result<()>;
+
+    /// The learning rate the next step uses.
+    fn learning_rate(&self) -> f64;
+
+    /// Called once before training for `epochs` epochs: sets up the decay schedule.
+    fn start(&mut self, epochs: usize);
+
+    /// Called after every epoch: decays the learning rate.
+    fn end_epoch(&mut self);
+}
+
+/// How the learning rate moves from its initial to its final value over training (the book's
+/// `decay_type`), one change per epoch, so that epoch `e` (from 0) of `E` uses
+///
+/// ```text
+/// linear:       lr_e = lr_0 − (lr_0 − lr_final) · e / (E − 1)
+/// exponential:  lr_e = lr_0 · (lr_final / lr_0)^(e / (E − 1))
+/// ```
+///
+/// and the last epoch uses exactly `lr_final`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Decay {
+    /// A constant learning rate.
+    None,
+    /// Linear decay to `final_lr`.
+    Linear {
+        /// The learning rate of the last epoch.
+        final_lr: f64,
+    },
+    /// Exponential decay to `final_lr`.
+    Exponential {
+        /// The learning rate of the last epoch.
+        final_lr: f64,
+    },
+}
+
+/// A learning rate with its decay: the part every optimizer shares.
+#[derive(Clone, Debug)]
+pub struct LearningRate {
+    initial: f64,
+    current: f64,
+    decay: Decay,
+    /// The per-epoch change, set by [`LearningRate::start`]: a difference (linear) or a factor
+    /// (exponential).
+    per_epoch: f64,
+}
+
+impl LearningRate {
+    /// A learning rate starting at `lr` and decaying as `decay` says.
+    ///
+    /// # Errors
+    /// If a rate is not positive and finite.
+    pub fn new(lr: f64, decay: Decay) -> Result<Self> {
+        let positive = |x: f64| x > 0.0 && x.is_finite();
+        let final_ok = match decay {
+            Decay::None => true,
+            Decay::Linear { final_lr } => final_lr >= 0.0 && final_lr.is_finite(),
+            Decay::Exponential { final_lr } => positive(final_lr),
+        };
+        if !positive(lr) || !final_ok {
+            return Err(Error::InvalidArgument(format!("learning rate {lr} with {decay:?}: rates must be positive")));
+        }
+        Ok(LearningRate { initial: lr, current: lr, decay, per_epoch: 0.0 })
+    }
+
+    /// The current rate.
+    pub fn get(&self) -> f64 {
+        self.current
+    }
+
+    /// Resets to the initial rate and computes the per-epoch change for `epochs` epochs.
+    pub fn start(&mut self, epochs: usize) {
+        self.current = self.initial;
+        let steps = epochs.saturating_sub(1).max(1) as f64;
+        self.per_epoch = match self.decay {
+            Decay::None => 0.0,
+            Decay::Linear { final_lr } => (self.initial - final_lr) / steps,
+            Decay::Exponential { final_lr } => (final_lr / self.initial).powf(1.0 / steps),
+        };
+    }
+
+    /// Applies one epoch's decay.
+    pub fn end_epoch(&mut self) {
+        match self.decay {
+            Decay::None => {}
+            Decay::Linear { .. } => self.current -= self.per_epoch,
+            Decay::Exponential { .. } => self.current *= self.per_epoch,
+        }
+    }
+}
+
+/// Plain stochastic gradient descent: `p ← p − lr · g`.
+pub struct SGD {
+    lr: LearningRate,
+}
+
+impl SGD {
+    /// SGD with a constant learning rate.
+    ///
+    /// # Panics
+    /// If `lr` is not positive and finite.
+    pub fn new(lr: f64) -> Self {
+        Self::with_decay(lr, Decay::None).expect("the learning rate must be positive")
+    }
+
+    /// SGD with learning-rate decay.
+    ///
+    /// # Errors
+    /// If a rate is not positive and finite.
+    pub fn with_decay(lr: f64, decay: Decay) -> Result<Self> {
+        Ok(SGD { lr: LearningRate::new(lr, decay)? })
+    }
+}
+
+impl<F: Float> Optimizer<F> for SGD {
+    fn step(&mut self, params: Vec<NamedParamMut<'_, F>>) -> Result<()> {
+        let lr = F::cast(self.lr.get());
+        for (_, p) in params {
+            Zip::from(&mut p.value).and(&p.grad).for_each(|v, &g| *v -= lr * g);
+        }
+        Ok(())
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.lr.get()
+    }
+
+    fn start(&mut self, epochs: usize) {
+        self.lr.start(epochs);
+    }
+
+    fn end_epoch(&mut self) {
+        self.lr.end_epoch();
+    }
+}
+
+/// The velocity (or accumulator) buffer of `name`, created as zeros shaped like `like` on first use.
+fn buffer<'a, F: Float>(
+    buffers: &'a mut HashMap<String, ArrayD<F>>,
+    name: String,
+    like: &ArrayD<F>,
+) -> Result<&'a mut ArrayD<F>> {
+    let buf = buffers.entry(name).or_insert_with_key(|_| ArrayD::zeros(like.raw_dim()));
+    if buf.shape() != like.shape() {
+        return Err(Error::shape("optimizer state", format!("{:?}", buf.shape()), like.shape()));
+    }
+    Ok(buf)
+}
+
+/// SGD with momentum in the book's form, the learning rate inside the velocity:
+///
+/// ```text
+/// v ← μ v + lr · g
+/// p ← p − v
+/// ```
+///
+/// PyTorch's `SGD(momentum=μ)` computes `v ← μ v + g; p ← p − lr · v`, which is the same while the rate
+/// is constant and differs once it decays.
+pub struct SGDMomentum<F> {
+    lr: LearningRate,
+    momentum: f64,
+    velocities: HashMap<String, ArrayD<F>>,
+}
+
+impl<F: Float> SGDMomentum<F> {
+    /// Momentum SGD with rate `lr` and momentum `momentum` (the book uses 0.9).
+    ///
+    /// # Errors
+    /// If a rate is not positive or the momentum is outside `[0, 1)`.
+    pub fn new(lr: f64, momentum: f64, decay: Decay) -> Result<Self> {
+        if !(0.0..1.0).contains(&momentum) {
+            return Err(Error::InvalidArgument(format!("momentum must be in [0, 1), got {momentum}")));
+        }
+        Ok(SGDMomentum { lr: LearningRate::new(lr, decay)?, momentum, velocities: HashMap::new() })
+    }
+}
+
+impl<F: Float> Optimizer<F> for SGDMomentum<F> {
+    fn step(&mut self, params: Vec<NamedParamMut<'_, F>>) -> Result<()> {
+        let (lr, mu) = (F::cast(self.lr.get()), F::cast(self.momentum));
+        for (name, p) in params {
+            let v = buffer(&mut self.velocities, name, &p.value)?;
+            Zip::from(&mut p.value).and(v).and(&p.grad).for_each(|p, v, &g| {
+                *v = mu * *v + lr * g;
+                *p -= *v;
+            });
+        }
+        Ok(())
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.lr.get()
+    }
+
+    fn start(&mut self, epochs: usize) {
+        self.lr.start(epochs);
+    }
+
+    fn end_epoch(&mut self) {
+        self.lr.end_epoch();
+    }
+}
+
+/// AdaGrad in the book's form: a per-element learning rate shrinking with the gradients seen so far.
+///
+/// ```text
+/// s ← s + ε + g²        (ε = 1e-7 added at every step)
+/// p ← p − lr · g / √s
+/// ```
+pub struct AdaGrad<F> {
+    lr: LearningRate,
+    sums: HashMap<String, ArrayD<F>>,
+}
+
+impl<F: Float> AdaGrad<F> {
+    /// The constant the book adds to the accumulator at every step.
+    pub const EPS: f64 = 1e-7;
+
+    /// AdaGrad with base rate `lr`.
+    ///
+    /// # Errors
+    /// If a rate is not positive.
+    pub fn new(lr: f64, decay: Decay) -> Result<Self> {
+        Ok(AdaGrad { lr: LearningRate::new(lr, decay)?, sums: HashMap::new() })
+    }
+}
+
+impl<F: Float> Optimizer<F> for AdaGrad<F> {
+    fn step(&mut self, params: Vec<NamedParamMut<'_, F>>) -> Result<()> {
+        let (lr, eps) = (F::cast(self.lr.get()), F::cast(Self::EPS));
+        for (name, p) in params {
+            let s = buffer(&mut self.sums, name, &p.value)?;
+            Zip::from(&mut p.value).and(s).and(&p.grad).for_each(|p, s, &g| {
+                *s += eps + g * g;
+                *p -= lr * g / s.sqrt();
+            });
+        }
+        Ok(())
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.lr.get()
+    }
+
+    fn start(&mut self, epochs: usize) {
+        self.lr.start(epochs);
+    }
+
+    fn end_epoch(&mut self) {
+        self.lr.end_epoch();
+    }
+}

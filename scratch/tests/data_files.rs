@@ -1,0 +1,227 @@
+//! The data loaders: real files (when downloaded) and every kind of bad file, which must give an error
+//! naming the file and what is wrong.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use common::{data_dir_or_skip, round};
+use scratch::data::{boston, mnist, text, train_test_split};
+use scratch::Error;
+
+/// A fresh empty folder under the target directory.
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::File::create(path).unwrap().write_all(bytes).unwrap();
+}
+
+fn message(err: Error) -> String {
+    err.to_string()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Boston
+
+const SKLEARN_HEAD: &str = "506,13,,,,,,,,,,,,\n\"CRIM\",\"ZN\",\"INDUS\",\"CHAS\",\"NOX\",\"RM\",\"AGE\",\"DIS\",\"RAD\",\"TAX\",\"PTRATIO\",\"B\",\"LSTAT\",\"MEDV\"\n";
+const STDLIB_HEAD: &str = "crim,zn,indus,chas,nox,rm,age,dis,rad,tax,ptratio,b,lstat,medv\n";
+const ROW: &str = "0.00632,18,2.31,0,0.538,6.575,65.2,4.09,1,296,15.3,396.9,4.98,24\n";
+
+#[test]
+fn boston_missing_file_names_it_and_the_setup_command() {
+    let path = scratch_dir("boston-missing").join("nope.csv");
+    let err = message(boston::load(&path).unwrap_err());
+    assert!(err.contains("nope.csv") && err.contains("not found") && err.contains("make setup"), "{err}");
+}
+
+#[test]
+fn boston_malformed_files() {
+    let dir = scratch_dir("boston-bad");
+    let cases: [(&str, String, &str); 6] = [
+        ("empty.csv", String::new(), "empty"),
+        ("header.csv", "a,b,c\n1,2,3\n".into(), "column names"),
+        ("short-row.csv", format!("{STDLIB_HEAD}1,2,3\n"), "line 2: expected 14 comma-separated values, got 3"),
+        (
+            "not-number.csv",
+            format!("{STDLIB_HEAD}{}", ROW.replace("6.575", "six")),
+            "line 2: column 6 (RM) is not a number",
+        ),
+        ("truncated.csv", format!("{SKLEARN_HEAD}{ROW}{ROW}"), "declares 506 rows but the file has 2"),
+        ("no-rows.csv", STDLIB_HEAD.into(), "no data rows"),
+    ];
+    for (name, content, expected) in cases {
+        let path = dir.join(name);
+        write(&path, content.as_bytes());
+        let err = message(boston::load(&path).unwrap_err());
+        assert!(err.contains(name) && err.contains(expected), "{name}: {err}");
+    }
+}
+
+#[test]
+fn boston_small_files_in_both_formats_parse_the_same() {
+    let dir = scratch_dir("boston-small");
+    write(&dir.join("a.csv"), format!("{STDLIB_HEAD}{ROW}{ROW}").as_bytes());
+    write(&dir.join("b.csv"), format!("{}{ROW}{ROW}", SKLEARN_HEAD.replace("506", "2")).as_bytes());
+    let (a, b) = (boston::load(dir.join("a.csv")).unwrap(), boston::load(dir.join("b.csv")).unwrap());
+    assert_eq!(a.features, b.features);
+    assert_eq!(a.target.to_vec(), vec![24.0, 24.0]);
+    assert_eq!(a.feature_names[12], "LSTAT");
+}
+
+#[test]
+fn boston_real_files_agree_and_give_the_books_split() {
+    let Some(dir) = data_dir_or_skip("boston/housing.csv") else { return };
+    let sklearn = boston::load(dir.join("boston/boston_house_prices.csv")).unwrap();
+    let stdlib = boston::load(dir.join("boston/housing.csv")).unwrap();
+    assert_eq!(sklearn.features.dim(), (506, 13));
+    assert_eq!(sklearn.features, stdlib.features);
+    assert_eq!(sklearn.target, stdlib.target);
+
+    // BOOK.md Appendix A: the indices and check values of train_test_split(random_state=80718).
+    let (train, test) = train_test_split(506, 0.3, 80718);
+    assert_eq!(&test[..5], &[203, 379, 451, 438, 11]);
+    assert_eq!(&test[146..], &[469, 101, 406, 312, 287, 204]);
+    assert_eq!(&train[..4], &[4, 410, 380, 378]);
+    assert_eq!(&train[349..], &[466, 391, 13, 81, 23]);
+    let split = boston::book_split(&sklearn);
+    let x0: Vec<f64> = split.x_train.row(0).iter().take(3).map(|&v| round(v, 8)).collect();
+    assert_eq!(x0, vec![-0.41248185, -0.48772236, -1.30687771]);
+    assert_eq!(split.y_train.column(0).iter().take(3).copied().collect::<Vec<_>>(), vec![36.2, 15.0, 10.4]);
+    assert_eq!(split.y_test.column(0).iter().take(3).copied().collect::<Vec<_>>(), vec![48.5, 10.2, 15.2]);
+    assert!((split.y_test.mean().unwrap() - 22.07763157894737).abs() < 1e-12);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// MNIST
+
+fn idx(magic: u32, dims: &[u32], payload: &[u8]) -> Vec<u8> {
+    let mut out = magic.to_be_bytes().to_vec();
+    for d in dims {
+        out.extend(d.to_be_bytes());
+    }
+    out.extend(payload);
+    out
+}
+
+fn write_small_mnist(dir: &Path, n: u32, gz: bool) {
+    let files = [
+        ("train-images-idx3-ubyte", idx(0x803, &[n, 2, 3], &vec![7; 6 * n as usize])),
+        ("train-labels-idx1-ubyte", idx(0x801, &[n], &vec![3; n as usize])),
+        ("t10k-images-idx3-ubyte", idx(0x803, &[1, 2, 3], &[0, 255, 0, 0, 0, 0])),
+        ("t10k-labels-idx1-ubyte", idx(0x801, &[1], &[9])),
+    ];
+    for (name, bytes) in files {
+        if gz {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(&bytes).unwrap();
+            write(&dir.join(format!("{name}.gz")), &enc.finish().unwrap());
+        } else {
+            write(&dir.join(name), &bytes);
+        }
+    }
+}
+
+#[test]
+fn mnist_small_files_plain_and_gzipped() {
+    for gz in [false, true] {
+        let dir = scratch_dir(if gz { "mnist-gz" } else { "mnist-plain" });
+        write_small_mnist(&dir, 4, gz);
+        let m = mnist::load(&dir).unwrap();
+        assert_eq!((m.train_images.dim(), m.rows, m.cols), ((4, 6), 2, 3));
+        assert_eq!((m.train_labels, m.test_labels), (vec![3; 4], vec![9]));
+        assert_eq!(m.test_images.row(0).to_vec(), vec![0, 255, 0, 0, 0, 0]);
+    }
+}
+
+#[test]
+fn mnist_bad_files() {
+    let dir = scratch_dir("mnist-bad");
+    let missing = message(mnist::load(&dir).unwrap_err());
+    assert!(missing.contains("train-images-idx3-ubyte") && missing.contains("make setup"), "{missing}");
+
+    let fashion = scratch_dir("fashion-mnist-missing");
+    let err = message(mnist::load(&fashion).unwrap_err());
+    assert!(err.contains("--fashion"), "{err}");
+
+    let images = dir.join("train-images-idx3-ubyte");
+    let cases: [(Vec<u8>, &str); 3] = [
+        (idx(0x801, &[1, 2, 3], &[0; 6]), "magic number 0x00000801 is not that of IDX images"),
+        (idx(0x803, &[2, 2, 3], &[0; 6]), "header says [2, 2, 3] (12 bytes of data) but the file has 6 (truncated?)"),
+        (vec![0, 0, 8], "too short"),
+    ];
+    for (bytes, expected) in cases {
+        write(&images, &bytes);
+        let err = message(mnist::read_images(&images).unwrap_err());
+        assert!(err.contains("train-images-idx3-ubyte") && err.contains(expected), "{err}");
+    }
+    let labels = dir.join("train-labels-idx1-ubyte");
+    write(&labels, &idx(0x801, &[3], &[1, 12, 3]));
+    let err = message(mnist::read_labels(&labels).unwrap_err());
+    assert!(err.contains("label 1 is 12"), "{err}");
+
+    write_small_mnist(&dir, 4, false);
+    write(&labels, &idx(0x801, &[5], &[1; 5]));
+    let err = message(mnist::load(&dir).unwrap_err());
+    assert!(err.contains("4 images but 5 labels"), "{err}");
+
+    let gz = dir.join("t10k-labels-idx1-ubyte.gz");
+    write(&gz, b"not gzip");
+    let err = message(mnist::read_labels(&gz).unwrap_err());
+    assert!(err.contains("not a valid gzip file"), "{err}");
+}
+
+#[test]
+fn mnist_real_files_and_the_books_scaling() {
+    let Some(dir) = data_dir_or_skip("mnist/train-images-idx3-ubyte") else { return };
+    let m = mnist::load(dir.join("mnist")).unwrap();
+    assert_eq!((m.train_images.dim(), m.test_images.dim()), ((60_000, 784), (10_000, 784)));
+    assert_eq!((&m.train_labels[..5], &m.test_labels[..5]), (&[5, 0, 4, 1, 9][..], &[7, 2, 1, 0, 4][..]));
+    let (mean, std) = mnist::pixel_statistics(&m.train_images);
+    assert!((mean - 33.318421449829934).abs() < 1e-12 && (std - 78.56748998339799).abs() < 1e-12, "{mean} {std}");
+    let (train, test) = m.book_scaled::<f64>();
+    let range = |a: &ndarray::Array2<f64>| a.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    // Printed by the book's chapter-4 notebook after scaling, for both sets.
+    for (lo, hi) in [range(&train), range(&test)] {
+        assert!((lo - -0.424073894391566).abs() < 1e-12 && (hi - 2.821543345689335).abs() < 1e-12, "{lo} {hi}");
+    }
+    let one_hot = mnist::one_hot::<f32>(&m.train_labels[..3], 10);
+    assert_eq!(one_hot.row(0).to_vec(), vec![0., 0., 0., 0., 0., 1., 0., 0., 0., 0.]);
+}
+
+#[test]
+fn fashion_mnist_when_downloaded() {
+    let Some(dir) = data_dir_or_skip("fashion-mnist/train-images-idx3-ubyte.gz") else { return };
+    let m = mnist::load(dir.join("fashion-mnist")).unwrap();
+    assert_eq!((m.train_images.nrows(), m.test_images.nrows()), (60_000, 10_000));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Text
+
+#[test]
+fn text_errors() {
+    let dir = scratch_dir("text-bad");
+    let err = message(text::load(dir.join("missing.txt")).unwrap_err());
+    assert!(err.contains("missing.txt") && err.contains("make setup"), "{err}");
+    write(&dir.join("latin1.txt"), b"caf\xe9");
+    let err = message(text::load(dir.join("latin1.txt")).unwrap_err());
+    assert!(err.contains("not UTF-8") && err.contains("offset 3"), "{err}");
+    write(&dir.join("empty.txt"), b"  \n");
+    assert!(message(text::load(dir.join("empty.txt")).unwrap_err()).contains("empty"));
+}
+
+#[test]
+fn shakespeare_corpus() {
+    let Some(dir) = data_dir_or_skip("text/shakespeare/hamlet.txt") else { return };
+    let t = text::shakespeare(&dir, &["hamlet", "macbeth"]).unwrap();
+    assert!(t.starts_with("HAMLET, PRINCE OF DENMARK"));
+    assert_eq!(t.len(), 173_942 + 103_427);
+    let vocab = text::Vocabulary::new(&t);
+    assert!(vocab.len() > 60 && vocab.len() < 90, "{}", vocab.len());
+}

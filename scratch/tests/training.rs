@@ -1,0 +1,174 @@
+//! The trainer's behaviour: early stopping restores the best evaluated model, divergence and bad shapes
+//! are errors that say where, and the book's initialisation quirk is reproduced only on request.
+
+use ndarray::{array, Array2};
+use scratch::prelude::*;
+use scratch::train::{Evaluation, Observer};
+use scratch::Error;
+
+fn one_weight_net(w: f64, b: f64) -> NeuralNetwork<f64> {
+    let layer: Dense<f64> = Dense::builder(1, 1).build(&mut RandomState::new(0)).unwrap();
+    let mut net = NeuralNetwork::new(vec![Box::new(layer)], MeanSquaredError::new());
+    for (name, p) in net.params_mut() {
+        p.value.fill(if name.ends_with("weight") { w } else { b });
+    }
+    net
+}
+
+fn weights(net: &NeuralNetwork<f64>) -> Vec<f64> {
+    net.params().iter().flat_map(|(_, p)| p.value.iter().copied()).collect()
+}
+
+#[derive(Default)]
+struct Recorder {
+    evals: Vec<(Evaluation, bool)>,
+}
+
+impl Observer for Recorder {
+    fn on_eval(&mut self, eval: &Evaluation, improved: bool) {
+        self.evals.push((*eval, improved));
+    }
+}
+
+/// Training pulls the prediction from 0 towards 1 while the test target is 0.5: the test loss falls,
+/// then rises once the prediction passes 0.5.
+fn overshooting_problem() -> (Dataset<f64>, Dataset<f64>) {
+    let train = Dataset::new(array![[1.0]].into_dyn(), array![[1.0]].into_dyn()).unwrap();
+    let test = Dataset::new(array![[1.0]].into_dyn(), array![[0.5]].into_dyn()).unwrap();
+    (train, test)
+}
+
+#[test]
+fn early_stopping_restores_the_best_evaluated_model() {
+    let (train, test) = overshooting_problem();
+    let options = FitOptions { epochs: 100, eval_every: 2, batch_size: 1, restart: false, ..Default::default() };
+    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.02));
+    let mut recorder = Recorder::default();
+    let report = trainer.fit(&train, &test, &options, &mut recorder).unwrap();
+
+    let stopped = report.stopped_after.expect("the test loss rises, so training stops early");
+    let best = report.best.unwrap();
+    assert_eq!(best.epoch + 2, stopped, "the best model is the one evaluated just before the rise");
+    assert!(recorder.evals.iter().rev().skip(1).all(|(_, improved)| *improved));
+    assert!(!recorder.evals.last().unwrap().1);
+
+    // The network now holds the best evaluated model: its test loss is exactly the best loss, not the
+    // loss of the snapshot the book restores (taken at the start of the failing epoch, one epoch later).
+    let restored = trainer.net.forward_loss(&test.x, &test.y, Mode::Eval).unwrap();
+    assert_eq!(restored, best.loss);
+
+    let mut replay = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.02));
+    let plain = FitOptions { epochs: best.epoch, eval_every: best.epoch, early_stopping: false, ..options.clone() };
+    replay.fit(&train, &test, &plain, &mut ()).unwrap();
+    assert_eq!(weights(&trainer.net), weights(&replay.net));
+    let book_snapshot = {
+        let mut t = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.02));
+        t.fit(&train, &test, &FitOptions { epochs: stopped - 1, eval_every: 1000, ..plain }, &mut ()).unwrap();
+        weights(&t.net)
+    };
+    assert_ne!(weights(&trainer.net), book_snapshot);
+}
+
+#[test]
+fn without_early_stopping_training_runs_every_epoch() {
+    let (train, test) = overshooting_problem();
+    let options = FitOptions {
+        epochs: 30,
+        eval_every: 2,
+        batch_size: 1,
+        restart: false,
+        early_stopping: false,
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.02));
+    let report = trainer.fit(&train, &test, &options, &mut ()).unwrap();
+    assert_eq!((report.epochs_trained, report.evaluations.len(), report.stopped_after), (30, 15, None));
+    assert_eq!(report.batch_losses.len(), 30);
+}
+
+#[test]
+fn divergence_names_the_epoch_and_batch() {
+    let x: Array2<f64> = Array2::from_shape_fn((8, 1), |(i, _)| i as f64);
+    let train = Dataset::new(x.clone().into_dyn(), (&x * 3.0).into_dyn()).unwrap();
+    let options = FitOptions {
+        epochs: 50,
+        eval_every: 1,
+        batch_size: 4,
+        restart: false,
+        early_stopping: false,
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(10.0));
+    let err = trainer.fit(&train, &train, &options, &mut ()).unwrap_err();
+    match &err {
+        Error::Diverged { epoch, batch, what } => {
+            assert!(*epoch >= 1 && (1..=2).contains(batch), "{err}");
+            assert!(what == "loss" || what.contains("gradient"), "{err}");
+        }
+        other => panic!("expected a divergence error, got {other}"),
+    }
+    assert!(err.to_string().starts_with("training diverged at epoch"));
+}
+
+#[test]
+fn an_input_of_the_wrong_width_names_the_layer_and_both_shapes() {
+    let mut rng = RandomState::new(1);
+    let layers: Vec<Box<dyn Layer<f64>>> = vec![
+        Box::new(Dense::builder(13, 5).activation(Activation::Sigmoid).build(&mut rng).unwrap()),
+        Box::new(Dense::builder(5, 1).build(&mut rng).unwrap()),
+    ];
+    let mut net = NeuralNetwork::new(layers, MeanSquaredError::new());
+    let err = net.predict(&Array2::<f64>::zeros((4, 12))).unwrap_err().to_string();
+    assert!(err.contains("layers.0 Dense(13 -> 5, sigmoid)"), "{err}");
+    assert!(err.contains("(batch, 13)") && err.contains("[4, 12]"), "{err}");
+    let err = net.train_batch(&Array2::<f64>::zeros((4, 13)), &Array2::<f64>::zeros((4, 2))).unwrap_err().to_string();
+    assert!(err.contains("MeanSquaredError") && err.contains("[4, 2]"), "{err}");
+}
+
+#[test]
+fn invalid_options_are_rejected() {
+    let (train, test) = overshooting_problem();
+    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.1));
+    let err = trainer.fit(&train, &test, &FitOptions { batch_size: 0, ..Default::default() }, &mut ()).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)));
+}
+
+fn two_hidden_layers() -> NeuralNetwork<f64> {
+    let mut rng = RandomState::new(0);
+    let layers: Vec<Box<dyn Layer<f64>>> = vec![
+        Box::new(Dense::builder(13, 13).activation(Activation::Sigmoid).build(&mut rng).unwrap()),
+        Box::new(Dense::builder(13, 13).activation(Activation::Sigmoid).build(&mut rng).unwrap()),
+        Box::new(Dense::builder(13, 1).build(&mut rng).unwrap()),
+    ];
+    NeuralNetwork::new(layers, MeanSquaredError::new())
+}
+
+#[test]
+fn book_reseeding_gives_identical_layers_only_on_request() {
+    let mut net = two_hidden_layers();
+    net.reinitialize(&mut RandomState::new(5), InitSeeding::BookReseed(5));
+    let p = net.params();
+    assert_eq!(p[0].1.value, p[2].1.value, "the book's quirk: layer 1's weights equal layer 0's");
+    let first_row = p[0].1.value.index_axis(ndarray::Axis(0), 0).to_owned();
+    assert_eq!(p[4].1.value.iter().copied().collect::<Vec<_>>(), first_row.iter().copied().collect::<Vec<_>>());
+
+    net.reinitialize(&mut RandomState::new(5), InitSeeding::Stream);
+    let p = net.params();
+    assert_ne!(p[0].1.value, p[2].1.value);
+}
+
+#[test]
+fn restart_makes_training_independent_of_the_starting_weights() {
+    let x: Array2<f64> = RandomState::new(3).randn((40, 13));
+    let y = x.sum_axis(ndarray::Axis(1)).insert_axis(ndarray::Axis(1));
+    let data = Dataset::new(x.into_dyn(), y.into_dyn()).unwrap();
+    let options = FitOptions { epochs: 3, eval_every: 1, batch_size: 8, seed: 9, ..Default::default() };
+    let mut a = Trainer::new(two_hidden_layers(), SGD::new(0.01));
+    let mut other = two_hidden_layers();
+    other.reinitialize(&mut RandomState::new(99), InitSeeding::Stream);
+    let mut b = Trainer::new(other, SGD::new(0.01));
+    let ra = a.fit(&data, &data, &options, &mut ()).unwrap();
+    let rb = b.fit(&data, &data, &options, &mut ()).unwrap();
+    assert_eq!(ra.batch_losses, rb.batch_losses);
+    assert_eq!(weights(&a.net), weights(&b.net));
+}
