@@ -199,7 +199,8 @@ fn choose(len: usize, config: &GradCheckConfig, rng: &mut RandomState) -> Vec<us
 }
 
 fn worst(name: String, shape: &[usize], results: impl Iterator<Item = (usize, f64, f64)>) -> TensorCheck {
-    let mut out = TensorCheck { name, index: vec![], analytic: 0.0, numeric: 0.0, error: f64::NEG_INFINITY, checked: 0 };
+    let mut out =
+        TensorCheck { name, index: vec![], analytic: 0.0, numeric: 0.0, error: f64::NEG_INFINITY, checked: 0 };
     for (flat, analytic, numeric) in results {
         out.checked += 1;
         let error = (analytic - numeric).abs() / 1f64.max(analytic.abs()).max(numeric.abs());

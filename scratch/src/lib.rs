@@ -30,6 +30,7 @@
 //! # Ok::<(), scratch::Error>(())
 //! ```
 
+pub mod checkpoint;
 pub mod data;
 mod error;
 mod float;

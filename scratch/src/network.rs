@@ -1,7 +1,10 @@
 //! A neural network: layers applied in sequence, and a loss (the book's `NeuralNetwork`).
 
+use std::path::Path;
+
 use ndarray::{ArrayBase, ArrayD, Data, Dimension};
 
+use crate::checkpoint::{self, NamedArray};
 use crate::layers::Layer;
 use crate::losses::Loss;
 use crate::ops::Mode;
@@ -149,6 +152,38 @@ impl<F: Float> NeuralNetwork<F> {
             }
             layer.reinitialize(rng);
         }
+    }
+
+    /// Every parameter's value in the canonical (PyTorch) layout, with its name.
+    pub fn named_parameters(&self) -> Vec<NamedArray<F>> {
+        self.params().into_iter().map(|(name, p)| (name, p.to_canonical())).collect()
+    }
+
+    /// Sets every parameter from `tensors` (canonical layout), which must match the model exactly.
+    ///
+    /// # Errors
+    /// The list of mismatches (missing, unexpected, or differently shaped tensors); nothing changes then.
+    pub fn load_named(&mut self, tensors: &[NamedArray<F>]) -> Result<()> {
+        checkpoint::apply(Path::new("(tensors)"), self.params_mut(), tensors)
+    }
+
+    /// Saves the parameters as a checkpoint (see [`crate::checkpoint`]); atomic.
+    ///
+    /// # Errors
+    /// If the file cannot be written.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let metadata = [("engine".to_string(), "scratch".to_string())].into_iter().collect();
+        checkpoint::save(path.as_ref(), &self.named_parameters(), &metadata)
+    }
+
+    /// Loads parameters saved by either engine.
+    ///
+    /// # Errors
+    /// A missing or malformed file, or one whose tensors do not match the model (all mismatches listed).
+    pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let file = checkpoint::load::<F>(path)?;
+        checkpoint::apply(path, self.params_mut(), &file.tensors)
     }
 
     /// A copy of every parameter value.

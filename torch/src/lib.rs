@@ -1,7 +1,10 @@
-//! *Deep Learning from Scratch* on libtorch, through [`tch`].
+//! *Deep Learning from Scratch* on libtorch, through [`tch`], in the style of the book's chapter 7.
+//!
+//! The models here are the same as in the `scratch` crate, with the same parameter names
+//! (`layers.0.weight`, ...) in PyTorch's layout, so that a model moves between the engines through a
+//! checkpoint and the `parity-tests` crate can prove both compute the same thing.
 
-/// The libtorch version this crate is built against.
-pub fn libtorch_version() -> String {
-    tch::utils::version_cudnn().map(|_| String::new()).unwrap_or_default();
-    "2.11.0".into()
-}
+pub mod convert;
+pub mod device;
+
+pub use device::Device;

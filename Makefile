@@ -1,0 +1,25 @@
+# The two commands of the README, and the checks CI runs.
+#   make tour   set up, then run the side-by-side tour of the book's experiments
+#   make test   set up, then run the whole test suite
+# `make setup` is idempotent: with everything in place it only verifies files (no network access).
+
+CARGO ?= cargo
+
+.PHONY: setup setup-cuda tour test lint
+
+setup:
+	python3 scripts/setup.py
+
+setup-cuda:
+	python3 scripts/setup.py --cuda
+
+tour: setup
+	$(CARGO) run --release -p examples --bin dlfs -- tour
+
+# DLFS_REQUIRE_DATA turns a missing data set into a test failure instead of a skipped test.
+test: setup
+	DLFS_REQUIRE_DATA=1 $(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

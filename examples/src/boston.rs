@@ -1,0 +1,224 @@
+//! Chapters 2 and 3 on the Boston housing data: the step-by-step models of chapter 2 and the
+//! `NeuralNetwork`s of chapter 3, with the book's seeds, so that the numbers can be compared with the
+//! book's.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Result;
+use scratch::data::boston::{self, Split};
+use scratch::fundamentals::{self, BiasGradient, LinearRegression, StepByStep, TrainConfig, TwoLayerNet};
+use scratch::metrics::{mae, rmse};
+use scratch::prelude::*;
+
+use crate::plot::{line_chart, Chart, Series};
+use crate::progress::ProgressObserver;
+use crate::table::Table;
+
+/// The outcome of one model.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The model's name.
+    pub model: String,
+    /// The engine that trained it.
+    pub engine: &'static str,
+    /// Mean absolute error on the test set.
+    pub mae: f64,
+    /// Root mean squared error on the test set.
+    pub rmse: f64,
+    /// The book's printed (MAE, RMSE), with the number of decimals it printed.
+    pub book: Option<(f64, f64, usize)>,
+    /// Training time in seconds.
+    pub seconds: f64,
+}
+
+/// Everything the Boston experiments produce.
+pub struct BostonResults {
+    /// One outcome per model.
+    pub outcomes: Vec<Outcome>,
+    /// Per-iteration training losses of the chapter-2 models.
+    pub chapter2_losses: Vec<(String, Vec<f64>)>,
+    /// Validation-loss curves `(epoch, loss)` of the chapter-3 models.
+    pub chapter3_validation: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+fn evaluate(preds: &ndarray::Array2<f64>, data: &Split<f64>) -> (f64, f64) {
+    (mae(preds, &data.y_test), rmse(preds, &data.y_test))
+}
+
+fn chapter2<M: StepByStep<f64>>(
+    name: &str,
+    model: &mut M,
+    iterations: usize,
+    rng: &mut RandomState,
+    data: &Split<f64>,
+) -> Result<(Vec<f64>, f64)> {
+    let start = Instant::now();
+    let config = TrainConfig { iterations, learning_rate: 0.001, batch_size: 23 };
+    let losses = fundamentals::train(model, &data.x_train, &data.y_train, &config, rng)
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    Ok((losses, start.elapsed().as_secs_f64()))
+}
+
+/// The chapter-3 models: sigmoid hidden layers of the given widths and a linear output, built with the
+/// book's seed.
+pub fn chapter3_network(hidden: &[usize], seed: u32) -> Result<NeuralNetwork<f64>> {
+    let mut rng = RandomState::new(seed);
+    let mut layers: Vec<Box<dyn Layer<f64>>> = Vec::new();
+    let mut n_in = boston::FEATURES;
+    for &h in hidden {
+        layers.push(Box::new(Dense::builder(n_in, h).activation(Activation::Sigmoid).build(&mut rng)?));
+        n_in = h;
+    }
+    layers.push(Box::new(Dense::builder(n_in, 1).build(&mut rng)?));
+    Ok(NeuralNetwork::new(layers, MeanSquaredError::new()))
+}
+
+/// The chapter-3 training settings: 50 epochs, evaluation every 10, batches of 32, the book's seed and
+/// its per-layer re-seeding.
+pub fn chapter3_options(seed: u32) -> FitOptions {
+    FitOptions {
+        epochs: 50,
+        eval_every: 10,
+        batch_size: 32,
+        seed,
+        restart: true,
+        init_seeding: InitSeeding::BookReseed(seed),
+        early_stopping: true,
+    }
+}
+
+/// The three chapter-3 models: name, hidden widths, and the book's (MAE, RMSE).
+pub const CHAPTER3_MODELS: [(&str, &[usize], (f64, f64)); 3] = [
+    ("ch3 lr: Dense(1)", &[], (3.52, 5.01)),
+    ("ch3 nn: Dense(13, sigmoid), Dense(1)", &[13], (2.60, 4.03)),
+    ("ch3 dl: Dense(13, sigmoid) x2, Dense(1)", &[13, 13], (2.45, 3.83)),
+];
+
+/// Trains every chapter-2 and chapter-3 model with the from-scratch engine.
+///
+/// # Errors
+/// Missing or malformed data, or a training failure.
+pub fn run(data_dir: &Path, quiet: bool) -> Result<BostonResults> {
+    let data = boston::load_book_split(data_dir)?;
+    let mut outcomes = Vec::new();
+    let mut chapter2_losses = Vec::new();
+
+    let start = Instant::now();
+    let ls = fundamentals::least_squares(&data.x_train, &data.y_train)?;
+    let (m, r) = evaluate(&ls.predict(&data.x_test.view()), &data);
+    let seconds = start.elapsed().as_secs_f64();
+    outcomes.push(Outcome {
+        model: "ch2 least squares (closed form)".into(),
+        engine: "scratch",
+        mae: m,
+        rmse: r,
+        book: Some((3.5671, 5.0476, 4)),
+        seconds,
+    });
+
+    let mut rng = RandomState::new(180_708);
+    let mut lr = LinearRegression::init(boston::FEATURES, &mut rng);
+    let (losses, seconds) = chapter2("linear regression", &mut lr, 1000, &mut rng, &data)?;
+    let (m, r) = evaluate(&lr.predict(&data.x_test.view()), &data);
+    outcomes.push(Outcome {
+        model: "ch2 linear regression, step by step".into(),
+        engine: "scratch",
+        mae: m,
+        rmse: r,
+        book: Some((3.5644, 5.0497, 4)),
+        seconds,
+    });
+    chapter2_losses.push(("linear regression".to_string(), losses));
+
+    for (quirk, label, book) in [
+        (BiasGradient::BookCollapsed, "ch2 two-layer net (book's bias bug)", Some((2.5951, 3.8851, 4))),
+        (BiasGradient::Correct, "ch2 two-layer net (correct gradient)", None),
+    ] {
+        let mut rng = RandomState::new(180_807);
+        let mut net = TwoLayerNet::init(boston::FEATURES, 13, quirk, &mut rng);
+        let (losses, seconds) = chapter2(label, &mut net, 10_000, &mut rng, &data)?;
+        let (m, r) = evaluate(&net.predict(&data.x_test.view()), &data);
+        outcomes.push(Outcome { model: label.into(), engine: "scratch", mae: m, rmse: r, book, seconds });
+        chapter2_losses.push((label.trim_start_matches("ch2 ").to_string(), losses));
+    }
+
+    let train = Dataset::new(data.x_train.clone().into_dyn(), data.y_train.clone().into_dyn())?;
+    let test = Dataset::new(data.x_test.clone().into_dyn(), data.y_test.clone().into_dyn())?;
+    let mut chapter3_validation = Vec::new();
+    for (name, hidden, (book_mae, book_rmse)) in CHAPTER3_MODELS {
+        let seed = 20_190_501;
+        let mut trainer = Trainer::new(chapter3_network(hidden, seed)?, SGD::new(0.01));
+        let mut progress = ProgressObserver::new(name.split(':').next().unwrap_or(name), quiet);
+        let report = trainer.fit(&train, &test, &chapter3_options(seed), &mut progress)?;
+        let preds = trainer.net.predict(&data.x_test)?;
+        let (m, r) = (mae(&preds, &test.y), rmse(&preds, &test.y));
+        outcomes.push(Outcome {
+            model: name.into(),
+            engine: "scratch",
+            mae: m,
+            rmse: r,
+            book: Some((book_mae, book_rmse, 2)),
+            seconds: report.train_time.as_secs_f64(),
+        });
+        let curve = report.evaluations.iter().map(|e| (e.epoch as f64, e.loss)).collect();
+        chapter3_validation.push((name.split(':').next().unwrap_or(name).to_string(), curve));
+    }
+    Ok(BostonResults { outcomes, chapter2_losses, chapter3_validation })
+}
+
+impl BostonResults {
+    /// The results as a table, with the book's numbers beside ours.
+    pub fn table(&self) -> Table {
+        let mut t = Table::new(
+            "Boston housing, test set (152 rows): chapters 2 and 3",
+            &["model", "engine", "MAE", "RMSE", "book MAE", "book RMSE", "train s"],
+        );
+        for o in &self.outcomes {
+            let (book_mae, book_rmse) = match o.book {
+                Some((m, r, d)) => (format!("{m:.d$}"), format!("{r:.d$}")),
+                None => ("-".into(), "-".into()),
+            };
+            t.push(vec![
+                o.model.clone(),
+                o.engine.into(),
+                format!("{:.4}", o.mae),
+                format!("{:.4}", o.rmse),
+                book_mae,
+                book_rmse,
+                format!("{:.3}", o.seconds),
+            ]);
+        }
+        t
+    }
+
+    /// Writes the loss curves as two PNG charts under `out_dir`; returns their paths.
+    ///
+    /// # Errors
+    /// If a file cannot be written.
+    pub fn plot(&self, out_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+        let ch2 = out_dir.join("boston-chapter2-training-loss.png");
+        line_chart(
+            &ch2,
+            &Chart {
+                title: "Chapter 2: training loss (MSE per batch, mean of 50 iterations)".into(),
+                x_label: "iteration".into(),
+                y_label: "loss".into(),
+                series: self.chapter2_losses.iter().map(|(n, l)| Series::smoothed(n.clone(), l, 50)).collect(),
+                log_y: true,
+            },
+        )?;
+        let ch3 = out_dir.join("boston-chapter3-validation-loss.png");
+        line_chart(
+            &ch3,
+            &Chart {
+                title: "Chapter 3: validation loss (MSE on the test set)".into(),
+                x_label: "epoch".into(),
+                y_label: "loss".into(),
+                series: self.chapter3_validation.iter().map(|(n, c)| Series::new(n.clone(), c.clone())).collect(),
+                log_y: false,
+            },
+        )?;
+        Ok(vec![ch2, ch3])
+    }
+}

@@ -1,0 +1,188 @@
+//! PNG line charts of loss curves.
+//!
+//! Text is drawn with a TrueType font found on the system (DejaVu Sans, Liberation Sans, Arial,
+//! Helvetica, or any `.ttf` under the usual font folders); without one the chart is drawn without text.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+
+/// One line of a chart.
+#[derive(Clone, Debug)]
+pub struct Series {
+    /// The legend entry.
+    pub name: String,
+    /// `(x, y)` points, in order of `x`.
+    pub points: Vec<(f64, f64)>,
+}
+
+impl Series {
+    /// A series from `(x, y)` points.
+    pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
+        Series { name: name.into(), points }
+    }
+
+    /// `values[i]` plotted at `x = i + 1`, averaged over windows of `window` points to show the trend of
+    /// noisy per-batch losses.
+    pub fn smoothed(name: impl Into<String>, values: &[f64], window: usize) -> Self {
+        let window = window.max(1);
+        let points = values
+            .chunks(window)
+            .enumerate()
+            .map(|(i, c)| (((i * window) + c.len()) as f64, c.iter().sum::<f64>() / c.len() as f64))
+            .collect();
+        Series::new(name, points)
+    }
+}
+
+/// A chart: title, axis labels, series, and whether the y axis is logarithmic.
+#[derive(Clone, Debug)]
+pub struct Chart {
+    /// The caption.
+    pub title: String,
+    /// The x axis label.
+    pub x_label: String,
+    /// The y axis label.
+    pub y_label: String,
+    /// The lines.
+    pub series: Vec<Series>,
+    /// Logarithmic y axis.
+    pub log_y: bool,
+}
+
+const FONT_DIRS: [&str; 4] = ["/usr/share/fonts", "/usr/local/share/fonts", "/System/Library/Fonts", "/Library/Fonts"];
+const PREFERRED: [&str; 5] =
+    ["DejaVuSans.ttf", "LiberationSans-Regular.ttf", "Arial.ttf", "Helvetica.ttf", "FreeSans.ttf"];
+
+fn find_font() -> Option<PathBuf> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>, depth: usize) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && depth < 4 {
+                walk(&path, found, depth + 1);
+            } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("ttf")) {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for dir in FONT_DIRS {
+        walk(Path::new(dir), &mut found, 0);
+    }
+    PREFERRED
+        .iter()
+        .find_map(|name| found.iter().find(|p| p.file_name().is_some_and(|f| f == *name)).cloned())
+        .or_else(|| found.into_iter().min())
+}
+
+/// Registers a system font as `sans-serif` once; false when there is none.
+fn font_available() -> bool {
+    static FONT: OnceLock<bool> = OnceLock::new();
+    *FONT.get_or_init(|| {
+        let Some(bytes) = find_font().and_then(|p| std::fs::read(p).ok()) else {
+            eprintln!("note: no TrueType font found; charts are drawn without text");
+            return false;
+        };
+        register_font("sans-serif", FontStyle::Normal, Box::leak(bytes.into_boxed_slice())).is_ok()
+    })
+}
+
+fn bounds(series: &[Series], log_y: bool) -> (f64, f64, f64, f64) {
+    let pts = || series.iter().flat_map(|s| s.points.iter()).filter(|(_, y)| y.is_finite() && (!log_y || *y > 0.0));
+    let (x0, x1) = pts().fold((f64::MAX, f64::MIN), |(a, b), (x, _)| (a.min(*x), b.max(*x)));
+    let (y0, y1) = pts().fold((f64::MAX, f64::MIN), |(a, b), (_, y)| (a.min(*y), b.max(*y)));
+    if x0 > x1 {
+        return (0.0, 1.0, 0.1, 1.0);
+    }
+    let (x1, y1) = (if x1 > x0 { x1 } else { x0 + 1.0 }, if y1 > y0 { y1 } else { y0 * 1.1 + 1e-9 });
+    if log_y {
+        (x0, x1, y0 / 1.2, y1 * 1.2)
+    } else {
+        let pad = (y1 - y0) * 0.05;
+        (x0, x1, y0 - pad, y1 + pad)
+    }
+}
+
+/// Draws `chart` into a 900×560 PNG at `path`, creating its folder.
+///
+/// # Errors
+/// If the folder or file cannot be written.
+pub fn line_chart(path: &Path, chart: &Chart) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let text = font_available();
+    draw(path, chart, text).map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
+}
+
+/// A tick label: at most three decimals, trailing zeros dropped.
+fn tick(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+fn draw(path: &Path, chart: &Chart, text: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (x0, x1, y0, y1) = bounds(&chart.series, chart.log_y);
+    let mut builder = ChartBuilder::on(&root);
+    builder.margin(16);
+    if text {
+        builder.caption(&chart.title, ("sans-serif", 22)).x_label_area_size(44).y_label_area_size(70);
+    }
+    let colours = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+    ];
+
+    macro_rules! finish {
+        ($ctx:expr) => {{
+            let mut ctx = $ctx;
+            let mut mesh = ctx.configure_mesh();
+            if text {
+                mesh.x_desc(chart.x_label.as_str())
+                    .y_desc(chart.y_label.as_str())
+                    .label_style(("sans-serif", 14))
+                    .x_label_formatter(&|x| tick(*x))
+                    .y_label_formatter(&|y| tick(*y));
+            } else {
+                mesh.x_labels(0).y_labels(0);
+            }
+            if chart.log_y {
+                mesh.light_line_style(WHITE);
+            }
+            mesh.draw()?;
+            for (i, s) in chart.series.iter().enumerate() {
+                let colour = colours[i % colours.len()];
+                let points = s.points.iter().copied().filter(|(_, y)| y.is_finite() && (!chart.log_y || *y > 0.0));
+                let line = ctx.draw_series(LineSeries::new(points, colour.stroke_width(2)))?;
+                if text {
+                    line.label(s.name.as_str())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+                }
+            }
+            if text {
+                ctx.configure_series_labels()
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK)
+                    .label_font(("sans-serif", 14))
+                    .draw()?;
+            }
+        }};
+    }
+    if chart.log_y {
+        finish!(builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?);
+    } else {
+        finish!(builder.build_cartesian_2d(x0..x1, y0..y1)?);
+    }
+    root.present()?;
+    Ok(())
+}

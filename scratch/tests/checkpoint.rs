@@ -1,0 +1,146 @@
+//! Checkpoints: round trips, type conversion, mismatch reports, bad files, and a save killed half-way.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ndarray::{Array2, ArrayD, IxDyn};
+use scratch::checkpoint::{self, partial_path};
+use scratch::prelude::*;
+
+fn dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("checkpoints").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn net<F: Float>(widths: &[usize], seed: u32) -> NeuralNetwork<F> {
+    let mut rng = RandomState::new(seed);
+    let layers: Vec<Box<dyn Layer<F>>> = widths
+        .windows(2)
+        .map(|w| Box::new(Dense::builder(w[0], w[1]).activation(Activation::Tanh).build(&mut rng).unwrap()) as Box<dyn Layer<F>>)
+        .collect();
+    NeuralNetwork::new(layers, MeanSquaredError::new())
+}
+
+#[test]
+fn round_trip_restores_predictions_in_both_types() {
+    let d = dir("round-trip");
+    let x: Array2<f64> = RandomState::new(1).randn((5, 4));
+    let mut a = net::<f64>(&[4, 6, 3], 1);
+    a.save(d.join("a.safetensors")).unwrap();
+    let mut b = net::<f64>(&[4, 6, 3], 2);
+    assert_ne!(a.predict(&x).unwrap(), b.predict(&x).unwrap());
+    b.load(d.join("a.safetensors")).unwrap();
+    assert_eq!(a.predict(&x).unwrap(), b.predict(&x).unwrap());
+
+    // An f64 checkpoint loads into an f32 model and back.
+    let mut c = net::<f32>(&[4, 6, 3], 3);
+    c.load(d.join("a.safetensors")).unwrap();
+    let xf = x.mapv(|v| v as f32);
+    let (pa, pc) = (a.predict(&x).unwrap(), c.predict(&xf).unwrap());
+    assert!(pa.iter().zip(pc.iter()).all(|(a, c)| (a - f64::from(*c)).abs() < 1e-5));
+    c.save(d.join("c.safetensors")).unwrap();
+    let file = checkpoint::load::<f64>(&d.join("c.safetensors")).unwrap();
+    assert_eq!(file.metadata["format"], checkpoint::FORMAT);
+    assert_eq!(file.metadata["engine"], "scratch");
+    let names: Vec<&str> = file.tensors.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["layers.0.bias", "layers.0.weight", "layers.1.bias", "layers.1.weight"]);
+    // PyTorch's layout: weight (out, in), bias (out,).
+    assert_eq!(file.tensors[1].1.shape(), &[6, 4]);
+    assert_eq!(file.tensors[0].1.shape(), &[6]);
+}
+
+#[test]
+fn mismatches_are_listed_and_nothing_changes() {
+    let d = dir("mismatch");
+    net::<f64>(&[4, 6, 3], 1).save(d.join("small.safetensors")).unwrap();
+    let mut other = net::<f64>(&[4, 7, 3, 2], 2);
+    let before = other.named_parameters();
+    let err = other.load(d.join("small.safetensors")).unwrap_err().to_string();
+    for expected in [
+        "small.safetensors",
+        "layers.0.weight: the model has shape [7, 4], the file [6, 4]",
+        "layers.1.weight: the model has shape [3, 7], the file [3, 6]",
+        "missing tensor layers.2.weight (model shape [2, 3])",
+    ] {
+        assert!(err.contains(expected), "{expected:?} not in:\n{err}");
+    }
+    assert_eq!(other.named_parameters(), before);
+
+    let mut smaller = net::<f64>(&[4, 6], 3);
+    let err = smaller.load(d.join("small.safetensors")).unwrap_err().to_string();
+    assert!(err.contains("unexpected tensor layers.1.weight [3, 6]"), "{err}");
+}
+
+#[test]
+fn bad_files() {
+    let d = dir("bad");
+    let err = net::<f64>(&[2, 1], 1).load(d.join("absent.safetensors")).unwrap_err().to_string();
+    assert!(err.contains("absent.safetensors") && err.contains("not found"), "{err}");
+    std::fs::write(d.join("junk.safetensors"), b"this is not a checkpoint").unwrap();
+    let err = net::<f64>(&[2, 1], 1).load(d.join("junk.safetensors")).unwrap_err().to_string();
+    assert!(err.contains("junk.safetensors") && err.contains("not a safetensors file"), "{err}");
+}
+
+const CHILD_ENV: &str = "DLFS_CHECKPOINT_CRASH_CHILD";
+
+/// In the child process: save a large checkpoint to the given path (the parent kills it mid-way).
+fn child_save(target: &Path) {
+    let big = ArrayD::from_elem(IxDyn(&[40_000_000]), 1.5f64);
+    checkpoint::save(target, &[("layers.0.weight".to_string(), big)], &Default::default()).unwrap();
+}
+
+#[test]
+fn a_save_killed_half_way_keeps_the_previous_checkpoint() {
+    if let Some(target) = std::env::var_os(CHILD_ENV) {
+        child_save(Path::new(&target));
+        return;
+    }
+    let d = dir("crash");
+    let target = d.join("model.safetensors");
+    let old = net::<f64>(&[3, 2], 7);
+    old.save(&target).unwrap();
+    let full_size = 8 + 40_000_000 * 8;
+
+    let mut killed_mid_write = false;
+    for _attempt in 0..5 {
+        let _ = std::fs::remove_file(partial_path(&target));
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "a_save_killed_half_way_keeps_the_previous_checkpoint", "--nocapture"])
+            .env(CHILD_ENV, &target)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        let partial_size = loop {
+            let size = std::fs::metadata(partial_path(&target)).map(|m| m.len()).unwrap_or(0);
+            if size > 0 || start.elapsed() > Duration::from_secs(60) {
+                break size;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Whatever the timing, the target is a complete checkpoint: the old one unless the child
+        // finished and renamed before the kill.
+        let mut reloaded = net::<f64>(&[3, 2], 8);
+        match reloaded.load(&target) {
+            Ok(()) => assert_eq!(reloaded.named_parameters(), old.named_parameters()),
+            Err(e) => {
+                let file = checkpoint::load::<f64>(&target).unwrap_or_else(|_| panic!("the target is corrupt: {e}"));
+                assert_eq!(file.tensors[0].1.len(), 40_000_000, "the new checkpoint is complete");
+                old.save(&target).unwrap();
+                continue;
+            }
+        }
+        if partial_size > 0 && partial_size < full_size as u64 {
+            killed_mid_write = true;
+            break;
+        }
+    }
+    assert!(killed_mid_write, "never caught the child in the middle of writing");
+    // A later save replaces the leftover partial file and succeeds.
+    old.save(&target).unwrap();
+    assert!(!partial_path(&target).exists());
+}
