@@ -56,8 +56,13 @@ fn encode<F: Float>(values: &ArrayD<F>) -> (Dtype, Vec<u8>) {
 fn decode<F: Float>(path: &Path, name: &str, view: &TensorView<'_>) -> Result<ArrayD<F>> {
     let data = view.data();
     let values: Vec<F> = match view.dtype() {
-        Dtype::F32 => data.chunks_exact(4).map(|c| F::cast(f64::from(f32::from_le_bytes(c.try_into().expect("4 bytes"))))).collect(),
-        Dtype::F64 => data.chunks_exact(8).map(|c| F::cast(f64::from_le_bytes(c.try_into().expect("8 bytes")))).collect(),
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|c| F::cast(f64::from(f32::from_le_bytes(c.try_into().expect("4 bytes")))))
+            .collect(),
+        Dtype::F64 => {
+            data.chunks_exact(8).map(|c| F::cast(f64::from_le_bytes(c.try_into().expect("8 bytes")))).collect()
+        }
         other => return Err(bad(path, format!("tensor {name} has dtype {other:?}; checkpoints hold F32 or F64"))),
     };
     ArrayD::from_shape_vec(IxDyn(view.shape()), values)
@@ -69,11 +74,13 @@ fn decode<F: Float>(path: &Path, name: &str, view: &TensorView<'_>) -> Result<Ar
 /// # Errors
 /// If the file cannot be written; the previous file at `path`, if any, is then unchanged.
 pub fn save<F: Float>(path: &Path, tensors: &[NamedArray<F>], metadata: &BTreeMap<String, String>) -> Result<()> {
-    let encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
-        tensors.iter().map(|(n, a)| {
+    let encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, a)| {
             let (dtype, bytes) = encode(a);
             (n.clone(), dtype, a.shape().to_vec(), bytes)
-        }).collect();
+        })
+        .collect();
     let views = encoded.iter().map(|(n, dtype, shape, bytes)| {
         let view = TensorView::new(*dtype, shape.clone(), bytes).expect("the byte count matches the shape");
         (n.as_str(), view)
@@ -144,34 +151,47 @@ pub fn load<F: Float>(path: &Path) -> Result<Checkpoint<F>> {
     Ok(Checkpoint { tensors, metadata })
 }
 
-/// Sets each of `params` (name, parameter) from the tensor of the same name, in the canonical layout.
-///
-/// # Errors
-/// [`Error::BadFile`] listing every mismatch at once: parameters the file lacks, tensors the model lacks,
-/// and shapes that differ (with both shapes). Nothing is changed unless everything matches.
-pub fn apply<F: Float>(path: &Path, params: Vec<(String, &mut Param<F>)>, tensors: &[NamedArray<F>]) -> Result<()> {
+/// Every difference between the tensors a model expects (`expected`: name and canonical shape) and
+/// `tensors`: tensors the model needs but the list lacks, tensors the model does not have, and shapes
+/// that differ (both shapes given). Empty when they match.
+pub fn mismatches<F>(expected: &[(String, Vec<usize>)], tensors: &[NamedArray<F>]) -> Vec<String> {
     let by_name: BTreeMap<&str, &ArrayD<F>> = tensors.iter().map(|(n, a)| (n.as_str(), a)).collect();
     let mut problems = Vec::new();
-    for (name, p) in &params {
+    for (name, shape) in expected {
         match by_name.get(name.as_str()) {
-            None => problems.push(format!("missing tensor {name} (model shape {:?})", p.canonical_shape())),
-            Some(a) if a.shape() != p.canonical_shape().as_slice() => problems.push(format!(
-                "{name}: the model has shape {:?}, the file {:?}",
-                p.canonical_shape(),
-                a.shape()
-            )),
+            None => problems.push(format!("missing tensor {name} (model shape {shape:?})")),
+            Some(a) if a.shape() != shape.as_slice() => {
+                problems.push(format!("{name}: the model has shape {shape:?}, the file {:?}", a.shape()))
+            }
             Some(_) => {}
         }
     }
-    let wanted: std::collections::BTreeSet<&str> = params.iter().map(|(n, _)| n.as_str()).collect();
+    let wanted: std::collections::BTreeSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
     for (name, a) in tensors {
         if !wanted.contains(name.as_str()) {
             problems.push(format!("unexpected tensor {name} {:?} (not in the model)", a.shape()));
         }
     }
+    problems
+}
+
+/// The error for a non-empty list of [`mismatches`] of `source` (a file, or `(tensors)`).
+pub fn mismatch_error(source: &Path, problems: &[String]) -> Error {
+    bad(source, format!("does not match the model:\n  {}", problems.join("\n  ")))
+}
+
+/// Sets each of `params` (name, parameter) from the tensor of the same name, in the canonical layout.
+///
+/// # Errors
+/// [`Error::BadFile`] listing every [mismatch](mismatches) at once; nothing is changed unless everything
+/// matches.
+pub fn apply<F: Float>(source: &Path, params: Vec<(String, &mut Param<F>)>, tensors: &[NamedArray<F>]) -> Result<()> {
+    let expected: Vec<(String, Vec<usize>)> = params.iter().map(|(n, p)| (n.clone(), p.canonical_shape())).collect();
+    let problems = mismatches(&expected, tensors);
     if !problems.is_empty() {
-        return Err(bad(path, format!("does not match the model:\n  {}", problems.join("\n  "))));
+        return Err(mismatch_error(source, &problems));
     }
+    let by_name: BTreeMap<&str, &ArrayD<F>> = tensors.iter().map(|(n, a)| (n.as_str(), a)).collect();
     for (name, p) in params {
         p.set_canonical(by_name[name.as_str()], &name)?;
     }

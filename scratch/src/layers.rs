@@ -178,7 +178,7 @@ impl<F: Float> Layer<F> for Dense<F> {
     }
 
     fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
-        let y = self.chain.forward(input, mode, &self.describe())?;
+        let y = self.chain.forward(input, mode)?;
         match &mut self.dropout {
             Some(dropout) => dropout.forward(y, mode),
             None => Ok(y),
@@ -190,7 +190,7 @@ impl<F: Float> Layer<F> for Dense<F> {
             Some(dropout) => dropout.backward(output_grad)?,
             None => output_grad,
         };
-        self.chain.backward(g, &self.describe())
+        self.chain.backward(g)
     }
 
     fn params(&self) -> Vec<(&'static str, &Param<F>)> {

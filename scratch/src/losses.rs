@@ -18,6 +18,20 @@ pub trait Loss<F: Float>: Send {
     fn backward(&mut self) -> Result<ArrayD<F>>;
 }
 
+impl<F: Float> Loss<F> for Box<dyn Loss<F>> {
+    fn name(&self) -> &'static str {
+        self.as_ref().name()
+    }
+
+    fn forward(&mut self, prediction: &ArrayD<F>, target: &ArrayD<F>) -> Result<F> {
+        self.as_mut().forward(prediction, target)
+    }
+
+    fn backward(&mut self) -> Result<ArrayD<F>> {
+        self.as_mut().backward()
+    }
+}
+
 fn check_same_shape<F>(loss: &str, prediction: &ArrayD<F>, target: &ArrayD<F>) -> Result<()> {
     if prediction.shape() != target.shape() {
         return Err(Error::shape(
@@ -157,13 +171,11 @@ impl<F: Float> Loss<F> for SoftmaxCrossEntropy<F> {
         let y = as_matrix(target, "SoftmaxCrossEntropy: target")?;
         let loss = match self.value {
             CrossEntropyValue::Categorical => -Zip::from(&log_p).and(&y).fold(F::zero(), |acc, &lp, &t| acc + t * lp),
-            CrossEntropyValue::BookBinarySum => {
-                let (lo, hi) = (F::cast(1e-9), F::cast(1.0 - 1e-9));
-                Zip::from(&log_p).and(&y).fold(F::zero(), |acc, &lp, &t| {
-                    let p = lp.exp().max(lo).min(hi);
-                    acc - t * p.ln() - (F::one() - t) * (F::one() - p).ln()
-                })
-            }
+            // In f64 whatever F is: in f32, 1 − 1e-9 rounds to 1 and log(1 − p) to −∞.
+            CrossEntropyValue::BookBinarySum => F::cast(Zip::from(&log_p).and(&y).fold(0.0, |acc, &lp, &t| {
+                let (p, t) = (lp.as_f64().exp().clamp(1e-9, 1.0 - 1e-9), t.as_f64());
+                acc - t * p.ln() - (1.0 - t) * (1.0 - p).ln()
+            })),
         } / n;
         let mut grad = log_p;
         Zip::from(&mut grad).and(&y).for_each(|g, &t| *g = (g.exp() - t) / n);

@@ -18,7 +18,10 @@ fn net<F: Float>(widths: &[usize], seed: u32) -> NeuralNetwork<F> {
     let mut rng = RandomState::new(seed);
     let layers: Vec<Box<dyn Layer<F>>> = widths
         .windows(2)
-        .map(|w| Box::new(Dense::builder(w[0], w[1]).activation(Activation::Tanh).build(&mut rng).unwrap()) as Box<dyn Layer<F>>)
+        .map(|w| {
+            Box::new(Dense::builder(w[0], w[1]).activation(Activation::Tanh).build(&mut rng).unwrap())
+                as Box<dyn Layer<F>>
+        })
         .collect();
     NeuralNetwork::new(layers, MeanSquaredError::new())
 }

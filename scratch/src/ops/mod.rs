@@ -89,27 +89,27 @@ impl<F: Float> OpChain<F> {
         &mut self.ops
     }
 
-    /// Runs every operation forward; errors are prefixed with `context` and the operation's name.
-    pub fn forward(&mut self, input: ArrayD<F>, mode: Mode, context: &str) -> Result<ArrayD<F>> {
+    /// Runs every operation forward; errors are prefixed with the operation's name.
+    pub fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
         self.shapes.clear();
         let mut x = input;
         for op in &mut self.ops {
             let in_shape = x.shape().to_vec();
-            x = op.forward(x, mode).map_err(|e| e.within(&format!("{context} / {}", op.name())))?;
+            x = op.forward(x, mode).map_err(|e| e.within(op.name()))?;
             self.shapes.push((in_shape, x.shape().to_vec()));
         }
         Ok(x)
     }
 
     /// Runs every operation backward, checking that each gradient has the shape of its array.
-    pub fn backward(&mut self, output_grad: ArrayD<F>, context: &str) -> Result<ArrayD<F>> {
+    pub fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
         if self.shapes.len() != self.ops.len() {
-            return Err(no_forward(context));
+            return Err(no_forward("OpChain"));
         }
         let mut g = output_grad;
         for (op, (in_shape, out_shape)) in self.ops.iter_mut().zip(&self.shapes).rev() {
             let name = op.name();
-            let here = || format!("{context} / {name}");
+            let here = || name.to_string();
             if g.shape() != out_shape.as_slice() {
                 return Err(Error::shape(format!("{} backward", here()), format!("gradient {out_shape:?}"), g.shape()));
             }

@@ -1,0 +1,81 @@
+//! One checkpoint format for both engines: a model trained in one loads in the other and predicts the
+//! same; mismatches are listed whichever engine reads the file.
+
+use ndarray::{ArrayD, IxDyn};
+use parity_tests::{assert_close_tensor, dense_pair, DenseSpec, LossKind, F32, F64};
+use scratch::layers::WeightInit;
+use scratch::ops::{Activation, Mode};
+use scratch::optim::SGD;
+use scratch::rng::RandomState;
+use scratch::train::{Dataset, FitOptions, Trainer};
+use torch::convert::to_tensor;
+
+fn dir(name: &str) -> std::path::PathBuf {
+    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("parity-checkpoints").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+const LAYERS: [DenseSpec; 3] = [
+    DenseSpec { neurons: 12, activation: Activation::Tanh, dropout: None },
+    DenseSpec { neurons: 6, activation: Activation::ReLU, dropout: None },
+    DenseSpec { neurons: 3, activation: Activation::Linear, dropout: None },
+];
+
+#[test]
+fn a_model_trained_from_scratch_runs_in_torch_and_back() {
+    let d = dir("round-trip");
+    let mut rng = RandomState::new(9);
+    let x: ArrayD<f64> = rng.randn(IxDyn(&[40, 5]));
+    let y = LossKind::MseRows.targets::<f64>(40, 3, &mut rng);
+    let (net, _) = dense_pair::<f64>(5, &LAYERS, WeightInit::Glorot, LossKind::MseRows, 1);
+    let mut trainer = Trainer::new(net, SGD::new(0.05));
+    let data = Dataset::new(x.clone(), y).unwrap();
+    let options = FitOptions { epochs: 5, eval_every: 5, batch_size: 8, restart: false, ..Default::default() };
+    trainer.fit(&data, &data, &options, &mut ()).unwrap();
+    trainer.net.save(d.join("scratch.safetensors")).unwrap();
+
+    // Into a torch model with other weights, in f64 and in f32.
+    let (_, mut model) = dense_pair::<f64>(5, &LAYERS, WeightInit::Glorot, LossKind::MseRows, 2);
+    model.load(d.join("scratch.safetensors")).unwrap();
+    let expected = trainer.net.predict(&x).unwrap();
+    assert_close_tensor("torch f64 prediction", &expected, &model.forward(&to_tensor(&x), Mode::Eval).unwrap(), F64);
+    let (_, mut model32) = dense_pair::<f32>(5, &LAYERS, WeightInit::Glorot, LossKind::MseRows, 3);
+    model32.load(d.join("scratch.safetensors")).unwrap();
+    let x32 = x.mapv(|v| v as f32);
+    assert_close_tensor(
+        "torch f32 prediction",
+        &expected.mapv(|v| v as f32),
+        &model32.forward(&to_tensor(&x32), Mode::Eval).unwrap(),
+        F32,
+    );
+
+    // And back: torch saves, a fresh from-scratch network loads.
+    model.save(d.join("torch.safetensors")).unwrap();
+    let (mut back, _) = dense_pair::<f64>(5, &LAYERS, WeightInit::Standard, LossKind::MseRows, 4);
+    back.load(d.join("torch.safetensors")).unwrap();
+    assert_eq!(back.predict(&x).unwrap(), expected);
+    let file = scratch::checkpoint::load::<f64>(&d.join("torch.safetensors")).unwrap();
+    assert_eq!(file.metadata["engine"], "torch");
+}
+
+#[test]
+fn torch_lists_the_mismatches_of_a_scratch_checkpoint() {
+    let d = dir("mismatch");
+    let (net, _) = dense_pair::<f64>(5, &LAYERS, WeightInit::Glorot, LossKind::MseRows, 1);
+    net.save(d.join("a.safetensors")).unwrap();
+    let other = [DenseSpec::new(12, Activation::Tanh), DenseSpec::new(4, Activation::Linear)];
+    let (_, mut model) = dense_pair::<f64>(5, &other, WeightInit::Glorot, LossKind::MseRows, 1);
+    let before = model.named_arrays::<f64>();
+    let err = model.load(d.join("a.safetensors")).unwrap_err().to_string();
+    for expected in [
+        "a.safetensors",
+        "layers.1.weight: the model has shape [4, 12], the file [6, 12]",
+        "layers.1.bias: the model has shape [4], the file [6]",
+        "unexpected tensor layers.2.weight [3, 6]",
+    ] {
+        assert!(err.contains(expected), "{expected:?} not in:\n{err}");
+    }
+    assert_eq!(model.named_arrays::<f64>(), before, "a failed load changes nothing");
+}

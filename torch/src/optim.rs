@@ -1,0 +1,151 @@
+//! Optimizers on libtorch in the book's forms, sharing the learning-rate schedules of the from-scratch
+//! engine ([`scratch::optim::LearningRate`]).
+//!
+//! They update the parameters in place from the gradients autograd left in them, under `no_grad`.
+
+use std::collections::HashMap;
+
+use scratch::optim::{Decay, LearningRate};
+use tch::Tensor;
+
+use crate::Result;
+
+/// Updates named parameters from their gradients.
+pub trait Optimizer: Send {
+    /// One update of every parameter.
+    ///
+    /// # Errors
+    /// If a parameter has no gradient.
+    fn step(&mut self, params: &[(String, Tensor)]) -> Result<()>;
+    /// The learning rate the next step uses.
+    fn learning_rate(&self) -> f64;
+    /// Called once before training for `epochs` epochs.
+    fn start(&mut self, epochs: usize);
+    /// Called after every epoch.
+    fn end_epoch(&mut self);
+}
+
+fn grad_of(name: &str, p: &Tensor) -> Result<Tensor> {
+    let g = p.grad();
+    if g.defined() {
+        Ok(g)
+    } else {
+        Err(scratch::Error::InvalidArgument(format!("parameter {name} has no gradient: call backward first")).into())
+    }
+}
+
+/// Checks an in-place update (libtorch returns the updated tensor itself, which is not needed).
+fn updated(result: std::result::Result<Tensor, tch::TchError>) -> Result<()> {
+    result.map(drop).map_err(Into::into)
+}
+
+macro_rules! schedule {
+    () => {
+        fn learning_rate(&self) -> f64 {
+            self.lr.get()
+        }
+        fn start(&mut self, epochs: usize) {
+            self.lr.start(epochs);
+        }
+        fn end_epoch(&mut self) {
+            self.lr.end_epoch();
+        }
+    };
+}
+
+/// `p ← p − lr · g`.
+pub struct SGD {
+    lr: LearningRate,
+}
+
+impl SGD {
+    /// SGD with rate `lr` and a decay schedule.
+    ///
+    /// # Errors
+    /// If a rate is not positive.
+    pub fn new(lr: f64, decay: Decay) -> Result<Self> {
+        Ok(SGD { lr: LearningRate::new(lr, decay)? })
+    }
+}
+
+impl Optimizer for SGD {
+    fn step(&mut self, params: &[(String, Tensor)]) -> Result<()> {
+        let lr = self.lr.get();
+        for (name, p) in params {
+            let g = grad_of(name, p)?;
+            tch::no_grad(|| updated(p.shallow_clone().f_sub_(&(g * lr))))?;
+        }
+        Ok(())
+    }
+    schedule!();
+}
+
+/// The book's momentum, the rate inside the velocity: `v ← μ v + lr · g; p ← p − v`.
+/// (`torch.optim.SGD(momentum=μ)` puts the rate outside, which differs once the rate decays.)
+pub struct SGDMomentum {
+    lr: LearningRate,
+    momentum: f64,
+    velocities: HashMap<String, Tensor>,
+}
+
+impl SGDMomentum {
+    /// Momentum SGD.
+    ///
+    /// # Errors
+    /// If a rate is not positive or the momentum is outside `[0, 1)`.
+    pub fn new(lr: f64, momentum: f64, decay: Decay) -> Result<Self> {
+        if !(0.0..1.0).contains(&momentum) {
+            return Err(scratch::Error::InvalidArgument(format!("momentum must be in [0, 1), got {momentum}")).into());
+        }
+        Ok(SGDMomentum { lr: LearningRate::new(lr, decay)?, momentum, velocities: HashMap::new() })
+    }
+}
+
+impl Optimizer for SGDMomentum {
+    fn step(&mut self, params: &[(String, Tensor)]) -> Result<()> {
+        let (lr, mu) = (self.lr.get(), self.momentum);
+        for (name, p) in params {
+            let g = grad_of(name, p)?;
+            tch::no_grad(|| -> Result<()> {
+                let v = self.velocities.entry(name.clone()).or_insert_with(|| p.zeros_like());
+                updated(v.f_mul_scalar_(mu))?;
+                updated(v.f_add_(&(g * lr)))?;
+                updated(p.shallow_clone().f_sub_(v))
+            })?;
+        }
+        Ok(())
+    }
+    schedule!();
+}
+
+/// The book's AdaGrad: `s ← s + ε + g²; p ← p − lr · g / √s`, `ε = 1e-7`.
+pub struct AdaGrad {
+    lr: LearningRate,
+    sums: HashMap<String, Tensor>,
+}
+
+impl AdaGrad {
+    /// AdaGrad with base rate `lr`.
+    ///
+    /// # Errors
+    /// If a rate is not positive.
+    pub fn new(lr: f64, decay: Decay) -> Result<Self> {
+        Ok(AdaGrad { lr: LearningRate::new(lr, decay)?, sums: HashMap::new() })
+    }
+}
+
+impl Optimizer for AdaGrad {
+    fn step(&mut self, params: &[(String, Tensor)]) -> Result<()> {
+        let lr = self.lr.get();
+        for (name, p) in params {
+            let g = grad_of(name, p)?;
+            tch::no_grad(|| -> Result<()> {
+                let s = self.sums.entry(name.clone()).or_insert_with(|| p.zeros_like());
+                updated(s.f_add_(&(g.square() + scratch::optim::AdaGrad::<f64>::EPS)))?;
+                updated(p.shallow_clone().f_sub_(&(g * lr / s.sqrt())))
+            })?;
+        }
+        Ok(())
+    }
+    schedule!();
+}
