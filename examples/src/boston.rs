@@ -8,9 +8,12 @@ use std::time::Instant;
 use anyhow::Result;
 use scratch::data::boston::{self, Split};
 use scratch::fundamentals::{self, BiasGradient, LinearRegression, StepByStep, TrainConfig, TwoLayerNet};
+use scratch::losses::MseReduction;
 use scratch::metrics::{mae, rmse};
 use scratch::prelude::*;
+use scratch::train::FitReport;
 
+use crate::mnist::Engines;
 use crate::plot::{line_chart, Chart, Series};
 use crate::progress::ProgressObserver;
 use crate::table::Table;
@@ -95,74 +98,215 @@ pub const CHAPTER3_MODELS: [(&str, &[usize], (f64, f64)); 3] = [
     ("ch3 dl: Dense(13, sigmoid) x2, Dense(1)", &[13, 13], (2.45, 3.83)),
 ];
 
-/// Trains every chapter-2 and chapter-3 model with the from-scratch engine.
+/// A chapter-2 model in either engine.
+trait Chapter2Model: StepByStep<f64> {
+    fn predict(&self, x: &ndarray::ArrayView2<f64>) -> ndarray::Array2<f64>;
+}
+
+impl Chapter2Model for LinearRegression<f64> {
+    fn predict(&self, x: &ndarray::ArrayView2<f64>) -> ndarray::Array2<f64> {
+        LinearRegression::predict(self, x)
+    }
+}
+
+impl Chapter2Model for TwoLayerNet<f64> {
+    fn predict(&self, x: &ndarray::ArrayView2<f64>) -> ndarray::Array2<f64> {
+        TwoLayerNet::predict(self, x)
+    }
+}
+
+impl Chapter2Model for torch::fundamentals::LinearRegression {
+    fn predict(&self, x: &ndarray::ArrayView2<f64>) -> ndarray::Array2<f64> {
+        torch::fundamentals::LinearRegression::predict(self, x)
+    }
+}
+
+impl Chapter2Model for torch::fundamentals::TwoLayerNet {
+    fn predict(&self, x: &ndarray::ArrayView2<f64>) -> ndarray::Array2<f64> {
+        torch::fundamentals::TwoLayerNet::predict(self, x)
+    }
+}
+
+/// Trains a chapter-2 model built by `init` from the seeded generator; returns its outcome and losses.
+fn chapter2_run<M: Chapter2Model>(
+    (model, engine, book): (&str, &'static str, Option<(f64, f64, usize)>),
+    seed: u32,
+    iterations: usize,
+    init: impl FnOnce(&mut RandomState) -> M,
+    data: &Split<f64>,
+) -> Result<(Outcome, Vec<f64>)> {
+    let mut rng = RandomState::new(seed);
+    let mut m = init(&mut rng);
+    let (losses, seconds) = chapter2(model, &mut m, iterations, &mut rng, data)?;
+    let (mae, rmse) = evaluate(&m.predict(&data.x_test.view()), data);
+    Ok((Outcome { model: model.into(), engine, mae, rmse, book, seconds }, losses))
+}
+
+/// The chapter-3 model `hidden` trained by the torch engine with the from-scratch settings.
+fn chapter3_torch(
+    name: &str,
+    hidden: &[usize],
+    seed: u32,
+    data: &Split<f64>,
+    quiet: bool,
+) -> Result<(f64, f64, FitReport)> {
+    use torch::convert::{to_array, to_tensor};
+    let mut model =
+        torch::model::Model::new::<f64>(tch::Device::Cpu, torch::losses::Loss::MeanSquaredError(MseReduction::Rows));
+    let mut rng = RandomState::new(seed);
+    let mut n_in = boston::FEATURES;
+    for &h in hidden {
+        model.dense((n_in, h), Activation::Sigmoid, WeightInit::Standard, None, &mut rng);
+        n_in = h;
+    }
+    model.dense((n_in, 1), Activation::Linear, WeightInit::Standard, None, &mut rng);
+    let mut trainer = torch::train::Trainer::new(model, torch::optim::SGD::new(0.01, scratch::optim::Decay::None)?);
+    let (train, test) = datasets(data)?;
+    let mut progress = ProgressObserver::new(format!("{name} torch"), quiet);
+    let report = trainer.fit(&train, &test, &chapter3_options(seed), &mut progress)?;
+    let preds = to_array::<f64>(&trainer.model.forward(&to_tensor(&data.x_test), Mode::Eval)?);
+    Ok((mae(&preds, &test.y), rmse(&preds, &test.y), report))
+}
+
+fn datasets(data: &Split<f64>) -> Result<(Dataset<f64>, Dataset<f64>)> {
+    Ok((
+        Dataset::new(data.x_train.clone().into_dyn(), data.y_train.clone().into_dyn())?,
+        Dataset::new(data.x_test.clone().into_dyn(), data.y_test.clone().into_dyn())?,
+    ))
+}
+
+/// Trains every chapter-2 and chapter-3 model with the selected engines.
 ///
 /// # Errors
 /// Missing or malformed data, or a training failure.
-pub fn run(data_dir: &Path, quiet: bool) -> Result<BostonResults> {
+pub fn run(data_dir: &Path, engines: Engines, quiet: bool) -> Result<BostonResults> {
     let data = boston::load_book_split(data_dir)?;
+    let (use_scratch, use_torch) = (engines != Engines::Torch, engines != Engines::Scratch);
     let mut outcomes = Vec::new();
     let mut chapter2_losses = Vec::new();
 
-    let start = Instant::now();
-    let ls = fundamentals::least_squares(&data.x_train, &data.y_train)?;
-    let (m, r) = evaluate(&ls.predict(&data.x_test.view()), &data);
-    let seconds = start.elapsed().as_secs_f64();
-    outcomes.push(Outcome {
-        model: "ch2 least squares (closed form)".into(),
-        engine: "scratch",
-        mae: m,
-        rmse: r,
-        book: Some((3.5671, 5.0476, 4)),
-        seconds,
-    });
+    let ls_book = Some((3.5671, 5.0476, 4));
+    let ls_name = "ch2 least squares (closed form)";
+    if use_scratch {
+        let start = Instant::now();
+        let ls = fundamentals::least_squares(&data.x_train, &data.y_train)?;
+        let (m, r) = evaluate(&ls.predict(&data.x_test.view()), &data);
+        outcomes.push(Outcome {
+            model: ls_name.into(),
+            engine: "scratch",
+            mae: m,
+            rmse: r,
+            book: ls_book,
+            seconds: start.elapsed().as_secs_f64(),
+        });
+    }
+    if use_torch {
+        let start = Instant::now();
+        let ls = torch::fundamentals::least_squares(&data.x_train, &data.y_train);
+        let (m, r) = evaluate(&ls.predict(&data.x_test.view()), &data);
+        outcomes.push(Outcome {
+            model: ls_name.into(),
+            engine: "torch",
+            mae: m,
+            rmse: r,
+            book: ls_book,
+            seconds: start.elapsed().as_secs_f64(),
+        });
+    }
 
-    let mut rng = RandomState::new(180_708);
-    let mut lr = LinearRegression::init(boston::FEATURES, &mut rng);
-    let (losses, seconds) = chapter2("linear regression", &mut lr, 1000, &mut rng, &data)?;
-    let (m, r) = evaluate(&lr.predict(&data.x_test.view()), &data);
-    outcomes.push(Outcome {
-        model: "ch2 linear regression, step by step".into(),
-        engine: "scratch",
-        mae: m,
-        rmse: r,
-        book: Some((3.5644, 5.0497, 4)),
-        seconds,
-    });
-    chapter2_losses.push(("linear regression".to_string(), losses));
-
+    let lr_name = "ch2 linear regression, step by step";
+    let lr_book = Some((3.5644, 5.0497, 4));
+    let features = boston::FEATURES;
+    if use_scratch {
+        let (o, l) =
+            chapter2_run((lr_name, "scratch", lr_book), 180_708, 1000, |r| LinearRegression::init(features, r), &data)?;
+        outcomes.push(o);
+        chapter2_losses.push(("linear regression".to_string(), l));
+    }
+    if use_torch {
+        let (o, l) = chapter2_run(
+            (lr_name, "torch", lr_book),
+            180_708,
+            1000,
+            |r| torch::fundamentals::LinearRegression::init(features, r),
+            &data,
+        )?;
+        outcomes.push(o);
+        if !use_scratch {
+            chapter2_losses.push(("linear regression".to_string(), l));
+        }
+    }
     for (quirk, label, book) in [
         (BiasGradient::BookCollapsed, "ch2 two-layer net (book's bias bug)", Some((2.5951, 3.8851, 4))),
         (BiasGradient::Correct, "ch2 two-layer net (correct gradient)", None),
     ] {
-        let mut rng = RandomState::new(180_807);
-        let mut net = TwoLayerNet::init(boston::FEATURES, 13, quirk, &mut rng);
-        let (losses, seconds) = chapter2(label, &mut net, 10_000, &mut rng, &data)?;
-        let (m, r) = evaluate(&net.predict(&data.x_test.view()), &data);
-        outcomes.push(Outcome { model: label.into(), engine: "scratch", mae: m, rmse: r, book, seconds });
-        chapter2_losses.push((label.trim_start_matches("ch2 ").to_string(), losses));
+        let short = label.trim_start_matches("ch2 ").to_string();
+        if use_scratch {
+            let (o, l) = chapter2_run(
+                (label, "scratch", book),
+                180_807,
+                10_000,
+                |r| TwoLayerNet::init(features, 13, quirk, r),
+                &data,
+            )?;
+            outcomes.push(o);
+            chapter2_losses.push((short.clone(), l));
+        }
+        if use_torch {
+            let (o, l) = chapter2_run(
+                (label, "torch", book),
+                180_807,
+                10_000,
+                |r| torch::fundamentals::TwoLayerNet::init(features, 13, quirk, r),
+                &data,
+            )?;
+            outcomes.push(o);
+            if !use_scratch {
+                chapter2_losses.push((short, l));
+            }
+        }
     }
 
-    let train = Dataset::new(data.x_train.clone().into_dyn(), data.y_train.clone().into_dyn())?;
-    let test = Dataset::new(data.x_test.clone().into_dyn(), data.y_test.clone().into_dyn())?;
+    let (train, test) = datasets(&data)?;
     let mut chapter3_validation = Vec::new();
     for (name, hidden, (book_mae, book_rmse)) in CHAPTER3_MODELS {
         let seed = 20_190_501;
-        let mut trainer = Trainer::new(chapter3_network(hidden, seed)?, SGD::new(0.01));
-        let mut progress = ProgressObserver::new(name.split(':').next().unwrap_or(name), quiet);
-        let report = trainer.fit(&train, &test, &chapter3_options(seed), &mut progress)?;
-        let preds = trainer.net.predict(&data.x_test)?;
-        let (m, r) = (mae(&preds, &test.y), rmse(&preds, &test.y));
-        outcomes.push(Outcome {
-            model: name.into(),
-            engine: "scratch",
-            mae: m,
-            rmse: r,
-            book: Some((book_mae, book_rmse, 2)),
-            seconds: report.train_time.as_secs_f64(),
-        });
-        let curve = report.evaluations.iter().map(|e| (e.epoch as f64, e.loss)).collect();
-        chapter3_validation.push((name.split(':').next().unwrap_or(name).to_string(), curve));
+        let short = name.split(':').next().unwrap_or(name);
+        let book = Some((book_mae, book_rmse, 2));
+        if use_scratch {
+            let mut trainer = Trainer::new(chapter3_network(hidden, seed)?, SGD::new(0.01));
+            let mut progress = ProgressObserver::new(format!("{short} scratch"), quiet);
+            let report = trainer.fit(&train, &test, &chapter3_options(seed), &mut progress)?;
+            let preds = trainer.net.predict(&data.x_test)?;
+            let seconds = report.train_time.as_secs_f64();
+            outcomes.push(Outcome {
+                model: name.into(),
+                engine: "scratch",
+                mae: mae(&preds, &test.y),
+                rmse: rmse(&preds, &test.y),
+                book,
+                seconds,
+            });
+            chapter3_validation.push((
+                format!("{short} scratch"),
+                report.evaluations.iter().map(|e| (e.epoch as f64, e.loss)).collect(),
+            ));
+        }
+        if use_torch {
+            let (m, r, report) = chapter3_torch(short, hidden, seed, &data, quiet)?;
+            outcomes.push(Outcome {
+                model: name.into(),
+                engine: "torch",
+                mae: m,
+                rmse: r,
+                book,
+                seconds: report.train_time.as_secs_f64(),
+            });
+            chapter3_validation.push((
+                format!("{short} torch"),
+                report.evaluations.iter().map(|e| (e.epoch as f64, e.loss)).collect(),
+            ));
+        }
     }
     Ok(BostonResults { outcomes, chapter2_losses, chapter3_validation })
 }

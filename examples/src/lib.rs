@@ -5,6 +5,7 @@
 //! `dlfs tour`.
 
 pub mod boston;
+pub mod mnist;
 pub mod plot;
 pub mod progress;
 pub mod reproduce;

@@ -55,8 +55,8 @@ pub fn boston(results: &BostonResults) -> Vec<Check> {
     let mut checks = Vec::new();
     for o in &results.outcomes {
         if let Some((mae, rmse, d)) = o.book {
-            checks.push(Check::new(format!("{} MAE", o.model), mae, o.mae, d));
-            checks.push(Check::new(format!("{} RMSE", o.model), rmse, o.rmse, d));
+            checks.push(Check::new(format!("{} MAE ({})", o.model, o.engine), mae, o.mae, d));
+            checks.push(Check::new(format!("{} RMSE ({})", o.model, o.engine), rmse, o.rmse, d));
         }
     }
     checks

@@ -25,7 +25,15 @@ impl Table {
         self.rows.push(row);
     }
 
-    /// The table as aligned text: the first column left-aligned, the others right-aligned.
+    /// Whether every cell of column `j` is a number (or `-`): such columns are right-aligned.
+    fn numeric(&self, j: usize) -> bool {
+        self.rows.iter().all(|r| {
+            let c = r[j].trim_start_matches(['-', '+']);
+            c.is_empty() || c.starts_with(|ch: char| ch.is_ascii_digit())
+        })
+    }
+
+    /// The table as aligned text: numeric columns right-aligned, the others left-aligned.
     pub fn render(&self) -> String {
         let widths: Vec<usize> = (0..self.headers.len())
             .map(|j| {
@@ -41,10 +49,10 @@ impl Table {
             let mut s = String::new();
             for (j, (cell, w)) in cells.iter().zip(&widths).enumerate() {
                 let sep = if j == 0 { "" } else { "  " };
-                if j == 0 {
-                    let _ = write!(s, "{sep}{cell:<w$}");
-                } else {
+                if self.numeric(j) {
                     let _ = write!(s, "{sep}{cell:>w$}");
+                } else {
+                    let _ = write!(s, "{sep}{cell:<w$}");
                 }
             }
             s.trim_end().to_string()

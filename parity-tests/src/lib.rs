@@ -205,30 +205,6 @@ pub fn reinitialize_both<F: TorchFloat>(net: &mut NeuralNetwork<F>, model: &mut 
     model.reinitialize(&mut RandomState::new(seed), InitSeeding::Stream);
 }
 
-#[cfg(test)]
-mod tests {
-    use ndarray::array;
-
-    use super::*;
-
-    #[test]
-    #[should_panic(expected = "w.grad: worst element [1, 0]: scratch 3e0, torch 3.1e0")]
-    fn a_failing_comparison_names_the_tensor_index_and_values() {
-        let a = array![[1.0f64, 2.0], [3.0, 4.0]].into_dyn();
-        let b = array![[1.0f64, 2.0], [3.1, 4.0]].into_dyn();
-        assert_close("w.grad", &a, &b, F64);
-    }
-
-    #[test]
-    fn within_tolerance_passes_and_nan_fails() {
-        let a = array![1.0f32, 1000.0].into_dyn();
-        let b = array![1.000_005f32, 1000.09].into_dyn();
-        assert_close("x", &a, &b, F32);
-        let (_, _, _, ratio) = worst(&array![f64::NAN].into_dyn(), &array![1.0].into_dyn(), F64);
-        assert!(ratio.is_infinite());
-    }
-}
-
 /// The data folder if `relative` exists under it. Without the data, data-dependent tests are skipped
 /// with a message, unless `DLFS_REQUIRE_DATA` is set (as `make test` does), when they fail.
 pub fn data_dir_or_skip(relative: &str) -> Option<std::path::PathBuf> {
@@ -256,4 +232,28 @@ pub fn max_relative_difference<F: TorchFloat>(a: &[(String, ArrayD<F>)], b: &[(S
         }
     }
     worst
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::array;
+
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "w.grad: worst element [1, 0]: scratch 3e0, torch 3.1e0")]
+    fn a_failing_comparison_names_the_tensor_index_and_values() {
+        let a = array![[1.0f64, 2.0], [3.0, 4.0]].into_dyn();
+        let b = array![[1.0f64, 2.0], [3.1, 4.0]].into_dyn();
+        assert_close("w.grad", &a, &b, F64);
+    }
+
+    #[test]
+    fn within_tolerance_passes_and_nan_fails() {
+        let a = array![1.0f32, 1000.0].into_dyn();
+        let b = array![1.000_005f32, 1000.09].into_dyn();
+        assert_close("x", &a, &b, F32);
+        let (_, _, _, ratio) = worst(&array![f64::NAN].into_dyn(), &array![1.0].into_dyn(), F64);
+        assert!(ratio.is_infinite());
+    }
 }

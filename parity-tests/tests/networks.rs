@@ -137,7 +137,7 @@ fn dense_layers_with_dropout_and_an_injected_mask() {
             let masks: Vec<ArrayD<f64>> = [16, 8].iter().map(|&w| rng.bernoulli_mask(keep, IxDyn(&[9, w]))).collect();
             // `compare` runs two scratch forward passes (output, then loss): inject for each.
             for (i, m) in masks.iter().enumerate() {
-                model.layers_mut()[i].inject_dropout_mask(to_tensor(m)).unwrap();
+                model.layers_mut()[i].dropout_mut().unwrap().inject_mask(to_tensor(m));
             }
             let inject = |net: &mut scratch::network::NeuralNetwork<f64>| {
                 for (i, m) in masks.iter().enumerate() {

@@ -132,7 +132,7 @@ fn dropout_with_an_injected_shared_mask() {
                     let y = op.forward(x.clone(), mode).unwrap();
                     let dx = op.backward(g.clone()).unwrap();
 
-                    let mut torch_op = torch::layers::Dropout::new(keep, style);
+                    let mut torch_op = torch::layers::Dropout::new(keep, style, torch::layers::MaskSource::Torch);
                     torch_op.inject_mask(to_tensor(&mask));
                     let xt = leaf(&x);
                     let yt = torch_forward_backward(&xt, |x| torch_op.forward(x, mode), &g);

@@ -178,3 +178,26 @@ fn mnist_one_epoch_accuracies_agree() {
     eprintln!("MNIST one epoch: scratch {acc_a:.2} %, torch {acc_b:.2} %");
     assert!((acc_a - acc_b).abs() <= 0.05, "accuracies differ: scratch {acc_a} %, torch {acc_b} %");
 }
+
+#[test]
+fn mnist_with_dropout_trains_identically_from_the_shared_mask_stream() {
+    let Some((train, test, _)) = mnist_subset(1200, 500) else { return };
+    let dropout = Some((0.8, scratch::ops::DropoutStyle::Inverted));
+    let layers = [
+        DenseSpec { neurons: 178, activation: Activation::Tanh, dropout },
+        DenseSpec { neurons: 46, activation: Activation::Tanh, dropout },
+        DenseSpec::new(10, Activation::Linear),
+    ];
+    let (net, model) = dense_pair::<f64>(784, &layers, WeightInit::Glorot, LossKind::SoftmaxCrossEntropy, 5);
+    let decay = Decay::Exponential { final_lr: 0.05 };
+    let mut a = scratch::train::Trainer::new(net, optim::SGDMomentum::new(0.2, 0.9, decay).unwrap());
+    let mut b = torch::train::Trainer::new(model, topt::SGDMomentum::new(0.2, 0.9, decay).unwrap());
+    let opts = options(10, 60);
+    let ra = a.fit(&train, &test, &opts, &mut ()).unwrap();
+    let rb = b.fit(&train, &test, &opts, &mut ()).unwrap();
+    assert_eq!(ra.batch_losses.len(), 200);
+    compare_reports("MNIST dropout", &ra, &rb);
+    let (diff, name) = max_relative_difference(&a.net.named_parameters(), &b.model.named_arrays::<f64>());
+    eprintln!("MNIST dropout: largest relative difference {diff:e} ({name})");
+    assert!(diff <= RELATIVE, "MNIST dropout: {name} differs by {diff:e} relative after 200 steps");
+}

@@ -20,6 +20,12 @@ pub trait Layer<F: Float>: Send {
     /// Given `∂L/∂output`, stores every parameter's gradient and returns `∂L/∂input`.
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>>;
 
+    /// The backward pass when `∂L/∂input` is not needed (the network's first layer): stores the parameter
+    /// gradients only. The default runs [`Layer::backward`] and drops its result.
+    fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {
+        self.backward(output_grad).map(drop)
+    }
+
     /// The parameters with their names within the layer (`weight`, `bias`).
     fn params(&self) -> Vec<(&'static str, &Param<F>)>;
 
@@ -170,6 +176,15 @@ impl<F: Float> Dense<F> {
     }
 }
 
+impl<F: Float> Dense<F> {
+    fn dropout_backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
+        match &mut self.dropout {
+            Some(dropout) => dropout.backward(output_grad).map_err(|e| e.within("Dropout")),
+            None => Ok(output_grad),
+        }
+    }
+}
+
 impl<F: Float> Layer<F> for Dense<F> {
     fn describe(&self) -> String {
         let c = &self.config;
@@ -180,17 +195,19 @@ impl<F: Float> Layer<F> for Dense<F> {
     fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
         let y = self.chain.forward(input, mode)?;
         match &mut self.dropout {
-            Some(dropout) => dropout.forward(y, mode),
+            Some(dropout) => dropout.forward(y, mode).map_err(|e| e.within("Dropout")),
             None => Ok(y),
         }
     }
 
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
-        let g = match &mut self.dropout {
-            Some(dropout) => dropout.backward(output_grad)?,
-            None => output_grad,
-        };
+        let g = self.dropout_backward(output_grad)?;
         self.chain.backward(g)
+    }
+
+    fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {
+        let g = self.dropout_backward(output_grad)?;
+        self.chain.backward_params(g)
     }
 
     fn params(&self) -> Vec<(&'static str, &Param<F>)> {

@@ -104,8 +104,14 @@ impl<F: Float> NeuralNetwork<F> {
         E: Dimension,
     {
         let loss = self.forward_loss(x, y, Mode::Train)?;
-        let grad = self.loss_backward()?;
-        self.backward(grad)?;
+        let mut grad = self.loss_backward()?;
+        // The input gradient of the first layer is not needed: skip it, as PyTorch does for data.
+        for i in (1..self.layers.len()).rev() {
+            grad = self.layers[i].backward(grad).map_err(|e| e.within(&self.layer_context(i)))?;
+        }
+        if let Some(first) = self.layers.first_mut() {
+            first.backward_params(grad).map_err(|e| e.within(&self.layer_context(0)))?;
+        }
         Ok(loss)
     }
 

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use ndarray::{ArrayD, Axis};
 
-use crate::network::{InitSeeding, NeuralNetwork};
+use crate::network::{InitSeeding, NeuralNetwork, Snapshot};
+use crate::ops::Mode;
 use crate::optim::Optimizer;
 use crate::rng::RandomState;
 use crate::{Error, Float, Result};
@@ -150,6 +151,96 @@ fn check_finite(value: f64, epoch: usize, batch: usize, what: impl FnOnce() -> S
     }
 }
 
+/// What the training loop of [`fit_loop`] needs from a model and its optimizer. Both engines' trainers
+/// implement it, so they share one loop, and so the same batch order and the same early stopping.
+pub trait TrainingLoop {
+    /// The error type of the engine.
+    type Error: From<Error>;
+    /// A copy of the parameters, to restore the best model.
+    type Snapshot;
+
+    /// Draws fresh parameters from `rng` with the given seeding.
+    fn reinitialize(&mut self, rng: &mut RandomState, seeding: InitSeeding);
+    /// Training starts for `epochs` epochs (the optimizer sets up its schedule).
+    fn start(&mut self, epochs: usize);
+    /// Trains on the training rows `rows`: forward, loss, backward, optimizer step. Returns the loss.
+    /// `position` (epoch, batch, from 1) is for error messages.
+    fn train_batch(&mut self, rows: &[usize], position: (usize, usize)) -> std::result::Result<f64, Self::Error>;
+    /// The loss on the whole test set, in evaluation mode.
+    fn evaluate(&mut self) -> std::result::Result<f64, Self::Error>;
+    /// A copy of the parameters.
+    fn snapshot(&self) -> Self::Snapshot;
+    /// Sets the parameters back to a snapshot.
+    fn restore(&mut self, snapshot: &Self::Snapshot);
+    /// An epoch ended (the optimizer decays its rate).
+    fn end_epoch(&mut self);
+}
+
+/// The training loop of both engines: see the [module documentation](self). `rows` is the number of
+/// training rows.
+///
+/// # Errors
+/// Invalid options, or whatever a training step or an evaluation returns.
+pub fn fit_loop<T: TrainingLoop>(
+    trainer: &mut T,
+    rows: usize,
+    options: &FitOptions,
+    observer: &mut dyn Observer,
+) -> std::result::Result<FitReport, T::Error> {
+    if options.epochs == 0 || options.eval_every == 0 || options.batch_size == 0 {
+        return Err(
+            Error::InvalidArgument(format!("epochs, eval_every and batch_size must be positive: {options:?}")).into()
+        );
+    }
+    let mut rng = RandomState::new(options.seed);
+    // The book draws the first epoch's permutation before its layers initialise (lazily, in the first
+    // forward pass); with per-layer re-seeding that order shows in the numbers, so keep it.
+    let mut first_perm = None;
+    if options.restart {
+        if let InitSeeding::BookReseed(_) = options.init_seeding {
+            first_perm = Some(rng.permutation(rows));
+        }
+        trainer.reinitialize(&mut rng, options.init_seeding);
+    }
+    trainer.start(options.epochs);
+
+    observer.on_start(options.epochs, rows.div_ceil(options.batch_size));
+    let mut report = FitReport::default();
+    let mut best: Option<(Evaluation, T::Snapshot)> = None;
+    let mut order: Vec<usize> = (0..rows).collect();
+    for epoch in 1..=options.epochs {
+        let started = Instant::now();
+        let perm = first_perm.take().unwrap_or_else(|| rng.permutation(rows));
+        order = perm.iter().map(|&i| order[i]).collect();
+        for (b, batch) in order.chunks(options.batch_size).enumerate() {
+            let loss = trainer.train_batch(batch, (epoch, b + 1))?;
+            report.batch_losses.push(loss);
+            observer.on_batch(epoch, b + 1, loss);
+        }
+        report.train_time += started.elapsed();
+        report.epochs_trained = epoch;
+
+        if epoch % options.eval_every == 0 {
+            let eval = Evaluation { epoch, loss: trainer.evaluate()? };
+            let improved = best.as_ref().is_none_or(|(b, _)| eval.loss < b.loss);
+            report.evaluations.push(eval);
+            observer.on_eval(&eval, improved);
+            if improved {
+                best = Some((eval, trainer.snapshot()));
+            } else if options.early_stopping {
+                let (_, snapshot) = best.as_ref().expect("a first evaluation always improves");
+                trainer.restore(snapshot);
+                report.stopped_after = Some(epoch);
+                break;
+            }
+        }
+        trainer.end_epoch();
+    }
+    report.best = best.map(|(eval, _)| eval);
+    observer.on_end(&report);
+    Ok(report)
+}
+
 impl<F: Float, O: Optimizer<F>> Trainer<F, O> {
     /// A trainer for `net` with `optim`.
     pub fn new(net: NeuralNetwork<F>, optim: O) -> Self {
@@ -168,68 +259,55 @@ impl<F: Float, O: Optimizer<F>> Trainer<F, O> {
         options: &FitOptions,
         observer: &mut dyn Observer,
     ) -> Result<FitReport> {
-        if options.epochs == 0 || options.eval_every == 0 || options.batch_size == 0 {
-            return Err(Error::InvalidArgument(format!(
-                "epochs, eval_every and batch_size must be positive: {options:?}"
-            )));
-        }
-        let n = train.len();
-        let mut rng = RandomState::new(options.seed);
-        // The book draws the first epoch's permutation before its layers initialise (lazily, in the first
-        // forward pass); with per-layer re-seeding that order shows in the numbers, so keep it.
-        let mut first_perm = None;
-        if options.restart {
-            if let InitSeeding::BookReseed(_) = options.init_seeding {
-                first_perm = Some(rng.permutation(n));
-            }
-            self.net.reinitialize(&mut rng, options.init_seeding);
-        }
-        self.optim.start(options.epochs);
+        fit_loop(&mut Session { trainer: self, train, test }, train.len(), options, observer)
+    }
+}
 
-        let batches = n.div_ceil(options.batch_size);
-        observer.on_start(options.epochs, batches);
-        let mut report = FitReport::default();
-        let mut best: Option<(Evaluation, crate::network::Snapshot<F>)> = None;
-        let mut order: Vec<usize> = (0..n).collect();
+/// A [`Trainer`] with its data, as the [`TrainingLoop`] drives it.
+struct Session<'a, F: Float, O: Optimizer<F>> {
+    trainer: &'a mut Trainer<F, O>,
+    train: &'a Dataset<F>,
+    test: &'a Dataset<F>,
+}
 
-        for epoch in 1..=options.epochs {
-            let started = Instant::now();
-            let perm = first_perm.take().unwrap_or_else(|| rng.permutation(n));
-            order = perm.iter().map(|&i| order[i]).collect();
-            for (b, rows) in order.chunks(options.batch_size).enumerate() {
-                let batch = train.select(rows);
-                let loss = self.net.train_batch(&batch.x, &batch.y)?.as_f64();
-                check_finite(loss, epoch, b + 1, || "loss".into())?;
-                for (name, p) in self.net.params() {
-                    let sum = p.grad.iter().fold(F::zero(), |acc, &g| acc + g).as_f64();
-                    check_finite(sum, epoch, b + 1, || format!("the gradient of {name}"))?;
-                }
-                self.optim.step(self.net.params_mut())?;
-                report.batch_losses.push(loss);
-                observer.on_batch(epoch, b + 1, loss);
-            }
-            report.train_time += started.elapsed();
-            report.epochs_trained = epoch;
+impl<F: Float, O: Optimizer<F>> TrainingLoop for Session<'_, F, O> {
+    type Error = Error;
+    type Snapshot = Snapshot<F>;
 
-            if epoch % options.eval_every == 0 {
-                let loss = self.net.forward_loss(&test.x, &test.y, crate::ops::Mode::Eval)?.as_f64();
-                let eval = Evaluation { epoch, loss };
-                let improved = best.as_ref().is_none_or(|(b, _)| loss < b.loss);
-                report.evaluations.push(eval);
-                observer.on_eval(&eval, improved);
-                if improved {
-                    best = Some((eval, self.net.snapshot()));
-                } else if options.early_stopping {
-                    let (_, snapshot) = best.as_ref().expect("a first evaluation always improves");
-                    self.net.restore(snapshot);
-                    report.stopped_after = Some(epoch);
-                    break;
-                }
-            }
-            self.optim.end_epoch();
+    fn reinitialize(&mut self, rng: &mut RandomState, seeding: InitSeeding) {
+        self.trainer.net.reinitialize(rng, seeding);
+    }
+
+    fn start(&mut self, epochs: usize) {
+        self.trainer.optim.start(epochs);
+    }
+
+    fn train_batch(&mut self, rows: &[usize], (epoch, batch): (usize, usize)) -> Result<f64> {
+        let data = self.train.select(rows);
+        let net = &mut self.trainer.net;
+        let loss = net.train_batch(&data.x, &data.y)?.as_f64();
+        check_finite(loss, epoch, batch, || "loss".into())?;
+        for (name, p) in net.params() {
+            let sum = p.grad.iter().fold(F::zero(), |acc, &g| acc + g).as_f64();
+            check_finite(sum, epoch, batch, || format!("the gradient of {name}"))?;
         }
-        report.best = best.map(|(eval, _)| eval);
-        observer.on_end(&report);
-        Ok(report)
+        self.trainer.optim.step(net.params_mut())?;
+        Ok(loss)
+    }
+
+    fn evaluate(&mut self) -> Result<f64> {
+        Ok(self.trainer.net.forward_loss(&self.test.x, &self.test.y, Mode::Eval)?.as_f64())
+    }
+
+    fn snapshot(&self) -> Snapshot<F> {
+        self.trainer.net.snapshot()
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot<F>) {
+        self.trainer.net.restore(snapshot);
+    }
+
+    fn end_epoch(&mut self) {
+        self.trainer.optim.end_epoch();
     }
 }

@@ -29,12 +29,10 @@ pub trait Layer: Send {
         false
     }
 
-    /// Uses `mask` (0s and 1s shaped like the layer's output) in the next training forward pass
-    /// instead of a random dropout mask.
-    ///
-    /// # Errors
-    /// If the layer has no dropout.
-    fn inject_dropout_mask(&mut self, mask: Tensor) -> Result<()>;
+    /// The layer's dropout, if it has one (to inject masks or change their source).
+    fn dropout_mut(&mut self) -> Option<&mut Dropout> {
+        None
+    }
 }
 
 /// `activation(x)` for the activations both engines share.
@@ -48,18 +46,29 @@ pub fn activate(x: &Tensor, activation: Activation) -> Tensor {
     }
 }
 
+/// Where a [`Dropout`] draws its masks.
+#[derive(Debug)]
+pub enum MaskSource {
+    /// The numpy-compatible generator, drawn exactly as the from-scratch `Dropout` draws them (on the
+    /// CPU, then copied to the device): both engines then train identically, dropout included.
+    Shared(Box<RandomState>),
+    /// libtorch's own generator, on the device: faster on a GPU, different masks.
+    Torch,
+}
+
 /// Dropout on libtorch: PyTorch's inverted dropout, or the book's form (see [`DropoutStyle`]).
 #[derive(Debug)]
 pub struct Dropout {
     keep: f64,
     style: DropoutStyle,
+    masks: MaskSource,
     injected: Option<Tensor>,
 }
 
 impl Dropout {
-    /// Dropout keeping each element with probability `keep`.
-    pub fn new(keep: f64, style: DropoutStyle) -> Self {
-        Dropout { keep, style, injected: None }
+    /// Dropout keeping each element with probability `keep`, masks from `masks`.
+    pub fn new(keep: f64, style: DropoutStyle, masks: MaskSource) -> Self {
+        Dropout { keep, style, masks, injected: None }
     }
 
     /// Uses `mask` (0s and 1s shaped like the next input) in the next training forward pass instead of
@@ -68,16 +77,36 @@ impl Dropout {
         self.injected = Some(mask);
     }
 
+    /// Draws masks from libtorch's generator on the device from now on (faster on a GPU; the masks then
+    /// differ from the from-scratch engine's).
+    pub fn use_torch_generator(&mut self) {
+        self.masks = MaskSource::Torch;
+    }
+
+    fn draw_mask(&mut self, x: &Tensor) -> Tensor {
+        match &mut self.masks {
+            MaskSource::Shared(rng) => {
+                let shape: Vec<usize> = x.size().iter().map(|&d| d as usize).collect();
+                crate::convert::to_tensor(&rng.bernoulli_mask::<f64, _>(self.keep, ndarray::IxDyn(&shape)))
+            }
+            MaskSource::Torch => x.ones_like().bernoulli_p(self.keep),
+        }
+    }
+
     /// Applies dropout in `mode`.
     pub fn forward(&mut self, x: &Tensor, mode: Mode) -> Tensor {
         match (mode, self.style) {
             (Mode::Eval, DropoutStyle::Inverted) => x.shallow_clone(),
             (Mode::Eval, DropoutStyle::Book) => x * self.keep,
             (Mode::Train, style) => {
-                let mask = self.injected.take().unwrap_or_else(|| x.ones_like().bernoulli_p(self.keep));
+                let mask = match self.injected.take() {
+                    Some(mask) => mask,
+                    None => self.draw_mask(x),
+                };
                 let mask = mask.to_device(x.device()).to_kind(x.kind());
                 match style {
-                    DropoutStyle::Inverted => x * mask / self.keep,
+                    // (mask / keep) first, as the from-scratch engine computes it, so that both round alike.
+                    DropoutStyle::Inverted => x * (mask / self.keep),
                     DropoutStyle::Book => x * mask,
                 }
             }
@@ -115,7 +144,7 @@ impl Dense {
         let options = (kind, path.device());
         let weight = path.add("weight", Tensor::zeros([neurons as i64, n_in as i64], options), true);
         let bias = path.add("bias", Tensor::zeros([neurons as i64], options), true);
-        let dropout = dropout.map(|(keep, style)| Dropout::new(keep, style));
+        let dropout = dropout.map(|(keep, style)| Dropout::new(keep, style, MaskSource::Torch));
         let mut layer = Dense { weight, bias, n_in, neurons, activation, init, dropout };
         layer.reinitialize(rng);
         layer
@@ -145,13 +174,14 @@ impl Layer for Dense {
     }
 
     /// `W ~ N(0, s²)` drawn in the book's `(n_in, neurons)` order and transposed, then `b ~ N(0, s²)`;
-    /// a layer with dropout takes one more draw, as the from-scratch layer does for its mask generator.
+    /// a layer with dropout then seeds its mask generator with one more draw, as the from-scratch layer
+    /// does, so that both draw the same masks.
     fn reinitialize(&mut self, rng: &mut RandomState) {
         let scale = self.init.scale(self.n_in, self.neurons);
         let w: ndarray::Array2<f64> = rng.normal(0.0, scale, (self.n_in, self.neurons));
         let b: ndarray::Array1<f64> = rng.normal(0.0, scale, self.neurons);
-        if self.dropout.is_some() {
-            rng.next_u32();
+        if let Some(d) = &mut self.dropout {
+            d.masks = MaskSource::Shared(Box::new(RandomState::new(rng.next_u32())));
         }
         set_values(&mut self.weight, &w.t().to_owned().into_dyn());
         set_values(&mut self.bias, &b.into_dyn());
@@ -161,14 +191,8 @@ impl Layer for Dense {
         true
     }
 
-    fn inject_dropout_mask(&mut self, mask: Tensor) -> Result<()> {
-        match &mut self.dropout {
-            Some(d) => {
-                d.inject_mask(mask);
-                Ok(())
-            }
-            None => Err(scratch::Error::InvalidArgument(format!("{} has no dropout", self.describe())).into()),
-        }
+    fn dropout_mut(&mut self) -> Option<&mut Dropout> {
+        self.dropout.as_mut()
     }
 }
 

@@ -25,6 +25,7 @@
 pub mod convert;
 pub mod device;
 mod error;
+pub mod fundamentals;
 pub mod layers;
 pub mod losses;
 pub mod model;

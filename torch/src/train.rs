@@ -2,12 +2,10 @@
 //! ([`scratch::train`]): the same seeded batch order, evaluation every `eval_every` epochs, and early
 //! stopping that restores the best evaluated model.
 
-use std::time::Instant;
-
 use scratch::network::InitSeeding;
 use scratch::ops::Mode;
 use scratch::rng::RandomState;
-use scratch::train::{Dataset, Evaluation, FitOptions, FitReport, Observer};
+use scratch::train::{fit_loop, Dataset, FitOptions, FitReport, Observer, TrainingLoop};
 use tch::Tensor;
 
 use crate::convert::{to_tensor, TorchFloat};
@@ -55,9 +53,9 @@ impl<O: Optimizer> Trainer<O> {
         Ok(value)
     }
 
-    /// Trains on `train`, evaluating on `test`, exactly as [`scratch::train::Trainer::fit`] does: with
-    /// the same options the two engines see the same initial weights and the same batches in the same
-    /// order.
+    /// Trains on `train`, evaluating on `test`, with the loop the from-scratch trainer uses
+    /// ([`scratch::train::fit_loop`]): with the same options the two engines see the same initial
+    /// weights and the same batches in the same order.
     ///
     /// # Errors
     /// Invalid options, shapes that do not fit the model, or divergence.
@@ -68,64 +66,60 @@ impl<O: Optimizer> Trainer<O> {
         options: &FitOptions,
         observer: &mut dyn Observer,
     ) -> Result<FitReport> {
-        if options.epochs == 0 || options.eval_every == 0 || options.batch_size == 0 {
-            return Err(scratch::Error::InvalidArgument(format!(
-                "epochs, eval_every and batch_size must be positive: {options:?}"
-            ))
-            .into());
-        }
-        let device = self.model.device();
-        let (x_train, y_train) = (self.model.input(&to_tensor(&train.x)), self.model.input(&to_tensor(&train.y)));
-        let (x_test, y_test) = (self.model.input(&to_tensor(&test.x)), self.model.input(&to_tensor(&test.y)));
-        let n = train.len();
-        let mut rng = RandomState::new(options.seed);
-        let mut first_perm = None;
-        if options.restart {
-            if let InitSeeding::BookReseed(_) = options.init_seeding {
-                first_perm = Some(rng.permutation(n));
-            }
-            self.model.reinitialize(&mut rng, options.init_seeding);
-        }
-        self.optim.start(options.epochs);
+        let m = &self.model;
+        let mut session = Session {
+            x_train: m.input(&to_tensor(&train.x)),
+            y_train: m.input(&to_tensor(&train.y)),
+            x_test: m.input(&to_tensor(&test.x)),
+            y_test: m.input(&to_tensor(&test.y)),
+            trainer: self,
+        };
+        fit_loop(&mut session, train.len(), options, observer)
+    }
+}
 
-        observer.on_start(options.epochs, n.div_ceil(options.batch_size));
-        let mut report = FitReport::default();
-        let mut best: Option<(Evaluation, Vec<Tensor>)> = None;
-        let mut order: Vec<usize> = (0..n).collect();
-        for epoch in 1..=options.epochs {
-            let started = Instant::now();
-            let perm = first_perm.take().unwrap_or_else(|| rng.permutation(n));
-            order = perm.iter().map(|&i| order[i]).collect();
-            for (b, rows) in order.chunks(options.batch_size).enumerate() {
-                let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
-                let index = Tensor::from_slice(&index).to_device(device);
-                let (xb, yb) = (x_train.index_select(0, &index), y_train.index_select(0, &index));
-                let loss = self.train_batch(&xb, &yb, (epoch, b + 1))?;
-                report.batch_losses.push(loss);
-                observer.on_batch(epoch, b + 1, loss);
-            }
-            report.train_time += started.elapsed();
-            report.epochs_trained = epoch;
+/// A [`Trainer`] with its data on the model's device, as the training loop drives it.
+struct Session<'a, O: Optimizer> {
+    trainer: &'a mut Trainer<O>,
+    x_train: Tensor,
+    y_train: Tensor,
+    x_test: Tensor,
+    y_test: Tensor,
+}
 
-            if epoch % options.eval_every == 0 {
-                let loss = tch::no_grad(|| self.model.forward_loss(&x_test, &y_test, Mode::Eval))?.double_value(&[]);
-                let eval = Evaluation { epoch, loss };
-                let improved = best.as_ref().is_none_or(|(b, _)| loss < b.loss);
-                report.evaluations.push(eval);
-                observer.on_eval(&eval, improved);
-                if improved {
-                    best = Some((eval, self.model.snapshot()));
-                } else if options.early_stopping {
-                    let (_, snapshot) = best.as_ref().expect("a first evaluation always improves");
-                    self.model.restore(snapshot);
-                    report.stopped_after = Some(epoch);
-                    break;
-                }
-            }
-            self.optim.end_epoch();
-        }
-        report.best = best.map(|(eval, _)| eval);
-        observer.on_end(&report);
-        Ok(report)
+impl<O: Optimizer> TrainingLoop for Session<'_, O> {
+    type Error = crate::Error;
+    type Snapshot = Vec<Tensor>;
+
+    fn reinitialize(&mut self, rng: &mut RandomState, seeding: InitSeeding) {
+        self.trainer.model.reinitialize(rng, seeding);
+    }
+
+    fn start(&mut self, epochs: usize) {
+        self.trainer.optim.start(epochs);
+    }
+
+    fn train_batch(&mut self, rows: &[usize], position: (usize, usize)) -> Result<f64> {
+        let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        let index = Tensor::from_slice(&index).to_device(self.x_train.device());
+        let (x, y) = (self.x_train.index_select(0, &index), self.y_train.index_select(0, &index));
+        self.trainer.train_batch(&x, &y, position)
+    }
+
+    fn evaluate(&mut self) -> Result<f64> {
+        let model = &mut self.trainer.model;
+        Ok(tch::no_grad(|| model.forward_loss(&self.x_test, &self.y_test, Mode::Eval))?.double_value(&[]))
+    }
+
+    fn snapshot(&self) -> Vec<Tensor> {
+        self.trainer.model.snapshot()
+    }
+
+    fn restore(&mut self, snapshot: &Vec<Tensor>) {
+        self.trainer.model.restore(snapshot);
+    }
+
+    fn end_epoch(&mut self) {
+        self.trainer.optim.end_epoch();
     }
 }

@@ -1,11 +1,14 @@
 //! `dlfs`: run the experiments of *Deep Learning from Scratch* with both engines.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use examples::mnist::{self, Engines, RunOptions};
+use examples::table::Table;
 use examples::{boston, reproduce};
+use torch::convert::TorchFloat;
 
 #[derive(Parser)]
 #[command(
@@ -19,6 +22,12 @@ struct Cli {
     common: Common,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Dtype {
+    F32,
+    F64,
+}
+
 #[derive(Args, Clone)]
 struct Common {
     /// Folder with the data sets (default: the workspace's data/, or $DLFS_DATA)
@@ -30,32 +39,44 @@ struct Common {
     /// Print only the results, no progress
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Which engines to run
+    #[arg(long, global = true, value_enum, default_value = "both")]
+    engine: Engines,
+    /// Float type of the networks
+    #[arg(long, global = true, value_enum, default_value = "f32")]
+    dtype: Dtype,
+    /// Epochs, instead of the book's number
+    #[arg(long, global = true)]
+    epochs: Option<usize>,
+    /// Seed of the initial weights and the batch order (default: the book's seed of the chapter)
+    #[arg(long, global = true)]
+    seed: Option<u32>,
+    /// Where the torch engine computes: cpu or cuda
+    #[arg(long, global = true, default_value = "cpu")]
+    device: torch::Device,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// List the experiments
     List,
-    /// Run one experiment
+    /// Run experiments by name (see `dlfs list`)
     Run {
-        /// The experiment's name (see `dlfs list`)
-        experiment: String,
+        /// Experiment names
+        #[arg(required = true)]
+        experiments: Vec<String>,
     },
     /// Recompute the book's deterministic results and compare them with its printed numbers
     Reproduce,
-    /// A short tour: the book's numbers, then the chapter 2 and 3 models on Boston housing
+    /// A short tour: the book's numbers, the chapter 2-3 models, and a chapter-4 network in both engines
     Tour,
 }
 
-/// Every experiment: name, chapters, description.
-const EXPERIMENTS: [(&str, &str, &str); 1] = [(
-    "boston",
-    "2, 3",
-    "linear regression and neural networks on Boston housing: chapter 2 step by step, chapter 3 with layers",
-)];
+/// The book's chapter-4 seed (BOOK.md 4a).
+const CHAPTER4_SEED: u32 = 190_119;
 
-fn run_boston(common: &Common, data: &std::path::Path) -> Result<boston::BostonResults> {
-    let results = boston::run(data, common.quiet)?;
+fn run_boston(common: &Common, data: &Path) -> Result<boston::BostonResults> {
+    let results = boston::run(data, common.engine, common.quiet)?;
     println!("{}", results.table().render());
     for path in results.plot(&common.out)? {
         println!("wrote {}", path.display());
@@ -63,38 +84,88 @@ fn run_boston(common: &Common, data: &std::path::Path) -> Result<boston::BostonR
     Ok(results)
 }
 
+fn run_mnist_typed<F: TorchFloat>(common: &Common, data: &Path, names: &[&str], epochs: Option<usize>) -> Result<()> {
+    let loaded = mnist::load::<F>(&data.join("mnist"))?;
+    let opts = RunOptions {
+        engines: common.engine,
+        epochs,
+        seed: common.seed.unwrap_or(CHAPTER4_SEED),
+        quiet: common.quiet,
+        device: common.device,
+    };
+    let mut rows = Vec::new();
+    for name in names {
+        let e = mnist::experiment(name)?;
+        let results = mnist::run(e, &loaded, &opts)?;
+        let path = mnist::plot(&common.out, e, &results)?;
+        if !common.quiet {
+            eprintln!("wrote {}", path.display());
+        }
+        rows.push((e, F::NAME.to_string(), results));
+    }
+    println!("{}", mnist::table(&rows).render());
+    Ok(())
+}
+
+fn run_mnist(common: &Common, data: &Path, names: &[&str], epochs: Option<usize>) -> Result<()> {
+    match common.dtype {
+        Dtype::F32 => run_mnist_typed::<f32>(common, data, names, epochs),
+        Dtype::F64 => run_mnist_typed::<f64>(common, data, names, epochs),
+    }
+}
+
+fn list() -> Table {
+    let mut t = Table::new("Experiments (`dlfs run <name>`)", &["name", "chapter", "what", "book"]);
+    t.push(vec![
+        "boston".into(),
+        "2, 3".into(),
+        "regression on Boston housing: step by step, then with layers".into(),
+        "MAE/RMSE".into(),
+    ]);
+    for e in &mnist::EXPERIMENTS {
+        let book = e.book.map_or("-".into(), |(acc, table)| format!("{acc:.2} % ({table})"));
+        t.push(vec![e.name.into(), "4".into(), e.description.into(), book]);
+    }
+    t
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let data = cli.common.data.clone().unwrap_or_else(scratch::data::default_dir);
+    let common = &cli.common;
+    let data = common.data.clone().unwrap_or_else(scratch::data::default_dir);
     let start = Instant::now();
     match &cli.command {
-        Command::List => {
-            let mut t = examples::table::Table::new("Experiments (`dlfs run <name>`)", &["name", "chapters", "what"]);
-            for (name, chapters, what) in EXPERIMENTS {
-                t.push(vec![name.into(), chapters.into(), what.into()]);
+        Command::List => println!("{}", list().render()),
+        Command::Run { experiments } => {
+            let mut mnist_names = Vec::new();
+            for name in experiments {
+                match name.as_str() {
+                    "boston" => drop(run_boston(common, &data)?),
+                    other if other.starts_with("ch4-") => mnist_names.push(mnist::experiment(other)?.name),
+                    other => bail!("unknown experiment {other:?}; `dlfs list` shows them"),
+                }
             }
-            println!("{}", t.render());
+            if !mnist_names.is_empty() {
+                run_mnist(common, &data, &mnist_names, common.epochs)?;
+            }
         }
-        Command::Run { experiment } => match experiment.as_str() {
-            "boston" => {
-                run_boston(&cli.common, &data)?;
-            }
-            other => bail!("unknown experiment {other:?}; `dlfs list` shows them"),
-        },
-        Command::Reproduce | Command::Tour => {
+        Command::Reproduce => {
             let mut checks = reproduce::chapter1()?;
-            let results = if matches!(cli.command, Command::Tour) {
-                run_boston(&cli.common, &data)?
-            } else {
-                boston::run(&data, cli.common.quiet)?
-            };
-            checks.extend(reproduce::boston(&results));
+            checks.extend(reproduce::boston(&boston::run(&data, common.engine, common.quiet)?));
             println!("{}", reproduce::table(&checks).render());
             let matched = checks.iter().filter(|c| c.matches()).count();
             println!("{matched} of {} printed numbers reproduced", checks.len());
         }
+        Command::Tour => {
+            let mut checks = reproduce::chapter1()?;
+            checks.extend(reproduce::boston(&run_boston(common, &data)?));
+            println!("{}", reproduce::table(&checks).render());
+            let matched = checks.iter().filter(|c| c.matches()).count();
+            println!("{matched} of {} printed numbers reproduced\n", checks.len());
+            run_mnist(common, &data, &["ch4-glorot"], Some(common.epochs.unwrap_or(2)))?;
+        }
     }
-    if !cli.common.quiet {
+    if !common.quiet && !matches!(cli.command, Command::List) {
         eprintln!("finished in {:.1} s", start.elapsed().as_secs_f64());
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! The two operations of a dense layer: multiply by a weight matrix, add a bias row.
 
-use ndarray::{Array2, ArrayD, Axis, Ix2};
+use ndarray::{Array2, ArrayD, ArrayView2, Axis, Ix2};
 
 use super::{as_matrix, no_forward, Mode, Operation};
 use crate::linalg::matmul;
@@ -27,7 +27,14 @@ impl<F: Float> WeightMultiply<F> {
         WeightMultiply { weight: Param::new(weight.into_dyn(), Layout::SwapAxes01), input: None }
     }
 
-    fn w(&self) -> ndarray::ArrayView2<'_, F> {
+    /// `∂L/∂W = Xᵀ ∂L/∂Y`.
+    fn weight_grad(&mut self, g: &ArrayView2<F>) -> Result<()> {
+        let x = self.input.as_ref().ok_or_else(|| no_forward("WeightMultiply"))?;
+        self.weight.grad = matmul(&x.t(), g).into_dyn();
+        Ok(())
+    }
+
+    fn w(&self) -> ArrayView2<'_, F> {
         self.weight.value.view().into_dimensionality::<Ix2>().expect("the weight is a matrix")
     }
 }
@@ -49,10 +56,13 @@ impl<F: Float> Operation<F> for WeightMultiply<F> {
     }
 
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
-        let x = self.input.as_ref().ok_or_else(|| no_forward(self.name()))?;
         let g = as_matrix(&output_grad, "output gradient")?;
-        self.weight.grad = matmul(&x.t(), &g).into_dyn();
+        self.weight_grad(&g)?;
         Ok(matmul(&g, &self.w().t()).into_dyn())
+    }
+
+    fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {
+        self.weight_grad(&as_matrix(&output_grad, "output gradient")?)
     }
 
     fn param(&self) -> Option<(&'static str, &Param<F>)> {

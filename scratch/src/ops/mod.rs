@@ -42,6 +42,13 @@ pub trait Operation<F: Float>: Send {
     /// `∂L/∂param` in the parameter's `grad`.
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>>;
 
+    /// The backward pass when `∂L/∂input` is not needed (the first operation of a network, whose input is
+    /// the data): stores the parameter gradient only, saving the product that would compute `∂L/∂input`.
+    /// The default runs [`Operation::backward`] and drops its result.
+    fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {
+        self.backward(output_grad).map(drop)
+    }
+
     /// The parameter and its short name (`"weight"`, `"bias"`), for operations that have one.
     fn param(&self) -> Option<(&'static str, &Param<F>)> {
         None
@@ -103,30 +110,49 @@ impl<F: Float> OpChain<F> {
 
     /// Runs every operation backward, checking that each gradient has the shape of its array.
     pub fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
+        Ok(self.backward_through(output_grad, true)?.expect("the input gradient was asked for"))
+    }
+
+    /// As [`OpChain::backward`], without computing the gradient of the chain's input.
+    pub fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {
+        self.backward_through(output_grad, false).map(drop)
+    }
+
+    fn backward_through(&mut self, output_grad: ArrayD<F>, input_grad: bool) -> Result<Option<ArrayD<F>>> {
         if self.shapes.len() != self.ops.len() {
             return Err(no_forward("OpChain"));
         }
         let mut g = output_grad;
-        for (op, (in_shape, out_shape)) in self.ops.iter_mut().zip(&self.shapes).rev() {
+        for (i, (op, (in_shape, out_shape))) in self.ops.iter_mut().zip(&self.shapes).enumerate().rev() {
             let name = op.name();
-            let here = || name.to_string();
             if g.shape() != out_shape.as_slice() {
-                return Err(Error::shape(format!("{} backward", here()), format!("gradient {out_shape:?}"), g.shape()));
+                return Err(Error::shape(format!("{name} backward"), format!("gradient {out_shape:?}"), g.shape()));
             }
-            g = op.backward(g).map_err(|e| e.within(&here()))?;
+            if i == 0 && !input_grad {
+                op.backward_params(g).map_err(|e| e.within(name))?;
+                check_param_grad(op.as_ref())?;
+                return Ok(None);
+            }
+            g = op.backward(g).map_err(|e| e.within(name))?;
             if g.shape() != in_shape.as_slice() {
-                return Err(Error::shape(format!("{} input gradient", here()), format!("{in_shape:?}"), g.shape()));
+                return Err(Error::shape(format!("{name} input gradient"), format!("{in_shape:?}"), g.shape()));
             }
-            if let Some((name, p)) = op.param() {
-                if p.grad.shape() != p.value.shape() {
-                    return Err(Error::shape(
-                        format!("{} gradient of {name}", here()),
-                        format!("{:?}", p.value.shape()),
-                        p.grad.shape(),
-                    ));
-                }
-            }
+            check_param_grad(op.as_ref())?;
         }
-        Ok(g)
+        Ok(Some(g))
     }
+}
+
+/// The book's `ParamOperation` check: a parameter's gradient has the parameter's shape.
+fn check_param_grad<F: Float>(op: &dyn Operation<F>) -> Result<()> {
+    if let Some((param, p)) = op.param() {
+        if p.grad.shape() != p.value.shape() {
+            return Err(Error::shape(
+                format!("{} gradient of {param}", op.name()),
+                format!("{:?}", p.value.shape()),
+                p.grad.shape(),
+            ));
+        }
+    }
+    Ok(())
 }

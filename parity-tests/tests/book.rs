@@ -1,0 +1,61 @@
+//! The book's chapter 2 and 3 models in both engines: the torch versions reach the same weights (and so
+//! the book's printed numbers) as the from-scratch ones.
+
+use ndarray::Array2;
+use parity_tests::{assert_close, data_dir_or_skip, F64};
+use scratch::data::boston;
+use scratch::fundamentals::{self, BiasGradient, TrainConfig};
+use scratch::rng::RandomState;
+use torch::convert::to_array;
+
+fn split() -> Option<boston::Split<f64>> {
+    let dir = data_dir_or_skip("boston/boston_house_prices.csv")?;
+    Some(boston::load_book_split(&dir).unwrap())
+}
+
+fn matrix(t: &tch::Tensor) -> Array2<f64> {
+    to_array::<f64>(t).into_dimensionality().unwrap()
+}
+
+#[test]
+fn chapter2_linear_regression_and_least_squares() {
+    let Some(data) = split() else { return };
+    let config = TrainConfig { iterations: 1000, learning_rate: 0.001, batch_size: 23 };
+    let (mut ra, mut rb) = (RandomState::new(180_708), RandomState::new(180_708));
+    let mut ours = fundamentals::LinearRegression::init(13, &mut ra);
+    let mut theirs = torch::fundamentals::LinearRegression::init(13, &mut rb);
+    let la = fundamentals::train(&mut ours, &data.x_train, &data.y_train, &config, &mut ra).unwrap();
+    let lb = fundamentals::train(&mut theirs, &data.x_train, &data.y_train, &config, &mut rb).unwrap();
+    assert_close("linear regression losses", &ndarray::arr1(&la).into_dyn(), &ndarray::arr1(&lb).into_dyn(), F64);
+    assert_close("W", &ours.w.clone().into_dyn(), &matrix(&theirs.w).into_dyn(), F64);
+    assert_close("B", &ours.b.clone().into_dyn(), &matrix(&theirs.b).into_dyn(), F64);
+
+    let a = fundamentals::least_squares(&data.x_train, &data.y_train).unwrap();
+    let b = torch::fundamentals::least_squares(&data.x_train, &data.y_train);
+    // Two different solvers (normal equations, SVD): equal to the conditioning of the problem.
+    let tol = parity_tests::Tolerance { abs: 1e-9, rel: 1e-9 };
+    assert_close("least squares W", &a.w.into_dyn(), &matrix(&b.w).into_dyn(), tol);
+}
+
+#[test]
+fn chapter2_network_with_and_without_the_books_bias_bug() {
+    let Some(data) = split() else { return };
+    let config = TrainConfig { iterations: 2000, learning_rate: 0.001, batch_size: 23 };
+    for quirk in [BiasGradient::BookCollapsed, BiasGradient::Correct] {
+        let (mut ra, mut rb) = (RandomState::new(180_807), RandomState::new(180_807));
+        let mut ours = fundamentals::TwoLayerNet::init(13, 13, quirk, &mut ra);
+        let mut theirs = torch::fundamentals::TwoLayerNet::init(13, 13, quirk, &mut rb);
+        fundamentals::train(&mut ours, &data.x_train, &data.y_train, &config, &mut ra).unwrap();
+        fundamentals::train(&mut theirs, &data.x_train, &data.y_train, &config, &mut rb).unwrap();
+        // 2000 training steps: the trajectory criterion, 1e-8 relative to each tensor's magnitude.
+        let named = |w: [&Array2<f64>; 4]| -> Vec<(String, ndarray::ArrayD<f64>)> {
+            ["W1", "B1", "W2", "B2"].iter().zip(w).map(|(n, a)| (n.to_string(), a.clone().into_dyn())).collect()
+        };
+        let theirs = [matrix(&theirs.w1), matrix(&theirs.b1), matrix(&theirs.w2), matrix(&theirs.b2)];
+        let (diff, name) = parity_tests::max_relative_difference(
+            &named([&ours.w1, &ours.b1, &ours.w2, &ours.b2]),
+            &named([&theirs[0], &theirs[1], &theirs[2], &theirs[3]]),
+        );
+        assert!(diff <= 1e-8, "{quirk:?}: {name} differs by {diff:e}");
+    }
+}
