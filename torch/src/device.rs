@@ -1,7 +1,9 @@
 //! Where the torch engine computes: the CPU by default, a CUDA GPU when asked for and present.
 
+use std::ffi::{CStr, CString};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 /// A device the user can ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -30,16 +32,60 @@ pub enum DeviceError {
     Unknown(String),
 }
 
+/// Loads libtorch's CUDA library, once, so that libtorch registers its CUDA backend.
+///
+/// Rust links with `--as-needed`, and no symbol of `libtorch_cuda.so` is used directly, so the linker
+/// drops it and `tch::Cuda::is_available()` stays false even on a GPU machine. Loading it at run time
+/// (found through the executable's run path, which `torch/build.rs` sets) brings the backend in. On the
+/// minimal CPU install the library is there but its CUDA dependencies are not, and loading fails with the
+/// name of the missing library.
+pub fn load_cuda_backend() -> Result<(), String> {
+    static LOADED: OnceLock<Result<(), String>> = OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            let name = CString::new("libtorch_cuda.so").expect("no interior NUL");
+            // SAFETY: `name` is a valid C string; dlopen and dlerror have no other preconditions, and
+            // the returned handle is kept open for the life of the process (never passed to dlclose).
+            #[allow(unsafe_code)]
+            let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+            if handle.is_null() {
+                // SAFETY: dlerror returns null or a valid C string describing the last dlopen failure.
+                #[allow(unsafe_code)]
+                let message = unsafe {
+                    let e = libc::dlerror();
+                    if e.is_null() {
+                        "unknown dlopen error".to_string()
+                    } else {
+                        CStr::from_ptr(e).to_string_lossy().into_owned()
+                    }
+                };
+                Err(message)
+            } else {
+                Ok(())
+            }
+        })
+        .clone()
+}
+
 impl Device {
     /// The `tch` device, checking that CUDA is usable when asked for.
     ///
     /// # Errors
-    /// [`DeviceError::CudaUnavailable`] if CUDA is asked for and libtorch reports no GPU.
+    /// [`DeviceError::CudaUnavailable`] if CUDA is asked for and cannot be used: libtorch's CUDA library
+    /// does not load (the minimal CPU install), or libtorch sees no GPU.
     pub fn resolve(self) -> Result<tch::Device, DeviceError> {
         match self {
             Device::Cpu => Ok(tch::Device::Cpu),
-            Device::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
-            Device::Cuda => Err(DeviceError::CudaUnavailable { reason: "libtorch reports no CUDA device".into() }),
+            Device::Cuda => {
+                load_cuda_backend().map_err(|e| DeviceError::CudaUnavailable {
+                    reason: format!("libtorch's CUDA library does not load ({e})"),
+                })?;
+                if tch::Cuda::is_available() {
+                    Ok(tch::Device::Cuda(0))
+                } else {
+                    Err(DeviceError::CudaUnavailable { reason: "libtorch finds no CUDA device".into() })
+                }
+            }
         }
     }
 }
