@@ -9,6 +9,7 @@
 //! | 2, Fundamentals | [`fundamentals`], [`metrics`], [`data::boston`] |
 //! | 3, Deep learning from scratch | [`ops`], [`layers`], [`losses`], [`network`], [`optim`], [`train`] |
 //! | 4, Extensions | [`ops`] (activations, dropout), [`losses`] (softmax cross-entropy), [`optim`] (momentum, decay), [`data::mnist`] |
+//! | 5, Convolutions | [`conv`] (the chapter's loops, the fast convolution, pooling), [`layers::Conv2D`] |
 //!
 //! Arrays are generic over [`Float`] (`f32` or `f64`); randomness always comes from an explicit
 //! [`rng::RandomState`], numpy-compatible so that the book's printed numbers can be reproduced exactly.
@@ -31,6 +32,7 @@
 //! ```
 
 pub mod checkpoint;
+pub mod conv;
 pub mod data;
 mod error;
 mod float;
@@ -53,7 +55,7 @@ pub use float::Float;
 
 /// The types most programs need.
 pub mod prelude {
-    pub use crate::layers::{Dense, Layer, WeightInit};
+    pub use crate::layers::{Conv2D, Dense, Layer, OpLayer, WeightInit};
     pub use crate::losses::{Loss, MeanSquaredError, SoftmaxCrossEntropy};
     pub use crate::network::{InitSeeding, NeuralNetwork};
     pub use crate::ops::{Activation, Mode};

@@ -6,7 +6,7 @@
 //! (2 threads, 2048³), 90 % of the cores' peak; ndarray's default product (`matrixmultiply`) reaches
 //! 85 GFLOP/s there, single-threaded (`examples/src/bin/bench.rs` measures both).
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
 use crate::Float;
 
@@ -60,6 +60,53 @@ pub fn matmul<F: Float>(a: &ArrayView2<F>, b: &ArrayView2<F>) -> Array2<F> {
     }
 }
 
+/// `C ← A B`, or `C ← C + A B` with `accumulate`, on one thread: for callers that already spread their
+/// work over the cores (the convolution works image by image).
+///
+/// # Panics
+/// If the shapes do not agree.
+pub fn matmul_into<F: Float>(c: &mut ArrayViewMut2<F>, a: &ArrayView2<F>, b: &ArrayView2<F>, accumulate: bool) {
+    let ((m, k), (k2, n)) = (a.dim(), b.dim());
+    assert!(k == k2 && c.dim() == (m, n), "matmul_into: shapes {:?} x {:?} -> {:?}", a.dim(), b.dim(), c.dim());
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c.fill(F::zero());
+        }
+        return;
+    }
+    let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
+    // SAFETY: as in `matmul`: the pointers and strides describe the arrays exactly, the shapes agree,
+    // and `c` is borrowed mutably, so it does not alias `a` or `b`. With `accumulate` gemm reads `c`
+    // (initialised, since it is a view of an array); without, it writes every element.
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            c_cs,
+            c_rs,
+            accumulate,
+            a.as_ptr(),
+            a.strides()[1],
+            a.strides()[0],
+            b.as_ptr(),
+            b.strides()[1],
+            b.strides()[0],
+            F::one(),
+            F::one(),
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use ndarray::Array2;
@@ -86,6 +133,14 @@ mod tests {
                 assert!(got.iter().zip(&expected).all(|(g, e)| (g - e).abs() < 1e-12 * (1.0 + e.abs())));
             }
         }
+        let (a, b): (Array2<f64>, Array2<f64>) = (rng.randn((30, 20)), rng.randn((20, 10)));
+        let mut c: Array2<f64> = rng.randn((30, 10));
+        let expected = &c + &naive(&a.view(), &b.view());
+        matmul_into(&mut c.view_mut(), &a.view(), &b.view(), true);
+        assert!(c.iter().zip(&expected).all(|(g, e)| (g - e).abs() < 1e-12 * (1.0 + e.abs())));
+        matmul_into(&mut c.view_mut(), &a.view(), &b.view(), false);
+        assert!(c.iter().zip(&naive(&a.view(), &b.view())).all(|(g, e)| (g - e).abs() < 1e-12 * (1.0 + e.abs())));
+
         let a: Array2<f32> = rng.randn((40, 50));
         let b: Array2<f32> = rng.randn((50, 60));
         let expected = a.dot(&b);

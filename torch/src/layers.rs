@@ -1,6 +1,7 @@
 //! Layers on libtorch, in the style of the book's chapter 7 (`DenseLayer`).
 
-use scratch::layers::WeightInit;
+use scratch::conv::PoolKind;
+use scratch::layers::{ConvSpec, WeightInit};
 use scratch::ops::{Activation, DropoutStyle, Mode};
 use scratch::rng::RandomState;
 use tch::{nn, Kind, Tensor};
@@ -201,4 +202,180 @@ impl Layer for Dense {
 pub fn set_values(param: &mut Tensor, values: &ndarray::ArrayD<f64>) {
     let source = crate::convert::to_tensor(values).to_device(param.device()).to_kind(param.kind());
     tch::no_grad(|| param.copy_(&source));
+}
+
+/// A convolutional layer on libtorch, the book's chapter-7 `ConvLayer`: `conv2d` (padding `k/2` by
+/// default), optional bias, activation, optional flatten, optional dropout.
+///
+/// Parameters `weight: (O, C, k, k)` (PyTorch's layout) and, with a bias, `bias: (O,)`.
+#[derive(Debug)]
+pub struct Conv2D {
+    spec: ConvSpec,
+    weight: Tensor,
+    bias: Option<Tensor>,
+    dropout: Option<Dropout>,
+}
+
+impl Conv2D {
+    /// The layer `spec` describes, under `path`, holding values of `kind`, drawn from `rng` as the
+    /// from-scratch `Conv2D` draws them.
+    pub fn new(path: &nn::Path<'_>, spec: ConvSpec, kind: Kind, rng: &mut RandomState) -> Self {
+        let options = (kind, path.device());
+        let k = spec.kernel as i64;
+        let weight =
+            path.add("weight", Tensor::zeros([spec.out_channels as i64, spec.in_channels as i64, k, k], options), true);
+        let bias = spec.bias.then(|| path.add("bias", Tensor::zeros([spec.out_channels as i64], options), true));
+        let dropout = spec.dropout.map(|(keep, style)| Dropout::new(keep, style, MaskSource::Torch));
+        let mut layer = Conv2D { spec, weight, bias, dropout };
+        layer.reinitialize(rng);
+        layer
+    }
+}
+
+impl Layer for Conv2D {
+    fn describe(&self) -> String {
+        self.spec.describe()
+    }
+
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let size = x.size();
+        let g = self.spec.geometry();
+        if size.len() != 4 || size[1] != g.in_channels as i64 {
+            return Err(
+                scratch::Error::shape("input", format!("(batch, {}, height, width)", g.in_channels), size).into()
+            );
+        }
+        if g.output_size((size[2] as usize, size[3] as usize)).is_none() {
+            return Err(scratch::Error::shape(
+                "input",
+                format!("images of at least the kernel's size {:?} after padding", g.kernel),
+                size,
+            )
+            .into());
+        }
+        let (s, p) = (g.stride.0 as i64, g.padding.0 as i64);
+        let y = x.conv2d(&self.weight, self.bias.as_ref(), [s, s], [p, p], [1, 1], 1);
+        let mut y = activate(&y, self.spec.activation);
+        if self.spec.flatten {
+            y = y.flatten(1, -1);
+        }
+        Ok(match &mut self.dropout {
+            Some(d) => d.forward(&y, mode),
+            None => y,
+        })
+    }
+
+    fn params(&self) -> Vec<(&'static str, Tensor)> {
+        let mut out = vec![("weight", self.weight.shallow_clone())];
+        out.extend(self.bias.as_ref().map(|b| ("bias", b.shallow_clone())));
+        out
+    }
+
+    /// Draws as [`ConvSpec::draw`] says, then turns the book's `(C, O, k, k)` kernel into `(O, C, k, k)`.
+    fn reinitialize(&mut self, rng: &mut RandomState) {
+        let draw = self.spec.draw(rng);
+        let mut kernel = draw.kernel.view();
+        kernel.swap_axes(0, 1);
+        set_values(&mut self.weight, &kernel.as_standard_layout().into_owned().into_dyn());
+        if let (Some(b), Some(values)) = (&mut self.bias, draw.bias) {
+            set_values(b, &values.into_dyn());
+        }
+        if let (Some(d), Some(seed)) = (&mut self.dropout, draw.dropout_seed) {
+            d.masks = MaskSource::Shared(Box::new(RandomState::new(seed)));
+        }
+    }
+
+    fn dropout_mut(&mut self) -> Option<&mut Dropout> {
+        self.dropout.as_mut()
+    }
+}
+
+/// Max or average pooling (`max_pool2d` / `avg_pool2d`), no padding.
+#[derive(Debug)]
+pub struct Pool2D {
+    kind: PoolKind,
+    size: usize,
+    stride: usize,
+}
+
+impl Pool2D {
+    /// Pooling of `kind` over `size × size` windows moved by `stride`.
+    pub fn new(kind: PoolKind, size: usize, stride: usize) -> Self {
+        Pool2D { kind, size, stride }
+    }
+}
+
+impl Layer for Pool2D {
+    fn describe(&self) -> String {
+        format!("{:?}Pool2D({}x{}, stride {})", self.kind, self.size, self.size, self.stride)
+    }
+
+    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
+        let size = x.size();
+        if size.len() != 4 || size[2] < self.size as i64 || size[3] < self.size as i64 {
+            let expected = format!("(batch, channels, height, width) of at least {0}x{0}", self.size);
+            return Err(scratch::Error::shape("input", expected, size).into());
+        }
+        let (k, s) = (self.size as i64, self.stride as i64);
+        Ok(match self.kind {
+            PoolKind::Max => x.max_pool2d([k, k], [s, s], [0, 0], [1, 1], false),
+            PoolKind::Average => x.avg_pool2d([k, k], [s, s], [0, 0], false, true, None::<i64>),
+        })
+    }
+
+    fn params(&self) -> Vec<(&'static str, Tensor)> {
+        Vec::new()
+    }
+
+    fn reinitialize(&mut self, _rng: &mut RandomState) {}
+}
+
+/// `(batch, ...)` to `(batch, n)` (`Flatten`), or `(batch, n)` to `(batch, shape...)` (`Reshape`).
+#[derive(Debug)]
+pub struct Reshape {
+    /// The shape of each row after the layer; `None` flattens.
+    shape: Option<Vec<i64>>,
+}
+
+impl Reshape {
+    /// Flattens every row.
+    pub fn flatten() -> Self {
+        Reshape { shape: None }
+    }
+
+    /// Reshapes every row to `shape`.
+    pub fn to(shape: &[usize]) -> Self {
+        Reshape { shape: Some(shape.iter().map(|&d| d as i64).collect()) }
+    }
+}
+
+impl Layer for Reshape {
+    fn describe(&self) -> String {
+        match &self.shape {
+            None => "Flatten".into(),
+            Some(s) => format!("Reshape({s:?})"),
+        }
+    }
+
+    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
+        match &self.shape {
+            None => Ok(x.flatten(1, -1)),
+            Some(shape) => {
+                let n: i64 = shape.iter().product();
+                let size = x.size();
+                if size.len() != 2 || size[1] != n {
+                    return Err(scratch::Error::shape("input", format!("(batch, {n})"), size).into());
+                }
+                let mut target = vec![size[0]];
+                target.extend(shape);
+                Ok(x.reshape(target.as_slice()))
+            }
+        }
+    }
+
+    fn params(&self) -> Vec<(&'static str, Tensor)> {
+        Vec::new()
+    }
+
+    fn reinitialize(&mut self, _rng: &mut RandomState) {}
 }

@@ -55,6 +55,11 @@ impl Model {
         self.push(|path, kind| Box::new(Dense::new(path, (n_in, neurons), activation, init, dropout, kind, rng)))
     }
 
+    /// Appends a [`Conv2D`](layers::Conv2D) layer drawn from `rng` as the from-scratch one would be.
+    pub fn conv2d(&mut self, spec: scratch::layers::ConvSpec, rng: &mut RandomState) -> &mut Self {
+        self.push(|path, kind| Box::new(layers::Conv2D::new(path, spec, kind, rng)))
+    }
+
     /// The device.
     pub fn device(&self) -> tch::Device {
         self.vs.device()

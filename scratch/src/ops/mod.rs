@@ -11,12 +11,14 @@
 mod activations;
 mod dense;
 mod dropout;
+mod reshape;
 
 use ndarray::{ArrayD, ArrayView2, Ix2};
 
 pub use activations::{Activation, LeakyReLU, Linear, ReLU, Sigmoid, Tanh};
 pub use dense::{BiasAdd, WeightMultiply};
 pub use dropout::{Dropout, DropoutStyle};
+pub use reshape::{Flatten, Reshape};
 
 use crate::param::Param;
 use crate::{Error, Float, Result};

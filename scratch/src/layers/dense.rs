@@ -1,75 +1,14 @@
-//! Layers: groups of operations with their own parameters (the book's `Layer` and `Dense`).
+//! The fully connected layer.
 
 use std::marker::PhantomData;
 
 use ndarray::ArrayD;
 
-use crate::ops::{Activation, BiasAdd, Dropout, DropoutStyle, Mode, OpChain, Operation, WeightMultiply};
+use super::{Layer, LayerOps, WeightInit};
+use crate::ops::{Activation, BiasAdd, Dropout, DropoutStyle, Mode, Operation, WeightMultiply};
 use crate::param::Param;
 use crate::rng::RandomState;
 use crate::{Float, Result};
-
-/// A network layer: a differentiable map with named parameters that can be re-initialised.
-pub trait Layer<F: Float>: Send {
-    /// A one-line description, e.g. `Dense(13 -> 1, linear)`.
-    fn describe(&self) -> String;
-
-    /// Computes the layer's output.
-    fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>>;
-
-    /// Given `∂L/∂output`, stores every parameter's gradient and returns `∂L/∂input`.
-    fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>>;
-
-    /// The backward pass when `∂L/∂input` is not needed (the network's first layer): stores the parameter
-    /// gradients only. The default runs [`Layer::backward`] and drops its result.
-    fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {
-        self.backward(output_grad).map(drop)
-    }
-
-    /// The parameters with their names within the layer (`weight`, `bias`).
-    fn params(&self) -> Vec<(&'static str, &Param<F>)>;
-
-    /// Mutable access to the parameters.
-    fn params_mut(&mut self) -> Vec<(&'static str, &mut Param<F>)>;
-
-    /// Draws fresh parameters from `rng`.
-    fn reinitialize(&mut self, rng: &mut RandomState);
-
-    /// Whether the book's code re-seeds numpy's global generator before initialising this kind of layer
-    /// (its `Dense` does, its `Conv2D` does not); see [`crate::network::InitSeeding::BookReseed`].
-    fn reseeds_in_book(&self) -> bool {
-        false
-    }
-
-    /// The layer's dropout operation, if it has one (to inject masks).
-    fn dropout_mut(&mut self) -> Option<&mut Dropout<F>> {
-        None
-    }
-}
-
-/// How a layer draws its initial weights and biases (both from a normal distribution with mean 0).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WeightInit {
-    /// Standard deviation 1: the book's default (`np.random.randn`).
-    Standard,
-    /// Glorot (Xavier) normal, standard deviation `sqrt(2 / (fan_in + fan_out))`; the book's current
-    /// code, which applies the same scale to the bias.
-    Glorot,
-    /// The book's 2019 "glorot": standard deviation `2 / (fan_in + fan_out)`, without the square root.
-    BookGlorot2019,
-}
-
-impl WeightInit {
-    /// The standard deviation for a layer with the given fans.
-    pub fn scale(self, fan_in: usize, fan_out: usize) -> f64 {
-        let sum = (fan_in + fan_out) as f64;
-        match self {
-            WeightInit::Standard => 1.0,
-            WeightInit::Glorot => (2.0 / sum).sqrt(),
-            WeightInit::BookGlorot2019 => 2.0 / sum,
-        }
-    }
-}
 
 /// The settings of a [`Dense`] layer; build one with [`Dense::builder`].
 #[derive(Clone, Debug)]
@@ -120,7 +59,7 @@ impl<F: Float> DenseBuilder<F> {
         if let Some((keep, style)) = self.dropout {
             Dropout::<F>::new(keep, style, RandomState::new(0))?;
         }
-        let mut layer = Dense { config: self, chain: OpChain::new(Vec::new()), dropout: None };
+        let mut layer = Dense { config: self, ops: LayerOps::new(Vec::new(), None) };
         layer.reinitialize(rng);
         Ok(layer)
     }
@@ -147,9 +86,8 @@ impl<F: Float> DenseBuilder<F> {
 /// ```
 pub struct Dense<F: Float> {
     config: DenseBuilder<F>,
-    /// `WeightMultiply`, `BiasAdd`, activation.
-    chain: OpChain<F>,
-    dropout: Option<Dropout<F>>,
+    /// `WeightMultiply`, `BiasAdd`, activation; then dropout.
+    ops: LayerOps<F>,
 }
 
 impl<F: Float> Dense<F> {
@@ -176,15 +114,6 @@ impl<F: Float> Dense<F> {
     }
 }
 
-impl<F: Float> Dense<F> {
-    fn dropout_backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
-        match &mut self.dropout {
-            Some(dropout) => dropout.backward(output_grad).map_err(|e| e.within("Dropout")),
-            None => Ok(output_grad),
-        }
-    }
-}
-
 impl<F: Float> Layer<F> for Dense<F> {
     fn describe(&self) -> String {
         let c = &self.config;
@@ -193,29 +122,23 @@ impl<F: Float> Layer<F> for Dense<F> {
     }
 
     fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
-        let y = self.chain.forward(input, mode)?;
-        match &mut self.dropout {
-            Some(dropout) => dropout.forward(y, mode).map_err(|e| e.within("Dropout")),
-            None => Ok(y),
-        }
+        self.ops.forward(input, mode)
     }
 
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
-        let g = self.dropout_backward(output_grad)?;
-        self.chain.backward(g)
+        self.ops.backward(output_grad)
     }
 
     fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {
-        let g = self.dropout_backward(output_grad)?;
-        self.chain.backward_params(g)
+        self.ops.backward_params(output_grad)
     }
 
     fn params(&self) -> Vec<(&'static str, &Param<F>)> {
-        self.chain.ops().iter().filter_map(|op| op.param()).collect()
+        self.ops.params()
     }
 
     fn params_mut(&mut self) -> Vec<(&'static str, &mut Param<F>)> {
-        self.chain.ops_mut().iter_mut().filter_map(|op| op.param_mut()).collect()
+        self.ops.params_mut()
     }
 
     /// Draws `W ~ N(0, s²)` of shape `(n_in, neurons)`, then `B ~ N(0, s²)` of shape `(1, neurons)`, in
@@ -228,10 +151,10 @@ impl<F: Float> Layer<F> for Dense<F> {
         let b = rng.normal(0.0, scale, (1, c.neurons));
         let ops: Vec<Box<dyn Operation<F>>> =
             vec![Box::new(WeightMultiply::new(w)), Box::new(BiasAdd::new(b)), c.activation.operation()];
-        self.chain = OpChain::new(ops);
-        self.dropout = c.dropout.map(|(keep, style)| {
+        let dropout = c.dropout.map(|(keep, style)| {
             Dropout::new(keep, style, RandomState::new(rng.next_u32())).expect("validated by build")
         });
+        self.ops = LayerOps::new(ops, dropout);
     }
 
     fn reseeds_in_book(&self) -> bool {
@@ -239,6 +162,6 @@ impl<F: Float> Layer<F> for Dense<F> {
     }
 
     fn dropout_mut(&mut self) -> Option<&mut Dropout<F>> {
-        self.dropout.as_mut()
+        self.ops.dropout.as_mut()
     }
 }

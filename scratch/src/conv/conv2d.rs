@@ -1,0 +1,322 @@
+//! The fast 2-D convolution used for training: a batch of multi-channel images, any kernel size, zero
+//! padding and stride, computed image by image as one matrix product each (im2col), the images spread
+//! over the cores.
+//!
+//! For an image `x: (C, H, W)` and a kernel `K: (C, O, kh, kw)` (the book's layout), im2col lays the
+//! receptive field of every output pixel out as a column:
+//!
+//! ```text
+//! cols[(c·kh + i)·kw + j][y·Wo + x] = x[c][y·sh + i − ph][x·sw + j − pw]      (0 outside the image)
+//! ```
+//!
+//! so that, with `Wm: (O, C·kh·kw)` the kernel as a matrix,
+//!
+//! ```text
+//! forward:   y     = Wm · cols                      (O, Ho·Wo): the image's output, already in NCHW order
+//! backward:  ∂L/∂Wm = Σ_images ∂L/∂y · colsᵀ         (O, C·kh·kw)
+//!            ∂L/∂x = col2im(Wmᵀ · ∂L/∂y)             (scatter-add of each column back into its window)
+//! ```
+//!
+//! The batch is split into a fixed number of chunks whose kernel gradients are summed in order, so
+//! results do not depend on how the work was scheduled.
+
+use ndarray::{s, Array2, Array4, ArrayD, ArrayView2, ArrayView3, ArrayViewMut3, Axis, Ix4};
+use rayon::prelude::*;
+
+use crate::linalg::matmul_into;
+use crate::ops::{no_forward, Mode, Operation};
+use crate::param::{Layout, Param};
+use crate::{Error, Float, Result};
+
+/// The shapes of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Kernel height and width.
+    pub kernel: (usize, usize),
+    /// Vertical and horizontal stride.
+    pub stride: (usize, usize),
+    /// Zeros added above and below, left and right.
+    pub padding: (usize, usize),
+}
+
+impl Geometry {
+    /// The output size for an input of `(h, w)`, or `None` if the kernel does not fit.
+    pub fn output_size(&self, (h, w): (usize, usize)) -> Option<(usize, usize)> {
+        let (kh, kw) = self.kernel;
+        let (hp, wp) = (h + 2 * self.padding.0, w + 2 * self.padding.1);
+        if hp < kh || wp < kw {
+            return None;
+        }
+        Some(((hp - kh) / self.stride.0 + 1, (wp - kw) / self.stride.1 + 1))
+    }
+
+    fn rows(&self) -> usize {
+        self.in_channels * self.kernel.0 * self.kernel.1
+    }
+}
+
+/// Number of chunks the batch is split into (fixed, so that results do not depend on the machine).
+const CHUNKS: usize = 8;
+
+/// Writes the im2col matrix of `x: (C, H, W)` into `cols: (C·kh·kw, Ho·Wo)`.
+fn im2col<F: Float>(x: &ArrayView3<F>, g: &Geometry, (ho, wo): (usize, usize), cols: &mut Array2<F>) {
+    let (_, h, w) = x.dim();
+    let ((kh, kw), (sh, sw), (ph, pw)) = (g.kernel, g.stride, g.padding);
+    for c in 0..g.in_channels {
+        for i in 0..kh {
+            for j in 0..kw {
+                let mut row = cols.row_mut((c * kh + i) * kw + j);
+                let row = row.as_slice_mut().expect("cols is standard layout");
+                for y in 0..ho {
+                    let out = &mut row[y * wo..(y + 1) * wo];
+                    let iy = (y * sh + i) as isize - ph as isize;
+                    if iy < 0 || iy >= h as isize {
+                        out.fill(F::zero());
+                        continue;
+                    }
+                    let src = x.slice(s![c, iy as usize, ..]);
+                    for (xo, v) in out.iter_mut().enumerate() {
+                        let ix = (xo * sw + j) as isize - pw as isize;
+                        *v = if ix >= 0 && ix < w as isize { src[ix as usize] } else { F::zero() };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds every column of `cols: (C·kh·kw, Ho·Wo)` back into its window of `dx: (C, H, W)`.
+fn col2im<F: Float>(cols: &ArrayView2<F>, g: &Geometry, (ho, wo): (usize, usize), dx: &mut ArrayViewMut3<F>) {
+    let (_, h, w) = dx.dim();
+    let ((kh, kw), (sh, sw), (ph, pw)) = (g.kernel, g.stride, g.padding);
+    for c in 0..g.in_channels {
+        for i in 0..kh {
+            for j in 0..kw {
+                let row = cols.row((c * kh + i) * kw + j);
+                for y in 0..ho {
+                    let iy = (y * sh + i) as isize - ph as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    let mut dst = dx.slice_mut(s![c, iy as usize, ..]);
+                    for xo in 0..wo {
+                        let ix = (xo * sw + j) as isize - pw as isize;
+                        if ix >= 0 && ix < w as isize {
+                            dst[ix as usize] += row[y * wo + xo];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// 2-D convolution (cross-correlation) of `x: (batch, C, H, W)` with a kernel stored in the book's layout
+/// `(C, O, kh, kw)`; output `(batch, O, Ho, Wo)`, `Ho = (H + 2·ph − kh) / sh + 1`.
+///
+/// The kernel's canonical layout is PyTorch's `(O, C, kh, kw)`. Add a bias with [`ChannelBiasAdd`].
+pub struct Conv2DOp<F: Float> {
+    kernel: Param<F>,
+    stride: (usize, usize),
+    padding: (usize, usize),
+    input: Option<Array4<F>>,
+}
+
+impl<F: Float> Conv2DOp<F> {
+    /// A convolution with `kernel: (in_channels, out_channels, kh, kw)`.
+    ///
+    /// # Panics
+    /// If a stride is zero.
+    pub fn new(kernel: Array4<F>, stride: (usize, usize), padding: (usize, usize)) -> Self {
+        assert!(stride.0 > 0 && stride.1 > 0, "strides must be positive");
+        Conv2DOp { kernel: Param::new(kernel.into_dyn(), Layout::SwapAxes01), stride, padding, input: None }
+    }
+
+    /// The shapes of this convolution.
+    pub fn geometry(&self) -> Geometry {
+        let k = self.kernel.value.shape();
+        Geometry {
+            in_channels: k[0],
+            out_channels: k[1],
+            kernel: (k[2], k[3]),
+            stride: self.stride,
+            padding: self.padding,
+        }
+    }
+
+    /// The kernel as the matrix `Wm: (O, C·kh·kw)`.
+    fn matrix(&self) -> Array2<F> {
+        let g = self.geometry();
+        let mut k = self.kernel.value.view();
+        k.swap_axes(0, 1);
+        k.as_standard_layout().into_owned().into_shape_with_order((g.out_channels, g.rows())).expect("sizes agree")
+    }
+
+    fn check_input(&self, input: &ArrayD<F>) -> Result<(Geometry, (usize, usize))> {
+        let g = self.geometry();
+        let expected = || format!("(batch, {}, height, width)", g.in_channels);
+        if input.ndim() != 4 || input.shape()[1] != g.in_channels {
+            return Err(Error::shape("input", expected(), input.shape()));
+        }
+        let size = g.output_size((input.shape()[2], input.shape()[3])).ok_or_else(|| {
+            Error::shape(
+                "input",
+                format!("images of at least the kernel's size {:?} after padding", g.kernel),
+                input.shape(),
+            )
+        })?;
+        Ok((g, size))
+    }
+
+    /// `∂L/∂Wm` summed over the batch, as the kernel's gradient in its stored layout.
+    fn kernel_grad(&mut self, g4: &Array4<F>) -> Result<()> {
+        let x = self.input.as_ref().ok_or_else(|| no_forward("Conv2D"))?;
+        let geom = self.geometry();
+        let (ho, wo) = (g4.shape()[2], g4.shape()[3]);
+        let batch = x.shape()[0];
+        let chunk = batch.div_ceil(CHUNKS).max(1);
+        let partials: Vec<Array2<F>> = (0..batch.div_ceil(chunk))
+            .into_par_iter()
+            .map(|c| {
+                let mut acc = Array2::zeros((geom.out_channels, geom.rows()));
+                let mut cols = Array2::zeros((geom.rows(), ho * wo));
+                for b in c * chunk..((c + 1) * chunk).min(batch) {
+                    im2col(&x.index_axis(Axis(0), b), &geom, (ho, wo), &mut cols);
+                    let gb = g4.index_axis(Axis(0), b);
+                    let gb = gb.to_shape((geom.out_channels, ho * wo)).expect("contiguous output gradient");
+                    matmul_into(&mut acc.view_mut(), &gb.view(), &cols.t(), true);
+                }
+                acc
+            })
+            .collect();
+        let mut dw = Array2::zeros((geom.out_channels, geom.rows()));
+        for p in &partials {
+            dw += p;
+        }
+        let (kh, kw) = geom.kernel;
+        let mut dw = dw.into_shape_with_order((geom.out_channels, geom.in_channels, kh, kw)).expect("sizes agree");
+        dw.swap_axes(0, 1);
+        self.kernel.grad = dw.as_standard_layout().into_owned().into_dyn();
+        Ok(())
+    }
+
+    fn output_grad(&self, output_grad: ArrayD<F>) -> Result<Array4<F>> {
+        let g = output_grad.into_dimensionality::<Ix4>().map_err(|e| Error::shape("output gradient", "4-D", e))?;
+        Ok(g.as_standard_layout().into_owned())
+    }
+}
+
+impl<F: Float> Operation<F> for Conv2DOp<F> {
+    fn name(&self) -> &'static str {
+        "Conv2D"
+    }
+
+    fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
+        let (geom, (ho, wo)) = self.check_input(&input)?;
+        let x = input.into_dimensionality::<Ix4>().expect("checked").as_standard_layout().into_owned();
+        let wm = self.matrix();
+        let batch = x.shape()[0];
+        let mut out = Array4::zeros((batch, geom.out_channels, ho, wo));
+        let chunk = batch.div_ceil(CHUNKS).max(1);
+        out.axis_chunks_iter_mut(Axis(0), chunk).into_par_iter().zip(x.axis_chunks_iter(Axis(0), chunk)).for_each(
+            |(mut out_chunk, x_chunk)| {
+                let mut cols = Array2::zeros((geom.rows(), ho * wo));
+                for (mut yb, xb) in out_chunk.outer_iter_mut().zip(x_chunk.outer_iter()) {
+                    im2col(&xb, &geom, (ho, wo), &mut cols);
+                    let mut y = yb.view_mut().into_shape_with_order((geom.out_channels, ho * wo)).expect("contiguous");
+                    matmul_into(&mut y, &wm.view(), &cols.view(), false);
+                }
+            },
+        );
+        self.input = Some(x);
+        Ok(out.into_dyn())
+    }
+
+    fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
+        let g4 = self.output_grad(output_grad)?;
+        self.kernel_grad(&g4)?;
+        let x = self.input.as_ref().ok_or_else(|| no_forward("Conv2D"))?;
+        let geom = self.geometry();
+        let (ho, wo) = (g4.shape()[2], g4.shape()[3]);
+        let wm = self.matrix();
+        let mut dx = Array4::zeros(x.raw_dim());
+        let chunk = x.shape()[0].div_ceil(CHUNKS).max(1);
+        dx.axis_chunks_iter_mut(Axis(0), chunk).into_par_iter().zip(g4.axis_chunks_iter(Axis(0), chunk)).for_each(
+            |(mut dx_chunk, g_chunk)| {
+                let mut cols = Array2::zeros((geom.rows(), ho * wo));
+                for (mut dxb, gb) in dx_chunk.outer_iter_mut().zip(g_chunk.outer_iter()) {
+                    let gb = gb.to_shape((geom.out_channels, ho * wo)).expect("contiguous");
+                    matmul_into(&mut cols.view_mut(), &wm.t(), &gb.view(), false);
+                    col2im(&cols.view(), &geom, (ho, wo), &mut dxb);
+                }
+            },
+        );
+        Ok(dx.into_dyn())
+    }
+
+    fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {
+        let g4 = self.output_grad(output_grad)?;
+        self.kernel_grad(&g4)
+    }
+
+    fn param(&self) -> Option<(&'static str, &Param<F>)> {
+        Some(("weight", &self.kernel))
+    }
+
+    fn param_mut(&mut self) -> Option<(&'static str, &mut Param<F>)> {
+        Some(("weight", &mut self.kernel))
+    }
+}
+
+/// Adds one bias per channel: `y[b][c][..] = x[b][c][..] + bias[c]`, `∂L/∂bias[c] = Σ_{b, pixels} ∂L/∂y[b][c]`.
+pub struct ChannelBiasAdd<F: Float> {
+    bias: Param<F>,
+    forwarded: bool,
+}
+
+impl<F: Float> ChannelBiasAdd<F> {
+    /// A per-channel bias `(channels,)`.
+    pub fn new(bias: ndarray::Array1<F>) -> Self {
+        ChannelBiasAdd { bias: Param::new(bias.into_dyn(), Layout::Canonical), forwarded: false }
+    }
+}
+
+impl<F: Float> Operation<F> for ChannelBiasAdd<F> {
+    fn name(&self) -> &'static str {
+        "ChannelBiasAdd"
+    }
+
+    fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
+        let c = self.bias.value.len();
+        if input.ndim() < 2 || input.shape()[1] != c {
+            return Err(Error::shape("input", format!("(batch, {c}, ...)"), input.shape()));
+        }
+        let mut y = input;
+        for (ch, &b) in self.bias.value.iter().enumerate() {
+            y.index_axis_mut(Axis(1), ch).mapv_inplace(|v| v + b);
+        }
+        self.forwarded = true;
+        Ok(y)
+    }
+
+    fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
+        if !self.forwarded {
+            return Err(no_forward("ChannelBiasAdd"));
+        }
+        let grads: Vec<F> = (0..self.bias.value.len()).map(|c| output_grad.index_axis(Axis(1), c).sum()).collect();
+        self.bias.grad = ArrayD::from_shape_vec(self.bias.value.raw_dim(), grads).expect("one per channel");
+        Ok(output_grad)
+    }
+
+    fn param(&self) -> Option<(&'static str, &Param<F>)> {
+        Some(("bias", &self.bias))
+    }
+
+    fn param_mut(&mut self) -> Option<(&'static str, &mut Param<F>)> {
+        Some(("bias", &mut self.bias))
+    }
+}

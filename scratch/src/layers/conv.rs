@@ -1,0 +1,278 @@
+//! The convolutional layer (the book's `Conv2D`).
+
+use std::marker::PhantomData;
+
+use ndarray::{Array1, Array4, ArrayD};
+
+use super::{Layer, LayerOps, WeightInit};
+use crate::conv::{ChannelBiasAdd, Conv2DOp, Geometry};
+use crate::ops::{Activation, Dropout, DropoutStyle, Flatten, Mode, Operation};
+use crate::param::Param;
+use crate::rng::RandomState;
+use crate::{Error, Float, Result};
+
+/// Everything that defines a convolutional layer; both engines build their layer from one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConvSpec {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Kernel height and width.
+    pub kernel: usize,
+    /// Stride in both directions.
+    pub stride: usize,
+    /// Zero padding on every side; `None` is `kernel / 2` ("same" for odd kernels at stride 1, like the
+    /// book and PyTorch's `padding=k//2`).
+    pub padding: Option<usize>,
+    /// A bias per output channel (the book's convolution has none; PyTorch's has one).
+    pub bias: bool,
+    /// The activation after the convolution.
+    pub activation: Activation,
+    /// The kernel initialisation (see [`WeightInit::conv_scale`]).
+    pub init: WeightInit,
+    /// Flatten the output to `(batch, channels · height · width)`.
+    pub flatten: bool,
+    /// Dropout on the output: keep probability and style.
+    pub dropout: Option<(f64, DropoutStyle)>,
+}
+
+/// The initial values of a convolutional layer.
+pub struct ConvDraw {
+    /// The kernel in the book's layout `(C, O, k, k)`.
+    pub kernel: Array4<f64>,
+    /// The bias `(O,)`, if the layer has one.
+    pub bias: Option<Array1<f64>>,
+    /// The seed of the dropout mask generator, if the layer has dropout.
+    pub dropout_seed: Option<u32>,
+}
+
+impl ConvSpec {
+    /// A `kernel × kernel` convolution from `in_channels` to `out_channels`, stride 1, "same" padding, no
+    /// bias, linear, standard initialisation, no flatten, no dropout.
+    pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
+        ConvSpec {
+            in_channels,
+            out_channels,
+            kernel,
+            stride: 1,
+            padding: None,
+            bias: false,
+            activation: Activation::Linear,
+            init: WeightInit::Standard,
+            flatten: false,
+            dropout: None,
+        }
+    }
+
+    /// The convolution's shapes.
+    pub fn geometry(&self) -> Geometry {
+        let p = self.padding.unwrap_or(self.kernel / 2);
+        Geometry {
+            in_channels: self.in_channels,
+            out_channels: self.out_channels,
+            kernel: (self.kernel, self.kernel),
+            stride: (self.stride, self.stride),
+            padding: (p, p),
+        }
+    }
+
+    /// Checks the sizes and the dropout probability.
+    ///
+    /// # Errors
+    /// A zero size or stride, or a dropout probability outside `(0, 1]`.
+    pub fn validate(&self) -> Result<()> {
+        if self.in_channels == 0 || self.out_channels == 0 || self.kernel == 0 || self.stride == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "Conv2D needs positive channels, kernel size and stride, got {} -> {}, {}x{}, stride {}",
+                self.in_channels, self.out_channels, self.kernel, self.kernel, self.stride
+            )));
+        }
+        if let Some((keep, style)) = self.dropout {
+            Dropout::<f64>::new(keep, style, RandomState::new(0))?;
+        }
+        Ok(())
+    }
+
+    /// Draws the kernel `K ~ N(0, s²)` in the book's `(C, O, k, k)` order, then, with a bias,
+    /// `b ~ N(0, s²)` `(O,)`, with `s` from [`WeightInit::conv_scale`]; with dropout, one more draw seeds
+    /// the mask generator. Both engines initialise from this.
+    pub fn draw(&self, rng: &mut RandomState) -> ConvDraw {
+        let scale = self.init.conv_scale(self.in_channels, self.out_channels, self.kernel);
+        let kernel = rng.normal(0.0, scale, (self.in_channels, self.out_channels, self.kernel, self.kernel));
+        let bias = self.bias.then(|| rng.normal(0.0, scale, self.out_channels));
+        let dropout_seed = self.dropout.map(|_| rng.next_u32());
+        ConvDraw { kernel, bias, dropout_seed }
+    }
+
+    /// A one-line description, e.g. `Conv2D(1 -> 16, 5x5, tanh, flatten, dropout keep 0.8)`.
+    pub fn describe(&self) -> String {
+        let mut s = format!("Conv2D({} -> {}, {}x{}", self.in_channels, self.out_channels, self.kernel, self.kernel);
+        if self.stride != 1 {
+            s.push_str(&format!(", stride {}", self.stride));
+        }
+        if let Some(p) = self.padding.filter(|&p| p != self.kernel / 2) {
+            s.push_str(&format!(", padding {p}"));
+        }
+        s.push_str(&format!(", {}", self.activation.name()));
+        if self.bias {
+            s.push_str(", bias");
+        }
+        if self.flatten {
+            s.push_str(", flatten");
+        }
+        if let Some((keep, _)) = self.dropout {
+            s.push_str(&format!(", dropout keep {keep}"));
+        }
+        s.push(')');
+        s
+    }
+}
+
+/// Builds a [`Conv2D`] from a [`ConvSpec`]; start with [`Conv2D::builder`].
+#[derive(Clone, Debug)]
+pub struct Conv2DBuilder<F> {
+    spec: ConvSpec,
+    float: PhantomData<F>,
+}
+
+impl<F: Float> Conv2DBuilder<F> {
+    /// The activation after the convolution (default linear).
+    pub fn activation(mut self, activation: Activation) -> Self {
+        self.spec.activation = activation;
+        self
+    }
+
+    /// The kernel initialisation (default [`WeightInit::Standard`]; see [`WeightInit::conv_scale`]).
+    pub fn init(mut self, init: WeightInit) -> Self {
+        self.spec.init = init;
+        self
+    }
+
+    /// The stride in both directions (default 1).
+    pub fn stride(mut self, stride: usize) -> Self {
+        self.spec.stride = stride;
+        self
+    }
+
+    /// Zero padding on every side (default `kernel / 2`).
+    pub fn padding(mut self, padding: usize) -> Self {
+        self.spec.padding = Some(padding);
+        self
+    }
+
+    /// Adds a bias per output channel.
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.spec.bias = bias;
+        self
+    }
+
+    /// Flattens the output to `(batch, channels · height · width)`, to feed a dense layer.
+    pub fn flatten(mut self, flatten: bool) -> Self {
+        self.spec.flatten = flatten;
+        self
+    }
+
+    /// Inverted dropout on the output, keeping each element with probability `keep`.
+    pub fn dropout(mut self, keep: f64) -> Self {
+        self.spec.dropout = Some((keep, DropoutStyle::Inverted));
+        self
+    }
+
+    /// Draws the parameters from `rng` and returns the layer.
+    ///
+    /// # Errors
+    /// As [`ConvSpec::validate`].
+    pub fn build(self, rng: &mut RandomState) -> Result<Conv2D<F>> {
+        Conv2D::new(self.spec, rng)
+    }
+}
+
+/// A convolutional layer: convolution (optionally with a bias per channel), activation, optional
+/// flatten, optional dropout.
+///
+/// ```text
+/// X: (batch, C, H, W), K: (C, O, k, k)  ->  (batch, O, Ho, Wo)     (or (batch, O·Ho·Wo) flattened)
+/// ```
+///
+/// Its parameters are `weight` (the kernel, PyTorch's `(O, C, k, k)` in checkpoints) and, with a bias,
+/// `bias` `(O,)`.
+pub struct Conv2D<F: Float> {
+    spec: ConvSpec,
+    ops: LayerOps<F>,
+}
+
+impl<F: Float> Conv2D<F> {
+    /// Settings for a `kernel × kernel` convolution from `in_channels` to `out_channels`.
+    pub fn builder(in_channels: usize, out_channels: usize, kernel: usize) -> Conv2DBuilder<F> {
+        Conv2DBuilder { spec: ConvSpec::new(in_channels, out_channels, kernel), float: PhantomData }
+    }
+
+    /// The layer `spec` describes, drawn from `rng`.
+    ///
+    /// # Errors
+    /// As [`ConvSpec::validate`].
+    pub fn new(spec: ConvSpec, rng: &mut RandomState) -> Result<Self> {
+        spec.validate()?;
+        let mut layer = Conv2D { spec, ops: LayerOps::new(Vec::new(), None) };
+        layer.reinitialize(rng);
+        Ok(layer)
+    }
+
+    /// What the layer is.
+    pub fn spec(&self) -> &ConvSpec {
+        &self.spec
+    }
+}
+
+impl<F: Float> Layer<F> for Conv2D<F> {
+    fn describe(&self) -> String {
+        self.spec.describe()
+    }
+
+    fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
+        self.ops.forward(input, mode)
+    }
+
+    fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
+        self.ops.backward(output_grad)
+    }
+
+    fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {
+        self.ops.backward_params(output_grad)
+    }
+
+    fn params(&self) -> Vec<(&'static str, &Param<F>)> {
+        self.ops.params()
+    }
+
+    fn params_mut(&mut self) -> Vec<(&'static str, &mut Param<F>)> {
+        self.ops.params_mut()
+    }
+
+    /// Draws fresh values as [`ConvSpec::draw`] says.
+    fn reinitialize(&mut self, rng: &mut RandomState) {
+        let spec = &self.spec;
+        let draw = spec.draw(rng);
+        let g = spec.geometry();
+        let cast = |a: f64| F::cast(a);
+        let mut ops: Vec<Box<dyn Operation<F>>> =
+            vec![Box::new(Conv2DOp::new(draw.kernel.mapv(cast), g.stride, g.padding))];
+        if let Some(bias) = draw.bias {
+            ops.push(Box::new(ChannelBiasAdd::new(bias.mapv(cast))));
+        }
+        ops.push(spec.activation.operation());
+        if spec.flatten {
+            ops.push(Box::new(Flatten::new()));
+        }
+        let dropout = spec
+            .dropout
+            .zip(draw.dropout_seed)
+            .map(|((keep, style), seed)| Dropout::new(keep, style, RandomState::new(seed)).expect("validated"));
+        self.ops = LayerOps::new(ops, dropout);
+    }
+
+    fn dropout_mut(&mut self) -> Option<&mut Dropout<F>> {
+        self.ops.dropout.as_mut()
+    }
+}
