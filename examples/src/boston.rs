@@ -88,6 +88,7 @@ pub fn chapter3_options(seed: u32) -> FitOptions {
         restart: true,
         init_seeding: InitSeeding::BookReseed(seed),
         early_stopping: true,
+        eval_batches: None,
     }
 }
 

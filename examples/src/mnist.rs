@@ -1,19 +1,21 @@
-//! Chapter 4 on MNIST: the book's experiments (BOOK.md 4a and 4b) trained side by side in both engines,
-//! from the same initial weights and the same batch order (and, with dropout, the same masks).
+//! The book's MNIST experiments — chapter 4's dense networks, chapter 5's CNN, chapter 7's ConvNet —
+//! trained side by side in both engines from the same initial weights and the same batch order (and, with
+//! dropout, the same masks).
 
 use std::path::Path;
 
 use anyhow::{bail, Result};
 use ndarray::Array2;
 use scratch::data::mnist::{self, Mnist};
-use scratch::layers::{Dense, Layer, WeightInit};
+use scratch::layers::{ConvSpec, WeightInit};
 use scratch::losses::{CrossEntropyValue, MeanSquaredError, MseReduction, SoftmaxCrossEntropy};
-use scratch::network::{InitSeeding, NeuralNetwork};
+use scratch::network::InitSeeding;
 use scratch::ops::{Activation, DropoutStyle, Mode};
 use scratch::optim::Decay;
 use scratch::rng::RandomState;
-use scratch::train::{Dataset, FitOptions, FitReport};
+use scratch::train::{Dataset, FitOptions, FitReport, EVAL_CHUNK};
 use torch::convert::{to_array, to_tensor, TorchFloat};
+use torch::spec::{LayerSpec, NetSpec};
 
 use crate::plot::{line_chart, Chart, Series};
 use crate::progress::ProgressObserver;
@@ -67,198 +69,151 @@ pub enum OptimChoice {
     },
 }
 
-/// One of the chapter's experiments.
+/// One of the book's MNIST experiments.
 #[derive(Clone, Debug)]
 pub struct Experiment {
     /// Name on the command line.
     pub name: &'static str,
+    /// The book's chapter.
+    pub chapter: u8,
     /// What it shows.
     pub description: &'static str,
-    /// Hidden layers: (neurons, activation), then a 10-unit output layer.
-    pub hidden: &'static [(usize, Activation)],
-    /// The output activation.
-    pub output: Activation,
-    /// Weight initialisation.
-    pub init: WeightInit,
-    /// Dropout keep probability after each hidden layer.
-    pub dropout: Option<f64>,
+    /// The network.
+    pub network: fn() -> NetSpec,
     /// The loss.
     pub loss: LossChoice,
     /// The optimizer.
     pub optim: OptimChoice,
-    /// Epochs and evaluation interval (the book's).
+    /// Epochs (the book's).
     pub epochs: usize,
     /// Evaluate every this many epochs.
     pub eval_every: usize,
+    /// Also evaluate every this many batches (the book's chapter-5 `conv_testing`).
+    pub eval_batches: Option<usize>,
     /// Stop at the first evaluation that does not improve (the book's runs), or train the whole
     /// schedule and report the final model (ours).
     pub early_stopping: bool,
-    /// The book's test accuracy in percent, and which of its runs it comes from (BOOK.md §2, tables 4a
-    /// and 4b).
+    /// The book's test accuracy in percent, and which of its runs it comes from (BOOK.md §2).
     pub book: Option<(f64, &'static str)>,
 }
 
-const EXP_DECAY: Decay = Decay::Exponential { final_lr: 0.05 };
+/// A dense network on the 784 pixels: hidden layers (neurons, activation), then 10 outputs.
+fn mlp(hidden: &[(usize, Activation)], output: Activation, init: WeightInit, dropout: Option<f64>) -> NetSpec {
+    let dropout = dropout.map(|keep| (keep, DropoutStyle::Inverted));
+    let mut layers: Vec<LayerSpec> =
+        hidden.iter().map(|&(neurons, activation)| LayerSpec::Dense { neurons, activation, init, dropout }).collect();
+    layers.push(LayerSpec::dense(10, output, init));
+    NetSpec::new(&[784], layers)
+}
+
 const SIGMOID_89: &[(usize, Activation)] = &[(89, Activation::Sigmoid)];
 const TANH_89: &[(usize, Activation)] = &[(89, Activation::Tanh)];
 const TANH_178_46: &[(usize, Activation)] = &[(178, Activation::Tanh), (46, Activation::Tanh)];
 
-/// The chapter's experiments with the book's settings, in the book's order, then the two networks the
-/// book's best results came from with our learning-rate schedules.
-pub const EXPERIMENTS: [Experiment; 11] = [
+/// Chapter 5's CNN: `Conv2D(1 -> 16, 5x5, tanh, flatten, dropout 0.8)` with the book's convolution
+/// "glorot" (`2 / (1 + 16)`), then `Dense(10)`.
+pub fn chapter5_cnn() -> NetSpec {
+    let conv = ConvSpec {
+        activation: Activation::Tanh,
+        init: WeightInit::BookGlorot2019,
+        flatten: true,
+        dropout: Some((0.8, DropoutStyle::Inverted)),
+        ..ConvSpec::new(1, 16, 5)
+    };
+    NetSpec::new(&[1, 28, 28], vec![LayerSpec::Conv(conv), LayerSpec::dense(10, Activation::Linear, WeightInit::Glorot)])
+}
+
+/// Chapter 7's `MNIST_ConvNet`: `ConvLayer(1, 14, 5, tanh, dropout 0.8)`, `ConvLayer(14, 7, 5, tanh,
+/// flatten, dropout 0.8)`, `DenseLayer(5488, 32, tanh, dropout 0.8)`, `DenseLayer(32, 10)`; PyTorch's
+/// convolutions have biases.
+pub fn chapter7_convnet() -> NetSpec {
+    let dropout = Some((0.8, DropoutStyle::Inverted));
+    let conv = |c_in, c_out, flatten| ConvSpec {
+        bias: true,
+        activation: Activation::Tanh,
+        init: WeightInit::Glorot,
+        flatten,
+        dropout,
+        ..ConvSpec::new(c_in, c_out, 5)
+    };
+    NetSpec::new(
+        &[1, 28, 28],
+        vec![
+            LayerSpec::Conv(conv(1, 14, false)),
+            LayerSpec::Conv(conv(14, 7, true)),
+            LayerSpec::Dense { neurons: 32, activation: Activation::Tanh, init: WeightInit::Glorot, dropout },
+            LayerSpec::dense(10, Activation::Linear, WeightInit::Glorot),
+        ],
+    )
+}
+
+const EXP_DECAY: Decay = Decay::Exponential { final_lr: 0.05 };
+
+/// A chapter-4 experiment with the book's defaults (softmax cross-entropy, early stopping).
+const fn ch4(name: &'static str, description: &'static str, network: fn() -> NetSpec, optim: OptimChoice, epochs: usize, eval_every: usize, book: (f64, &'static str)) -> Experiment {
     Experiment {
-        name: "ch4-mse",
-        description: "sigmoid output trained with MSE",
-        hidden: SIGMOID_89,
-        output: Activation::Sigmoid,
-        init: WeightInit::Standard,
-        dropout: None,
-        loss: LossChoice::Mse,
-        optim: OptimChoice::Sgd { lr: 0.1 },
-        epochs: 50,
-        eval_every: 5,
-        early_stopping: true,
-        book: Some((57.16, "4a-1")),
-    },
-    Experiment {
-        name: "ch4-softmax",
-        description: "softmax cross-entropy",
-        hidden: SIGMOID_89,
-        output: Activation::Linear,
-        init: WeightInit::Standard,
-        dropout: None,
+        name,
+        chapter: 4,
+        description,
+        network,
         loss: LossChoice::SoftmaxCrossEntropy,
-        optim: OptimChoice::Sgd { lr: 0.1 },
-        epochs: 50,
-        eval_every: 5,
+        optim,
+        epochs,
+        eval_every,
+        eval_batches: None,
         early_stopping: true,
-        book: Some((92.61, "4a-3")),
+        book: Some(book),
+    }
+}
+
+/// Every experiment: chapter 4's with the book's settings, in the book's order, then the two networks
+/// behind the book's best results with our learning-rate schedules, then the CNNs of chapters 5 and 7.
+pub const EXPERIMENTS: [Experiment; 13] = [
+    Experiment {
+        loss: LossChoice::Mse,
+        ..ch4("ch4-mse", "sigmoid output trained with MSE", || mlp(SIGMOID_89, Activation::Sigmoid, WeightInit::Standard, None), OptimChoice::Sgd { lr: 0.1 }, 50, 5, (57.16, "4a-1"))
+    },
+    ch4("ch4-softmax", "softmax cross-entropy", || mlp(SIGMOID_89, Activation::Linear, WeightInit::Standard, None), OptimChoice::Sgd { lr: 0.1 }, 50, 5, (92.61, "4a-3")),
+    ch4("ch4-momentum", "momentum", || mlp(SIGMOID_89, Activation::Linear, WeightInit::Standard, None), OptimChoice::Momentum { lr: 0.1, decay: Decay::None }, 50, 5, (94.10, "4a-4")),
+    ch4("ch4-linear-decay", "momentum, linear decay 0.15 -> 0.05", || mlp(SIGMOID_89, Activation::Linear, WeightInit::Standard, None), OptimChoice::Momentum { lr: 0.15, decay: Decay::Linear { final_lr: 0.05 } }, 25, 5, (94.76, "4a-5")),
+    ch4("ch4-exp-decay", "momentum, exponential decay 0.2 -> 0.05", || mlp(SIGMOID_89, Activation::Linear, WeightInit::Standard, None), OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY }, 25, 5, (94.81, "4a-6")),
+    ch4("ch4-glorot", "Glorot initialisation (784-89-10)", || mlp(SIGMOID_89, Activation::Linear, WeightInit::Glorot, None), OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY }, 25, 5, (97.46, "4a-7")),
+    ch4("ch4-dropout", "tanh, Glorot, dropout 0.8 (784-89-10)", || mlp(TANH_89, Activation::Linear, WeightInit::Glorot, Some(0.8)), OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY }, 50, 10, (96.77, "4b-l")),
+    ch4("ch4-deep", "deep 784-178-46-10, tanh, Glorot, no dropout", || mlp(TANH_178_46, Activation::Linear, WeightInit::Glorot, None), OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY }, 100, 10, (96.08, "4b-n")),
+    ch4("ch4-deep-dropout", "deep 784-178-46-10, tanh, Glorot, dropout 0.8", || mlp(TANH_178_46, Activation::Linear, WeightInit::Glorot, Some(0.8)), OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY }, 100, 10, (97.34, "4b-m")),
+    Experiment {
+        early_stopping: false,
+        ..ch4("ch4-best-89", "ch4-glorot with momentum 0.1 -> 0.01 and the full schedule", || mlp(SIGMOID_89, Activation::Linear, WeightInit::Glorot, None), OptimChoice::Momentum { lr: 0.1, decay: Decay::Exponential { final_lr: 0.01 } }, 25, 5, (97.46, "4a-7"))
     },
     Experiment {
-        name: "ch4-momentum",
-        description: "momentum",
-        hidden: SIGMOID_89,
-        output: Activation::Linear,
-        init: WeightInit::Standard,
-        dropout: None,
+        early_stopping: false,
+        ..ch4("ch4-best-deep", "ch4-deep-dropout with momentum 0.03 -> 0.003, 50 epochs, full schedule", || mlp(TANH_178_46, Activation::Linear, WeightInit::Glorot, Some(0.8)), OptimChoice::Momentum { lr: 0.03, decay: Decay::Exponential { final_lr: 0.003 } }, 50, 10, (97.34, "4b-m"))
+    },
+    Experiment {
+        name: "ch5-cnn",
+        chapter: 5,
+        description: "Conv2D(16, 5x5, tanh, dropout 0.8), Dense(10), momentum 0.1, one epoch",
+        network: chapter5_cnn,
         loss: LossChoice::SoftmaxCrossEntropy,
         optim: OptimChoice::Momentum { lr: 0.1, decay: Decay::None },
-        epochs: 50,
-        eval_every: 5,
-        early_stopping: true,
-        book: Some((94.10, "4a-4")),
-    },
-    Experiment {
-        name: "ch4-linear-decay",
-        description: "momentum, linear decay 0.15 -> 0.05",
-        hidden: SIGMOID_89,
-        output: Activation::Linear,
-        init: WeightInit::Standard,
-        dropout: None,
-        loss: LossChoice::SoftmaxCrossEntropy,
-        optim: OptimChoice::Momentum { lr: 0.15, decay: Decay::Linear { final_lr: 0.05 } },
-        epochs: 25,
-        eval_every: 5,
-        early_stopping: true,
-        book: Some((94.76, "4a-5")),
-    },
-    Experiment {
-        name: "ch4-exp-decay",
-        description: "momentum, exponential decay 0.2 -> 0.05",
-        hidden: SIGMOID_89,
-        output: Activation::Linear,
-        init: WeightInit::Standard,
-        dropout: None,
-        loss: LossChoice::SoftmaxCrossEntropy,
-        optim: OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY },
-        epochs: 25,
-        eval_every: 5,
-        early_stopping: true,
-        book: Some((94.81, "4a-6")),
-    },
-    Experiment {
-        name: "ch4-glorot",
-        description: "Glorot initialisation (784-89-10)",
-        hidden: SIGMOID_89,
-        output: Activation::Linear,
-        init: WeightInit::Glorot,
-        dropout: None,
-        loss: LossChoice::SoftmaxCrossEntropy,
-        optim: OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY },
-        epochs: 25,
-        eval_every: 5,
-        early_stopping: true,
-        book: Some((97.46, "4a-7")),
-    },
-    Experiment {
-        name: "ch4-dropout",
-        description: "tanh, Glorot, dropout 0.8 (784-89-10)",
-        hidden: TANH_89,
-        output: Activation::Linear,
-        init: WeightInit::Glorot,
-        dropout: Some(0.8),
-        loss: LossChoice::SoftmaxCrossEntropy,
-        optim: OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY },
-        epochs: 50,
-        eval_every: 10,
-        early_stopping: true,
-        book: Some((96.77, "4b-l")),
-    },
-    Experiment {
-        name: "ch4-deep",
-        description: "deep 784-178-46-10, tanh, Glorot, no dropout",
-        hidden: TANH_178_46,
-        output: Activation::Linear,
-        init: WeightInit::Glorot,
-        dropout: None,
-        loss: LossChoice::SoftmaxCrossEntropy,
-        optim: OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY },
-        epochs: 100,
-        eval_every: 10,
-        early_stopping: true,
-        book: Some((96.08, "4b-n")),
-    },
-    Experiment {
-        name: "ch4-deep-dropout",
-        description: "deep 784-178-46-10, tanh, Glorot, dropout 0.8",
-        hidden: TANH_178_46,
-        output: Activation::Linear,
-        init: WeightInit::Glorot,
-        dropout: Some(0.8),
-        loss: LossChoice::SoftmaxCrossEntropy,
-        optim: OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY },
-        epochs: 100,
-        eval_every: 10,
-        early_stopping: true,
-        book: Some((97.34, "4b-m")),
-    },
-    Experiment {
-        name: "ch4-best-89",
-        description: "ch4-glorot with momentum 0.1 -> 0.01 and the full schedule",
-        hidden: SIGMOID_89,
-        output: Activation::Linear,
-        init: WeightInit::Glorot,
-        dropout: None,
-        loss: LossChoice::SoftmaxCrossEntropy,
-        optim: OptimChoice::Momentum { lr: 0.1, decay: Decay::Exponential { final_lr: 0.01 } },
-        epochs: 25,
-        eval_every: 5,
+        epochs: 1,
+        eval_every: 1,
+        eval_batches: Some(100),
         early_stopping: false,
-        book: Some((97.46, "4a-7")),
+        book: Some((90.31, "5-demo")),
     },
     Experiment {
-        name: "ch4-best-deep",
-        description: "ch4-deep-dropout with momentum 0.03 -> 0.003, 50 epochs, full schedule",
-        hidden: TANH_178_46,
-        output: Activation::Linear,
-        init: WeightInit::Glorot,
-        dropout: Some(0.8),
+        name: "ch7-convnet",
+        chapter: 7,
+        description: "MNIST_ConvNet: two convolutions and a dense layer, dropout 0.8, momentum 0.01",
+        network: chapter7_convnet,
         loss: LossChoice::SoftmaxCrossEntropy,
-        optim: OptimChoice::Momentum { lr: 0.03, decay: Decay::Exponential { final_lr: 0.003 } },
-        epochs: 50,
-        eval_every: 10,
+        optim: OptimChoice::Momentum { lr: 0.01, decay: Decay::None },
+        epochs: 1,
+        eval_every: 1,
+        eval_batches: Some(250),
         early_stopping: false,
-        book: Some((97.34, "4b-m")),
+        book: Some((96.98, "7")),
     },
 ];
 
@@ -308,9 +263,9 @@ impl EngineResult {
 
 /// The data the experiments use: the book's global scaling, one-hot targets.
 pub struct MnistData<F> {
-    /// Training images and one-hot labels.
+    /// Training images `(60000, 784)` and one-hot labels.
     pub train: Dataset<F>,
-    /// Test images and one-hot labels.
+    /// Test images `(10000, 784)` and one-hot labels.
     pub test: Dataset<F>,
     /// Test labels.
     pub labels: Vec<usize>,
@@ -332,27 +287,26 @@ pub fn load<F: TorchFloat>(dir: &Path) -> Result<MnistData<F>> {
     })
 }
 
+/// `data` with every image shaped as the network's input: `(n, 784)` or `(n, 1, 28, 28)`.
+fn shaped<F: TorchFloat>(data: &Dataset<F>, input: &[usize]) -> Result<Dataset<F>> {
+    let mut shape = vec![data.len()];
+    shape.extend(input);
+    let x = data.x.to_shape(ndarray::IxDyn(&shape))?.into_owned();
+    Ok(Dataset::new(x, data.y.clone())?)
+}
+
 fn fit_options(e: &Experiment, opts: &RunOptions) -> FitOptions {
+    let epochs = opts.epochs.unwrap_or(e.epochs);
     FitOptions {
-        epochs: opts.epochs.unwrap_or(e.epochs),
-        eval_every: e.eval_every.min(opts.epochs.unwrap_or(e.epochs)),
+        epochs,
+        eval_every: e.eval_every.min(epochs),
         batch_size: 60,
         seed: opts.seed,
         restart: true,
         init_seeding: InitSeeding::Stream,
         early_stopping: e.early_stopping,
+        eval_batches: e.eval_batches,
     }
-}
-
-fn layer_plan(e: &Experiment) -> Vec<(usize, usize, Activation, Option<f64>)> {
-    let mut plan = Vec::new();
-    let mut n_in = 784;
-    for &(n, a) in e.hidden {
-        plan.push((n_in, n, a, e.dropout));
-        n_in = n;
-    }
-    plan.push((n_in, 10, e.output, None));
-    plan
 }
 
 fn accuracy_of(scores: ndarray::ArrayD<impl TorchFloat>, labels: &[usize]) -> Result<f64> {
@@ -360,63 +314,78 @@ fn accuracy_of(scores: ndarray::ArrayD<impl TorchFloat>, labels: &[usize]) -> Re
     Ok(scratch::metrics::accuracy(&scores.view(), labels) * 100.0)
 }
 
-fn run_scratch<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOptions) -> Result<EngineResult> {
-    let mut rng = RandomState::new(opts.seed);
-    let mut layers: Vec<Box<dyn Layer<F>>> = Vec::new();
-    for (n_in, n, activation, dropout) in layer_plan(e) {
-        let mut b = Dense::builder(n_in, n).activation(activation).init(e.init);
-        if let Some(keep) = dropout {
-            b = b.dropout_with(keep, DropoutStyle::Inverted);
-        }
-        layers.push(Box::new(b.build(&mut rng)?));
+/// The final model's test accuracy in percent, evaluated in slices.
+fn test_accuracy<F: TorchFloat>(
+    test: &Dataset<F>,
+    labels: &[usize],
+    mut predict: impl FnMut(ndarray::ArrayD<F>) -> Result<ndarray::ArrayD<F>>,
+) -> Result<f64> {
+    let mut correct = 0.0;
+    for start in (0..test.len()).step_by(EVAL_CHUNK) {
+        let end = (start + EVAL_CHUNK).min(test.len());
+        let x = test.x.slice_axis(ndarray::Axis(0), (start..end).into()).to_owned();
+        correct += accuracy_of(predict(x)?, &labels[start..end])? * (end - start) as f64;
     }
-    let net = match e.loss {
-        LossChoice::Mse => NeuralNetwork::new(layers, MeanSquaredError::with_reduction(MseReduction::Rows)),
-        LossChoice::SoftmaxCrossEntropy => {
-            NeuralNetwork::new(layers, SoftmaxCrossEntropy::reporting(CrossEntropyValue::Categorical))
-        }
+    Ok(correct / test.len() as f64)
+}
+
+fn run_scratch<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOptions) -> Result<EngineResult> {
+    let spec = (e.network)();
+    let loss: Box<dyn scratch::losses::Loss<F>> = match e.loss {
+        LossChoice::Mse => Box::new(MeanSquaredError::with_reduction(MseReduction::Rows)),
+        LossChoice::SoftmaxCrossEntropy => Box::new(SoftmaxCrossEntropy::reporting(CrossEntropyValue::Categorical)),
     };
+    let net = spec.scratch(loss, &mut RandomState::new(opts.seed))?;
+    let (train, test) = (shaped(&data.train, &spec.input)?, shaped(&data.test, &spec.input)?);
     let mut progress = ProgressObserver::new(format!("{} scratch {}", e.name, F::NAME), opts.quiet);
     let options = fit_options(e, opts);
     let (report, mut net) = match e.optim {
         OptimChoice::Sgd { lr } => {
             let mut t = scratch::train::Trainer::new(net, scratch::optim::SGD::new(lr));
-            (t.fit(&data.train, &data.test, &options, &mut progress)?, t.net)
+            (t.fit(&train, &test, &options, &mut progress)?, t.net)
         }
         OptimChoice::Momentum { lr, decay } => {
             let mut t = scratch::train::Trainer::new(net, scratch::optim::SGDMomentum::new(lr, 0.9, decay)?);
-            (t.fit(&data.train, &data.test, &options, &mut progress)?, t.net)
+            (t.fit(&train, &test, &options, &mut progress)?, t.net)
         }
     };
-    let accuracy = accuracy_of(net.predict(&data.test.x)?, &data.labels)?;
+    let accuracy = test_accuracy(&test, &data.labels, |x| Ok(net.predict(&x)?))?;
     Ok(EngineResult { engine: "scratch", report, accuracy })
 }
 
 fn run_torch<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOptions) -> Result<EngineResult> {
     let device = opts.device.resolve()?;
+    let spec = (e.network)();
     let loss = match e.loss {
         LossChoice::Mse => torch::losses::Loss::MeanSquaredError(MseReduction::Rows),
         LossChoice::SoftmaxCrossEntropy => torch::losses::Loss::SoftmaxCrossEntropy(CrossEntropyValue::Categorical),
     };
-    let mut model = torch::model::Model::new::<F>(device, loss);
-    let mut rng = RandomState::new(opts.seed);
-    for (n_in, n, activation, dropout) in layer_plan(e) {
-        model.dense((n_in, n), activation, e.init, dropout.map(|k| (k, DropoutStyle::Inverted)), &mut rng);
+    let mut model = spec.torch::<F>(loss, device, &mut RandomState::new(opts.seed))?;
+    if device.is_cuda() {
+        // Masks from libtorch's generator on the GPU: the numpy-compatible stream runs on the CPU.
+        for layer in model.layers_mut() {
+            if let Some(d) = layer.dropout_mut() {
+                d.use_torch_generator();
+            }
+        }
     }
+    let (train, test) = (shaped(&data.train, &spec.input)?, shaped(&data.test, &spec.input)?);
     let mut progress = ProgressObserver::new(format!("{} torch {}", e.name, F::NAME), opts.quiet);
     let options = fit_options(e, opts);
     let (report, mut model) = match e.optim {
         OptimChoice::Sgd { lr } => {
             let mut t = torch::train::Trainer::new(model, torch::optim::SGD::new(lr, Decay::None)?);
-            (t.fit(&data.train, &data.test, &options, &mut progress)?, t.model)
+            (t.fit(&train, &test, &options, &mut progress)?, t.model)
         }
         OptimChoice::Momentum { lr, decay } => {
             let mut t = torch::train::Trainer::new(model, torch::optim::SGDMomentum::new(lr, 0.9, decay)?);
-            (t.fit(&data.train, &data.test, &options, &mut progress)?, t.model)
+            (t.fit(&train, &test, &options, &mut progress)?, t.model)
         }
     };
-    let scores = tch::no_grad(|| model.forward(&to_tensor(&data.test.x), Mode::Eval))?;
-    let accuracy = accuracy_of(to_array::<F>(&scores), &data.labels)?;
+    let accuracy = test_accuracy(&test, &data.labels, |x| {
+        let scores = tch::no_grad(|| model.forward(&to_tensor(&x), Mode::Eval))?;
+        Ok(to_array::<F>(&scores))
+    })?;
     Ok(EngineResult { engine: "torch", report, accuracy })
 }
 
@@ -438,7 +407,7 @@ pub fn run<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOptions
 /// A table of the results of several experiments.
 pub fn table(rows: &[(&Experiment, String, Vec<EngineResult>)]) -> Table {
     let mut t = Table::new(
-        "MNIST, chapter 4: test accuracy (10 000 images) of the final model (with early stopping, the best evaluated)",
+        "Test accuracy (10 000 images) of the final model (with early stopping, the best evaluated)",
         &["experiment", "dtype", "engine", "epochs", "best val loss", "accuracy %", "book %", "s/epoch"],
     );
     for (e, dtype, results) in rows {
@@ -474,7 +443,12 @@ pub fn plot(out_dir: &Path, e: &Experiment, results: &[EngineResult]) -> Result<
             .map(|(x, y)| (x / batches as f64, y))
             .collect();
         series.push(Series::new(format!("{} training (epoch mean)", r.engine), train));
-        let val = r.report.evaluations.iter().map(|v| (v.epoch as f64, v.loss)).collect();
+        let val = r
+            .report
+            .evaluations
+            .iter()
+            .map(|v| (v.epoch as f64 - 1.0 + v.batch.map_or(1.0, |b| b as f64 / batches as f64), v.loss))
+            .collect();
         series.push(Series::new(format!("{} validation", r.engine), val));
     }
     line_chart(

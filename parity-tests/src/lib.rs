@@ -11,17 +11,16 @@
 //! A failing comparison names the tensor, the index of its worst element and both values.
 
 use ndarray::{ArrayD, IxDyn};
-use scratch::conv::{Pool2D, PoolKind};
-use scratch::layers::{Conv2D, ConvSpec, Dense, Layer, OpLayer, WeightInit};
+use scratch::layers::WeightInit;
 use scratch::losses::{CrossEntropyValue, MeanSquaredError, MseReduction, SoftmaxCrossEntropy};
 use scratch::network::{InitSeeding, NeuralNetwork};
-use scratch::ops::Flatten;
 use scratch::ops::{Activation, DropoutStyle};
 use scratch::rng::RandomState;
 use tch::Tensor;
 use torch::convert::{to_array, to_tensor, TorchFloat};
 use torch::losses::Loss;
 use torch::model::Model;
+pub use torch::spec::{LayerSpec, NetSpec};
 
 /// `|a − b| ≤ abs + rel · |b|`.
 #[derive(Clone, Copy, Debug)]
@@ -167,71 +166,17 @@ impl LossKind {
     }
 }
 
-/// A layer of a parity model.
-#[derive(Clone, Copy, Debug)]
-pub enum LayerSpec {
-    /// A dense layer (its input width is inferred).
-    Dense(DenseSpec),
-    /// A convolutional layer.
-    Conv(ConvSpec),
-    /// Max or average pooling: kind, window size, stride.
-    Pool(PoolKind, usize, usize),
-    /// Flatten to `(batch, n)`.
-    Flatten,
-}
-
-/// The same network in both engines: inputs of shape `input` (without the batch axis), then `layers`
-/// (dense layers initialised with `init`), with weights drawn by the from-scratch network from
-/// `RandomState::new(seed)` and copied into the torch model through the named-parameter layout.
+/// The same network in both engines, both drawn from `RandomState::new(seed)`: identical weights (checked)
+/// and identical dropout masks.
 ///
 /// # Panics
 /// If a layer does not fit the shape before it.
-pub fn model_pair<F: TorchFloat>(
-    input: &[usize],
-    layers: &[LayerSpec],
-    init: WeightInit,
-    loss: LossKind,
-    seed: u32,
-) -> (NeuralNetwork<F>, Model) {
-    let mut rng = RandomState::new(seed);
-    let mut scratch_layers: Vec<Box<dyn Layer<F>>> = Vec::new();
-    let mut model = Model::new::<F>(tch::Device::Cpu, loss.torch());
-    let mut shape = input.to_vec();
-    let other = &mut RandomState::new(0);
-    for spec in layers {
-        match *spec {
-            LayerSpec::Dense(d) => {
-                let width = shape.iter().product::<usize>();
-                let mut b = Dense::builder(width, d.neurons).activation(d.activation).init(init);
-                if let Some((keep, style)) = d.dropout {
-                    b = b.dropout_with(keep, style);
-                }
-                scratch_layers.push(Box::new(b.build(&mut rng).expect("a valid layer")));
-                model.dense((width, d.neurons), d.activation, init, d.dropout, other);
-                shape = vec![d.neurons];
-            }
-            LayerSpec::Conv(c) => {
-                scratch_layers.push(Box::new(Conv2D::new(c, &mut rng).expect("a valid layer")));
-                model.conv2d(c, other);
-                let (h, w) = c.geometry().output_size((shape[1], shape[2])).expect("the kernel fits");
-                shape = if c.flatten { vec![c.out_channels * h * w] } else { vec![c.out_channels, h, w] };
-            }
-            LayerSpec::Pool(kind, size, stride) => {
-                let pool = Pool2D::new(kind, size, stride).expect("a valid pool");
-                let (h, w) = pool.output_size((shape[1], shape[2])).expect("the window fits");
-                scratch_layers.push(Box::new(OpLayer::new(pool)));
-                model.push(|_, _| Box::new(torch::layers::Pool2D::new(kind, size, stride)));
-                shape = vec![shape[0], h, w];
-            }
-            LayerSpec::Flatten => {
-                scratch_layers.push(Box::new(OpLayer::new(Flatten::new())));
-                model.push(|_, _| Box::new(torch::layers::Reshape::flatten()));
-                shape = vec![shape.iter().product()];
-            }
-        }
+pub fn model_pair<F: TorchFloat>(spec: &NetSpec, loss: LossKind, seed: u32) -> (NeuralNetwork<F>, Model) {
+    let net = spec.scratch::<F>(loss.scratch(), &mut RandomState::new(seed)).expect("a valid network");
+    let model = spec.torch::<F>(loss.torch(), tch::Device::Cpu, &mut RandomState::new(seed)).expect("a valid network");
+    for ((name, a), (_, b)) in net.named_parameters().iter().zip(model.named_arrays::<F>()) {
+        assert_eq!(a, &b, "{name}: both engines draw the same initial values");
     }
-    let net = NeuralNetwork::new(scratch_layers, loss.scratch());
-    model.load_named(&net.named_parameters()).expect("the same architecture");
     (net, model)
 }
 
@@ -243,8 +188,11 @@ pub fn dense_pair<F: TorchFloat>(
     loss: LossKind,
     seed: u32,
 ) -> (NeuralNetwork<F>, Model) {
-    let layers: Vec<LayerSpec> = layers.iter().map(|&d| LayerSpec::Dense(d)).collect();
-    model_pair(&[n_in], &layers, init, loss, seed)
+    let layers = layers
+        .iter()
+        .map(|d| LayerSpec::Dense { neurons: d.neurons, activation: d.activation, init, dropout: d.dropout })
+        .collect();
+    model_pair(&NetSpec::new(&[n_in], layers), loss, seed)
 }
 
 /// A torch tensor of `a` that records gradients.

@@ -5,7 +5,7 @@
 use ndarray::{s, Array2, ArrayD, IxDyn};
 use parity_tests::{
     assert_close, assert_close_tensor, data_dir_or_skip, leaf, max_relative_difference, model_pair, tolerance,
-    DenseSpec, LayerSpec, LossKind,
+    LayerSpec, LossKind, NetSpec,
 };
 use scratch::conv::PoolKind;
 use scratch::data::mnist;
@@ -65,9 +65,9 @@ fn conv_grid<F: TorchFloat>(cases: usize) {
         spec.flatten = true;
         let Some((ho, wo)) = spec.geometry().output_size((h, w)) else { continue };
         done += 1;
-        let layers = [LayerSpec::Conv(spec), LayerSpec::Dense(DenseSpec::new(3, Activation::Linear))];
+        let layers = vec![LayerSpec::Conv(spec), LayerSpec::dense(3, Activation::Linear, WeightInit::Glorot)];
         let (mut net, mut model) =
-            model_pair::<F>(&[c_in, h, w], &layers, WeightInit::Glorot, LossKind::MseRows, done as u32);
+            model_pair::<F>(&NetSpec::new(&[c_in, h, w], layers), LossKind::MseRows, done as u32);
         let x: ArrayD<F> = rng.randn(IxDyn(&[batch, c_in, h, w]));
         let y = LossKind::MseRows.targets::<F>(batch, 3, &mut rng);
         let label = format!(
@@ -96,14 +96,14 @@ fn pooling_and_flatten() {
         for (size, stride, h, w) in [(2, 2, 8, 8), (3, 1, 7, 9), (2, 1, 5, 6), (3, 3, 12, 10)] {
             let mut conv = ConvSpec::new(2, 3, 3);
             conv.activation = Activation::Tanh;
-            let layers = [
+            let layers = vec![
                 LayerSpec::Conv(conv),
                 LayerSpec::Pool(kind, size, stride),
                 LayerSpec::Flatten,
-                LayerSpec::Dense(DenseSpec::new(4, Activation::Linear)),
+                LayerSpec::dense(4, Activation::Linear, WeightInit::Glorot),
             ];
-            let (mut net, mut model) =
-                model_pair::<f64>(&[2, h, w], &layers, WeightInit::Glorot, LossKind::SoftmaxCrossEntropy, 3);
+            let spec = NetSpec::new(&[2, h, w], layers.to_vec());
+            let (mut net, mut model) = model_pair::<f64>(&spec, LossKind::SoftmaxCrossEntropy, 3);
             let x: ArrayD<f64> = rng.randn(IxDyn(&[3, 2, h, w]));
             let y = LossKind::SoftmaxCrossEntropy.targets::<f64>(3, 4, &mut rng);
             compare(&mut net, &mut model, &x, &y, &format!("{kind:?} pool {size} stride {stride} {h}x{w}"));
@@ -118,7 +118,7 @@ fn chapter5_cnn(dropout: Option<f64>) -> Vec<LayerSpec> {
     conv.flatten = true;
     conv.init = WeightInit::BookGlorot2019;
     conv.dropout = dropout.map(|k| (k, DropoutStyle::Inverted));
-    vec![LayerSpec::Conv(conv), LayerSpec::Dense(DenseSpec::new(10, Activation::Linear))]
+    vec![LayerSpec::Conv(conv), LayerSpec::dense(10, Activation::Linear, WeightInit::Glorot)]
 }
 
 /// The chapter-7 `MNIST_ConvNet`: two convolutions with dropout, a dense layer, 10 outputs.
@@ -135,8 +135,8 @@ fn chapter7_convnet() -> Vec<LayerSpec> {
     vec![
         LayerSpec::Conv(conv(1, 14, false)),
         LayerSpec::Conv(conv(14, 7, true)),
-        LayerSpec::Dense(DenseSpec { neurons: 32, activation: Activation::Tanh, dropout }),
-        LayerSpec::Dense(DenseSpec::new(10, Activation::Linear)),
+        LayerSpec::Dense { neurons: 32, activation: Activation::Tanh, init: WeightInit::Glorot, dropout },
+        LayerSpec::dense(10, Activation::Linear, WeightInit::Glorot),
     ]
 }
 
@@ -149,11 +149,9 @@ fn whole_cnns_of_the_book() {
         ("chapter 7", chapter7_convnet()),
     ] {
         for batch in [1, 4] {
-            // Both engines draw dropout masks from the same stream once re-initialised from one seed.
-            let (mut net, mut model) =
-                model_pair::<f64>(&[1, 28, 28], &layers, WeightInit::Glorot, LossKind::SoftmaxCrossEntropy, 5);
-            net.reinitialize(&mut RandomState::new(21), InitSeeding::Stream);
-            model.reinitialize(&mut RandomState::new(21), InitSeeding::Stream);
+            // Both engines draw their dropout masks from the same stream.
+            let spec = NetSpec::new(&[1, 28, 28], layers.clone());
+            let (mut net, mut model) = model_pair::<f64>(&spec, LossKind::SoftmaxCrossEntropy, 5);
             let x: ArrayD<f64> = rng.randn(IxDyn(&[batch, 1, 28, 28]));
             let y = LossKind::SoftmaxCrossEntropy.targets::<f64>(batch, 10, &mut rng);
             compare(&mut net, &mut model, &x, &y, &format!("{name} batch {batch}"));
@@ -172,8 +170,8 @@ fn chapter5_cnn_100_steps_on_mnist() {
     let labels = |l: &[u8], n: usize| mnist::one_hot::<f64>(&l[..n], 10).into_dyn();
     let train = Dataset::new(images(&x_train, 1000), labels(&m.train_labels, 1000)).unwrap();
     let test = Dataset::new(images(&x_test, 200), labels(&m.test_labels, 200)).unwrap();
-    let (net, model) =
-        model_pair::<f64>(&[1, 28, 28], &chapter5_cnn(Some(0.8)), WeightInit::Glorot, LossKind::SoftmaxCrossEntropy, 7);
+    let spec = NetSpec::new(&[1, 28, 28], chapter5_cnn(Some(0.8)));
+    let (net, model) = model_pair::<f64>(&spec, LossKind::SoftmaxCrossEntropy, 7);
     let decay = Decay::Exponential { final_lr: 0.02 };
     let mut a = scratch::train::Trainer::new(net, optim::SGDMomentum::new(0.05, 0.9, decay).unwrap());
     let mut b = torch::train::Trainer::new(model, torch::optim::SGDMomentum::new(0.05, 0.9, decay).unwrap());
@@ -185,6 +183,7 @@ fn chapter5_cnn_100_steps_on_mnist() {
         restart: true,
         init_seeding: InitSeeding::Stream,
         early_stopping: false,
+        eval_batches: None,
     };
     let ra = a.fit(&train, &test, &options, &mut ()).unwrap();
     let rb = b.fit(&train, &test, &options, &mut ()).unwrap();

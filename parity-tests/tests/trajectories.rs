@@ -23,6 +23,7 @@ fn options(epochs: usize, batch_size: usize) -> FitOptions {
         restart: true,
         init_seeding: InitSeeding::Stream,
         early_stopping: false,
+        eval_batches: None,
     }
 }
 

@@ -51,7 +51,7 @@ pub mod rng;
 pub mod train;
 
 pub use error::{Error, Result};
-pub use float::Float;
+pub use float::{exp_f32, tanh_f32, Float};
 
 /// The types most programs need.
 pub mod prelude {

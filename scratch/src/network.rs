@@ -94,6 +94,15 @@ impl<F: Float> NeuralNetwork<F> {
         self.loss.forward(&prediction, &y.to_owned().into_dyn())
     }
 
+    /// The network's loss for a prediction already computed, against `y` (no backward pass follows).
+    pub fn loss_on<S: Data<Elem = F>, D: Dimension>(
+        &mut self,
+        prediction: &ArrayD<F>,
+        y: &ArrayBase<S, D>,
+    ) -> Result<F> {
+        self.loss.forward(prediction, &y.to_owned().into_dyn())
+    }
+
     /// One training pass on a batch: forward, loss, backward. Returns the loss; gradients are left in the
     /// parameters for an optimizer.
     pub fn train_batch<S, T, D, E>(&mut self, x: &ArrayBase<S, D>, y: &ArrayBase<T, E>) -> Result<F>

@@ -77,6 +77,9 @@ pub struct FitOptions {
     pub init_seeding: InitSeeding,
     /// Stop at the first evaluation that does not improve, restoring the best model (book default true).
     pub early_stopping: bool,
+    /// Also evaluate every this many batches within an epoch, to follow training (the book's
+    /// `conv_testing`); these evaluations do not take part in early stopping.
+    pub eval_batches: Option<usize>,
 }
 
 impl Default for FitOptions {
@@ -89,17 +92,49 @@ impl Default for FitOptions {
             restart: true,
             init_seeding: InitSeeding::Stream,
             early_stopping: true,
+            eval_batches: None,
         }
     }
 }
 
-/// The test loss after an epoch.
+/// The model on the whole test set.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Evaluation {
-    /// Epochs trained so far, from 1.
+    /// The epoch (from 1) in which, or after which, the model was evaluated.
     pub epoch: usize,
+    /// The batch of the epoch after which it was evaluated (from 1), or `None` at the end of the epoch.
+    pub batch: Option<usize>,
     /// Loss on the whole test set.
     pub loss: f64,
+    /// The fraction of test rows whose largest output is at their target's largest value, when the
+    /// targets are one-hot rows (classification).
+    pub accuracy: Option<f64>,
+}
+
+/// The size of the slices a test set is evaluated in (to bound memory).
+pub const EVAL_CHUNK: usize = 1000;
+
+/// The loss and, for one-hot targets, the accuracy of a whole test set evaluated slice by slice: `eval`
+/// gives the loss and the number of correct rows of rows `start..end`. Losses are means over rows (or
+/// elements), so the total is their row-weighted mean.
+pub fn evaluate_in_chunks<E>(
+    rows: usize,
+    classification: bool,
+    mut eval: impl FnMut(usize, usize) -> std::result::Result<(f64, usize), E>,
+) -> std::result::Result<(f64, Option<f64>), E> {
+    let (mut loss, mut correct) = (0.0, 0);
+    for start in (0..rows).step_by(EVAL_CHUNK) {
+        let end = (start + EVAL_CHUNK).min(rows);
+        let (l, c) = eval(start, end)?;
+        loss += l * (end - start) as f64;
+        correct += c;
+    }
+    Ok((loss / rows as f64, classification.then(|| correct as f64 / rows as f64)))
+}
+
+/// Whether `targets` are rows of classes (2-D with at least two columns): accuracy is then reported.
+pub fn is_classification(target_shape: &[usize]) -> bool {
+    target_shape.len() == 2 && target_shape[1] > 1
 }
 
 /// What happened during [`Trainer::fit`].
@@ -142,6 +177,21 @@ pub struct Trainer<F: Float, O: Optimizer<F>> {
     pub optim: O,
 }
 
+/// The number of rows whose largest prediction is where the target row is largest.
+fn correct_rows<F: Float>(prediction: &ArrayD<F>, target: &ndarray::ArrayViewD<F>) -> usize {
+    let argmax = |row: ndarray::ArrayView1<F>| {
+        row.iter().enumerate().fold((0, F::neg_infinity()), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
+    };
+    prediction
+        .outer_iter()
+        .zip(target.outer_iter())
+        .filter(|(p, t)| {
+            let (p, t) = (p.view().into_dimensionality().expect("rows"), t.view().into_dimensionality().expect("rows"));
+            argmax(p) == argmax(t)
+        })
+        .count()
+}
+
 /// Fails with [`Error::Diverged`] if `value` is not finite.
 fn check_finite(value: f64, epoch: usize, batch: usize, what: impl FnOnce() -> String) -> Result<()> {
     if value.is_finite() {
@@ -166,8 +216,8 @@ pub trait TrainingLoop {
     /// Trains on the training rows `rows`: forward, loss, backward, optimizer step. Returns the loss.
     /// `position` (epoch, batch, from 1) is for error messages.
     fn train_batch(&mut self, rows: &[usize], position: (usize, usize)) -> std::result::Result<f64, Self::Error>;
-    /// The loss on the whole test set, in evaluation mode.
-    fn evaluate(&mut self) -> std::result::Result<f64, Self::Error>;
+    /// The loss on the whole test set in evaluation mode and, for one-hot targets, the accuracy.
+    fn evaluate(&mut self) -> std::result::Result<(f64, Option<f64>), Self::Error>;
     /// A copy of the parameters.
     fn snapshot(&self) -> Self::Snapshot;
     /// Sets the parameters back to a snapshot.
@@ -216,12 +266,19 @@ pub fn fit_loop<T: TrainingLoop>(
             let loss = trainer.train_batch(batch, (epoch, b + 1))?;
             report.batch_losses.push(loss);
             observer.on_batch(epoch, b + 1, loss);
+            if options.eval_batches.is_some_and(|n| (b + 1) % n == 0) {
+                let (loss, accuracy) = trainer.evaluate()?;
+                let eval = Evaluation { epoch, batch: Some(b + 1), loss, accuracy };
+                report.evaluations.push(eval);
+                observer.on_eval(&eval, best.as_ref().is_none_or(|(b, _)| eval.loss < b.loss));
+            }
         }
         report.train_time += started.elapsed();
         report.epochs_trained = epoch;
 
         if epoch % options.eval_every == 0 {
-            let eval = Evaluation { epoch, loss: trainer.evaluate()? };
+            let (loss, accuracy) = trainer.evaluate()?;
+            let eval = Evaluation { epoch, batch: None, loss, accuracy };
             let improved = best.as_ref().is_none_or(|(b, _)| eval.loss < b.loss);
             report.evaluations.push(eval);
             observer.on_eval(&eval, improved);
@@ -295,8 +352,17 @@ impl<F: Float, O: Optimizer<F>> TrainingLoop for Session<'_, F, O> {
         Ok(loss)
     }
 
-    fn evaluate(&mut self) -> Result<f64> {
-        Ok(self.trainer.net.forward_loss(&self.test.x, &self.test.y, Mode::Eval)?.as_f64())
+    fn evaluate(&mut self) -> Result<(f64, Option<f64>)> {
+        let (net, test) = (&mut self.trainer.net, self.test);
+        let classification = is_classification(test.y.shape());
+        evaluate_in_chunks(test.len(), classification, |start, end| {
+            let x = test.x.slice_axis(Axis(0), (start..end).into());
+            let y = test.y.slice_axis(Axis(0), (start..end).into());
+            let prediction = net.forward(&x, Mode::Eval)?;
+            let loss = net.loss_on(&prediction, &y.to_owned())?.as_f64();
+            let correct = if classification { correct_rows(&prediction, &y) } else { 0 };
+            Ok((loss, correct))
+        })
     }
 
     fn snapshot(&self) -> Snapshot<F> {

@@ -5,7 +5,9 @@
 use scratch::network::InitSeeding;
 use scratch::ops::Mode;
 use scratch::rng::RandomState;
-use scratch::train::{fit_loop, Dataset, FitOptions, FitReport, Observer, TrainingLoop};
+use scratch::train::{
+    evaluate_in_chunks, fit_loop, is_classification, Dataset, FitOptions, FitReport, Observer, TrainingLoop,
+};
 use tch::Tensor;
 
 use crate::convert::{to_tensor, TorchFloat};
@@ -106,9 +108,25 @@ impl<O: Optimizer> TrainingLoop for Session<'_, O> {
         self.trainer.train_batch(&x, &y, position)
     }
 
-    fn evaluate(&mut self) -> Result<f64> {
+    fn evaluate(&mut self) -> Result<(f64, Option<f64>)> {
         let model = &mut self.trainer.model;
-        Ok(tch::no_grad(|| model.forward_loss(&self.x_test, &self.y_test, Mode::Eval))?.double_value(&[]))
+        let (x, y) = (&self.x_test, &self.y_test);
+        let classification = is_classification(&y.size().iter().map(|&d| d as usize).collect::<Vec<_>>());
+        tch::no_grad(|| {
+            evaluate_in_chunks(x.size()[0] as usize, classification, |start, end| {
+                let (xs, ys) =
+                    (x.narrow(0, start as i64, (end - start) as i64), y.narrow(0, start as i64, (end - start) as i64));
+                let prediction = model.forward(&xs, Mode::Eval)?;
+                let loss = model.loss().forward(&prediction, &ys)?.double_value(&[]);
+                let correct = if classification {
+                    prediction.argmax(1, false).eq_tensor(&ys.argmax(1, false)).sum(tch::Kind::Int64).int64_value(&[])
+                        as usize
+                } else {
+                    0
+                };
+                Ok((loss, correct))
+            })
+        })
     }
 
     fn snapshot(&self) -> Vec<Tensor> {

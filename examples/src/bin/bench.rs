@@ -14,17 +14,16 @@ use anyhow::Result;
 use clap::Parser;
 use examples::table::Table;
 use ndarray::{Array2, ArrayD, IxDyn};
-use scratch::layers::{Dense, Layer, WeightInit};
+use scratch::layers::WeightInit;
 use scratch::losses::{CrossEntropyValue, SoftmaxCrossEntropy};
-use scratch::network::NeuralNetwork;
 use scratch::ops::{Activation, Mode};
 use scratch::optim::{Decay, Optimizer, SGDMomentum};
 use scratch::rng::RandomState;
 use tch::Tensor;
 use torch::convert::{to_tensor, TorchFloat};
 use torch::losses::Loss;
-use torch::model::Model;
 use torch::optim::Optimizer as _;
+use torch::spec::{LayerSpec, NetSpec};
 
 #[derive(Parser)]
 #[command(about = "Time the from-scratch engine against libtorch (build with --release)")]
@@ -91,25 +90,33 @@ fn gemm_table(reps: usize) -> Table {
     t
 }
 
-/// The networks timed: name, widths, hidden activation, batch size.
-const NETWORKS: [(&str, &[usize], Activation, usize); 2] = [
-    ("book 784-89-10 (sigmoid), batch 60", &[784, 89, 10], Activation::Sigmoid, 60),
-    ("wide 784-512-512-10 (relu), batch 256", &[784, 512, 512, 10], Activation::ReLU, 256),
-];
+/// The networks timed: name, network, batch size.
+fn networks() -> Vec<(&'static str, NetSpec, usize)> {
+    let mlp = |widths: &[usize], hidden: Activation| {
+        let mut layers: Vec<LayerSpec> = widths[1..widths.len() - 1].iter().map(|&n| LayerSpec::dense(n, hidden, WeightInit::Glorot)).collect();
+        layers.push(LayerSpec::dense(widths[widths.len() - 1], Activation::Linear, WeightInit::Glorot));
+        NetSpec::new(&widths[..1], layers)
+    };
+    vec![
+        ("book 784-89-10 (sigmoid), batch 60", mlp(&[784, 89, 10], Activation::Sigmoid), 60),
+        ("wide 784-512-512-10 (relu), batch 256", mlp(&[784, 512, 512, 10], Activation::ReLU), 256),
+        ("chapter-5 CNN, batch 60", examples::mnist::chapter5_cnn(), 60),
+        ("chapter-7 ConvNet, batch 60", examples::mnist::chapter7_convnet(), 60),
+    ]
+}
 
-fn scratch_step<F: TorchFloat>(widths: &[usize], hidden: Activation, batch: usize, reps: usize) -> Result<f64> {
+fn batch<F: TorchFloat>(spec: &NetSpec, batch: usize, rng: &mut RandomState) -> (ArrayD<F>, ArrayD<F>) {
+    let mut shape = vec![batch];
+    shape.extend(&spec.input);
+    let x = rng.randn(IxDyn(&shape));
+    (x, one_hot::<F>(batch, 10, rng))
+}
+
+fn scratch_step<F: TorchFloat>(spec: &NetSpec, batch_size: usize, reps: usize) -> Result<f64> {
     let mut rng = RandomState::new(2);
-    let mut layers: Vec<Box<dyn Layer<F>>> = Vec::new();
-    for (i, w) in widths.windows(2).enumerate() {
-        let activation = if i + 2 == widths.len() { Activation::Linear } else { hidden };
-        layers.push(Box::new(
-            Dense::builder(w[0], w[1]).activation(activation).init(WeightInit::Glorot).build(&mut rng)?,
-        ));
-    }
-    let mut net = NeuralNetwork::new(layers, SoftmaxCrossEntropy::new());
+    let mut net = spec.scratch::<F>(Box::new(SoftmaxCrossEntropy::new()), &mut rng)?;
     let mut optim = SGDMomentum::new(0.01, 0.9, Decay::None)?;
-    let x: ArrayD<F> = rng.randn(IxDyn(&[batch, widths[0]]));
-    let y = one_hot::<F>(batch, *widths.last().expect("widths"), &mut rng);
+    let (x, y) = batch::<F>(spec, batch_size, &mut rng);
     let mut failure = None;
     let t = time(reps, || {
         if failure.is_none() {
@@ -119,16 +126,13 @@ fn scratch_step<F: TorchFloat>(widths: &[usize], hidden: Activation, batch: usiz
     failure.map_or(Ok(t), |e| Err(e.into()))
 }
 
-fn torch_step<F: TorchFloat>(widths: &[usize], hidden: Activation, batch: usize, reps: usize) -> Result<f64> {
+fn torch_step<F: TorchFloat>(spec: &NetSpec, batch_size: usize, reps: usize) -> Result<f64> {
     let mut rng = RandomState::new(2);
-    let mut model = Model::new::<F>(tch::Device::Cpu, Loss::SoftmaxCrossEntropy(CrossEntropyValue::Categorical));
-    for (i, w) in widths.windows(2).enumerate() {
-        let activation = if i + 2 == widths.len() { Activation::Linear } else { hidden };
-        model.dense((w[0], w[1]), activation, WeightInit::Glorot, None, &mut rng);
-    }
+    let loss = Loss::SoftmaxCrossEntropy(CrossEntropyValue::Categorical);
+    let mut model = spec.torch::<F>(loss, tch::Device::Cpu, &mut rng)?;
     let mut optim = torch::optim::SGDMomentum::new(0.01, 0.9, Decay::None)?;
-    let x: Tensor = to_tensor(&rng.randn::<F, _>(IxDyn(&[batch, widths[0]])));
-    let y = to_tensor(&one_hot::<F>(batch, *widths.last().expect("widths"), &mut rng));
+    let (x, y) = batch::<F>(spec, batch_size, &mut rng);
+    let (x, y): (Tensor, Tensor) = (to_tensor(&x), to_tensor(&y));
     let mut failure = None;
     let t = time(reps, || {
         if failure.is_none() {
@@ -166,12 +170,11 @@ fn main() -> Result<()> {
         "Training step (forward, backward, momentum update), median",
         &["network", "scratch f32", "torch f32", "ratio f32", "scratch f64", "torch f64", "ratio f64"],
     );
-    for (name, widths, hidden, batch) in NETWORKS {
-        let reps = if batch > 100 { args.reps / 4 } else { args.reps * 2 }.max(5);
-        let (s32, t32) =
-            (scratch_step::<f32>(widths, hidden, batch, reps)?, torch_step::<f32>(widths, hidden, batch, reps)?);
-        let (s64, t64) =
-            (scratch_step::<f64>(widths, hidden, batch, reps)?, torch_step::<f64>(widths, hidden, batch, reps)?);
+    for (name, spec, batch) in networks() {
+        let small = batch <= 100 && matches!(spec.layers[0], LayerSpec::Dense { .. });
+        let reps = if small { args.reps * 2 } else { args.reps / 8 }.max(5);
+        let (s32, t32) = (scratch_step::<f32>(&spec, batch, reps)?, torch_step::<f32>(&spec, batch, reps)?);
+        let (s64, t64) = (scratch_step::<f64>(&spec, batch, reps)?, torch_step::<f64>(&spec, batch, reps)?);
         let ms = |s: f64| format!("{:.3} ms", s * 1e3);
         t.push(vec![
             name.into(),

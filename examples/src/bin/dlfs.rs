@@ -54,6 +54,26 @@ struct Common {
     /// Where the torch engine computes: cpu or cuda
     #[arg(long, global = true, default_value = "cpu")]
     device: torch::Device,
+    /// The image data set of the MNIST experiments
+    #[arg(long, global = true, value_enum, default_value = "mnist")]
+    dataset: Dataset,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Dataset {
+    /// Handwritten digits (LeCun and Cortes)
+    Mnist,
+    /// Zalando's clothing images, same format (`python3 scripts/setup.py --fashion`)
+    Fashion,
+}
+
+impl Dataset {
+    fn folder(self) -> &'static str {
+        match self {
+            Dataset::Mnist => "mnist",
+            Dataset::Fashion => "fashion-mnist",
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -85,7 +105,7 @@ fn run_boston(common: &Common, data: &Path) -> Result<boston::BostonResults> {
 }
 
 fn run_mnist_typed<F: TorchFloat>(common: &Common, data: &Path, names: &[&str], epochs: Option<usize>) -> Result<()> {
-    let loaded = mnist::load::<F>(&data.join("mnist"))?;
+    let loaded = mnist::load::<F>(&data.join(common.dataset.folder()))?;
     let opts = RunOptions {
         engines: common.engine,
         epochs,
@@ -124,7 +144,7 @@ fn list() -> Table {
     ]);
     for e in &mnist::EXPERIMENTS {
         let book = e.book.map_or("-".into(), |(acc, table)| format!("{acc:.2} % ({table})"));
-        t.push(vec![e.name.into(), "4".into(), e.description.into(), book]);
+        t.push(vec![e.name.into(), e.chapter.to_string(), e.description.into(), book]);
     }
     t
 }
@@ -141,7 +161,7 @@ fn main() -> Result<()> {
             for name in experiments {
                 match name.as_str() {
                     "boston" => drop(run_boston(common, &data)?),
-                    other if other.starts_with("ch4-") => mnist_names.push(mnist::experiment(other)?.name),
+                    other if other.starts_with("ch") => mnist_names.push(mnist::experiment(other)?.name),
                     other => bail!("unknown experiment {other:?}; `dlfs list` shows them"),
                 }
             }

@@ -85,7 +85,7 @@ impl<F: Float> Operation<F> for Sigmoid<F> {
 
     fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
         let mut y = input;
-        y.mapv_inplace(|x| F::one() / (F::one() + (-x).exp()));
+        y.mapv_inplace(F::sigmoid_fast);
         self.output = Some(y.clone());
         Ok(y)
     }
@@ -110,7 +110,7 @@ impl<F: Float> Operation<F> for Tanh<F> {
 
     fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
         let mut y = input;
-        y.mapv_inplace(F::tanh);
+        y.mapv_inplace(F::tanh_fast);
         self.output = Some(y.clone());
         Ok(y)
     }
