@@ -120,7 +120,10 @@ pub fn chapter5_cnn() -> NetSpec {
         dropout: Some((0.8, DropoutStyle::Inverted)),
         ..ConvSpec::new(1, 16, 5)
     };
-    NetSpec::new(&[1, 28, 28], vec![LayerSpec::Conv(conv), LayerSpec::dense(10, Activation::Linear, WeightInit::Glorot)])
+    NetSpec::new(
+        &[1, 28, 28],
+        vec![LayerSpec::Conv(conv), LayerSpec::dense(10, Activation::Linear, WeightInit::Glorot)],
+    )
 }
 
 /// Chapter 7's `MNIST_ConvNet`: `ConvLayer(1, 14, 5, tanh, dropout 0.8)`, `ConvLayer(14, 7, 5, tanh,
@@ -150,7 +153,15 @@ pub fn chapter7_convnet() -> NetSpec {
 const EXP_DECAY: Decay = Decay::Exponential { final_lr: 0.05 };
 
 /// A chapter-4 experiment with the book's defaults (softmax cross-entropy, early stopping).
-const fn ch4(name: &'static str, description: &'static str, network: fn() -> NetSpec, optim: OptimChoice, epochs: usize, eval_every: usize, book: (f64, &'static str)) -> Experiment {
+const fn ch4(
+    name: &'static str,
+    description: &'static str,
+    network: fn() -> NetSpec,
+    optim: OptimChoice,
+    epochs: usize,
+    eval_every: usize,
+    book: (f64, &'static str),
+) -> Experiment {
     Experiment {
         name,
         chapter: 4,
@@ -171,23 +182,111 @@ const fn ch4(name: &'static str, description: &'static str, network: fn() -> Net
 pub const EXPERIMENTS: [Experiment; 13] = [
     Experiment {
         loss: LossChoice::Mse,
-        ..ch4("ch4-mse", "sigmoid output trained with MSE", || mlp(SIGMOID_89, Activation::Sigmoid, WeightInit::Standard, None), OptimChoice::Sgd { lr: 0.1 }, 50, 5, (57.16, "4a-1"))
+        ..ch4(
+            "ch4-mse",
+            "sigmoid output trained with MSE",
+            || mlp(SIGMOID_89, Activation::Sigmoid, WeightInit::Standard, None),
+            OptimChoice::Sgd { lr: 0.1 },
+            50,
+            5,
+            (57.16, "4a-1"),
+        )
     },
-    ch4("ch4-softmax", "softmax cross-entropy", || mlp(SIGMOID_89, Activation::Linear, WeightInit::Standard, None), OptimChoice::Sgd { lr: 0.1 }, 50, 5, (92.61, "4a-3")),
-    ch4("ch4-momentum", "momentum", || mlp(SIGMOID_89, Activation::Linear, WeightInit::Standard, None), OptimChoice::Momentum { lr: 0.1, decay: Decay::None }, 50, 5, (94.10, "4a-4")),
-    ch4("ch4-linear-decay", "momentum, linear decay 0.15 -> 0.05", || mlp(SIGMOID_89, Activation::Linear, WeightInit::Standard, None), OptimChoice::Momentum { lr: 0.15, decay: Decay::Linear { final_lr: 0.05 } }, 25, 5, (94.76, "4a-5")),
-    ch4("ch4-exp-decay", "momentum, exponential decay 0.2 -> 0.05", || mlp(SIGMOID_89, Activation::Linear, WeightInit::Standard, None), OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY }, 25, 5, (94.81, "4a-6")),
-    ch4("ch4-glorot", "Glorot initialisation (784-89-10)", || mlp(SIGMOID_89, Activation::Linear, WeightInit::Glorot, None), OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY }, 25, 5, (97.46, "4a-7")),
-    ch4("ch4-dropout", "tanh, Glorot, dropout 0.8 (784-89-10)", || mlp(TANH_89, Activation::Linear, WeightInit::Glorot, Some(0.8)), OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY }, 50, 10, (96.77, "4b-l")),
-    ch4("ch4-deep", "deep 784-178-46-10, tanh, Glorot, no dropout", || mlp(TANH_178_46, Activation::Linear, WeightInit::Glorot, None), OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY }, 100, 10, (96.08, "4b-n")),
-    ch4("ch4-deep-dropout", "deep 784-178-46-10, tanh, Glorot, dropout 0.8", || mlp(TANH_178_46, Activation::Linear, WeightInit::Glorot, Some(0.8)), OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY }, 100, 10, (97.34, "4b-m")),
+    ch4(
+        "ch4-softmax",
+        "softmax cross-entropy",
+        || mlp(SIGMOID_89, Activation::Linear, WeightInit::Standard, None),
+        OptimChoice::Sgd { lr: 0.1 },
+        50,
+        5,
+        (92.61, "4a-3"),
+    ),
+    ch4(
+        "ch4-momentum",
+        "momentum",
+        || mlp(SIGMOID_89, Activation::Linear, WeightInit::Standard, None),
+        OptimChoice::Momentum { lr: 0.1, decay: Decay::None },
+        50,
+        5,
+        (94.10, "4a-4"),
+    ),
+    ch4(
+        "ch4-linear-decay",
+        "momentum, linear decay 0.15 -> 0.05",
+        || mlp(SIGMOID_89, Activation::Linear, WeightInit::Standard, None),
+        OptimChoice::Momentum { lr: 0.15, decay: Decay::Linear { final_lr: 0.05 } },
+        25,
+        5,
+        (94.76, "4a-5"),
+    ),
+    ch4(
+        "ch4-exp-decay",
+        "momentum, exponential decay 0.2 -> 0.05",
+        || mlp(SIGMOID_89, Activation::Linear, WeightInit::Standard, None),
+        OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY },
+        25,
+        5,
+        (94.81, "4a-6"),
+    ),
+    ch4(
+        "ch4-glorot",
+        "Glorot initialisation (784-89-10)",
+        || mlp(SIGMOID_89, Activation::Linear, WeightInit::Glorot, None),
+        OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY },
+        25,
+        5,
+        (97.46, "4a-7"),
+    ),
+    ch4(
+        "ch4-dropout",
+        "tanh, Glorot, dropout 0.8 (784-89-10)",
+        || mlp(TANH_89, Activation::Linear, WeightInit::Glorot, Some(0.8)),
+        OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY },
+        50,
+        10,
+        (96.77, "4b-l"),
+    ),
+    ch4(
+        "ch4-deep",
+        "deep 784-178-46-10, tanh, Glorot, no dropout",
+        || mlp(TANH_178_46, Activation::Linear, WeightInit::Glorot, None),
+        OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY },
+        100,
+        10,
+        (96.08, "4b-n"),
+    ),
+    ch4(
+        "ch4-deep-dropout",
+        "deep 784-178-46-10, tanh, Glorot, dropout 0.8",
+        || mlp(TANH_178_46, Activation::Linear, WeightInit::Glorot, Some(0.8)),
+        OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY },
+        100,
+        10,
+        (97.34, "4b-m"),
+    ),
     Experiment {
         early_stopping: false,
-        ..ch4("ch4-best-89", "ch4-glorot with momentum 0.1 -> 0.01 and the full schedule", || mlp(SIGMOID_89, Activation::Linear, WeightInit::Glorot, None), OptimChoice::Momentum { lr: 0.1, decay: Decay::Exponential { final_lr: 0.01 } }, 25, 5, (97.46, "4a-7"))
+        ..ch4(
+            "ch4-best-89",
+            "ch4-glorot with momentum 0.1 -> 0.01 and the full schedule",
+            || mlp(SIGMOID_89, Activation::Linear, WeightInit::Glorot, None),
+            OptimChoice::Momentum { lr: 0.1, decay: Decay::Exponential { final_lr: 0.01 } },
+            25,
+            5,
+            (97.46, "4a-7"),
+        )
     },
     Experiment {
         early_stopping: false,
-        ..ch4("ch4-best-deep", "ch4-deep-dropout with momentum 0.03 -> 0.003, 50 epochs, full schedule", || mlp(TANH_178_46, Activation::Linear, WeightInit::Glorot, Some(0.8)), OptimChoice::Momentum { lr: 0.03, decay: Decay::Exponential { final_lr: 0.003 } }, 50, 10, (97.34, "4b-m"))
+        ..ch4(
+            "ch4-best-deep",
+            "ch4-deep-dropout with momentum 0.03 -> 0.003, 50 epochs, full schedule",
+            || mlp(TANH_178_46, Activation::Linear, WeightInit::Glorot, Some(0.8)),
+            OptimChoice::Momentum { lr: 0.03, decay: Decay::Exponential { final_lr: 0.003 } },
+            50,
+            10,
+            (97.34, "4b-m"),
+        )
     },
     Experiment {
         name: "ch5-cnn",

@@ -56,10 +56,12 @@ impl Float for f32 {
         f64::from(self)
     }
 
+    #[inline]
     fn tanh_fast(self) -> Self {
         tanh_f32(self)
     }
 
+    #[inline]
     fn sigmoid_fast(self) -> Self {
         1.0 / (1.0 + exp_f32(-self))
     }
@@ -93,6 +95,7 @@ impl Float for f64 {
 ///
 /// with `eʳ` from its Taylor polynomial of degree 6 (remainder below 6e-8 there) and `2ⁿ` built from the
 /// exponent bits. Arguments are clamped to `[−87, 88.3]`, where the result is a normal `f32`.
+#[inline]
 pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split so that n · LN2_HI is exact for |n| < 2^9.
@@ -110,6 +113,7 @@ pub fn exp_f32(x: f32) -> f32 {
 /// `tanh(x)` in `f32` without branches: `sign(x) · (1 − t) / (1 + t)` with `t = e^{−2|x|}` from
 /// [`exp_f32`] (no cancellation: `t ≤ 0.61` there), except for `|x| < 1/4`, where `1 − t` would lose
 /// digits and the odd Taylor polynomial up to `x⁹` is exact to 3e-9.
+#[inline]
 pub fn tanh_f32(x: f32) -> f32 {
     let x2 = x * x;
     let small = x * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0 + x2 * (62.0 / 2835.0)))));

@@ -20,6 +20,7 @@
 //! ```
 
 use ndarray::{Array, Dimension, IntoDimension};
+use rayon::prelude::*;
 
 use crate::Float;
 
@@ -199,14 +200,38 @@ impl RandomState {
         p
     }
 
-    /// A 0/1 mask with `P(1) = p`, one uniform draw per element.
+    /// A 0/1 mask with `P(1) = p`, for dropout.
     ///
-    /// This is not numpy's `binomial` algorithm: dropout masks only need the distribution, and the parity
-    /// tests inject the same mask into both engines.
+    /// One draw from this generator seeds the whole mask; element `i` is 1 when a 32-bit hash of `i` and
+    /// the seed (MurmurHash3's finaliser, a bijection) falls below `p · 2³²`. Elements are then independent
+    /// of each other's order, so large masks are filled in parallel, with SIMD. This is not numpy's
+    /// `binomial` algorithm: dropout masks only need the distribution, and both engines draw theirs with
+    /// this function.
     pub fn bernoulli_mask<F: Float, D: Dimension>(&mut self, p: f64, shape: D) -> Array<F, D> {
-        let values = (0..shape.size()).map(|_| if self.random_sample() < p { F::one() } else { F::zero() }).collect();
-        Array::from_shape_vec(shape, values).expect("the number of values equals the shape's size")
+        let seed = self.next_u32();
+        let threshold = (p * 4_294_967_296.0).min(4_294_967_295.0) as u32;
+        let always = p >= 1.0;
+        let mut mask = Array::zeros(shape);
+        let fill = |(offset, chunk): (usize, &mut [F])| {
+            for (k, m) in chunk.iter_mut().enumerate() {
+                let bits = fmix32(((offset + k) as u32).wrapping_mul(0x9e37_79b9) ^ seed);
+                *m = if always || bits < threshold { F::one() } else { F::zero() };
+            }
+        };
+        const CHUNK: usize = 1 << 14;
+        let values = mask.as_slice_mut().expect("a new array is contiguous");
+        values.par_chunks_mut(CHUNK).enumerate().map(|(i, c)| (i * CHUNK, c)).for_each(fill);
+        mask
     }
+}
+
+/// MurmurHash3's 32-bit finaliser: a bijective mix in which every input bit affects every output bit.
+fn fmix32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
 }
 
 #[cfg(test)]
@@ -283,6 +308,19 @@ mod tests {
         for (x, y) in first.iter().zip(arr.iter()) {
             assert_eq!(2.0 + 3.0 * x, *y);
         }
+    }
+
+    #[test]
+    fn bernoulli_masks_have_the_right_rate_and_depend_only_on_the_generator() {
+        let mut a = RandomState::new(3);
+        let m: ndarray::Array1<f64> = a.bernoulli_mask(0.8, ndarray::Ix1(200_000));
+        let rate = m.sum() / 200_000.0;
+        assert!((rate - 0.8).abs() < 0.005, "{rate}");
+        let mut b = RandomState::new(3);
+        assert_eq!(m, b.bernoulli_mask::<f64, _>(0.8, ndarray::Ix1(200_000)));
+        assert_eq!(a.next_u32(), b.next_u32(), "one mask takes one draw");
+        let ones: ndarray::Array1<f32> = a.bernoulli_mask(1.0, ndarray::Ix1(1000));
+        assert_eq!(ones.sum(), 1000.0);
     }
 
     #[test]

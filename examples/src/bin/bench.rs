@@ -93,7 +93,8 @@ fn gemm_table(reps: usize) -> Table {
 /// The networks timed: name, network, batch size.
 fn networks() -> Vec<(&'static str, NetSpec, usize)> {
     let mlp = |widths: &[usize], hidden: Activation| {
-        let mut layers: Vec<LayerSpec> = widths[1..widths.len() - 1].iter().map(|&n| LayerSpec::dense(n, hidden, WeightInit::Glorot)).collect();
+        let mut layers: Vec<LayerSpec> =
+            widths[1..widths.len() - 1].iter().map(|&n| LayerSpec::dense(n, hidden, WeightInit::Glorot)).collect();
         layers.push(LayerSpec::dense(widths[widths.len() - 1], Activation::Linear, WeightInit::Glorot));
         NetSpec::new(&widths[..1], layers)
     };

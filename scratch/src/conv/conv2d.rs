@@ -20,7 +20,7 @@
 //! The batch is split into a fixed number of chunks whose kernel gradients are summed in order, so
 //! results do not depend on how the work was scheduled.
 
-use ndarray::{s, Array2, Array4, ArrayD, ArrayView2, ArrayView3, ArrayViewMut3, Axis, Ix4};
+use ndarray::{Array2, Array4, ArrayD, ArrayView2, ArrayView3, ArrayViewMut3, Axis, Ix4};
 use rayon::prelude::*;
 
 use crate::linalg::matmul_into;
@@ -62,26 +62,41 @@ impl Geometry {
 /// Number of chunks the batch is split into (fixed, so that results do not depend on the machine).
 const CHUNKS: usize = 8;
 
+/// The output columns `xo` whose input column `xo·sw + j − pw` lies inside `[0, w)`, as a range.
+fn valid_columns(j: usize, (sw, pw): (usize, usize), w: usize, wo: usize) -> std::ops::Range<usize> {
+    // xo·sw + j ≥ pw  and  xo·sw + j − pw ≤ w − 1
+    let first = pw.saturating_sub(j).div_ceil(sw);
+    let last = if w + pw > j { (w + pw - j - 1) / sw + 1 } else { 0 };
+    first.min(wo)..last.min(wo).max(first.min(wo))
+}
+
 /// Writes the im2col matrix of `x: (C, H, W)` into `cols: (C·kh·kw, Ho·Wo)`.
 fn im2col<F: Float>(x: &ArrayView3<F>, g: &Geometry, (ho, wo): (usize, usize), cols: &mut Array2<F>) {
     let (_, h, w) = x.dim();
     let ((kh, kw), (sh, sw), (ph, pw)) = (g.kernel, g.stride, g.padding);
+    let x = x.as_slice().expect("images are standard layout");
+    let cols = cols.as_slice_mut().expect("cols is standard layout");
     for c in 0..g.in_channels {
         for i in 0..kh {
             for j in 0..kw {
-                let mut row = cols.row_mut((c * kh + i) * kw + j);
-                let row = row.as_slice_mut().expect("cols is standard layout");
-                for y in 0..ho {
-                    let out = &mut row[y * wo..(y + 1) * wo];
-                    let iy = (y * sh + i) as isize - ph as isize;
-                    if iy < 0 || iy >= h as isize {
+                let row = &mut cols[((c * kh + i) * kw + j) * ho * wo..][..ho * wo];
+                let valid = valid_columns(j, (sw, pw), w, wo);
+                for (y, out) in row.chunks_exact_mut(wo).enumerate() {
+                    let iy = (y * sh + i).wrapping_sub(ph);
+                    if iy >= h {
                         out.fill(F::zero());
                         continue;
                     }
-                    let src = x.slice(s![c, iy as usize, ..]);
-                    for (xo, v) in out.iter_mut().enumerate() {
-                        let ix = (xo * sw + j) as isize - pw as isize;
-                        *v = if ix >= 0 && ix < w as isize { src[ix as usize] } else { F::zero() };
+                    let src = &x[(c * h + iy) * w..][..w];
+                    out[..valid.start].fill(F::zero());
+                    out[valid.end..].fill(F::zero());
+                    let first = valid.start * sw + j - pw;
+                    if sw == 1 {
+                        out[valid.clone()].copy_from_slice(&src[first..first + valid.len()]);
+                    } else {
+                        for (k, v) in out[valid.clone()].iter_mut().enumerate() {
+                            *v = src[first + k * sw];
+                        }
                     }
                 }
             }
@@ -93,25 +108,41 @@ fn im2col<F: Float>(x: &ArrayView3<F>, g: &Geometry, (ho, wo): (usize, usize), c
 fn col2im<F: Float>(cols: &ArrayView2<F>, g: &Geometry, (ho, wo): (usize, usize), dx: &mut ArrayViewMut3<F>) {
     let (_, h, w) = dx.dim();
     let ((kh, kw), (sh, sw), (ph, pw)) = (g.kernel, g.stride, g.padding);
+    let cols = cols.as_slice().expect("cols is standard layout");
+    let dx = dx.as_slice_mut().expect("gradients are standard layout");
     for c in 0..g.in_channels {
         for i in 0..kh {
             for j in 0..kw {
-                let row = cols.row((c * kh + i) * kw + j);
-                for y in 0..ho {
-                    let iy = (y * sh + i) as isize - ph as isize;
-                    if iy < 0 || iy >= h as isize {
+                let row = &cols[((c * kh + i) * kw + j) * ho * wo..][..ho * wo];
+                let valid = valid_columns(j, (sw, pw), w, wo);
+                for (y, src) in row.chunks_exact(wo).enumerate() {
+                    let iy = (y * sh + i).wrapping_sub(ph);
+                    if iy >= h || valid.is_empty() {
                         continue;
                     }
-                    let mut dst = dx.slice_mut(s![c, iy as usize, ..]);
-                    for xo in 0..wo {
-                        let ix = (xo * sw + j) as isize - pw as isize;
-                        if ix >= 0 && ix < w as isize {
-                            dst[ix as usize] += row[y * wo + xo];
+                    let dst = &mut dx[(c * h + iy) * w..][..w];
+                    let first = valid.start * sw + j - pw;
+                    if sw == 1 {
+                        for (d, &v) in dst[first..first + valid.len()].iter_mut().zip(&src[valid.clone()]) {
+                            *d += v;
+                        }
+                    } else {
+                        for (k, &v) in src[valid.clone()].iter().enumerate() {
+                            dst[first + k * sw] += v;
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// `a` in standard (row-major) layout, copied only if it is not already.
+fn standard<F: Float>(a: Array4<F>) -> Array4<F> {
+    if a.is_standard_layout() {
+        a
+    } else {
+        a.as_standard_layout().into_owned()
     }
 }
 
@@ -206,7 +237,7 @@ impl<F: Float> Conv2DOp<F> {
 
     fn output_grad(&self, output_grad: ArrayD<F>) -> Result<Array4<F>> {
         let g = output_grad.into_dimensionality::<Ix4>().map_err(|e| Error::shape("output gradient", "4-D", e))?;
-        Ok(g.as_standard_layout().into_owned())
+        Ok(standard(g))
     }
 }
 
@@ -217,9 +248,10 @@ impl<F: Float> Operation<F> for Conv2DOp<F> {
 
     fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
         let (geom, (ho, wo)) = self.check_input(&input)?;
-        let x = input.into_dimensionality::<Ix4>().expect("checked").as_standard_layout().into_owned();
+        let x = standard(input.into_dimensionality::<Ix4>().expect("checked"));
         let wm = self.matrix();
         let batch = x.shape()[0];
+        // Every element is written by its image's product (k > 0: the kernel is not empty).
         let mut out = Array4::zeros((batch, geom.out_channels, ho, wo));
         let chunk = batch.div_ceil(CHUNKS).max(1);
         out.axis_chunks_iter_mut(Axis(0), chunk).into_par_iter().zip(x.axis_chunks_iter(Axis(0), chunk)).for_each(
@@ -295,9 +327,12 @@ impl<F: Float> Operation<F> for ChannelBiasAdd<F> {
         if input.ndim() < 2 || input.shape()[1] != c {
             return Err(Error::shape("input", format!("(batch, {c}, ...)"), input.shape()));
         }
-        let mut y = input;
-        for (ch, &b) in self.bias.value.iter().enumerate() {
-            y.index_axis_mut(Axis(1), ch).mapv_inplace(|v| v + b);
+        let mut y = if input.is_standard_layout() { input } else { input.as_standard_layout().into_owned() };
+        let plane = y.len() / (y.shape()[0] * c);
+        let bias = self.bias.value.as_slice().expect("a new vector is contiguous");
+        for (i, p) in y.as_slice_mut().expect("standard layout").chunks_exact_mut(plane).enumerate() {
+            let b = bias[i % c];
+            p.iter_mut().for_each(|v| *v += b);
         }
         self.forwarded = true;
         Ok(y)
@@ -307,7 +342,13 @@ impl<F: Float> Operation<F> for ChannelBiasAdd<F> {
         if !self.forwarded {
             return Err(no_forward("ChannelBiasAdd"));
         }
-        let grads: Vec<F> = (0..self.bias.value.len()).map(|c| output_grad.index_axis(Axis(1), c).sum()).collect();
+        let c = self.bias.value.len();
+        let g = output_grad.as_standard_layout();
+        let plane = g.len() / (g.shape()[0] * c);
+        let mut grads = vec![F::zero(); c];
+        for (i, p) in g.as_slice().expect("standard layout").chunks_exact(plane).enumerate() {
+            grads[i % c] += p.iter().copied().sum::<F>();
+        }
         self.bias.grad = ArrayD::from_shape_vec(self.bias.value.raw_dim(), grads).expect("one per channel");
         Ok(output_grad)
     }

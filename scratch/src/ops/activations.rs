@@ -5,6 +5,27 @@
 
 use ndarray::{ArrayD, Zip};
 
+/// Arrays at least this long are processed on all cores.
+const PARALLEL_LEN: usize = 1 << 16;
+
+/// `f` applied to every element of `a`, in place, in parallel for large arrays.
+fn map_inplace<F: Float>(a: &mut ArrayD<F>, f: impl Fn(F) -> F + Sync + Send) {
+    if a.len() >= PARALLEL_LEN {
+        Zip::from(a).par_for_each(|v| *v = f(*v));
+    } else {
+        a.mapv_inplace(f);
+    }
+}
+
+/// `g[i] ← f(g[i], y[i])` for the gradient `g` and a cached array `y`, in parallel for large arrays.
+fn zip_inplace<F: Float>(g: &mut ArrayD<F>, y: &ArrayD<F>, f: impl Fn(F, F) -> F + Sync + Send) {
+    if g.len() >= PARALLEL_LEN {
+        Zip::from(g).and(y).par_for_each(|g, &y| *g = f(*g, y));
+    } else {
+        Zip::from(g).and(y).for_each(|g, &y| *g = f(*g, y));
+    }
+}
+
 use super::{no_forward, Mode, Operation};
 use crate::{Float, Result};
 
@@ -85,7 +106,7 @@ impl<F: Float> Operation<F> for Sigmoid<F> {
 
     fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
         let mut y = input;
-        y.mapv_inplace(F::sigmoid_fast);
+        map_inplace(&mut y, F::sigmoid_fast);
         self.output = Some(y.clone());
         Ok(y)
     }
@@ -93,7 +114,7 @@ impl<F: Float> Operation<F> for Sigmoid<F> {
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
         let y = self.output.as_ref().ok_or_else(|| no_forward("Sigmoid"))?;
         let mut g = output_grad;
-        Zip::from(&mut g).and(y).for_each(|g, &y| *g *= y * (F::one() - y));
+        zip_inplace(&mut g, y, |g, y| g * (y * (F::one() - y)));
         Ok(g)
     }
 }
@@ -110,7 +131,7 @@ impl<F: Float> Operation<F> for Tanh<F> {
 
     fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
         let mut y = input;
-        y.mapv_inplace(F::tanh_fast);
+        map_inplace(&mut y, F::tanh_fast);
         self.output = Some(y.clone());
         Ok(y)
     }
@@ -118,7 +139,7 @@ impl<F: Float> Operation<F> for Tanh<F> {
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
         let y = self.output.as_ref().ok_or_else(|| no_forward("Tanh"))?;
         let mut g = output_grad;
-        Zip::from(&mut g).and(y).for_each(|g, &y| *g *= F::one() - y * y);
+        zip_inplace(&mut g, y, |g, y| g * (F::one() - y * y));
         Ok(g)
     }
 }
@@ -138,7 +159,7 @@ impl<F: Float> Operation<F> for ReLU<F> {
 
     fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
         let mut y = input;
-        y.mapv_inplace(|x| x.max(F::zero()));
+        map_inplace(&mut y, |x| x.max(F::zero()));
         self.output = Some(y.clone());
         Ok(y)
     }
@@ -148,7 +169,7 @@ impl<F: Float> Operation<F> for ReLU<F> {
         let mut g = output_grad;
         // Written as a select, not a branch: the signs are random, and a branch would be mispredicted
         // half the time.
-        Zip::from(&mut g).and(y).for_each(|g, &y| *g = if y > F::zero() { *g } else { F::zero() });
+        zip_inplace(&mut g, y, |g, y| if y > F::zero() { g } else { F::zero() });
         Ok(g)
     }
 }

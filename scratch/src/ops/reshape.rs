@@ -5,6 +5,15 @@ use ndarray::{ArrayD, IxDyn};
 use super::{no_forward, Mode, Operation};
 use crate::{Error, Float, Result};
 
+/// `a` in standard (row-major) layout, copied only if it is not already.
+fn standard<F: Float>(a: ArrayD<F>) -> ArrayD<F> {
+    if a.is_standard_layout() {
+        a
+    } else {
+        a.as_standard_layout().into_owned()
+    }
+}
+
 /// `(batch, d1, d2, ...)` to `(batch, d1·d2·...)`; the backward pass reshapes the gradient back.
 #[derive(Default)]
 pub struct Flatten {
@@ -28,7 +37,7 @@ impl<F: Float> Operation<F> for Flatten {
         let batch = *shape.first().ok_or_else(|| Error::shape("input", "(batch, ...)", &shape))?;
         let rest = shape[1..].iter().product::<usize>();
         self.input_shape = Some(shape);
-        Ok(input.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&[batch, rest])).expect("sizes agree"))
+        Ok(standard(input).into_shape_with_order(IxDyn(&[batch, rest])).expect("sizes agree"))
     }
 
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
@@ -65,11 +74,11 @@ impl<F: Float> Operation<F> for Reshape {
         let mut target = vec![input.shape()[0]];
         target.extend(&self.shape);
         self.input_shape = Some(input.shape().to_vec());
-        Ok(input.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&target)).expect("sizes agree"))
+        Ok(standard(input).into_shape_with_order(IxDyn(&target)).expect("sizes agree"))
     }
 
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
         let shape = self.input_shape.as_ref().ok_or_else(|| no_forward("Reshape"))?;
-        Ok(output_grad.as_standard_layout().into_owned().into_shape_with_order(IxDyn(shape)).expect("sizes agree"))
+        Ok(standard(output_grad).into_shape_with_order(IxDyn(shape)).expect("sizes agree"))
     }
 }
