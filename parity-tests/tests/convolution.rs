@@ -102,7 +102,7 @@ fn pooling_and_flatten() {
                 LayerSpec::Flatten,
                 LayerSpec::dense(4, Activation::Linear, WeightInit::Glorot),
             ];
-            let spec = NetSpec::new(&[2, h, w], layers.to_vec());
+            let spec = NetSpec::new(&[2, h, w], layers);
             let (mut net, mut model) = model_pair::<f64>(&spec, LossKind::SoftmaxCrossEntropy, 3);
             let x: ArrayD<f64> = rng.randn(IxDyn(&[3, 2, h, w]));
             let y = LossKind::SoftmaxCrossEntropy.targets::<f64>(3, 4, &mut rng);
