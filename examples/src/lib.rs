@@ -5,6 +5,7 @@
 //! `dlfs tour`.
 
 pub mod boston;
+pub mod divergence;
 pub mod mnist;
 pub mod plot;
 pub mod progress;

@@ -127,14 +127,15 @@ pub fn chapter5_cnn() -> NetSpec {
 }
 
 /// Chapter 7's `MNIST_ConvNet`: `ConvLayer(1, 14, 5, tanh, dropout 0.8)`, `ConvLayer(14, 7, 5, tanh,
-/// flatten, dropout 0.8)`, `DenseLayer(5488, 32, tanh, dropout 0.8)`, `DenseLayer(32, 10)`; PyTorch's
-/// convolutions have biases.
+/// flatten, dropout 0.8)`, `DenseLayer(5488, 32, tanh, dropout 0.8)`, `DenseLayer(32, 10)`, with
+/// PyTorch's default initialisation and biases, as the book's PyTorch model has.
 pub fn chapter7_convnet() -> NetSpec {
     let dropout = Some((0.8, DropoutStyle::Inverted));
+    let init = WeightInit::PyTorch;
     let conv = |c_in, c_out, flatten| ConvSpec {
         bias: true,
         activation: Activation::Tanh,
-        init: WeightInit::Glorot,
+        init,
         flatten,
         dropout,
         ..ConvSpec::new(c_in, c_out, 5)
@@ -144,8 +145,8 @@ pub fn chapter7_convnet() -> NetSpec {
         vec![
             LayerSpec::Conv(conv(1, 14, false)),
             LayerSpec::Conv(conv(14, 7, true)),
-            LayerSpec::Dense { neurons: 32, activation: Activation::Tanh, init: WeightInit::Glorot, dropout },
-            LayerSpec::dense(10, Activation::Linear, WeightInit::Glorot),
+            LayerSpec::Dense { neurons: 32, activation: Activation::Tanh, init, dropout },
+            LayerSpec::dense(10, Activation::Linear, init),
         ],
     )
 }
@@ -503,8 +504,8 @@ pub fn run<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOptions
     Ok(results)
 }
 
-/// A table of the results of several experiments.
-pub fn table(rows: &[(&Experiment, String, Vec<EngineResult>)]) -> Table {
+/// A table of the results of several experiments; `book` shows the book's accuracies (on MNIST only).
+pub fn table(rows: &[(&Experiment, String, Vec<EngineResult>)], book: bool) -> Table {
     let mut t = Table::new(
         "Test accuracy (10 000 images) of the final model (with early stopping, the best evaluated)",
         &["experiment", "dtype", "engine", "epochs", "best val loss", "accuracy %", "book %", "s/epoch"],
@@ -519,7 +520,7 @@ pub fn table(rows: &[(&Experiment, String, Vec<EngineResult>)]) -> Table {
                 r.report.epochs_trained.to_string(),
                 best,
                 format!("{:.2}", r.accuracy),
-                e.book.map_or("-".into(), |(b, _)| format!("{b:.2}")),
+                e.book.filter(|_| book).map_or("-".into(), |(b, _)| format!("{b:.2}")),
                 format!("{:.2}", r.seconds_per_epoch()),
             ]);
         }

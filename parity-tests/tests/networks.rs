@@ -106,7 +106,7 @@ fn networks_f32() {
 
 #[test]
 fn both_engines_draw_the_same_initial_weights() {
-    for init in [WeightInit::Standard, WeightInit::Glorot, WeightInit::BookGlorot2019] {
+    for init in [WeightInit::Standard, WeightInit::Glorot, WeightInit::BookGlorot2019, WeightInit::PyTorch] {
         let layers = [
             DenseSpec::new(7, Activation::Tanh),
             DenseSpec { neurons: 3, activation: Activation::Linear, dropout: Some((0.8, DropoutStyle::Inverted)) },

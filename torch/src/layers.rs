@@ -1,7 +1,7 @@
 //! Layers on libtorch, in the style of the book's chapter 7 (`DenseLayer`).
 
 use scratch::conv::PoolKind;
-use scratch::layers::{ConvSpec, WeightInit};
+use scratch::layers::{ConvSpec, DenseDraw, WeightInit};
 use scratch::ops::{Activation, DropoutStyle, Mode};
 use scratch::rng::RandomState;
 use tch::{nn, Kind, Tensor};
@@ -174,18 +174,15 @@ impl Layer for Dense {
         vec![("weight", self.weight.shallow_clone()), ("bias", self.bias.shallow_clone())]
     }
 
-    /// `W ~ N(0, s²)` drawn in the book's `(n_in, neurons)` order and transposed, then `b ~ N(0, s²)`;
-    /// a layer with dropout then seeds its mask generator with one more draw, as the from-scratch layer
-    /// does, so that both draw the same masks.
+    /// Draws as [`DenseDraw::new`] says, then turns the book's `(n_in, neurons)` weight into
+    /// `(neurons, n_in)`.
     fn reinitialize(&mut self, rng: &mut RandomState) {
-        let scale = self.init.scale(self.n_in, self.neurons);
-        let w: ndarray::Array2<f64> = rng.normal(0.0, scale, (self.n_in, self.neurons));
-        let b: ndarray::Array1<f64> = rng.normal(0.0, scale, self.neurons);
-        if let Some(d) = &mut self.dropout {
-            d.masks = MaskSource::Shared(Box::new(RandomState::new(rng.next_u32())));
+        let draw = DenseDraw::new(rng, (self.n_in, self.neurons), self.init, self.dropout.is_some());
+        set_values(&mut self.weight, &draw.weight.t().to_owned().into_dyn());
+        set_values(&mut self.bias, &draw.bias.into_dyn());
+        if let (Some(d), Some(seed)) = (&mut self.dropout, draw.dropout_seed) {
+            d.masks = MaskSource::Shared(Box::new(RandomState::new(seed)));
         }
-        set_values(&mut self.weight, &w.t().to_owned().into_dyn());
-        set_values(&mut self.bias, &b.into_dyn());
     }
 
     fn reseeds_in_book(&self) -> bool {

@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use examples::mnist::{self, Engines, RunOptions};
 use examples::table::Table;
-use examples::{boston, reproduce};
+use examples::{boston, divergence, reproduce};
 use torch::convert::TorchFloat;
 
 #[derive(Parser)]
@@ -123,7 +123,7 @@ fn run_mnist_typed<F: TorchFloat>(common: &Common, data: &Path, names: &[&str], 
         }
         rows.push((e, F::NAME.to_string(), results));
     }
-    println!("{}", mnist::table(&rows).render());
+    println!("{}", mnist::table(&rows, common.dataset == Dataset::Mnist).render());
     Ok(())
 }
 
@@ -146,6 +146,12 @@ fn list() -> Table {
         let book = e.book.map_or("-".into(), |(acc, table)| format!("{acc:.2} % ({table})"));
         t.push(vec![e.name.into(), e.chapter.to_string(), e.description.into(), book]);
     }
+    t.push(vec![
+        "divergence".into(),
+        "4".into(),
+        "how far rounding differences grow in training, at the book's learning rate and a lower one".into(),
+        "-".into(),
+    ]);
     t
 }
 
@@ -161,6 +167,7 @@ fn main() -> Result<()> {
             for name in experiments {
                 match name.as_str() {
                     "boston" => drop(run_boston(common, &data)?),
+                    "divergence" => println!("{}", divergence::table(&divergence::run(&data, &[0.2, 0.03])?).render()),
                     other if other.starts_with("ch") => mnist_names.push(mnist::experiment(other)?.name),
                     other => bail!("unknown experiment {other:?}; `dlfs list` shows them"),
                 }

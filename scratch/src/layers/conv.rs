@@ -29,7 +29,7 @@ pub struct ConvSpec {
     pub bias: bool,
     /// The activation after the convolution.
     pub activation: Activation,
-    /// The kernel initialisation (see [`WeightInit::conv_scale`]).
+    /// The kernel initialisation (see [`WeightInit::conv_fans`]).
     pub init: WeightInit,
     /// Flatten the output to `(batch, channels · height · width)`.
     pub flatten: bool,
@@ -94,13 +94,13 @@ impl ConvSpec {
         Ok(())
     }
 
-    /// Draws the kernel `K ~ N(0, s²)` in the book's `(C, O, k, k)` order, then, with a bias,
-    /// `b ~ N(0, s²)` `(O,)`, with `s` from [`WeightInit::conv_scale`]; with dropout, one more draw seeds
+    /// Draws the kernel in the book's `(C, O, k, k)` order, then, with a bias, the bias `(O,)`, both with
+    /// [`WeightInit::sample`] and the fans of [`WeightInit::conv_fans`]; with dropout, one more draw seeds
     /// the mask generator. Both engines initialise from this.
     pub fn draw(&self, rng: &mut RandomState) -> ConvDraw {
-        let scale = self.init.conv_scale(self.in_channels, self.out_channels, self.kernel);
-        let kernel = rng.normal(0.0, scale, (self.in_channels, self.out_channels, self.kernel, self.kernel));
-        let bias = self.bias.then(|| rng.normal(0.0, scale, self.out_channels));
+        let fans = self.init.conv_fans(self.in_channels, self.out_channels, self.kernel);
+        let kernel = self.init.sample(rng, (self.in_channels, self.out_channels, self.kernel, self.kernel), fans);
+        let bias = self.bias.then(|| self.init.sample(rng, self.out_channels, fans));
         let dropout_seed = self.dropout.map(|_| rng.next_u32());
         ConvDraw { kernel, bias, dropout_seed }
     }
@@ -143,7 +143,7 @@ impl<F: Float> Conv2DBuilder<F> {
         self
     }
 
-    /// The kernel initialisation (default [`WeightInit::Standard`]; see [`WeightInit::conv_scale`]).
+    /// The kernel initialisation (default [`WeightInit::Standard`]; see [`WeightInit::conv_fans`]).
     pub fn init(mut self, init: WeightInit) -> Self {
         self.spec.init = init;
         self

@@ -2,7 +2,7 @@
 
 use std::marker::PhantomData;
 
-use ndarray::ArrayD;
+use ndarray::{Array1, Array2, ArrayD};
 
 use super::{Layer, LayerOps, WeightInit};
 use crate::ops::{Activation, BiasAdd, Dropout, DropoutStyle, Mode, Operation, WeightMultiply};
@@ -62,6 +62,26 @@ impl<F: Float> DenseBuilder<F> {
         let mut layer = Dense { config: self, ops: LayerOps::new(Vec::new(), None) };
         layer.reinitialize(rng);
         Ok(layer)
+    }
+}
+
+/// The initial values of a dense layer; both engines initialise from this.
+pub struct DenseDraw {
+    /// The weight in the book's layout `(n_in, neurons)`.
+    pub weight: Array2<f64>,
+    /// The bias `(neurons,)`.
+    pub bias: Array1<f64>,
+    /// The seed of the dropout mask generator, if the layer has dropout.
+    pub dropout_seed: Option<u32>,
+}
+
+impl DenseDraw {
+    /// Draws `W` of shape `(n_in, neurons)`, then `B` of shape `(neurons,)`, in that order (the book's),
+    /// with [`WeightInit::sample`]; with dropout, one more draw seeds the mask generator.
+    pub fn new(rng: &mut RandomState, (n_in, neurons): (usize, usize), init: WeightInit, dropout: bool) -> Self {
+        let weight = init.sample(rng, (n_in, neurons), (n_in, neurons));
+        let bias = init.sample(rng, neurons, (n_in, neurons));
+        DenseDraw { weight, bias, dropout_seed: dropout.then(|| rng.next_u32()) }
     }
 }
 
@@ -141,18 +161,18 @@ impl<F: Float> Layer<F> for Dense<F> {
         self.ops.params_mut()
     }
 
-    /// Draws `W ~ N(0, s²)` of shape `(n_in, neurons)`, then `B ~ N(0, s²)` of shape `(1, neurons)`, in
-    /// that order (the book's), with `s` from the [`WeightInit`]; a dropout layer then takes one more draw
-    /// to seed its mask generator.
+    /// Draws fresh values as [`DenseDraw::new`] says.
     fn reinitialize(&mut self, rng: &mut RandomState) {
         let c = &self.config;
-        let scale = c.init.scale(c.n_in, c.neurons);
-        let w = rng.normal(0.0, scale, (c.n_in, c.neurons));
-        let b = rng.normal(0.0, scale, (1, c.neurons));
-        let ops: Vec<Box<dyn Operation<F>>> =
-            vec![Box::new(WeightMultiply::new(w)), Box::new(BiasAdd::new(b)), c.activation.operation()];
-        let dropout = c.dropout.map(|(keep, style)| {
-            Dropout::new(keep, style, RandomState::new(rng.next_u32())).expect("validated by build")
+        let draw = DenseDraw::new(rng, (c.n_in, c.neurons), c.init, c.dropout.is_some());
+        let cast = |v: f64| F::cast(v);
+        let ops: Vec<Box<dyn Operation<F>>> = vec![
+            Box::new(WeightMultiply::new(draw.weight.mapv(cast))),
+            Box::new(BiasAdd::new(draw.bias.mapv(cast).insert_axis(ndarray::Axis(0)))),
+            c.activation.operation(),
+        ];
+        let dropout = c.dropout.zip(draw.dropout_seed).map(|((keep, style), seed)| {
+            Dropout::new(keep, style, RandomState::new(seed)).expect("validated by build")
         });
         self.ops = LayerOps::new(ops, dropout);
     }
