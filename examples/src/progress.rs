@@ -24,8 +24,8 @@ impl ProgressObserver {
     pub fn println(&self, line: impl AsRef<str>) {
         match (&self.bar, self.quiet) {
             (_, true) => {}
-            (Some(bar), false) => bar.println(line.as_ref()),
-            (None, false) => eprintln!("{}", line.as_ref()),
+            (Some(bar), false) if !bar.is_hidden() => bar.println(line.as_ref()),
+            (_, false) => eprintln!("{}", line.as_ref()),
         }
     }
 }
@@ -58,8 +58,13 @@ impl Observer for ProgressObserver {
     }
 
     fn on_eval(&mut self, eval: &Evaluation, improved: bool) {
-        let note = if improved { "" } else { " (no improvement)" };
-        self.println(format!("{:>24} validation loss after {} epochs: {:.3}{note}", self.label, eval.epoch, eval.loss));
+        let at = match eval.batch {
+            Some(b) => format!("epoch {}, batch {b}", eval.epoch),
+            None => format!("after epoch {}", eval.epoch),
+        };
+        let accuracy = eval.accuracy.map(|a| format!(", accuracy {:.2} %", a * 100.0)).unwrap_or_default();
+        let note = if improved || eval.batch.is_some() { "" } else { " (no improvement)" };
+        self.println(format!("{:>24} validation {at}: loss {:.4}{accuracy}{note}", self.label, eval.loss));
     }
 
     fn on_end(&mut self, _report: &FitReport) {
