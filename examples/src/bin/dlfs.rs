@@ -63,7 +63,7 @@ struct Common {
 enum Dataset {
     /// Handwritten digits (LeCun and Cortes)
     Mnist,
-    /// Zalando's clothing images, same format (`python3 scripts/setup.py --fashion`)
+    /// Zalando's clothing images, same format
     Fashion,
 }
 

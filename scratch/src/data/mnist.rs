@@ -67,7 +67,9 @@ fn locate(dir: &Path, name: &str) -> PathBuf {
 
 fn hint_for(path: &Path) -> String {
     if path.to_string_lossy().contains("fashion") {
-        "run `python3 scripts/setup.py --fashion` in the repository root to download it".into()
+        "run `make setup` (or `python3 scripts/setup.py`) in the repository root to download it; Fashion-MNIST comes \
+         from Debian's dataset-fashion-mnist package, so it needs `apt-get`"
+            .into()
     } else {
         SETUP_HINT.into()
     }

@@ -91,7 +91,12 @@ impl WeightInit {
 
     /// Draws an array of `shape` for a layer with the given fans: `N(0, scale²)`, or `U(−scale, scale)`
     /// for [`WeightInit::PyTorch`], in row-major order.
-    pub fn sample<Sh: IntoDimension>(self, rng: &mut RandomState, shape: Sh, (fan_in, fan_out): (usize, usize)) -> Array<f64, Sh::Dim> {
+    pub fn sample<Sh: IntoDimension>(
+        self,
+        rng: &mut RandomState,
+        shape: Sh,
+        (fan_in, fan_out): (usize, usize),
+    ) -> Array<f64, Sh::Dim> {
         let scale = self.scale(fan_in, fan_out);
         match self {
             WeightInit::PyTorch => rng.uniform_array::<f64, _>(shape).mapv(|u| (2.0 * u - 1.0) * scale),
