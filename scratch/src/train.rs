@@ -150,7 +150,7 @@ pub struct FitReport {
     pub stopped_after: Option<usize>,
     /// Epochs actually trained.
     pub epochs_trained: usize,
-    /// Time spent training (not evaluating).
+    /// Time spent training (not evaluating, also within an epoch).
     pub train_time: Duration,
 }
 
@@ -259,7 +259,7 @@ pub fn fit_loop<T: TrainingLoop>(
     let mut best: Option<(Evaluation, T::Snapshot)> = None;
     let mut order: Vec<usize> = (0..rows).collect();
     for epoch in 1..=options.epochs {
-        let started = Instant::now();
+        let (started, mut monitoring) = (Instant::now(), Duration::ZERO);
         let perm = first_perm.take().unwrap_or_else(|| rng.permutation(rows));
         order = perm.iter().map(|&i| order[i]).collect();
         for (b, batch) in order.chunks(options.batch_size).enumerate() {
@@ -267,13 +267,15 @@ pub fn fit_loop<T: TrainingLoop>(
             report.batch_losses.push(loss);
             observer.on_batch(epoch, b + 1, loss);
             if options.eval_batches.is_some_and(|n| (b + 1) % n == 0) {
+                let evaluating = Instant::now();
                 let (loss, accuracy) = trainer.evaluate()?;
+                monitoring += evaluating.elapsed();
                 let eval = Evaluation { epoch, batch: Some(b + 1), loss, accuracy };
                 report.evaluations.push(eval);
                 observer.on_eval(&eval, best.as_ref().is_none_or(|(b, _)| eval.loss < b.loss));
             }
         }
-        report.train_time += started.elapsed();
+        report.train_time += started.elapsed() - monitoring;
         report.epochs_trained = epoch;
 
         if epoch % options.eval_every == 0 {
