@@ -11,6 +11,7 @@
 //! A failing comparison names the tensor, the index of its worst element and both values.
 
 use ndarray::{ArrayD, IxDyn};
+use scratch::gradcheck::unravel;
 use scratch::layers::WeightInit;
 use scratch::losses::{CrossEntropyValue, MeanSquaredError, MseReduction, SoftmaxCrossEntropy};
 use scratch::network::{InitSeeding, NeuralNetwork};
@@ -43,15 +44,6 @@ pub fn tolerance<F: TorchFloat>() -> Tolerance {
     } else {
         F64
     }
-}
-
-fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
-    let mut index = vec![0; shape.len()];
-    for (i, &d) in shape.iter().enumerate().rev() {
-        index[i] = flat % d;
-        flat /= d;
-    }
-    index
 }
 
 /// The worst element of a comparison: its index, both values, and how far past the tolerance it is
@@ -195,6 +187,39 @@ pub fn dense_pair<F: TorchFloat>(
     model_pair(&NetSpec::new(&[n_in], layers), loss, seed)
 }
 
+/// Forward pass, loss and full backward pass in both engines (each forward pass once, so that dropout
+/// masks drawn from the shared stream line up); compares the output, the loss, the input gradient and
+/// every parameter gradient, named `label ...` in failures.
+pub fn compare_networks<F: TorchFloat>(
+    net: &mut NeuralNetwork<F>,
+    model: &mut Model,
+    x: &ArrayD<F>,
+    y: &ArrayD<F>,
+    label: &str,
+) {
+    let tol = tolerance::<F>();
+    let out = net.forward(x, scratch::ops::Mode::Train).expect("forward");
+    let loss = net.loss_on(&out, y).expect("loss");
+    let grad = net.loss_backward().expect("loss gradient");
+    let dx = net.backward(grad).expect("backward");
+
+    let xt = leaf(x);
+    model.zero_grad();
+    let out_t = model.forward(&xt, scratch::ops::Mode::Train).expect("forward");
+    let loss_t = model.loss().forward(&out_t, &to_tensor(y)).expect("loss");
+    loss_t.backward();
+
+    assert_close_tensor(&format!("{label} output"), &out, &out_t, tol);
+    assert_close(&format!("{label} loss"), &ArrayD::from_elem(IxDyn(&[]), loss), &to_array(&loss_t), tol);
+    assert_close_tensor(&format!("{label} input grad"), &dx, &xt.grad(), tol);
+    let params = model.named_parameters();
+    assert_eq!(net.params().len(), params.len(), "{label}: number of parameters");
+    for ((name, p), (tname, t)) in net.params().iter().zip(&params) {
+        assert_eq!(name, tname, "{label}: parameter order");
+        assert_close_tensor(&format!("{label} {name} grad"), &p.grad_canonical(), &t.grad(), tol);
+    }
+}
+
 /// A torch tensor of `a` that records gradients.
 pub fn leaf<F: TorchFloat>(a: &ArrayD<F>) -> Tensor {
     to_tensor(a).set_requires_grad(true)
@@ -207,19 +232,7 @@ pub fn reinitialize_both<F: TorchFloat>(net: &mut NeuralNetwork<F>, model: &mut 
     model.reinitialize(&mut RandomState::new(seed), InitSeeding::Stream);
 }
 
-/// The data folder if `relative` exists under it. Without the data, data-dependent tests are skipped
-/// with a message, unless `DLFS_REQUIRE_DATA` is set (as `make test` does), when they fail.
-pub fn data_dir_or_skip(relative: &str) -> Option<std::path::PathBuf> {
-    let dir = scratch::data::default_dir();
-    if dir.join(relative).exists() {
-        return Some(dir);
-    }
-    if std::env::var_os("DLFS_REQUIRE_DATA").is_some() {
-        panic!("{} is missing and DLFS_REQUIRE_DATA is set: run `make setup`", dir.join(relative).display());
-    }
-    eprintln!("skipped: {} not found (run `make setup` to download the data sets)", dir.join(relative).display());
-    None
-}
+pub use scratch::data::available as data_dir_or_skip;
 
 /// The largest difference between two sets of named parameters, relative to the largest magnitude of
 /// each tensor: `max |a − b| / max |b|`, with the name of the worst tensor.

@@ -4,45 +4,17 @@
 
 use ndarray::{s, Array2, ArrayD, IxDyn};
 use parity_tests::{
-    assert_close, assert_close_tensor, data_dir_or_skip, leaf, max_relative_difference, model_pair, tolerance,
-    LayerSpec, LossKind, NetSpec,
+    compare_networks, data_dir_or_skip, max_relative_difference, model_pair, LayerSpec, LossKind, NetSpec,
 };
 use scratch::conv::PoolKind;
 use scratch::data::mnist;
 use scratch::layers::{ConvSpec, WeightInit};
-use scratch::network::{InitSeeding, NeuralNetwork};
-use scratch::ops::{Activation, DropoutStyle, Mode};
+use scratch::network::InitSeeding;
+use scratch::ops::{Activation, DropoutStyle};
 use scratch::optim::{self, Decay};
 use scratch::rng::RandomState;
 use scratch::train::{Dataset, FitOptions};
-use torch::convert::{to_tensor, TorchFloat};
-use torch::model::Model;
-
-/// Forward, loss and full backward in both engines from identical weights; compares everything.
-fn compare<F: TorchFloat>(net: &mut NeuralNetwork<F>, model: &mut Model, x: &ArrayD<F>, y: &ArrayD<F>, label: &str) {
-    let tol = tolerance::<F>();
-    let loss = net.forward_loss(x, y, Mode::Train).unwrap();
-    let grad = net.loss_backward().unwrap();
-    let dx = net.backward(grad).unwrap();
-    let xt = leaf(x);
-    model.zero_grad();
-    let out_t = model.forward(&xt, Mode::Train).unwrap();
-    let loss_t = model.loss().forward(&out_t, &to_tensor(y)).unwrap();
-    loss_t.backward();
-    assert_close(
-        &format!("{label} loss"),
-        &ArrayD::from_elem(IxDyn(&[]), loss),
-        &torch::convert::to_array(&loss_t),
-        tol,
-    );
-    assert_close_tensor(&format!("{label} input grad"), &dx, &xt.grad(), tol);
-    let params = model.named_parameters();
-    assert_eq!(net.params().len(), params.len(), "{label}");
-    for ((name, p), (tname, t)) in net.params().iter().zip(&params) {
-        assert_eq!(name, tname);
-        assert_close_tensor(&format!("{label} {name} grad"), &p.grad_canonical(), &t.grad(), tol);
-    }
-}
+use torch::convert::TorchFloat;
 
 /// One convolutional layer (with a linear output head so that the loss sees every output) over a
 /// seeded sample of the grid.
@@ -75,7 +47,7 @@ fn conv_grid<F: TorchFloat>(cases: usize) {
             F::NAME,
             spec.bias
         );
-        compare(&mut net, &mut model, &x, &y, &label);
+        compare_networks(&mut net, &mut model, &x, &y, &label);
     }
 }
 
@@ -106,7 +78,7 @@ fn pooling_and_flatten() {
             let (mut net, mut model) = model_pair::<f64>(&spec, LossKind::SoftmaxCrossEntropy, 3);
             let x: ArrayD<f64> = rng.randn(IxDyn(&[3, 2, h, w]));
             let y = LossKind::SoftmaxCrossEntropy.targets::<f64>(3, 4, &mut rng);
-            compare(&mut net, &mut model, &x, &y, &format!("{kind:?} pool {size} stride {stride} {h}x{w}"));
+            compare_networks(&mut net, &mut model, &x, &y, &format!("{kind:?} pool {size} stride {stride} {h}x{w}"));
         }
     }
 }
@@ -154,7 +126,7 @@ fn whole_cnns_of_the_book() {
             let (mut net, mut model) = model_pair::<f64>(&spec, LossKind::SoftmaxCrossEntropy, 5);
             let x: ArrayD<f64> = rng.randn(IxDyn(&[batch, 1, 28, 28]));
             let y = LossKind::SoftmaxCrossEntropy.targets::<f64>(batch, 10, &mut rng);
-            compare(&mut net, &mut model, &x, &y, &format!("{name} batch {batch}"));
+            compare_networks(&mut net, &mut model, &x, &y, &format!("{name} batch {batch}"));
         }
     }
 }

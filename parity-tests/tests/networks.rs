@@ -2,9 +2,7 @@
 //! identical weights, over a grid of architectures (batch 1, narrow, wide, deep) and every loss.
 
 use ndarray::{ArrayD, IxDyn};
-use parity_tests::{
-    assert_close, assert_close_tensor, dense_pair, leaf, reinitialize_both, tolerance, DenseSpec, LOSSES,
-};
+use parity_tests::{assert_close_tensor, compare_networks, dense_pair, leaf, reinitialize_both, DenseSpec, LOSSES};
 use scratch::layers::WeightInit;
 use scratch::ops::{Activation, DropoutStyle, Mode};
 use scratch::rng::RandomState;
@@ -38,43 +36,6 @@ fn specs(hidden: &[usize], outputs: usize, case: usize) -> Vec<DenseSpec> {
     layers
 }
 
-/// Forward, loss and backward in both engines; compares everything.
-fn compare<F: TorchFloat>(
-    net: &mut scratch::network::NeuralNetwork<F>,
-    model: &mut torch::model::Model,
-    x: &ArrayD<F>,
-    y: &ArrayD<F>,
-    label: &str,
-) {
-    let tol = tolerance::<F>();
-    let out = net.forward(x, Mode::Train).unwrap();
-    let loss = net.forward_loss(x, y, Mode::Train).unwrap();
-    let grad = net.loss_backward().unwrap();
-    let dx = net.backward(grad).unwrap();
-
-    let xt = leaf(x);
-    model.zero_grad();
-    let out_t = model.forward(&xt, Mode::Train).unwrap();
-    let loss_t = model.loss().forward(&out_t, &to_tensor(y)).unwrap();
-    loss_t.backward();
-
-    assert_close_tensor(&format!("{label} output"), &out, &out_t, tol);
-    assert_close(
-        &format!("{label} loss"),
-        &ArrayD::from_elem(IxDyn(&[]), loss),
-        &torch::convert::to_array(&loss_t),
-        tol,
-    );
-    assert_close_tensor(&format!("{label} input grad"), &dx, &xt.grad(), tol);
-    let torch_params = model.named_parameters();
-    let ours = net.params();
-    assert_eq!(ours.len(), torch_params.len());
-    for ((name, p), (tname, t)) in ours.iter().zip(&torch_params) {
-        assert_eq!(name, tname);
-        assert_close_tensor(&format!("{label} {name} grad"), &p.grad_canonical(), &t.grad(), tol);
-    }
-}
-
 fn check_networks<F: TorchFloat>() {
     let mut rng = RandomState::new(5);
     let mut case = 0;
@@ -88,7 +49,7 @@ fn check_networks<F: TorchFloat>() {
                 let x: ArrayD<F> = rng.randn(IxDyn(&[batch, n_in]));
                 let y = loss.targets::<F>(batch, outputs, &mut rng);
                 let label = format!("{} {n_in}-{hidden:?}-{outputs} {loss:?} batch {batch}", F::NAME);
-                compare(&mut net, &mut model, &x, &y, &label);
+                compare_networks(&mut net, &mut model, &x, &y, &label);
             }
         }
     }

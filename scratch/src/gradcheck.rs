@@ -212,7 +212,8 @@ fn worst(name: String, shape: &[usize], results: impl Iterator<Item = (usize, f6
     out
 }
 
-fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+/// The multi-index of the element at position `flat` of a row-major array of `shape`.
+pub fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
     let mut index = vec![0; shape.len()];
     for (i, &d) in shape.iter().enumerate().rev() {
         index[i] = flat % d;

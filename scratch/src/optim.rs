@@ -13,14 +13,23 @@ pub trait Optimizer<F: Float>: Send {
     /// Applies one update to every parameter, using the gradients stored in them.
     fn step(&mut self, params: Vec<NamedParamMut<'_, F>>) -> Result<()>;
 
+    /// The learning rate and its schedule.
+    fn schedule(&mut self) -> &mut LearningRate;
+
     /// The learning rate the next step uses.
-    fn learning_rate(&self) -> f64;
+    fn learning_rate(&mut self) -> f64 {
+        self.schedule().get()
+    }
 
     /// Called once before training for `epochs` epochs: sets up the decay schedule.
-    fn start(&mut self, epochs: usize);
+    fn start(&mut self, epochs: usize) {
+        self.schedule().start(epochs);
+    }
 
     /// Called after every epoch: decays the learning rate.
-    fn end_epoch(&mut self);
+    fn end_epoch(&mut self) {
+        self.schedule().end_epoch();
+    }
 }
 
 /// How the learning rate moves from its initial to its final value over training (the book's
@@ -135,16 +144,8 @@ impl<F: Float> Optimizer<F> for SGD {
         Ok(())
     }
 
-    fn learning_rate(&self) -> f64 {
-        self.lr.get()
-    }
-
-    fn start(&mut self, epochs: usize) {
-        self.lr.start(epochs);
-    }
-
-    fn end_epoch(&mut self) {
-        self.lr.end_epoch();
+    fn schedule(&mut self) -> &mut LearningRate {
+        &mut self.lr
     }
 }
 
@@ -202,16 +203,8 @@ impl<F: Float> Optimizer<F> for SGDMomentum<F> {
         Ok(())
     }
 
-    fn learning_rate(&self) -> f64 {
-        self.lr.get()
-    }
-
-    fn start(&mut self, epochs: usize) {
-        self.lr.start(epochs);
-    }
-
-    fn end_epoch(&mut self) {
-        self.lr.end_epoch();
+    fn schedule(&mut self) -> &mut LearningRate {
+        &mut self.lr
     }
 }
 
@@ -252,15 +245,7 @@ impl<F: Float> Optimizer<F> for AdaGrad<F> {
         Ok(())
     }
 
-    fn learning_rate(&self) -> f64 {
-        self.lr.get()
-    }
-
-    fn start(&mut self, epochs: usize) {
-        self.lr.start(epochs);
-    }
-
-    fn end_epoch(&mut self) {
-        self.lr.end_epoch();
+    fn schedule(&mut self) -> &mut LearningRate {
+        &mut self.lr
     }
 }

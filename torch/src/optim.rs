@@ -17,12 +17,23 @@ pub trait Optimizer: Send {
     /// # Errors
     /// If a parameter has no gradient.
     fn step(&mut self, params: &[(String, Tensor)]) -> Result<()>;
+    /// The learning rate and its schedule.
+    fn schedule(&mut self) -> &mut LearningRate;
+
     /// The learning rate the next step uses.
-    fn learning_rate(&self) -> f64;
+    fn learning_rate(&mut self) -> f64 {
+        self.schedule().get()
+    }
+
     /// Called once before training for `epochs` epochs.
-    fn start(&mut self, epochs: usize);
+    fn start(&mut self, epochs: usize) {
+        self.schedule().start(epochs);
+    }
+
     /// Called after every epoch.
-    fn end_epoch(&mut self);
+    fn end_epoch(&mut self) {
+        self.schedule().end_epoch();
+    }
 }
 
 fn grad_of(name: &str, p: &Tensor) -> Result<Tensor> {
@@ -37,20 +48,6 @@ fn grad_of(name: &str, p: &Tensor) -> Result<Tensor> {
 /// Checks an in-place update (libtorch returns the updated tensor itself, which is not needed).
 fn updated(result: std::result::Result<Tensor, tch::TchError>) -> Result<()> {
     result.map(drop).map_err(Into::into)
-}
-
-macro_rules! schedule {
-    () => {
-        fn learning_rate(&self) -> f64 {
-            self.lr.get()
-        }
-        fn start(&mut self, epochs: usize) {
-            self.lr.start(epochs);
-        }
-        fn end_epoch(&mut self) {
-            self.lr.end_epoch();
-        }
-    };
 }
 
 /// `p ← p − lr · g`.
@@ -77,7 +74,9 @@ impl Optimizer for SGD {
         }
         Ok(())
     }
-    schedule!();
+    fn schedule(&mut self) -> &mut LearningRate {
+        &mut self.lr
+    }
 }
 
 /// The book's momentum, the rate inside the velocity: `v ← μ v + lr · g; p ← p − v`.
@@ -115,7 +114,9 @@ impl Optimizer for SGDMomentum {
         }
         Ok(())
     }
-    schedule!();
+    fn schedule(&mut self) -> &mut LearningRate {
+        &mut self.lr
+    }
 }
 
 /// The book's AdaGrad: `s ← s + ε + g²; p ← p − lr · g / √s`, `ε = 1e-7`.
@@ -147,5 +148,7 @@ impl Optimizer for AdaGrad {
         }
         Ok(())
     }
-    schedule!();
+    fn schedule(&mut self) -> &mut LearningRate {
+        &mut self.lr
+    }
 }

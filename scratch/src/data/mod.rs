@@ -26,6 +26,24 @@ pub fn default_dir() -> PathBuf {
     }
 }
 
+/// The data folder if `relative` exists under it, for the workspace's tests and examples. When it does
+/// not, prints a note and returns `None` (the caller skips), unless `DLFS_REQUIRE_DATA` is set, as
+/// `make test` does: then a missing data set is a failure.
+///
+/// # Panics
+/// If the file is missing and `DLFS_REQUIRE_DATA` is set.
+pub fn available(relative: &str) -> Option<PathBuf> {
+    let dir = default_dir();
+    if dir.join(relative).exists() {
+        return Some(dir);
+    }
+    if std::env::var_os("DLFS_REQUIRE_DATA").is_some() {
+        panic!("{} is missing and DLFS_REQUIRE_DATA is set: run `make setup`", dir.join(relative).display());
+    }
+    eprintln!("skipped: {} not found (run `make setup` to download the data sets)", dir.join(relative).display());
+    None
+}
+
 /// Reads a whole file; a missing file is [`Error::MissingFile`] with `hint`.
 pub(crate) fn read(path: &Path, hint: &str) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|source| match source.kind() {

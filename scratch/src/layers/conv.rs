@@ -230,25 +230,7 @@ impl<F: Float> Layer<F> for Conv2D<F> {
         self.spec.describe()
     }
 
-    fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
-        self.ops.forward(input, mode)
-    }
-
-    fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
-        self.ops.backward(output_grad)
-    }
-
-    fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {
-        self.ops.backward_params(output_grad)
-    }
-
-    fn params(&self) -> Vec<(&'static str, &Param<F>)> {
-        self.ops.params()
-    }
-
-    fn params_mut(&mut self) -> Vec<(&'static str, &mut Param<F>)> {
-        self.ops.params_mut()
-    }
+    delegate_to_ops!();
 
     /// Draws fresh values as [`ConvSpec::draw`] says.
     fn reinitialize(&mut self, rng: &mut RandomState) {
@@ -270,9 +252,5 @@ impl<F: Float> Layer<F> for Conv2D<F> {
             .zip(draw.dropout_seed)
             .map(|((keep, style), seed)| Dropout::new(keep, style, RandomState::new(seed)).expect("validated"));
         self.ops = LayerOps::new(ops, dropout);
-    }
-
-    fn dropout_mut(&mut self) -> Option<&mut Dropout<F>> {
-        self.ops.dropout.as_mut()
     }
 }

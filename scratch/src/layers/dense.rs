@@ -141,25 +141,7 @@ impl<F: Float> Layer<F> for Dense<F> {
         format!("Dense({} -> {}, {}{dropout})", c.n_in, c.neurons, c.activation.name())
     }
 
-    fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
-        self.ops.forward(input, mode)
-    }
-
-    fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
-        self.ops.backward(output_grad)
-    }
-
-    fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {
-        self.ops.backward_params(output_grad)
-    }
-
-    fn params(&self) -> Vec<(&'static str, &Param<F>)> {
-        self.ops.params()
-    }
-
-    fn params_mut(&mut self) -> Vec<(&'static str, &mut Param<F>)> {
-        self.ops.params_mut()
-    }
+    delegate_to_ops!();
 
     /// Draws fresh values as [`DenseDraw::new`] says.
     fn reinitialize(&mut self, rng: &mut RandomState) {
@@ -179,9 +161,5 @@ impl<F: Float> Layer<F> for Dense<F> {
 
     fn reseeds_in_book(&self) -> bool {
         true
-    }
-
-    fn dropout_mut(&mut self) -> Option<&mut Dropout<F>> {
-        self.ops.dropout.as_mut()
     }
 }

@@ -1,8 +1,5 @@
 //! Layers: groups of operations with their own parameters (the book's `Layer`, `Dense` and `Conv2D`).
 
-mod conv;
-mod dense;
-
 use ndarray::{Array, ArrayD, IntoDimension};
 
 pub use conv::{Conv2D, Conv2DBuilder, ConvDraw, ConvSpec};
@@ -104,6 +101,38 @@ impl WeightInit {
         }
     }
 }
+
+/// The [`Layer`] methods a layer built on [`LayerOps`] (in a field `ops`) passes on to them.
+macro_rules! delegate_to_ops {
+    () => {
+        fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
+            self.ops.forward(input, mode)
+        }
+
+        fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
+            self.ops.backward(output_grad)
+        }
+
+        fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {
+            self.ops.backward_params(output_grad)
+        }
+
+        fn params(&self) -> Vec<(&'static str, &Param<F>)> {
+            self.ops.params()
+        }
+
+        fn params_mut(&mut self) -> Vec<(&'static str, &mut Param<F>)> {
+            self.ops.params_mut()
+        }
+
+        fn dropout_mut(&mut self) -> Option<&mut Dropout<F>> {
+            self.ops.dropout.as_mut()
+        }
+    };
+}
+
+mod conv;
+mod dense;
 
 /// A layer's operations and its optional dropout, run in order (the part [`Dense`] and [`Conv2D`]
 /// share).
