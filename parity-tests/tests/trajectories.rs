@@ -38,6 +38,27 @@ fn compare_reports(label: &str, a: &FitReport, b: &FitReport) {
     }
 }
 
+/// Trains the two engines' copies of a network with their optimizers and the same options, and checks
+/// that they went the same way: every batch loss and evaluation, and the final parameters. Returns the
+/// number of steps.
+fn train_both<O: optim::Optimizer<f64>, P: topt::Optimizer>(
+    label: &str,
+    (net, model): (scratch::network::NeuralNetwork<f64>, torch::model::Model),
+    (ours, theirs): (O, P),
+    (train, test): (&Dataset<f64>, &Dataset<f64>),
+    options: &FitOptions,
+) -> usize {
+    let mut a = scratch::train::Trainer::new(net, ours);
+    let mut b = torch::train::Trainer::new(model, theirs);
+    let ra = a.fit(train, test, options, &mut ()).unwrap();
+    let rb = b.fit(train, test, options, &mut ()).unwrap();
+    compare_reports(label, &ra, &rb);
+    let (diff, name) = max_relative_difference(&a.net.named_parameters(), &b.model.named_arrays::<f64>());
+    eprintln!("{label}: largest relative difference {diff:e} ({name})");
+    assert!(diff <= RELATIVE, "{label}: {name} differs by {diff:e} relative after {} steps", ra.batch_losses.len());
+    ra.batch_losses.len()
+}
+
 fn mnist_subset(rows: usize, test_rows: usize) -> Option<(Dataset<f64>, Dataset<f64>, mnist::Mnist)> {
     let dir = data_dir_or_skip("mnist/train-images-idx3-ubyte")?;
     let m = mnist::load(dir.join("mnist")).unwrap();
@@ -61,18 +82,12 @@ fn mnist_subset(rows: usize, test_rows: usize) -> Option<(Dataset<f64>, Dataset<
 fn mnist_momentum_with_exponential_decay_200_steps() {
     let Some((train, test, _)) = mnist_subset(2400, 1000) else { return };
     let layers = [DenseSpec::new(89, Activation::Sigmoid), DenseSpec::new(10, Activation::Linear)];
-    let (net, model) = dense_pair::<f64>(784, &layers, WeightInit::Glorot, LossKind::SoftmaxCrossEntropy, 1);
+    let pair = dense_pair::<f64>(784, &layers, WeightInit::Glorot, LossKind::SoftmaxCrossEntropy, 1);
     let decay = Decay::Exponential { final_lr: 0.05 };
-    let mut a = scratch::train::Trainer::new(net, optim::SGDMomentum::new(0.2, 0.9, decay).unwrap());
-    let mut b = torch::train::Trainer::new(model, topt::SGDMomentum::new(0.2, 0.9, decay).unwrap());
-    let opts = options(5, 60); // 40 batches a epoch
-    let ra = a.fit(&train, &test, &opts, &mut ()).unwrap();
-    let rb = b.fit(&train, &test, &opts, &mut ()).unwrap();
-    assert_eq!(ra.batch_losses.len(), 200);
-    compare_reports("MNIST momentum", &ra, &rb);
-    let (diff, name) = max_relative_difference(&a.net.named_parameters(), &b.model.named_arrays::<f64>());
-    eprintln!("MNIST momentum: largest relative difference {diff:e} ({name})");
-    assert!(diff <= RELATIVE, "MNIST momentum: {name} differs by {diff:e} relative after 200 steps");
+    let optimizers =
+        (optim::SGDMomentum::new(0.2, 0.9, decay).unwrap(), topt::SGDMomentum::new(0.2, 0.9, decay).unwrap());
+    // 40 batches an epoch
+    assert_eq!(train_both("MNIST momentum", pair, optimizers, (&train, &test), &options(5, 60)), 200);
 }
 
 #[test]
@@ -83,18 +98,12 @@ fn mnist_deep_tanh_relu_with_linear_decay_200_steps() {
         DenseSpec::new(46, Activation::ReLU),
         DenseSpec::new(10, Activation::Linear),
     ];
-    let (net, model) = dense_pair::<f64>(784, &layers, WeightInit::Glorot, LossKind::SoftmaxCrossEntropy, 2);
+    let pair = dense_pair::<f64>(784, &layers, WeightInit::Glorot, LossKind::SoftmaxCrossEntropy, 2);
     let decay = Decay::Linear { final_lr: 0.05 };
-    let mut a = scratch::train::Trainer::new(net, optim::SGDMomentum::new(0.15, 0.9, decay).unwrap());
-    let mut b = torch::train::Trainer::new(model, topt::SGDMomentum::new(0.15, 0.9, decay).unwrap());
-    let opts = options(10, 60); // 20 batches a epoch
-    let ra = a.fit(&train, &test, &opts, &mut ()).unwrap();
-    let rb = b.fit(&train, &test, &opts, &mut ()).unwrap();
-    assert_eq!(ra.batch_losses.len(), 200);
-    compare_reports("MNIST deep", &ra, &rb);
-    let (diff, name) = max_relative_difference(&a.net.named_parameters(), &b.model.named_arrays::<f64>());
-    eprintln!("MNIST deep: largest relative difference {diff:e} ({name})");
-    assert!(diff <= RELATIVE, "MNIST deep: {name} differs by {diff:e} relative after 200 steps");
+    let optimizers =
+        (optim::SGDMomentum::new(0.15, 0.9, decay).unwrap(), topt::SGDMomentum::new(0.15, 0.9, decay).unwrap());
+    // 20 batches an epoch
+    assert_eq!(train_both("MNIST deep", pair, optimizers, (&train, &test), &options(10, 60)), 200);
 }
 
 fn boston_data() -> Option<(Dataset<f64>, Dataset<f64>)> {
@@ -114,48 +123,17 @@ fn boston_sgd_momentum_and_adagrad_200_steps() {
         DenseSpec::new(13, Activation::Tanh),
         DenseSpec::new(1, Activation::Linear),
     ];
-    let opts = options(17, 32); // 12 batches a epoch: 204 steps
-    for which in ["sgd", "momentum", "adagrad"] {
-        let (net, model) = dense_pair::<f64>(13, &layers, WeightInit::Standard, LossKind::MseRows, 3);
-        let decay = Decay::Exponential { final_lr: 0.001 };
-        let (ra, rb, a, b) = match which {
-            "sgd" => {
-                let mut a = scratch::train::Trainer::new(net, optim::SGD::with_decay(0.01, decay).unwrap());
-                let mut b = torch::train::Trainer::new(model, topt::SGD::new(0.01, decay).unwrap());
-                (
-                    a.fit(&train, &test, &opts, &mut ()).unwrap(),
-                    b.fit(&train, &test, &opts, &mut ()).unwrap(),
-                    a.net.named_parameters(),
-                    b.model.named_arrays::<f64>(),
-                )
-            }
-            "momentum" => {
-                let mut a = scratch::train::Trainer::new(net, optim::SGDMomentum::new(0.005, 0.9, decay).unwrap());
-                let mut b = torch::train::Trainer::new(model, topt::SGDMomentum::new(0.005, 0.9, decay).unwrap());
-                (
-                    a.fit(&train, &test, &opts, &mut ()).unwrap(),
-                    b.fit(&train, &test, &opts, &mut ()).unwrap(),
-                    a.net.named_parameters(),
-                    b.model.named_arrays::<f64>(),
-                )
-            }
-            _ => {
-                let mut a = scratch::train::Trainer::new(net, optim::AdaGrad::new(0.05, decay).unwrap());
-                let mut b = torch::train::Trainer::new(model, topt::AdaGrad::new(0.05, decay).unwrap());
-                (
-                    a.fit(&train, &test, &opts, &mut ()).unwrap(),
-                    b.fit(&train, &test, &opts, &mut ()).unwrap(),
-                    a.net.named_parameters(),
-                    b.model.named_arrays::<f64>(),
-                )
-            }
-        };
-        assert_eq!(ra.batch_losses.len(), 204);
-        compare_reports(which, &ra, &rb);
-        let (diff, name) = max_relative_difference(&a, &b);
-        eprintln!("Boston {which}: largest relative difference {diff:e} ({name})");
-        assert!(diff <= RELATIVE, "Boston {which}: {name} differs by {diff:e} relative after 204 steps");
-    }
+    let opts = options(17, 32); // 12 batches an epoch: 204 steps
+    let data = (&train, &test);
+    let pair = || dense_pair::<f64>(13, &layers, WeightInit::Standard, LossKind::MseRows, 3);
+    let decay = Decay::Exponential { final_lr: 0.001 };
+    let sgd = (optim::SGD::with_decay(0.01, decay).unwrap(), topt::SGD::new(0.01, decay).unwrap());
+    assert_eq!(train_both("Boston SGD", pair(), sgd, data, &opts), 204);
+    let momentum =
+        (optim::SGDMomentum::new(0.005, 0.9, decay).unwrap(), topt::SGDMomentum::new(0.005, 0.9, decay).unwrap());
+    assert_eq!(train_both("Boston momentum", pair(), momentum, data, &opts), 204);
+    let adagrad = (optim::AdaGrad::new(0.05, decay).unwrap(), topt::AdaGrad::new(0.05, decay).unwrap());
+    assert_eq!(train_both("Boston AdaGrad", pair(), adagrad, data, &opts), 204);
 }
 
 #[test]
@@ -189,19 +167,12 @@ fn mnist_with_dropout_trains_identically_from_the_shared_mask_stream() {
         DenseSpec { neurons: 46, activation: Activation::Tanh, dropout },
         DenseSpec::new(10, Activation::Linear),
     ];
-    let (net, model) = dense_pair::<f64>(784, &layers, WeightInit::Glorot, LossKind::SoftmaxCrossEntropy, 5);
+    let pair = dense_pair::<f64>(784, &layers, WeightInit::Glorot, LossKind::SoftmaxCrossEntropy, 5);
     // Not the book's 0.2: at that rate the deep tanh network's training is chaotic (one weight changed
-    // by 1e-15 in one engine alone moves the loss by 1e-5 within 200 steps, and by 20 % within 400),
-    // which would measure the dynamics rather than the engines. At 0.05 a 1e-15 change stays 1e-15.
+    // by 1e-15 in one engine alone moves the loss by 1e-5 within 200 steps, and by 20 % within 400: see
+    // `dlfs run divergence`), which would measure the dynamics rather than the engines.
     let decay = Decay::Exponential { final_lr: 0.01 };
-    let mut a = scratch::train::Trainer::new(net, optim::SGDMomentum::new(0.05, 0.9, decay).unwrap());
-    let mut b = torch::train::Trainer::new(model, topt::SGDMomentum::new(0.05, 0.9, decay).unwrap());
-    let opts = options(10, 60);
-    let ra = a.fit(&train, &test, &opts, &mut ()).unwrap();
-    let rb = b.fit(&train, &test, &opts, &mut ()).unwrap();
-    assert_eq!(ra.batch_losses.len(), 200);
-    compare_reports("MNIST dropout", &ra, &rb);
-    let (diff, name) = max_relative_difference(&a.net.named_parameters(), &b.model.named_arrays::<f64>());
-    eprintln!("MNIST dropout: largest relative difference {diff:e} ({name})");
-    assert!(diff <= RELATIVE, "MNIST dropout: {name} differs by {diff:e} relative after 200 steps");
+    let optimizers =
+        (optim::SGDMomentum::new(0.05, 0.9, decay).unwrap(), topt::SGDMomentum::new(0.05, 0.9, decay).unwrap());
+    assert_eq!(train_both("MNIST dropout", pair, optimizers, (&train, &test), &options(10, 60)), 200);
 }
