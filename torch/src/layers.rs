@@ -2,6 +2,7 @@
 
 use scratch::conv::PoolKind;
 use scratch::layers::{ConvSpec, DenseDraw, WeightInit};
+use scratch::param::Layout;
 use scratch::ops::{Activation, DropoutStyle, Mode};
 use scratch::rng::RandomState;
 use tch::{nn, Kind, Tensor};
@@ -175,10 +176,10 @@ impl Layer for Dense {
     }
 
     /// Draws as [`DenseDraw::new`] says, then turns the book's `(n_in, neurons)` weight into
-    /// `(neurons, n_in)`.
+    /// `(neurons, n_in)` with the from-scratch engine's own conversion ([`Layout`]).
     fn reinitialize(&mut self, rng: &mut RandomState) {
         let draw = DenseDraw::new(rng, (self.n_in, self.neurons), self.init, self.dropout.is_some());
-        set_values(&mut self.weight, &draw.weight.t().to_owned().into_dyn());
+        set_values(&mut self.weight, &Layout::SwapAxes01.to_canonical(&draw.weight.into_dyn()));
         set_values(&mut self.bias, &draw.bias.into_dyn());
         if let (Some(d), Some(seed)) = (&mut self.dropout, draw.dropout_seed) {
             d.masks = MaskSource::Shared(Box::new(RandomState::new(seed)));
@@ -268,12 +269,11 @@ impl Layer for Conv2D {
         out
     }
 
-    /// Draws as [`ConvSpec::draw`] says, then turns the book's `(C, O, k, k)` kernel into `(O, C, k, k)`.
+    /// Draws as [`ConvSpec::draw`] says, then turns the book's `(C, O, k, k)` kernel into `(O, C, k, k)`
+    /// with the from-scratch engine's own conversion ([`Layout`]).
     fn reinitialize(&mut self, rng: &mut RandomState) {
         let draw = self.spec.draw(rng);
-        let mut kernel = draw.kernel.view();
-        kernel.swap_axes(0, 1);
-        set_values(&mut self.weight, &kernel.as_standard_layout().into_owned().into_dyn());
+        set_values(&mut self.weight, &Layout::SwapAxes01.to_canonical(&draw.kernel.into_dyn()));
         if let (Some(b), Some(values)) = (&mut self.bias, draw.bias) {
             set_values(b, &values.into_dyn());
         }
