@@ -10,6 +10,7 @@
 //! | 3, Deep learning from scratch | [`ops`], [`layers`], [`losses`], [`network`], [`optim`], [`train`] |
 //! | 4, Extensions | [`ops`] (activations, dropout), [`losses`] (softmax cross-entropy), [`optim`] (momentum, decay), [`data::mnist`] |
 //! | 5, Convolutions | [`conv`] (the chapter's loops, the fast convolution, pooling), [`layers::Conv2D`] |
+//! | 6, Recurrent networks and autodiff | [`autodiff`], [`data::text`] |
 //!
 //! Arrays are generic over [`Float`] (`f32` or `f64`); randomness always comes from an explicit
 //! [`rng::RandomState`], numpy-compatible so that the book's printed numbers can be reproduced exactly.
@@ -31,6 +32,7 @@
 //! # Ok::<(), scratch::Error>(())
 //! ```
 
+pub mod autodiff;
 pub mod checkpoint;
 pub mod conv;
 pub mod data;

@@ -3,7 +3,6 @@
 
 use ndarray::{ArrayD, Axis, Zip};
 
-use crate::ops::as_matrix;
 use crate::{Error, Float, Result};
 
 /// A loss `L(prediction, target)`.
@@ -30,6 +29,13 @@ impl<F: Float> Loss<F> for Box<dyn Loss<F>> {
     fn backward(&mut self) -> Result<ArrayD<F>> {
         self.as_mut().backward()
     }
+}
+
+/// `a` as rows of its last axis: `(N, C)` with `N` the product of the other axes.
+fn as_rows<'a, F: Float>(a: &'a ArrayD<F>, context: &str) -> Result<ndarray::CowArray<'a, F, ndarray::Ix2>> {
+    let bad = || Error::shape(context, "(rows, classes) or (batch, time, classes)", a.shape());
+    let classes = *a.shape().last().filter(|_| a.ndim() >= 2).ok_or_else(bad)?;
+    a.to_shape((a.len() / classes.max(1), classes)).map_err(|_| bad())
 }
 
 fn check_same_shape<F>(loss: &str, prediction: &ArrayD<F>, target: &ArrayD<F>) -> Result<()> {
@@ -122,28 +128,36 @@ pub enum CrossEntropyValue {
     BookBinarySum,
 }
 
-/// Softmax followed by cross-entropy, on logits `(N, C)` and one-hot (or probability) targets `(N, C)`.
+/// Softmax followed by cross-entropy, on logits and one-hot (or probability) targets of the same shape,
+/// the classes on the last axis: `(N, C)`, or `(batch, time, C)` for sequences, whose `batch · time`
+/// positions are then the `N` rows.
 ///
 /// ```text
 /// log p = x − logsumexp(x)               (row-wise, stable for any magnitude of x)
-/// L     = −Σ y ⊙ log p / N
+/// L     = −Σ y ⊙ log p / N               (or without / N, summed: the book's chapter 6)
 /// ∂L/∂x = (p − y) / N
 /// ```
 pub struct SoftmaxCrossEntropy<F> {
     value: CrossEntropyValue,
+    summed: bool,
     /// `(p − y) / N` from the last forward pass.
     grad: Option<ArrayD<F>>,
 }
 
 impl<F: Float> SoftmaxCrossEntropy<F> {
-    /// Softmax cross-entropy reporting the categorical cross-entropy.
+    /// Softmax cross-entropy reporting the categorical cross-entropy averaged over the rows.
     pub fn new() -> Self {
         Self::reporting(CrossEntropyValue::Categorical)
     }
 
     /// Softmax cross-entropy reporting `value`.
     pub fn reporting(value: CrossEntropyValue) -> Self {
-        SoftmaxCrossEntropy { value, grad: None }
+        SoftmaxCrossEntropy { value, summed: false, grad: None }
+    }
+
+    /// Summed over the rows instead of averaged (the book's chapter-6 loss over batch × time).
+    pub fn summed() -> Self {
+        SoftmaxCrossEntropy { value: CrossEntropyValue::Categorical, summed: true, grad: None }
     }
 }
 
@@ -160,15 +174,16 @@ impl<F: Float> Loss<F> for SoftmaxCrossEntropy<F> {
 
     fn forward(&mut self, prediction: &ArrayD<F>, target: &ArrayD<F>) -> Result<F> {
         check_same_shape(self.name(), prediction, target)?;
-        let x = as_matrix(prediction, "SoftmaxCrossEntropy: prediction")?;
-        let n = F::cast(x.nrows() as f64);
-        let mut log_p = x.to_owned();
+        let x = as_rows(prediction, "SoftmaxCrossEntropy: prediction")?;
+        let rows = x.nrows();
+        let n = if self.summed { F::one() } else { F::cast(rows as f64) };
+        let mut log_p = x.into_owned();
         for mut row in log_p.axis_iter_mut(Axis(0)) {
             let max = row.iter().copied().fold(F::neg_infinity(), F::max);
             let lse = max + row.iter().map(|&v| (v - max).exp()).sum::<F>().ln();
             row.mapv_inplace(|v| v - lse);
         }
-        let y = as_matrix(target, "SoftmaxCrossEntropy: target")?;
+        let y = as_rows(target, "SoftmaxCrossEntropy: target")?;
         let loss = match self.value {
             CrossEntropyValue::Categorical => -Zip::from(&log_p).and(&y).fold(F::zero(), |acc, &lp, &t| acc + t * lp),
             // In f64 whatever F is: in f32, 1 − 1e-9 rounds to 1 and log(1 − p) to −∞.
@@ -179,7 +194,7 @@ impl<F: Float> Loss<F> for SoftmaxCrossEntropy<F> {
         } / n;
         let mut grad = log_p;
         Zip::from(&mut grad).and(&y).for_each(|g, &t| *g = (g.exp() - t) / n);
-        self.grad = Some(grad.into_dyn());
+        self.grad = Some(grad.into_shape_with_order(prediction.raw_dim()).expect("same size"));
         Ok(loss)
     }
 

@@ -2,8 +2,8 @@
 
 use scratch::conv::PoolKind;
 use scratch::layers::{ConvSpec, DenseDraw, WeightInit};
-use scratch::param::Layout;
 use scratch::ops::{Activation, DropoutStyle, Mode};
+use scratch::param::Layout;
 use scratch::rng::RandomState;
 use tch::{nn, Kind, Tensor};
 

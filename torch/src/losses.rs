@@ -10,8 +10,9 @@ use crate::Result;
 pub enum Loss {
     /// `Σ (p − y)² / D`, `D` the rows (the book's) or the elements (`nn.MSELoss()`).
     MeanSquaredError(MseReduction),
-    /// Softmax then cross-entropy on logits `(N, C)` against one-hot targets `(N, C)`:
-    /// `−Σ y ⊙ log_softmax(x) / N`. With [`CrossEntropyValue::BookBinarySum`] the *value* is the book's
+    /// Softmax then cross-entropy on logits against one-hot targets of the same shape, the classes on
+    /// the last axis: `−Σ y ⊙ log_softmax(x) / N`, `N` the number of rows (every position but the last
+    /// axis). With [`CrossEntropyValue::BookBinarySum`] the *value* is the book's
     /// printed quantity while the gradient stays that of the categorical cross-entropy, as in the
     /// from-scratch engine.
     SoftmaxCrossEntropy(CrossEntropyValue),
@@ -43,17 +44,19 @@ impl Loss {
         if prediction.numel() == 0 {
             return Err(scratch::Error::InvalidArgument(format!("{}: empty batch", self.name())).into());
         }
-        let rows = p[0] as f64;
+        let batch = p[0] as f64;
         Ok(match self {
             Loss::MeanSquaredError(reduction) => {
                 let sum = (prediction - target).square().sum(prediction.kind());
                 match reduction {
-                    MseReduction::Rows => sum / rows,
+                    MseReduction::Rows => sum / batch,
                     MseReduction::Elements => sum / prediction.numel() as f64,
                 }
             }
             Loss::SoftmaxCrossEntropy(value) => {
-                let log_p = prediction.log_softmax(1, prediction.kind());
+                // Rows: every position but the last axis, the classes.
+                let rows = prediction.numel() as f64 / *p.last().unwrap_or(&1) as f64;
+                let log_p = prediction.log_softmax(-1, prediction.kind());
                 let categorical = -(target * &log_p).sum(prediction.kind()) / rows;
                 match value {
                     CrossEntropyValue::Categorical => categorical,
