@@ -10,7 +10,7 @@
 //! | 3, Deep learning from scratch | [`ops`], [`layers`], [`losses`], [`network`], [`optim`], [`train`] |
 //! | 4, Extensions | [`ops`] (activations, dropout), [`losses`] (softmax cross-entropy), [`optim`] (momentum, decay), [`data::mnist`] |
 //! | 5, Convolutions | [`conv`] (the chapter's loops, the fast convolution, pooling), [`layers::Conv2D`] |
-//! | 6, Recurrent networks and autodiff | [`autodiff`], [`data::text`] |
+//! | 6, Recurrent networks and autodiff | [`autodiff`], [`rnn`], [`data::text`] |
 //!
 //! Arrays are generic over [`Float`] (`f32` or `f64`); randomness always comes from an explicit
 //! [`rng::RandomState`], numpy-compatible so that the book's printed numbers can be reproduced exactly.
@@ -50,6 +50,7 @@ pub mod ops;
 pub mod optim;
 pub mod param;
 pub mod rng;
+pub mod rnn;
 pub mod train;
 
 pub use error::{Error, Result};

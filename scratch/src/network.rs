@@ -152,7 +152,12 @@ impl<F: Float> NeuralNetwork<F> {
         out
     }
 
-    /// The number of trainable numbers.
+    /// Forgets the state every recurrent layer carries between calls.
+    pub fn reset_state(&mut self) {
+        self.layers.iter_mut().for_each(|l| l.reset_state());
+    }
+
+    /// The number of trainable values.
     pub fn num_parameters(&self) -> usize {
         self.params().iter().map(|(_, p)| p.value.len()).sum()
     }

@@ -46,6 +46,10 @@ pub trait Layer<F: Float>: Send {
     fn dropout_mut(&mut self) -> Option<&mut Dropout<F>> {
         None
     }
+
+    /// Forgets any state carried between calls (a recurrent layer's hidden state); a no-op for
+    /// stateless layers.
+    fn reset_state(&mut self) {}
 }
 
 /// How a layer draws its initial weights and biases.

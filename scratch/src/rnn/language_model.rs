@@ -1,0 +1,151 @@
+//! The pieces of a character-level language model: training windows over an encoded text, one-hot
+//! encoding, and sampling the next character from the model's scores.
+
+use ndarray::{Array3, ArrayView1};
+
+use crate::rng::RandomState;
+use crate::{Error, Float, Result};
+
+/// One-hot encodes character indices: `indices` of shape `(batch, time)`, given row by row, to
+/// `(batch, time, vocab)`.
+///
+/// # Errors
+/// If an index is not below `vocab`, or the indices do not fill `batch` rows.
+pub fn one_hot<F: Float>(indices: &[usize], batch: usize, vocab: usize) -> Result<Array3<F>> {
+    if batch == 0 || indices.len() % batch != 0 {
+        return Err(Error::InvalidArgument(format!("{} indices do not make {batch} equal rows", indices.len())));
+    }
+    let steps = indices.len() / batch;
+    let mut out = Array3::zeros((batch, steps, vocab));
+    for (k, &i) in indices.iter().enumerate() {
+        if i >= vocab {
+            return Err(Error::InvalidArgument(format!("character index {i} is outside a vocabulary of {vocab}")));
+        }
+        out[(k / steps, k % steps, i)] = F::one();
+    }
+    Ok(out)
+}
+
+/// Training windows over an encoded text, as the book's `RNNTrainer` makes them: a batch holds
+/// `batch` windows of `steps` characters starting at consecutive positions `p, p + 1, …`; the targets
+/// are the same windows shifted one character on. Each batch moves `p` on by `batch`, back to the
+/// start when the text runs out.
+#[derive(Clone, Debug)]
+pub struct CharWindows {
+    text: Vec<usize>,
+    batch: usize,
+    steps: usize,
+    position: usize,
+}
+
+impl CharWindows {
+    /// Windows over `text` (character indices).
+    ///
+    /// # Errors
+    /// If `batch` or `steps` is zero, or the text is shorter than one batch of windows.
+    pub fn new(text: Vec<usize>, batch: usize, steps: usize) -> Result<Self> {
+        if batch == 0 || steps == 0 || text.len() < steps + batch + 1 {
+            return Err(Error::InvalidArgument(format!(
+                "a text of {} characters cannot give {batch} windows of {steps}",
+                text.len()
+            )));
+        }
+        Ok(CharWindows { text, batch, steps, position: 0 })
+    }
+
+    /// The next batch: `(inputs, targets)`, each `batch · steps` indices, window by window.
+    pub fn next_batch(&mut self) -> (Vec<usize>, Vec<usize>) {
+        if self.position + self.steps + self.batch + 1 > self.text.len() {
+            self.position = 0;
+        }
+        let mut inputs = Vec::with_capacity(self.batch * self.steps);
+        let mut targets = Vec::with_capacity(self.batch * self.steps);
+        for b in 0..self.batch {
+            let start = self.position + b;
+            inputs.extend_from_slice(&self.text[start..start + self.steps]);
+            targets.extend_from_slice(&self.text[start + 1..start + self.steps + 1]);
+        }
+        self.position += self.batch;
+        (inputs, targets)
+    }
+
+    /// Non-overlapping windows covering `text` once, for evaluation: `(inputs, targets, windows)`.
+    pub fn evaluation(text: &[usize], steps: usize) -> (Vec<usize>, Vec<usize>, usize) {
+        let windows = text.len().saturating_sub(1) / steps.max(1);
+        let inputs = text[..windows * steps].to_vec();
+        let targets = text[1..windows * steps + 1].to_vec();
+        (inputs, targets, windows)
+    }
+}
+
+/// Samples a class from `scores` (logits) at `temperature`: from `softmax(scores / temperature)`, or
+/// the arg-max when `temperature` is zero. Low temperatures give safer, more repetitive text.
+///
+/// # Errors
+/// If `temperature` is negative or not finite, or `scores` is empty.
+pub fn sample_index<F: Float>(scores: ArrayView1<'_, F>, temperature: f64, rng: &mut RandomState) -> Result<usize> {
+    if !(temperature.is_finite() && temperature >= 0.0) || scores.is_empty() {
+        return Err(Error::InvalidArgument(format!("temperature {temperature} over {} scores", scores.len())));
+    }
+    let scores: Vec<f64> = scores.iter().map(|s| s.as_f64()).collect();
+    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let best = scores.iter().position(|&s| s == max).unwrap_or(0);
+    if temperature == 0.0 {
+        return Ok(best);
+    }
+    let weights: Vec<f64> = scores.iter().map(|&s| ((s - max) / temperature).exp()).collect();
+    let mut u = rng.random_sample() * weights.iter().sum::<f64>();
+    for (i, w) in weights.iter().enumerate() {
+        if u < *w {
+            return Ok(i);
+        }
+        u -= w;
+    }
+    Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::array;
+
+    use super::*;
+
+    #[test]
+    fn windows_overlap_and_targets_are_shifted_by_one() {
+        let mut w = CharWindows::new((0..10).collect(), 2, 3).unwrap();
+        let (x, y) = w.next_batch();
+        assert_eq!(x, vec![0, 1, 2, 1, 2, 3]);
+        assert_eq!(y, vec![1, 2, 3, 2, 3, 4]);
+        let (x, _) = w.next_batch();
+        assert_eq!(x[0], 2);
+        for _ in 0..3 {
+            w.next_batch();
+        }
+        assert_eq!(w.next_batch().0[0], 0, "wraps around when the text runs out");
+        assert!(CharWindows::new(vec![0; 4], 2, 3).is_err());
+    }
+
+    #[test]
+    fn one_hot_places_each_index() {
+        let x = one_hot::<f32>(&[2, 0, 1, 1], 2, 3).unwrap();
+        assert_eq!(x.shape(), &[2, 2, 3]);
+        assert_eq!(x[(0, 0, 2)], 1.0);
+        assert_eq!(x[(1, 1, 1)], 1.0);
+        assert_eq!(x.sum(), 4.0);
+        assert!(one_hot::<f32>(&[3], 1, 3).is_err());
+    }
+
+    #[test]
+    fn sampling_follows_the_softmax_and_temperature_zero_is_greedy() {
+        let scores = array![0.0f64, 2.0f64.ln(), 1.0f64.ln()];
+        let mut rng = RandomState::new(3);
+        let mut counts = [0usize; 3];
+        for _ in 0..40_000 {
+            counts[sample_index(scores.view(), 1.0, &mut rng).unwrap()] += 1;
+        }
+        // Probabilities 1/4, 1/2, 1/4.
+        assert!((counts[1] as f64 / 40_000.0 - 0.5).abs() < 0.01, "{counts:?}");
+        assert_eq!(sample_index(scores.view(), 0.0, &mut rng).unwrap(), 1);
+        assert!(sample_index(scores.view(), -1.0, &mut rng).is_err());
+    }
+}

@@ -1,0 +1,134 @@
+//! Recurrent layers: back-propagation through time against central differences for every cell, both
+//! GRU forms, with and without output projections and second biases; stacked layers under a
+//! sequence loss; and the state carried between calls.
+
+use ndarray::{s, Array3, ArrayD};
+use scratch::gradcheck::{check, GradCheckConfig, LayerProbe, NetworkProbe};
+use scratch::layers::Layer;
+use scratch::losses::SoftmaxCrossEntropy;
+use scratch::network::NeuralNetwork;
+use scratch::ops::Mode;
+use scratch::rng::RandomState;
+use scratch::rnn::{Biases, CellKind, GruForm, Recurrent, RecurrentInit, RecurrentSpec, State, StateMode};
+
+const CELLS: [CellKind; 4] =
+    [CellKind::Rnn, CellKind::Lstm, CellKind::Gru(GruForm::PyTorch), CellKind::Gru(GruForm::Book)];
+
+fn sequence(rng: &mut RandomState, batch: usize, steps: usize, width: usize) -> ArrayD<f64> {
+    rng.randn::<f64, _>((batch, steps, width)).into_dyn()
+}
+
+#[test]
+fn every_cell_matches_central_differences() {
+    let mut rng = RandomState::new(11);
+    // (batch, steps, input, hidden, output projection, biases)
+    let cases = [
+        (1, 1, 1, 1, None, Biases::Two),
+        (2, 5, 3, 4, Some(3), Biases::Two),
+        (3, 7, 4, 6, None, Biases::One),
+        (4, 12, 5, 8, Some(5), Biases::One),
+    ];
+    for cell in CELLS {
+        for &(batch, steps, input, hidden, output, biases) in &cases {
+            let mut spec = RecurrentSpec::new(cell, input, hidden);
+            spec.output = output;
+            spec.biases = biases;
+            spec.init = RecurrentInit::Normal(0.5);
+            let mut layer = Recurrent::<f64>::new(spec, &mut rng).unwrap();
+            let x = sequence(&mut rng, batch, steps, input);
+            let report = check(&mut LayerProbe::new(&mut layer, Mode::Train, 3), &x, &GradCheckConfig::default())
+                .unwrap_or_else(|e| panic!("{cell:?}: {e}"));
+            assert_eq!(report.tensors.len(), 1 + spec.parameter_shapes().len());
+            for t in &report.tensors {
+                assert!(t.error < 1e-6, "{cell:?} {batch}x{steps}x{input} h{hidden} {output:?}: {t:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn stacked_layers_under_a_sequence_loss_match_central_differences() {
+    let mut rng = RandomState::new(4);
+    let vocab = 6;
+    for cell in CELLS {
+        let first =
+            RecurrentSpec { init: RecurrentInit::Normal(0.4), ..RecurrentSpec::new(cell, vocab, 7).with_output(5) };
+        let second =
+            RecurrentSpec { init: RecurrentInit::Normal(0.4), ..RecurrentSpec::new(cell, 5, 6).with_output(vocab) };
+        let layers: Vec<Box<dyn Layer<f64>>> = vec![
+            Box::new(Recurrent::new(first, &mut rng).unwrap()),
+            Box::new(Recurrent::new(second, &mut rng).unwrap()),
+        ];
+        let mut net = NeuralNetwork::new(layers, SoftmaxCrossEntropy::new());
+        let (batch, steps) = (3, 9);
+        let labels: Vec<usize> = (0..batch * steps).map(|_| rng.randint(0, vocab as i64) as usize).collect();
+        let target = scratch::rnn::one_hot::<f64>(&labels, batch, vocab).unwrap().into_dyn();
+        let x = sequence(&mut rng, batch, steps, vocab);
+        let report = check(&mut NetworkProbe::new(&mut net, target), &x, &GradCheckConfig::default()).unwrap();
+        report.assert_below(1e-6);
+    }
+}
+
+/// Feeding a sequence one step per call with the state carried gives what one call over the whole
+/// sequence gives.
+#[test]
+fn carried_state_continues_the_sequence() {
+    for cell in CELLS {
+        let mut rng = RandomState::new(8);
+        let spec = RecurrentSpec::new(cell, 3, 5).with_output(2).with_state(StateMode::Carry);
+        let mut whole = Recurrent::<f64>::new(spec, &mut RandomState::new(1)).unwrap();
+        let mut stepwise = Recurrent::<f64>::new(spec, &mut RandomState::new(1)).unwrap();
+        let x = sequence(&mut rng, 4, 6, 3);
+        let y = whole.forward(x.clone(), Mode::Eval).unwrap();
+        let x3 = x.into_dimensionality::<ndarray::Ix3>().unwrap();
+        for t in 0..6 {
+            let step = x3.slice(s![.., t..t + 1, ..]).to_owned().into_dyn();
+            let out = stepwise.forward(step, Mode::Eval).unwrap();
+            let expected = y.slice(s![.., t..t + 1, ..]).into_dyn();
+            assert!(out.abs_diff_eq(&expected, 1e-12), "{cell:?} step {t}");
+        }
+        assert_eq!(whole.final_state(), stepwise.final_state());
+        stepwise.reset_state();
+        let again = stepwise.forward(x3.slice(s![.., 0..1, ..]).to_owned().into_dyn(), Mode::Eval).unwrap();
+        assert!(again.abs_diff_eq(&y.slice(s![.., 0..1, ..]).into_dyn(), 1e-12), "reset starts from zeros");
+        let err = stepwise.forward(Array3::<f64>::zeros((2, 1, 3)).into_dyn(), Mode::Eval).unwrap_err();
+        assert!(err.to_string().contains("reset_state"), "{err}");
+    }
+}
+
+/// The book's carry: the next call starts every row from the batch mean of the last final state.
+#[test]
+fn carry_mean_starts_from_the_batch_mean() {
+    for cell in CELLS {
+        let spec = RecurrentSpec::new(cell, 3, 4).with_state(StateMode::CarryMean);
+        let mut layer = Recurrent::<f64>::new(spec, &mut RandomState::new(2)).unwrap();
+        let mut reference = Recurrent::<f64>::new(spec.with_state(StateMode::Carry), &mut RandomState::new(2)).unwrap();
+        let mut rng = RandomState::new(5);
+        layer.forward(sequence(&mut rng, 5, 4, 3), Mode::Train).unwrap();
+        let last = layer.final_state().unwrap().clone();
+        let mean = |a: &ndarray::Array2<f64>| a.mean_axis(ndarray::Axis(0)).unwrap().insert_axis(ndarray::Axis(0));
+        let start = State { h: mean(&last.h), c: last.c.as_ref().map(mean) };
+        reference
+            .set_state(
+                start.h.broadcast((2, 4)).unwrap().to_owned(),
+                start.c.map(|c| c.broadcast((2, 4)).unwrap().to_owned()),
+            )
+            .unwrap();
+        let x = sequence(&mut rng, 2, 3, 3);
+        let y = layer.forward(x.clone(), Mode::Train).unwrap();
+        assert!(y.abs_diff_eq(&reference.forward(x, Mode::Train).unwrap(), 1e-12), "{cell:?}");
+        assert!(layer.forward(sequence(&mut rng, 7, 2, 3), Mode::Train).is_ok(), "any batch size follows a mean carry");
+    }
+}
+
+#[test]
+fn bad_inputs_are_named() {
+    let mut layer =
+        Recurrent::<f32>::new(RecurrentSpec::new(CellKind::Gru(GruForm::PyTorch), 3, 4), &mut RandomState::new(0))
+            .unwrap();
+    let err = layer.forward(ArrayD::zeros(vec![2, 3]), Mode::Train).unwrap_err().to_string();
+    assert!(err.contains("(batch > 0, time > 0, 3)"), "{err}");
+    let err = layer.backward(ArrayD::zeros(vec![1, 1, 4])).unwrap_err().to_string();
+    assert!(err.contains("before forward"), "{err}");
+    assert!(Recurrent::<f32>::new(RecurrentSpec::new(CellKind::Lstm, 0, 4), &mut RandomState::new(0)).is_err());
+}
