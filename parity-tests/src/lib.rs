@@ -109,6 +109,8 @@ pub enum LossKind {
     SoftmaxCrossEntropy,
     /// Softmax cross-entropy reporting the book's printed value.
     SoftmaxCrossEntropyBook,
+    /// Softmax cross-entropy summed over rows (the book's chapter 6 sequence loss).
+    SoftmaxCrossEntropySum,
 }
 
 /// Every loss kind.
@@ -125,6 +127,7 @@ impl LossKind {
             LossKind::SoftmaxCrossEntropyBook => {
                 Box::new(SoftmaxCrossEntropy::reporting(CrossEntropyValue::BookBinarySum))
             }
+            LossKind::SoftmaxCrossEntropySum => Box::new(SoftmaxCrossEntropy::summed()),
         }
     }
 
@@ -135,12 +138,13 @@ impl LossKind {
             LossKind::MseElements => Loss::MeanSquaredError(MseReduction::Elements),
             LossKind::SoftmaxCrossEntropy => Loss::SoftmaxCrossEntropy(CrossEntropyValue::Categorical),
             LossKind::SoftmaxCrossEntropyBook => Loss::SoftmaxCrossEntropy(CrossEntropyValue::BookBinarySum),
+            LossKind::SoftmaxCrossEntropySum => Loss::SoftmaxCrossEntropySum,
         }
     }
 
     /// Whether targets are one-hot rows (classification) rather than real values.
     pub fn classification(self) -> bool {
-        matches!(self, LossKind::SoftmaxCrossEntropy | LossKind::SoftmaxCrossEntropyBook)
+        !matches!(self, LossKind::MseRows | LossKind::MseElements)
     }
 
     /// Random targets `(batch, outputs)` suited to the loss.

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use ndarray::{ArrayD, Axis};
+use ndarray::{ArrayBase, ArrayD, Axis, Data, Dimension};
 
 use crate::network::{InitSeeding, NeuralNetwork, Snapshot};
 use crate::ops::Mode;
@@ -306,6 +306,32 @@ impl<F: Float, O: Optimizer<F>> Trainer<F, O> {
         Trainer { net, optim }
     }
 
+    /// One step on a batch: forward, loss, backward, update. Returns the loss.
+    ///
+    /// # Errors
+    /// Shapes that do not fit, or a non-finite loss or gradient (naming `epoch` and `batch`).
+    pub fn train_batch<S, T, D, E>(
+        &mut self,
+        x: &ArrayBase<S, D>,
+        y: &ArrayBase<T, E>,
+        (epoch, batch): (usize, usize),
+    ) -> Result<f64>
+    where
+        S: Data<Elem = F>,
+        T: Data<Elem = F>,
+        D: Dimension,
+        E: Dimension,
+    {
+        let loss = self.net.train_batch(x, y)?.as_f64();
+        check_finite(loss, epoch, batch, || "loss".into())?;
+        for (name, p) in self.net.params() {
+            let sum = p.grad.iter().fold(F::zero(), |acc, &g| acc + g).as_f64();
+            check_finite(sum, epoch, batch, || format!("the gradient of {name}"))?;
+        }
+        self.optim.step(self.net.params_mut())?;
+        Ok(loss)
+    }
+
     /// Trains on `train`, evaluating on `test`; see the [module documentation](self) for the loop.
     ///
     /// # Errors
@@ -341,17 +367,9 @@ impl<F: Float, O: Optimizer<F>> TrainingLoop for Session<'_, F, O> {
         self.trainer.optim.start(epochs);
     }
 
-    fn train_batch(&mut self, rows: &[usize], (epoch, batch): (usize, usize)) -> Result<f64> {
+    fn train_batch(&mut self, rows: &[usize], position: (usize, usize)) -> Result<f64> {
         let data = self.train.select(rows);
-        let net = &mut self.trainer.net;
-        let loss = net.train_batch(&data.x, &data.y)?.as_f64();
-        check_finite(loss, epoch, batch, || "loss".into())?;
-        for (name, p) in net.params() {
-            let sum = p.grad.iter().fold(F::zero(), |acc, &g| acc + g).as_f64();
-            check_finite(sum, epoch, batch, || format!("the gradient of {name}"))?;
-        }
-        self.trainer.optim.step(net.params_mut())?;
-        Ok(loss)
+        self.trainer.train_batch(&data.x, &data.y, position)
     }
 
     fn evaluate(&mut self) -> Result<(f64, Option<f64>)> {

@@ -35,6 +35,9 @@ pub trait Layer: Send {
     fn dropout_mut(&mut self) -> Option<&mut Dropout> {
         None
     }
+
+    /// Forgets any state carried between calls (a recurrent layer's hidden state).
+    fn reset_state(&mut self) {}
 }
 
 /// `activation(x)` for the activations both engines share.

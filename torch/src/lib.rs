@@ -30,6 +30,7 @@ pub mod layers;
 pub mod losses;
 pub mod model;
 pub mod optim;
+pub mod recurrent;
 pub mod spec;
 pub mod train;
 

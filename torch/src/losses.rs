@@ -16,6 +16,9 @@ pub enum Loss {
     /// printed quantity while the gradient stays that of the categorical cross-entropy, as in the
     /// from-scratch engine.
     SoftmaxCrossEntropy(CrossEntropyValue),
+    /// Categorical cross-entropy summed over every row (batch × time), not averaged: the reduction of
+    /// the book's chapter 6 (`scratch::losses::SoftmaxCrossEntropy::summed`).
+    SoftmaxCrossEntropySum,
 }
 
 impl Loss {
@@ -24,6 +27,7 @@ impl Loss {
         match self {
             Loss::MeanSquaredError(_) => "MeanSquaredError",
             Loss::SoftmaxCrossEntropy(_) => "SoftmaxCrossEntropy",
+            Loss::SoftmaxCrossEntropySum => "SoftmaxCrossEntropy (summed)",
         }
     }
 
@@ -52,6 +56,9 @@ impl Loss {
                     MseReduction::Rows => sum / batch,
                     MseReduction::Elements => sum / prediction.numel() as f64,
                 }
+            }
+            Loss::SoftmaxCrossEntropySum => {
+                -(target * prediction.log_softmax(-1, prediction.kind())).sum(prediction.kind())
             }
             Loss::SoftmaxCrossEntropy(value) => {
                 // Rows: every position but the last axis, the classes.

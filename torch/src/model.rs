@@ -8,11 +8,13 @@ use scratch::layers::WeightInit;
 use scratch::network::InitSeeding;
 use scratch::ops::{Activation, DropoutStyle, Mode};
 use scratch::rng::RandomState;
+use scratch::rnn::RecurrentSpec;
 use tch::{nn, Kind, Tensor};
 
 use crate::convert::{to_array, TorchFloat};
 use crate::layers::{self, Dense, Layer};
 use crate::losses::Loss;
+use crate::recurrent::{Kernel, Recurrent};
 use crate::Result;
 
 /// Layers in sequence on one device and float kind, and the loss they are trained on.
@@ -58,6 +60,16 @@ impl Model {
     /// Appends a [`Conv2D`](layers::Conv2D) layer drawn from `rng` as the from-scratch one would be.
     pub fn conv2d(&mut self, spec: scratch::layers::ConvSpec, rng: &mut RandomState) -> &mut Self {
         self.push(|path, kind| Box::new(layers::Conv2D::new(path, spec, kind, rng)))
+    }
+
+    /// Appends a recurrent layer drawn from `rng`.
+    ///
+    /// # Errors
+    /// As [`crate::recurrent::Recurrent::new`].
+    pub fn recurrent(&mut self, spec: RecurrentSpec, kernel: Kernel, rng: &mut RandomState) -> Result<&mut Self> {
+        let layer = Recurrent::new(&self.layer_path(self.layers.len()), spec, kernel, self.kind, rng)?;
+        self.layers.push(Box::new(layer));
+        Ok(self)
     }
 
     /// The device.
@@ -115,6 +127,11 @@ impl Model {
     /// Every parameter's values as arrays of `F`, with names (canonical layout).
     pub fn named_arrays<F: TorchFloat>(&self) -> Vec<NamedArray<F>> {
         self.named_parameters().iter().map(|(n, t)| (n.clone(), to_array::<F>(t))).collect()
+    }
+
+    /// Forgets the state every recurrent layer carries between calls.
+    pub fn reset_state(&mut self) {
+        self.layers.iter_mut().for_each(|l| l.reset_state());
     }
 
     /// The number of trainable numbers.

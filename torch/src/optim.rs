@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use scratch::optim::{Decay, LearningRate};
+use scratch::optim::{Clip, Decay, LearningRate};
 use tch::Tensor;
 
 use crate::Result;
@@ -150,5 +150,56 @@ impl Optimizer for AdaGrad {
     }
     fn schedule(&mut self) -> &mut LearningRate {
         &mut self.lr
+    }
+}
+
+/// Clips the gradients as `clip` says ([`Clip`]: element-wise value, or global 2-norm with PyTorch's
+/// `ε = 1e-6`), in place, and returns the global norm before clipping.
+///
+/// # Errors
+/// A parameter without a gradient, or a limit that is not positive.
+pub fn clip_gradients(clip: Clip, params: &[(String, Tensor)]) -> Result<f64> {
+    let (Clip::Value(limit) | Clip::Norm(limit)) = clip;
+    if !(limit > 0.0 && limit.is_finite()) {
+        return Err(scratch::Error::InvalidArgument(format!("{clip:?}: the limit must be positive")).into());
+    }
+    let grads = params.iter().map(|(name, p)| grad_of(name, p)).collect::<Result<Vec<_>>>()?;
+    let norm = grads.iter().map(|g| g.square().sum(tch::Kind::Double).double_value(&[])).sum::<f64>().sqrt();
+    tch::no_grad(|| -> Result<()> {
+        for mut g in grads {
+            match clip {
+                Clip::Value(limit) => updated(g.f_clamp_(-limit, limit))?,
+                Clip::Norm(max_norm) if max_norm / (norm + 1e-6) < 1.0 => {
+                    updated(g.f_mul_scalar_(max_norm / (norm + 1e-6)))?
+                }
+                Clip::Norm(_) => {}
+            }
+        }
+        Ok(())
+    })?;
+    Ok(norm)
+}
+
+/// An optimizer that clips the gradients before every step (see [`clip_gradients`]).
+pub struct Clipped<O> {
+    inner: O,
+    clip: Clip,
+}
+
+impl<O> Clipped<O> {
+    /// `inner`, with `clip` applied before each of its steps.
+    pub fn new(inner: O, clip: Clip) -> Self {
+        Clipped { inner, clip }
+    }
+}
+
+impl<O: Optimizer> Optimizer for Clipped<O> {
+    fn step(&mut self, params: &[(String, Tensor)]) -> Result<()> {
+        clip_gradients(self.clip, params)?;
+        self.inner.step(params)
+    }
+
+    fn schedule(&mut self) -> &mut LearningRate {
+        self.inner.schedule()
     }
 }

@@ -23,12 +23,14 @@ use scratch::losses::Loss as ScratchLoss;
 use scratch::network::NeuralNetwork;
 use scratch::ops::{Activation, DropoutStyle, Flatten, Reshape};
 use scratch::rng::RandomState;
+use scratch::rnn::{Recurrent, RecurrentSpec};
 use scratch::{Error, Result};
 
 use crate::convert::TorchFloat;
 use crate::layers;
 use crate::losses::Loss;
 use crate::model::Model;
+use crate::recurrent::Kernel;
 
 /// One layer of a [`NetSpec`].
 #[derive(Clone, Debug, PartialEq)]
@@ -52,6 +54,8 @@ pub enum LayerSpec {
     Flatten,
     /// `(batch, n)` to `(batch, shape...)`.
     Reshape(Vec<usize>),
+    /// A recurrent layer over `(batch, time, features)`, and the kernel the libtorch engine uses.
+    Recurrent(RecurrentSpec, Kernel),
 }
 
 impl LayerSpec {
@@ -114,6 +118,13 @@ impl NetSpec {
                     }
                     target.clone()
                 }
+                LayerSpec::Recurrent(r, _) => {
+                    let [steps, features] = shape[..] else { return Err(bad("[time, features]", &shape)) };
+                    if features != r.input {
+                        return Err(bad(&format!("[time, {}]", r.input), &shape));
+                    }
+                    vec![steps, r.output_width()]
+                }
             };
             out.push(shape.clone());
         }
@@ -149,6 +160,7 @@ impl NetSpec {
                 LayerSpec::Pool(kind, size, stride) => Box::new(OpLayer::new(Pool2D::new(*kind, *size, *stride)?)),
                 LayerSpec::Flatten => Box::new(OpLayer::new(Flatten::new())),
                 LayerSpec::Reshape(shape) => Box::new(OpLayer::new(Reshape::new(shape))),
+                LayerSpec::Recurrent(r, _) => Box::new(Recurrent::new(*r, rng)?),
             });
         }
         Ok(NeuralNetwork::new(layers, loss))
@@ -158,8 +170,8 @@ impl NetSpec {
     /// draws them.
     ///
     /// # Errors
-    /// A layer that does not fit.
-    pub fn torch<F: TorchFloat>(&self, loss: Loss, device: tch::Device, rng: &mut RandomState) -> Result<Model> {
+    /// A layer that does not fit, or a kernel that cannot compute its cell.
+    pub fn torch<F: TorchFloat>(&self, loss: Loss, device: tch::Device, rng: &mut RandomState) -> crate::Result<Model> {
         let widths = self.input_widths()?;
         let mut model = Model::new::<F>(device, loss);
         for (i, layer) in self.layers.iter().enumerate() {
@@ -180,6 +192,9 @@ impl NetSpec {
                 LayerSpec::Reshape(shape) => {
                     let shape = shape.clone();
                     model.push(move |_, _| Box::new(layers::Reshape::to(&shape)));
+                }
+                LayerSpec::Recurrent(r, kernel) => {
+                    model.recurrent(*r, *kernel, rng)?;
                 }
             }
         }
