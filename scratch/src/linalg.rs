@@ -107,6 +107,66 @@ pub fn matmul_into<F: Float>(c: &mut ArrayViewMut2<F>, a: &ArrayView2<F>, b: &Ar
     }
 }
 
+/// `C ← A B`, or `C ← C + A B` with `accumulate`, into an existing array (so that a caller can keep
+/// its buffers from one call to the next), split over the threads by the `gemm` crate when the
+/// product is large, as [`matmul`].
+///
+/// # Panics
+/// If the shapes do not agree.
+pub fn matmul_into_threaded<F: Float>(
+    c: &mut ArrayViewMut2<F>,
+    a: &ArrayView2<F>,
+    b: &ArrayView2<F>,
+    accumulate: bool,
+) {
+    let ((m, k), (k2, n)) = (a.dim(), b.dim());
+    assert!(
+        k == k2 && c.dim() == (m, n),
+        "matmul_into_threaded: shapes {:?} x {:?} -> {:?}",
+        a.dim(),
+        b.dim(),
+        c.dim()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c.fill(F::zero());
+        }
+        return;
+    }
+    let parallelism = if m * n * k >= PARALLEL_WORK { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
+    // SAFETY: as in `matmul_into`: the pointers and strides describe the arrays exactly, the shapes
+    // agree, and `c`, borrowed mutably, aliases neither `a` nor `b`; with `accumulate` gemm reads `c`
+    // (initialised, as a view of an array), without it writes every element.
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            c_cs,
+            c_rs,
+            accumulate,
+            a.as_ptr(),
+            a.strides()[1],
+            a.strides()[0],
+            b.as_ptr(),
+            b.strides()[1],
+            b.strides()[0],
+            F::one(),
+            F::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use ndarray::Array2;

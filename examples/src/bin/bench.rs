@@ -3,8 +3,10 @@
 //!
 //! * matrix products: GFLOP/s of the `gemm` crate (what `scratch` uses), ndarray's own product
 //!   (`matrixmultiply`) and libtorch, at the layer shapes and at 2048³;
-//! * training steps (forward, backward, update) of the dense networks: from scratch in f32 and f64 and
-//!   on libtorch in f32 and f64 (with as many threads as cores), and the ratio scratch / torch.
+//! * training steps (forward, backward, update) of the dense, convolutional and recurrent networks:
+//!   from scratch in f32 and f64 and on libtorch in f32 and f64 (with as many threads as cores), and
+//!   the ratio scratch / torch. The LSTM is timed against libtorch's fused LSTM kernel (what
+//!   `tch::nn::lstm` runs) and, for reference, against the step-by-step cells on libtorch.
 //!
 //! Every number is the median of repeated runs after a warm-up.
 
@@ -19,10 +21,12 @@ use scratch::losses::{CrossEntropyValue, SoftmaxCrossEntropy};
 use scratch::ops::{Activation, Mode};
 use scratch::optim::{Decay, Optimizer, SGDMomentum};
 use scratch::rng::RandomState;
+use scratch::rnn::{CellKind, RecurrentSpec};
 use tch::Tensor;
 use torch::convert::{to_tensor, TorchFloat};
 use torch::losses::Loss;
 use torch::optim::Optimizer as _;
+use torch::recurrent::Kernel;
 use torch::spec::{LayerSpec, NetSpec};
 
 #[derive(Parser)]
@@ -34,6 +38,9 @@ struct Args {
     /// Skip the matrix-product measurements
     #[arg(long)]
     no_gemm: bool,
+    /// Only the networks whose name contains this (case-insensitive), e.g. `lstm`
+    #[arg(long)]
+    only: Option<String>,
 }
 
 fn median(mut times: Vec<f64>) -> f64 {
@@ -103,21 +110,38 @@ fn networks() -> Vec<(&'static str, NetSpec, usize)> {
         ("wide 784-512-512-10 (relu), batch 256", mlp(&[784, 512, 512, 10], Activation::ReLU), 256),
         ("chapter-5 CNN, batch 60", examples::mnist::chapter5_cnn(), 60),
         ("chapter-7 ConvNet, batch 60", examples::mnist::chapter7_convnet(), 60),
+        ("LSTM 256, seq 25, vocab 65, batch 32", lstm(Kernel::Builtin), 32),
+        ("  same, torch step-by-step cells", lstm(Kernel::Cells), 32),
     ]
 }
 
-fn batch<F: TorchFloat>(spec: &NetSpec, batch: usize, rng: &mut RandomState) -> (ArrayD<F>, ArrayD<F>) {
+/// The character-level LSTM of the language-model example: one layer of 256 with an output projection
+/// back to the vocabulary, on 25-character windows; `kernel` is the libtorch engine's.
+fn lstm(kernel: Kernel) -> NetSpec {
+    let (vocab, steps) = (65, 25);
+    let cell = RecurrentSpec::new(CellKind::Lstm, vocab, 256).with_output(vocab);
+    NetSpec::new(&[steps, vocab], vec![LayerSpec::Recurrent(cell, kernel)])
+}
+
+/// Random inputs and random one-hot targets (over the last axis of the network's output).
+fn batch<F: TorchFloat>(spec: &NetSpec, batch: usize, rng: &mut RandomState) -> Result<(ArrayD<F>, ArrayD<F>)> {
     let mut shape = vec![batch];
     shape.extend(&spec.input);
     let x = rng.randn(IxDyn(&shape));
-    (x, one_hot::<F>(batch, 10, rng))
+    let mut out = vec![batch];
+    out.extend(spec.shapes()?.last().expect("a network has layers"));
+    let classes = *out.last().expect("an output has features");
+    let rows = out.iter().product::<usize>() / classes;
+    let labels: Vec<u8> = (0..rows).map(|_| rng.randint(0, classes as i64) as u8).collect();
+    let y = scratch::data::mnist::one_hot::<F>(&labels, classes).into_shape_with_order(IxDyn(&out))?;
+    Ok((x, y))
 }
 
 fn scratch_step<F: TorchFloat>(spec: &NetSpec, batch_size: usize, reps: usize) -> Result<f64> {
     let mut rng = RandomState::new(2);
     let mut net = spec.scratch::<F>(Box::new(SoftmaxCrossEntropy::new()), &mut rng)?;
     let mut optim = SGDMomentum::new(0.01, 0.9, Decay::None)?;
-    let (x, y) = batch::<F>(spec, batch_size, &mut rng);
+    let (x, y) = batch::<F>(spec, batch_size, &mut rng)?;
     let mut failure = None;
     let t = time(reps, || {
         if failure.is_none() {
@@ -132,7 +156,7 @@ fn torch_step<F: TorchFloat>(spec: &NetSpec, batch_size: usize, reps: usize) -> 
     let loss = Loss::SoftmaxCrossEntropy(CrossEntropyValue::Categorical);
     let mut model = spec.torch::<F>(loss, tch::Device::Cpu, &mut rng)?;
     let mut optim = torch::optim::SGDMomentum::new(0.01, 0.9, Decay::None)?;
-    let (x, y) = batch::<F>(spec, batch_size, &mut rng);
+    let (x, y) = batch::<F>(spec, batch_size, &mut rng)?;
     let (x, y): (Tensor, Tensor) = (to_tensor(&x), to_tensor(&y));
     let mut failure = None;
     let t = time(reps, || {
@@ -148,11 +172,6 @@ fn torch_step<F: TorchFloat>(spec: &NetSpec, batch_size: usize, reps: usize) -> 
         }
     });
     failure.map_or(Ok(t), |e| Err(e.into()))
-}
-
-fn one_hot<F: TorchFloat>(batch: usize, classes: usize, rng: &mut RandomState) -> ArrayD<F> {
-    let labels: Vec<u8> = (0..batch).map(|_| rng.randint(0, classes as i64) as u8).collect();
-    scratch::data::mnist::one_hot::<F>(&labels, classes).into_dyn()
 }
 
 fn main() -> Result<()> {
@@ -172,8 +191,15 @@ fn main() -> Result<()> {
         &["network", "scratch f32", "torch f32", "ratio f32", "scratch f64", "torch f64", "ratio f64"],
     );
     for (name, spec, batch) in networks() {
-        let small = batch <= 100 && matches!(spec.layers[0], LayerSpec::Dense { .. });
-        let reps = if small { args.reps * 2 } else { args.reps / 8 }.max(5);
+        if !args.only.as_ref().is_none_or(|only| name.to_lowercase().contains(&only.to_lowercase())) {
+            continue;
+        }
+        let reps = match spec.layers[0] {
+            LayerSpec::Dense { .. } if batch <= 100 => args.reps * 2,
+            LayerSpec::Recurrent(..) => args.reps / 4,
+            _ => args.reps / 8,
+        }
+        .max(5);
         let (s32, t32) = (scratch_step::<f32>(&spec, batch, reps)?, torch_step::<f32>(&spec, batch, reps)?);
         let (s64, t64) = (scratch_step::<f64>(&spec, batch, reps)?, torch_step::<f64>(&spec, batch, reps)?);
         let ms = |s: f64| format!("{:.3} ms", s * 1e3);

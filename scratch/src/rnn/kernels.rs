@@ -1,55 +1,159 @@
-//! The element-wise part of one time step of each cell, forward and backward, on whole batches.
+//! The element-wise part of one time step of each cell, forward and backward.
 //!
-//! Every function takes row-major `(batch, ·)` buffers as flat slices; the matrix products around
-//! them are done by the layer. `hidden` is `H`; a gate buffer holds `G` blocks of `H` per row.
-//! Backward functions take `dh`, the gradient reaching this step's hidden output (from the layer
-//! above and from the next step), and write the gradients of the gate pre-activations.
+//! Every buffer is a `(features, batch)` matrix (feature-major: one row per unit, the batch along the
+//! row), the layout the layer keeps its per-step states in; rows need not be adjacent, but each row
+//! is contiguous. A gate buffer stacks `G` blocks of `H` rows. Backward functions take `dh`, the
+//! gradient reaching this step's hidden output (from the layer above and from the next step), and
+//! write the gradients of the gate pre-activations.
+
+use ndarray::{s, ArrayView2, ArrayViewMut2, Axis};
 
 use crate::Float;
 
-/// `h = tanh(a)` in place: `a` holds the pre-activation and becomes `h`.
-pub(super) fn rnn_forward<F: Float>(a: &mut [F], h: &mut [F]) {
-    for (a, h) in a.iter_mut().zip(h) {
-        *a = a.tanh_fast();
-        *h = *a;
+/// The rows of `a` as slices.
+#[inline(always)]
+fn rows<'a, F>(a: &'a ArrayView2<'_, F>) -> impl Iterator<Item = &'a [F]> {
+    a.rows().into_iter().map(|r| r.to_slice().expect("rows are contiguous"))
+}
+
+/// The rows of `a` as mutable slices.
+#[inline(always)]
+fn rows_mut<'a, F>(a: &'a mut ArrayViewMut2<'_, F>) -> impl Iterator<Item = &'a mut [F]> {
+    a.rows_mut().into_iter().map(|r| r.into_slice().expect("rows are contiguous"))
+}
+
+/// Applies `f` to every element of rows `range` of `a`.
+#[inline(always)]
+fn apply<F: Float>(a: &mut ArrayViewMut2<'_, F>, range: std::ops::Range<usize>, f: impl Fn(F) -> F) {
+    for row in rows_mut(&mut a.slice_mut(s![range, ..])) {
+        row.iter_mut().for_each(|v| *v = f(*v));
+    }
+}
+
+/// `c = a + b`.
+#[inline(always)]
+pub(super) fn sum_into<F: Float>(a: ArrayView2<'_, F>, b: ArrayView2<'_, F>, mut c: ArrayViewMut2<'_, F>) {
+    for ((a, b), c) in rows(&a).zip(rows(&b)).zip(rows_mut(&mut c)) {
+        add(a, b, c);
+    }
+}
+
+/// `c = a + b` on rows.
+#[inline(always)]
+fn add<F: Float>(a: &[F], b: &[F], c: &mut [F]) {
+    let n = c.len();
+    let (a, b) = (&a[..n], &b[..n]);
+    for j in 0..n {
+        c[j] = a[j] + b[j];
+    }
+}
+
+/// `h = tanh(a)`: `a` holds the pre-activation and becomes `h` too.
+#[inline(always)]
+pub(super) fn rnn_forward<F: Float>(mut a: ArrayViewMut2<'_, F>, mut h: ArrayViewMut2<'_, F>) {
+    for (a, h) in rows_mut(&mut a).zip(rows_mut(&mut h)) {
+        for (a, h) in a.iter_mut().zip(h) {
+            *a = a.tanh_fast();
+            *h = *a;
+        }
     }
 }
 
 /// `∂L/∂a = dh ⊙ (1 − h²)`.
-pub(super) fn rnn_backward<F: Float>(h: &[F], dh: &[F], da: &mut [F]) {
-    for ((da, &h), &dh) in da.iter_mut().zip(h).zip(dh) {
-        *da = dh * (F::one() - h * h);
+#[inline(always)]
+pub(super) fn rnn_backward<F: Float>(h: ArrayView2<'_, F>, dh: ArrayView2<'_, F>, mut da: ArrayViewMut2<'_, F>) {
+    for ((da, h), dh) in rows_mut(&mut da).zip(rows(&h)).zip(rows(&dh)) {
+        for ((da, &h), &dh) in da.iter_mut().zip(h).zip(dh) {
+            *da = dh * (F::one() - h * h);
+        }
     }
 }
 
-/// The LSTM step. `gates` holds the pre-activations `[a_i, a_f, a_g, a_o]` per row and is overwritten
-/// with the activations `[i, f, g, o]`; then
+/// The LSTM step. `gates` holds the pre-activations `[a_i; a_f; a_g; a_o]` and is overwritten with the
+/// activations `[i; f; g; o]`; then
 ///
 /// ```text
 /// c = f ⊙ c_prev + i ⊙ g,   tanh_c = tanh(c),   h = o ⊙ tanh_c
 /// ```
+#[inline(always)]
 pub(super) fn lstm_forward<F: Float>(
-    gates: &mut [F],
-    c_prev: &[F],
-    c: &mut [F],
-    tanh_c: &mut [F],
-    h: &mut [F],
-    hidden: usize,
+    mut gates: ArrayViewMut2<'_, F>,
+    c_prev: ArrayView2<'_, F>,
+    mut c: ArrayViewMut2<'_, F>,
+    mut tanh_c: ArrayViewMut2<'_, F>,
+    mut h: ArrayViewMut2<'_, F>,
 ) {
-    let rows = gates.chunks_exact_mut(4 * hidden).zip(c_prev.chunks_exact(hidden));
-    let outs = c.chunks_exact_mut(hidden).zip(tanh_c.chunks_exact_mut(hidden)).zip(h.chunks_exact_mut(hidden));
-    for ((g, c_prev), ((c, tanh_c), h)) in rows.zip(outs) {
-        let (i, rest) = g.split_at_mut(hidden);
-        let (f, rest) = rest.split_at_mut(hidden);
-        let (g, o) = rest.split_at_mut(hidden);
-        i.iter_mut().chain(f.iter_mut()).for_each(|v| *v = v.sigmoid_fast());
-        g.iter_mut().for_each(|v| *v = v.tanh_fast());
-        o.iter_mut().for_each(|v| *v = v.sigmoid_fast());
-        for j in 0..hidden {
-            c[j] = f[j] * c_prev[j] + i[j] * g[j];
-            tanh_c[j] = c[j].tanh_fast();
-            h[j] = o[j] * tanh_c[j];
-        }
+    let n = c.nrows();
+    apply(&mut gates, 0..2 * n, F::sigmoid_fast);
+    apply(&mut gates, 2 * n..3 * n, F::tanh_fast);
+    apply(&mut gates, 3 * n..4 * n, F::sigmoid_fast);
+    let gates = gates.view();
+    let (i, rest) = gates.split_at(Axis(0), n);
+    let (f, rest) = rest.split_at(Axis(0), n);
+    let (g, o) = rest.split_at(Axis(0), n);
+    let inputs = rows(&i).zip(rows(&f)).zip(rows(&g).zip(rows(&o))).zip(rows(&c_prev));
+    let outputs = rows_mut(&mut c).zip(rows_mut(&mut tanh_c)).zip(rows_mut(&mut h));
+    for ((((i, f), (g, o)), c_prev), ((c, tanh_c), h)) in inputs.zip(outputs) {
+        cell_state(i, f, g, c_prev, c);
+        hidden_output(c, o, tanh_c, h);
+    }
+}
+
+// The row loops below take their rows as separate slice arguments: the compiler then knows that the
+// rows do not overlap and vectorises the loops without run-time overlap checks (with a dozen rows in
+// one loop it gives up).
+
+/// `c = f ⊙ c_prev + i ⊙ g`.
+#[inline(always)]
+fn cell_state<F: Float>(i: &[F], f: &[F], g: &[F], c_prev: &[F], c: &mut [F]) {
+    let n = c.len();
+    let (i, f, g, c_prev) = (&i[..n], &f[..n], &g[..n], &c_prev[..n]);
+    for j in 0..n {
+        c[j] = f[j] * c_prev[j] + i[j] * g[j];
+    }
+}
+
+/// `tanh_c = tanh(c)`, `h = o ⊙ tanh_c`.
+#[inline(always)]
+fn hidden_output<F: Float>(c: &[F], o: &[F], tanh_c: &mut [F], h: &mut [F]) {
+    let n = h.len();
+    let (c, o, tanh_c) = (&c[..n], &o[..n], &mut tanh_c[..n]);
+    for j in 0..n {
+        tanh_c[j] = c[j].tanh_fast();
+        h[j] = o[j] * tanh_c[j];
+    }
+}
+
+/// `dc += dh ⊙ o ⊙ (1 − tanh_c²)`, `da_o = dh ⊙ tanh_c ⊙ o(1 − o)`.
+#[inline(always)]
+fn output_gate_backward<F: Float>(dh: &[F], o: &[F], tanh_c: &[F], dc: &mut [F], da_o: &mut [F]) {
+    let (n, one) = (dc.len(), F::one());
+    let (dh, o, tanh_c, da_o) = (&dh[..n], &o[..n], &tanh_c[..n], &mut da_o[..n]);
+    for j in 0..n {
+        dc[j] += dh[j] * o[j] * (one - tanh_c[j] * tanh_c[j]);
+        da_o[j] = dh[j] * tanh_c[j] * o[j] * (one - o[j]);
+    }
+}
+
+/// `da_i = dc ⊙ g ⊙ i(1 − i)`, `da_g = dc ⊙ i ⊙ (1 − g²)`.
+#[inline(always)]
+fn input_gates_backward<F: Float>(dc: &[F], i: &[F], g: &[F], da_i: &mut [F], da_g: &mut [F]) {
+    let (n, one) = (dc.len(), F::one());
+    let (i, g, da_i, da_g) = (&i[..n], &g[..n], &mut da_i[..n], &mut da_g[..n]);
+    for j in 0..n {
+        da_i[j] = dc[j] * g[j] * i[j] * (one - i[j]);
+        da_g[j] = dc[j] * i[j] * (one - g[j] * g[j]);
+    }
+}
+
+/// `da_f = dc ⊙ c_prev ⊙ f(1 − f)`, then `dc ← dc ⊙ f` (the gradient of `c_prev`).
+#[inline(always)]
+fn forget_gate_backward<F: Float>(f: &[F], c_prev: &[F], dc: &mut [F], da_f: &mut [F]) {
+    let (n, one) = (dc.len(), F::one());
+    let (f, c_prev, da_f) = (&f[..n], &c_prev[..n], &mut da_f[..n]);
+    for j in 0..n {
+        da_f[j] = dc[j] * c_prev[j] * f[j] * (one - f[j]);
+        dc[j] *= f[j];
     }
 }
 
@@ -62,72 +166,92 @@ pub(super) fn lstm_forward<F: Float>(
 /// da_g = dc ⊙ i ⊙ (1 − g²)        da_o = dh ⊙ tanh_c ⊙ o(1 − o)
 /// dc_prev = dc ⊙ f
 /// ```
+#[inline(always)]
 pub(super) fn lstm_backward<F: Float>(
-    gates: &[F],
-    c_prev: &[F],
-    tanh_c: &[F],
-    dh: &[F],
-    dc: &mut [F],
-    da: &mut [F],
-    hidden: usize,
+    gates: ArrayView2<'_, F>,
+    (c_prev, tanh_c): (ArrayView2<'_, F>, ArrayView2<'_, F>),
+    dh: ArrayView2<'_, F>,
+    mut dc: ArrayViewMut2<'_, F>,
+    mut da: ArrayViewMut2<'_, F>,
+) {
+    let n = dc.nrows();
+    let (i, rest) = gates.split_at(Axis(0), n);
+    let (f, rest) = rest.split_at(Axis(0), n);
+    let (g, o) = rest.split_at(Axis(0), n);
+    let (mut da_i, rest) = da.view_mut().split_at(Axis(0), n);
+    let (mut da_f, rest) = rest.split_at(Axis(0), n);
+    let (mut da_g, mut da_o) = rest.split_at(Axis(0), n);
+    let gates = rows(&i).zip(rows(&f)).zip(rows(&g).zip(rows(&o)));
+    let state = rows(&c_prev).zip(rows(&tanh_c)).zip(rows(&dh)).zip(rows_mut(&mut dc));
+    let grads = rows_mut(&mut da_i).zip(rows_mut(&mut da_f)).zip(rows_mut(&mut da_g).zip(rows_mut(&mut da_o)));
+    for ((((i, f), (g, o)), (((c_prev, tanh_c), dh), dc)), ((da_i, da_f), (da_g, da_o))) in gates.zip(state).zip(grads)
+    {
+        output_gate_backward(dh, o, tanh_c, dc, da_o);
+        input_gates_backward(dc, i, g, da_i, da_g);
+        forget_gate_backward(f, c_prev, dc, da_f);
+    }
+}
+
+/// The reset and update gates of a GRU: rows `0..2H` of `gates` hold `[a_r; a_z]` (input and
+/// recurrent products summed) and become `[r; z]`. In the book's form, `rh = r ⊙ h_prev` is written
+/// for the candidate's recurrent product.
+#[inline(always)]
+pub(super) fn gru_gates<F: Float>(
+    mut gates: ArrayViewMut2<'_, F>,
+    h_prev: ArrayView2<'_, F>,
+    rh: Option<ArrayViewMut2<'_, F>>,
+) {
+    let n = h_prev.nrows();
+    apply(&mut gates, 0..2 * n, F::sigmoid_fast);
+    if let Some(mut rh) = rh {
+        let r = gates.slice(s![..n, ..]);
+        for ((r, h_prev), rh) in rows(&r).zip(rows(&h_prev)).zip(rows_mut(&mut rh)) {
+            let n = rh.len();
+            // Slices of exactly n elements: no bounds checks in the loop, which then vectorises.
+            let h_prev = &h_prev[..n];
+            let r = &r[..n];
+            for j in 0..n {
+                rh[j] = r[j] * h_prev[j];
+            }
+        }
+    }
+}
+
+/// The GRU candidate and output. Rows `2H..3H` of `gates` hold `a_n` without its recurrent term, which
+/// is `hn` in the PyTorch form (`n = tanh(a_n + r ⊙ hn)`, `hn = W_hn h + b_hn`) and already added in
+/// the book's form (`hn = None`). `n` is written over `a_n`, then `h = (1 − z) ⊙ n + z ⊙ h_prev`.
+#[inline(always)]
+pub(super) fn gru_output<F: Float>(
+    mut gates: ArrayViewMut2<'_, F>,
+    hn: Option<ArrayView2<'_, F>>,
+    h_prev: ArrayView2<'_, F>,
+    mut h: ArrayViewMut2<'_, F>,
 ) {
     let one = F::one();
-    let rows = gates.chunks_exact(4 * hidden).zip(da.chunks_exact_mut(4 * hidden));
-    let state = c_prev.chunks_exact(hidden).zip(tanh_c.chunks_exact(hidden));
-    let grads = dh.chunks_exact(hidden).zip(dc.chunks_exact_mut(hidden));
-    for (((g, da), (c_prev, tanh_c)), (dh, dc)) in rows.zip(state).zip(grads) {
-        let (i, rest) = g.split_at(hidden);
-        let (f, rest) = rest.split_at(hidden);
-        let (g, o) = rest.split_at(hidden);
-        let (da_i, rest) = da.split_at_mut(hidden);
-        let (da_f, rest) = rest.split_at_mut(hidden);
-        let (da_g, da_o) = rest.split_at_mut(hidden);
-        for j in 0..hidden {
-            let d_c = dc[j] + dh[j] * o[j] * (one - tanh_c[j] * tanh_c[j]);
-            da_i[j] = d_c * g[j] * i[j] * (one - i[j]);
-            da_f[j] = d_c * c_prev[j] * f[j] * (one - f[j]);
-            da_g[j] = d_c * i[j] * (one - g[j] * g[j]);
-            da_o[j] = dh[j] * tanh_c[j] * o[j] * (one - o[j]);
-            dc[j] = d_c * f[j];
-        }
-    }
-}
-
-/// The reset and update gates of a GRU: `gates[.., 0..2H]` holds `[a_r, a_z]` (input and recurrent
-/// products summed) and becomes `[r, z]`. In the book's form, `rh = r ⊙ h_prev` is written for the
-/// candidate's recurrent product.
-pub(super) fn gru_gates<F: Float>(gates: &mut [F], h_prev: &[F], rh: Option<&mut [F]>, hidden: usize) {
-    for g in gates.chunks_exact_mut(3 * hidden) {
-        g[..2 * hidden].iter_mut().for_each(|v| *v = v.sigmoid_fast());
-    }
-    if let Some(rh) = rh {
-        let rows = gates.chunks_exact(3 * hidden).zip(h_prev.chunks_exact(hidden)).zip(rh.chunks_exact_mut(hidden));
-        for ((g, h_prev), rh) in rows {
-            for j in 0..hidden {
-                rh[j] = g[j] * h_prev[j];
+    let n = h.nrows();
+    let (rz, mut cand) = gates.view_mut().split_at(Axis(0), 2 * n);
+    let (r, z) = rz.split_at(Axis(0), n);
+    let (r, z) = (r.view(), z.view());
+    if let Some(hn) = hn {
+        for ((cand, r), hn) in rows_mut(&mut cand).zip(rows(&r)).zip(rows(&hn)) {
+            let n = cand.len();
+            // Slices of exactly n elements: no bounds checks in the loop, which then vectorises.
+            let hn = &hn[..n];
+            let r = &r[..n];
+            for j in 0..n {
+                cand[j] += r[j] * hn[j];
             }
         }
     }
-}
-
-/// The GRU candidate and output. `gates[.., 2H..3H]` holds `a_n` without its recurrent term, which is
-/// `hn` in the PyTorch form (`n = tanh(a_n + r ⊙ hn)`, `hn = W_hn h + b_hn`) and already added in the
-/// book's form (`hn = None`). `n` is written over `a_n`, then `h = (1 − z) ⊙ n + z ⊙ h_prev`.
-pub(super) fn gru_output<F: Float>(gates: &mut [F], hn: Option<&[F]>, h_prev: &[F], h: &mut [F], hidden: usize) {
-    let one = F::one();
-    let rows = gates.chunks_exact_mut(3 * hidden).zip(h_prev.chunks_exact(hidden)).zip(h.chunks_exact_mut(hidden));
-    for (row, ((g, h_prev), h)) in rows.enumerate() {
-        let (rz, n) = g.split_at_mut(2 * hidden);
-        let (r, z) = rz.split_at(hidden);
-        if let Some(hn) = hn {
-            let hn = &hn[row * hidden..(row + 1) * hidden];
-            for j in 0..hidden {
-                n[j] += r[j] * hn[j];
-            }
-        }
-        for j in 0..hidden {
-            n[j] = n[j].tanh_fast();
-            h[j] = (one - z[j]) * n[j] + z[j] * h_prev[j];
+    for (((cand, z), h_prev), h) in rows_mut(&mut cand).zip(rows(&z)).zip(rows(&h_prev)).zip(rows_mut(&mut h)) {
+        let n = h.len();
+        // Slices of exactly n elements: no bounds checks in the loop, which then vectorises.
+        let cand = &mut cand[..n];
+        let h_prev = &h_prev[..n];
+        let z = &z[..n];
+        for j in 0..n {
+            cand[j] = cand[j].tanh_fast();
+            h[j] = (one - z[j]) * cand[j] + z[j] * h_prev[j];
         }
     }
 }
@@ -135,8 +259,8 @@ pub(super) fn gru_output<F: Float>(gates: &mut [F], hn: Option<&[F]>, h_prev: &[
 /// What the PyTorch-form GRU backward needs beyond the book form's: the recurrent candidate term `hn`
 /// (read) and the recurrent-side gate gradients `dah` (written).
 pub(super) struct ResetAfterProduct<'a, F> {
-    pub hn: &'a [F],
-    pub dah: &'a mut [F],
+    pub hn: ArrayView2<'a, F>,
+    pub dah: ArrayViewMut2<'a, F>,
 }
 
 /// The GRU step backward, first part: from `dh`, the gradients of the update gate's and the
@@ -147,65 +271,91 @@ pub(super) struct ResetAfterProduct<'a, F> {
 /// ```
 ///
 /// In the PyTorch form it also finishes the reset gate, `da_r = da_n ⊙ hn ⊙ r(1 − r)`, and writes the
-/// recurrent-side gradient `dah = [da_r, da_z, da_n ⊙ r]`.
+/// recurrent-side gradient `dah = [da_r; da_z; da_n ⊙ r]`.
+#[inline(always)]
 pub(super) fn gru_backward<F: Float>(
-    gates: &[F],
-    h_prev: &[F],
-    dh: &[F],
-    da: &mut [F],
-    dh_prev: &mut [F],
-    mut pytorch: Option<ResetAfterProduct<'_, F>>,
-    hidden: usize,
+    gates: ArrayView2<'_, F>,
+    h_prev: ArrayView2<'_, F>,
+    dh: ArrayView2<'_, F>,
+    mut da: ArrayViewMut2<'_, F>,
+    mut dh_prev: ArrayViewMut2<'_, F>,
+    pytorch: Option<ResetAfterProduct<'_, F>>,
 ) {
     let one = F::one();
-    let g3 = 3 * hidden;
-    for (row, ((g, h_prev), (dh, dh_prev))) in gates
-        .chunks_exact(g3)
-        .zip(h_prev.chunks_exact(hidden))
-        .zip(dh.chunks_exact(hidden).zip(dh_prev.chunks_exact_mut(hidden)))
-        .enumerate()
-    {
-        let da = &mut da[row * g3..(row + 1) * g3];
-        for j in 0..hidden {
-            let (z, n) = (g[hidden + j], g[2 * hidden + j]);
-            da[hidden + j] = dh[j] * (h_prev[j] - n) * z * (one - z);
-            da[2 * hidden + j] = dh[j] * (one - z) * (one - n * n);
-            dh_prev[j] = dh[j] * z;
+    let n = h_prev.nrows();
+    let (r, rest) = gates.split_at(Axis(0), n);
+    let (z, cand) = rest.split_at(Axis(0), n);
+    let (mut da_r, rest) = da.view_mut().split_at(Axis(0), n);
+    let (mut da_z, mut da_n) = rest.split_at(Axis(0), n);
+    let inputs = rows(&z).zip(rows(&cand)).zip(rows(&h_prev).zip(rows(&dh)));
+    let outputs = rows_mut(&mut da_z).zip(rows_mut(&mut da_n)).zip(rows_mut(&mut dh_prev));
+    for (((z, cand), (h_prev, dh)), ((da_z, da_n), dh_prev)) in inputs.zip(outputs) {
+        let n = dh.len();
+        // Slices of exactly n elements: no bounds checks in the loop, which then vectorises.
+        let cand = &cand[..n];
+        let da_n = &mut da_n[..n];
+        let da_z = &mut da_z[..n];
+        let dh_prev = &mut dh_prev[..n];
+        let h_prev = &h_prev[..n];
+        let z = &z[..n];
+        for j in 0..n {
+            da_z[j] = dh[j] * (h_prev[j] - cand[j]) * z[j] * (one - z[j]);
+            da_n[j] = dh[j] * (one - z[j]) * (one - cand[j] * cand[j]);
+            dh_prev[j] = dh[j] * z[j];
         }
-        if let Some(ResetAfterProduct { hn, dah }) = pytorch.as_mut() {
-            let hn = &hn[row * hidden..(row + 1) * hidden];
-            let dah = &mut dah[row * g3..(row + 1) * g3];
-            for j in 0..hidden {
-                let r = g[j];
-                da[j] = da[2 * hidden + j] * hn[j] * r * (one - r);
-                dah[j] = da[j];
-                dah[hidden + j] = da[hidden + j];
-                dah[2 * hidden + j] = da[2 * hidden + j] * r;
+    }
+    if let Some(ResetAfterProduct { hn, mut dah }) = pytorch {
+        let (mut dah_r, rest) = dah.view_mut().split_at(Axis(0), n);
+        let (mut dah_z, mut dah_n) = rest.split_at(Axis(0), n);
+        for (((r, hn), (da_r, da_n)), ((dah_r, dah_n), (dah_z, da_z))) in rows(&r)
+            .zip(rows(&hn))
+            .zip(rows_mut(&mut da_r).zip(rows(&da_n.view())))
+            .zip(rows_mut(&mut dah_r).zip(rows_mut(&mut dah_n)).zip(rows_mut(&mut dah_z).zip(rows(&da_z.view()))))
+        {
+            let n = r.len();
+            // Slices of exactly n elements: no bounds checks in the loop, which then vectorises.
+            let da_n = &da_n[..n];
+            let da_r = &mut da_r[..n];
+            let da_z = &da_z[..n];
+            let dah_n = &mut dah_n[..n];
+            let dah_r = &mut dah_r[..n];
+            let dah_z = &mut dah_z[..n];
+            let hn = &hn[..n];
+            for j in 0..n {
+                da_r[j] = da_n[j] * hn[j] * r[j] * (one - r[j]);
+                dah_r[j] = da_r[j];
+                dah_z[j] = da_z[j];
+                dah_n[j] = da_n[j] * r[j];
             }
         }
     }
 }
 
-/// The book-form GRU's reset gate backward, once `d_rh = da_n W_hn` is known:
+/// The book-form GRU's reset gate backward, once `d_rh = W_hnᵀ da_n` is known:
 /// `da_r = d_rh ⊙ h_prev ⊙ r(1 − r)` and `dh_prev += d_rh ⊙ r`.
+#[inline(always)]
 pub(super) fn gru_book_reset_backward<F: Float>(
-    gates: &[F],
-    h_prev: &[F],
-    d_rh: &[F],
-    da: &mut [F],
-    dh_prev: &mut [F],
-    hidden: usize,
+    gates: ArrayView2<'_, F>,
+    h_prev: ArrayView2<'_, F>,
+    d_rh: ArrayView2<'_, F>,
+    mut da: ArrayViewMut2<'_, F>,
+    mut dh_prev: ArrayViewMut2<'_, F>,
 ) {
     let one = F::one();
-    let g3 = 3 * hidden;
-    for (row, (h_prev, (d_rh, dh_prev))) in
-        h_prev.chunks_exact(hidden).zip(d_rh.chunks_exact(hidden).zip(dh_prev.chunks_exact_mut(hidden))).enumerate()
-    {
-        let g = &gates[row * g3..row * g3 + hidden];
-        let da = &mut da[row * g3..row * g3 + hidden];
-        for j in 0..hidden {
-            da[j] = d_rh[j] * h_prev[j] * g[j] * (one - g[j]);
-            dh_prev[j] += d_rh[j] * g[j];
+    let n = h_prev.nrows();
+    let r = gates.slice(s![..n, ..]);
+    let mut da_r = da.slice_mut(s![..n, ..]);
+    let inputs = rows(&r).zip(rows(&h_prev)).zip(rows(&d_rh));
+    for (((r, h_prev), d_rh), (da_r, dh_prev)) in inputs.zip(rows_mut(&mut da_r).zip(rows_mut(&mut dh_prev))) {
+        let n = r.len();
+        // Slices of exactly n elements: no bounds checks in the loop, which then vectorises.
+        let d_rh = &d_rh[..n];
+        let da_r = &mut da_r[..n];
+        let dh_prev = &mut dh_prev[..n];
+        let h_prev = &h_prev[..n];
+        for j in 0..n {
+            da_r[j] = d_rh[j] * h_prev[j] * r[j] * (one - r[j]);
+            dh_prev[j] += d_rh[j] * r[j];
         }
     }
 }

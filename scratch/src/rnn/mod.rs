@@ -10,6 +10,7 @@
 mod kernels;
 mod language_model;
 mod layer;
+mod simd;
 mod spec;
 
 pub use language_model::{one_hot, sample_index, CharWindows};
