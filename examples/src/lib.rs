@@ -6,6 +6,7 @@
 
 pub mod boston;
 pub mod divergence;
+pub mod language_model;
 pub mod mnist;
 pub mod plot;
 pub mod progress;

@@ -5,9 +5,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use examples::language_model::{self, LmOptions};
 use examples::mnist::{self, Engines, RunOptions};
 use examples::table::Table;
 use examples::{boston, divergence, reproduce};
+use scratch::rnn::{CellKind, GruForm};
 use torch::convert::TorchFloat;
 
 #[derive(Parser)]
@@ -57,6 +59,24 @@ struct Common {
     /// The image data set of the MNIST experiments
     #[arg(long, global = true, value_enum, default_value = "mnist")]
     dataset: Dataset,
+    /// Language models: training iterations (default 2000)
+    #[arg(long, global = true)]
+    iterations: Option<usize>,
+    /// Language models: hidden units per recurrent layer
+    #[arg(long, global = true, default_value_t = 256)]
+    hidden: usize,
+    /// Language models: stacked recurrent layers
+    #[arg(long, global = true, default_value_t = 1)]
+    layers: usize,
+    /// Language models: AdaGrad's learning rate
+    #[arg(long, global = true, default_value_t = 0.05)]
+    lr: f64,
+    /// Language models: the book's consecutive windows with the state carried between batches
+    #[arg(long, global = true)]
+    book_windows: bool,
+    /// Language models: sampling temperature
+    #[arg(long, global = true, default_value_t = 0.7)]
+    temperature: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -88,7 +108,8 @@ enum Command {
     },
     /// Recompute the book's deterministic results and compare them with its printed numbers
     Reproduce,
-    /// A short tour: the book's numbers, the chapter 2-3 models, and a chapter-4 network in both engines
+    /// A short tour: the book's numbers, the chapter 2-3 models, a chapter-4 network and a chapter-6
+    /// character LSTM in both engines
     Tour,
 }
 
@@ -134,6 +155,52 @@ fn run_mnist(common: &Common, data: &Path, names: &[&str], epochs: Option<usize>
     }
 }
 
+/// The cell of a `ch6-*` experiment.
+fn recurrent_cell(name: &str) -> Option<CellKind> {
+    match name {
+        "ch6-rnn" => Some(CellKind::Rnn),
+        "ch6-lstm" => Some(CellKind::Lstm),
+        "ch6-gru" => Some(CellKind::Gru(GruForm::PyTorch)),
+        "ch6-gru-book" => Some(CellKind::Gru(GruForm::Book)),
+        _ => None,
+    }
+}
+
+fn run_language_model_typed<F: TorchFloat>(common: &Common, data: &Path, cell: CellKind) -> Result<()> {
+    let defaults = LmOptions::default();
+    let opts = LmOptions {
+        engines: common.engine,
+        cell,
+        hidden: common.hidden,
+        layers: common.layers,
+        iterations: common.iterations.unwrap_or(defaults.iterations),
+        lr: common.lr,
+        book_windows: common.book_windows,
+        seed: common.seed.unwrap_or(defaults.seed),
+        temperature: common.temperature,
+        quiet: common.quiet,
+        device: common.device,
+        ..defaults
+    };
+    let (corpus, results) = language_model::run::<F>(data, &opts)?;
+    for r in &results {
+        println!("--- {} sample (temperature {}) ---\n{}\n", r.engine, opts.temperature, r.sample);
+    }
+    println!("{}", language_model::table(&opts, &corpus, &results).render());
+    let path = language_model::plot(&common.out, &opts, &results)?;
+    if !common.quiet {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn run_language_model(common: &Common, data: &Path, cell: CellKind) -> Result<()> {
+    match common.dtype {
+        Dtype::F32 => run_language_model_typed::<f32>(common, data, cell),
+        Dtype::F64 => run_language_model_typed::<f64>(common, data, cell),
+    }
+}
+
 fn list() -> Table {
     let mut t = Table::new("Experiments (`dlfs run <name>`)", &["name", "chapter", "what", "book"]);
     t.push(vec![
@@ -145,6 +212,15 @@ fn list() -> Table {
     for e in &mnist::EXPERIMENTS {
         let book = e.book.map_or("-".into(), |(acc, table)| format!("{acc:.2} % ({table})"));
         t.push(vec![e.name.into(), e.chapter.to_string(), e.description.into(), book]);
+    }
+    for (name, what) in [
+        ("ch6-lstm", "character-level LSTM language model on Shakespeare, validation nats/char"),
+        ("ch6-gru", "the same with a GRU (PyTorch's form)"),
+        ("ch6-gru-book", "the same with the book's GRU form (fixed), libtorch's step-by-step cells"),
+        ("ch6-rnn", "the same with the vanilla tanh RNN"),
+    ] {
+        let book = if name == "ch6-lstm" { "2.331 nats/char (ch. 7)" } else { "-" };
+        t.push(vec![name.into(), "6".into(), what.into(), book.into()]);
     }
     t.push(vec![
         "divergence".into(),
@@ -168,6 +244,9 @@ fn main() -> Result<()> {
                 match name.as_str() {
                     "boston" => drop(run_boston(common, &data)?),
                     "divergence" => println!("{}", divergence::table(&divergence::run(&data, &[0.2, 0.03])?).render()),
+                    other if recurrent_cell(other).is_some() => {
+                        run_language_model(common, &data, recurrent_cell(other).expect("matched"))?
+                    }
                     other if other.starts_with("ch") => mnist_names.push(mnist::experiment(other)?.name),
                     other => bail!("unknown experiment {other:?}; `dlfs list` shows them"),
                 }
@@ -190,6 +269,8 @@ fn main() -> Result<()> {
             let matched = checks.iter().filter(|c| c.matches()).count();
             println!("{matched} of {} printed numbers reproduced\n", checks.len());
             run_mnist(common, &data, &["ch4-glorot"], Some(common.epochs.unwrap_or(2)))?;
+            let short = Common { iterations: Some(common.iterations.unwrap_or(300)), ..common.clone() };
+            run_language_model(&short, &data, CellKind::Lstm)?;
         }
     }
     if !common.quiet && !matches!(cli.command, Command::List) {

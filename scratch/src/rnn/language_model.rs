@@ -26,20 +26,25 @@ pub fn one_hot<F: Float>(indices: &[usize], batch: usize, vocab: usize) -> Resul
     Ok(out)
 }
 
-/// Training windows over an encoded text, as the book's `RNNTrainer` makes them: a batch holds
-/// `batch` windows of `steps` characters starting at consecutive positions `p, p + 1, …`; the targets
-/// are the same windows shifted one character on. Each batch moves `p` on by `batch`, back to the
-/// start when the text runs out.
+/// Training windows over an encoded text: a batch holds `batch` windows of `steps` characters, and
+/// the targets are the same windows shifted one character on.
+///
+/// - [`CharWindows::new`], the book's `RNNTrainer` order: the windows of a batch start at consecutive
+///   positions `p, p + 1, …`; each batch moves `p` on by `batch`, back to the start when the text runs
+///   out. Consecutive batches continue each other's text, which is what a carried state needs.
+/// - [`CharWindows::random`]: every window starts at a position drawn uniformly from the whole text,
+///   so a batch sees `batch` independent places (for a state reset at every batch).
 #[derive(Clone, Debug)]
 pub struct CharWindows {
     text: Vec<usize>,
     batch: usize,
     steps: usize,
     position: usize,
+    random: Option<RandomState>,
 }
 
 impl CharWindows {
-    /// Windows over `text` (character indices).
+    /// The book's consecutive windows over `text` (character indices).
     ///
     /// # Errors
     /// If `batch` or `steps` is zero, or the text is shorter than one batch of windows.
@@ -50,22 +55,39 @@ impl CharWindows {
                 text.len()
             )));
         }
-        Ok(CharWindows { text, batch, steps, position: 0 })
+        Ok(CharWindows { text, batch, steps, position: 0, random: None })
+    }
+
+    /// Windows at random positions, drawn from a generator seeded with `seed`.
+    ///
+    /// # Errors
+    /// As [`CharWindows::new`].
+    pub fn random(text: Vec<usize>, batch: usize, steps: usize, seed: u32) -> Result<Self> {
+        Ok(CharWindows { random: Some(RandomState::new(seed)), ..Self::new(text, batch, steps)? })
     }
 
     /// The next batch: `(inputs, targets)`, each `batch · steps` indices, window by window.
     pub fn next_batch(&mut self) -> (Vec<usize>, Vec<usize>) {
-        if self.position + self.steps + self.batch + 1 > self.text.len() {
-            self.position = 0;
-        }
+        let starts: Vec<usize> = match &mut self.random {
+            Some(rng) => {
+                let last = (self.text.len() - self.steps) as i64;
+                (0..self.batch).map(|_| rng.randint(0, last) as usize).collect()
+            }
+            None => {
+                if self.position + self.steps + self.batch + 1 > self.text.len() {
+                    self.position = 0;
+                }
+                let starts = (self.position..self.position + self.batch).collect();
+                self.position += self.batch;
+                starts
+            }
+        };
         let mut inputs = Vec::with_capacity(self.batch * self.steps);
         let mut targets = Vec::with_capacity(self.batch * self.steps);
-        for b in 0..self.batch {
-            let start = self.position + b;
+        for start in starts {
             inputs.extend_from_slice(&self.text[start..start + self.steps]);
             targets.extend_from_slice(&self.text[start + 1..start + self.steps + 1]);
         }
-        self.position += self.batch;
         (inputs, targets)
     }
 
@@ -121,6 +143,14 @@ mod tests {
         assert_eq!(w.next_batch().0[0], 4, "the last start whose windows and targets fit");
         assert_eq!(w.next_batch().0[0], 0, "wraps around when the text runs out");
         assert!(CharWindows::new(vec![0; 4], 2, 3).is_err());
+        let mut r = CharWindows::random((0..100).collect(), 4, 5, 1).unwrap();
+        let (x, y) = r.next_batch();
+        for w in 0..4 {
+            let window = &x[w * 5..(w + 1) * 5];
+            assert!(window.windows(2).all(|p| p[1] == p[0] + 1), "a window is a run of the text");
+            assert_eq!(y[w * 5], x[w * 5] + 1);
+        }
+        assert_ne!(r.next_batch().0, x, "each batch draws new places");
     }
 
     #[test]

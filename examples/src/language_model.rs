@@ -1,0 +1,454 @@
+//! Chapter 6: a character-level language model on the Shakespeare corpus, trained with both engines
+//! from the same initial weights on the same batches. It reports the validation loss in nats per
+//! character on held-out text (the last tenth of the corpus), seconds per iteration, samples from
+//! each trained model, and a PNG of the loss curves.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ndarray::{s, Array3, ArrayD, Axis};
+use scratch::data::text::{self, Vocabulary};
+use scratch::losses::{CrossEntropyValue, SoftmaxCrossEntropy};
+use scratch::network::NeuralNetwork;
+use scratch::ops::Mode;
+use scratch::optim::{AdaGrad, Clip, Clipped, Decay};
+use scratch::rng::RandomState;
+use scratch::rnn::{one_hot, sample_index, CellKind, CharWindows, GruForm, RecurrentSpec, StateMode};
+use tch::Tensor;
+use torch::convert::{to_array, to_tensor, TorchFloat};
+use torch::recurrent::Kernel;
+use torch::spec::{LayerSpec, NetSpec};
+
+use crate::mnist::Engines;
+use crate::plot::{line_chart, Chart, Series};
+use crate::table::Table;
+
+/// The works the model trains on by default (about 1.1 million characters), in this order; the last
+/// tenth of their concatenation is held out for validation.
+pub const WORKS: [&str; 8] =
+    ["hamlet", "macbeth", "othello", "lear", "romeo_and_juliet", "julius_caesar", "tempest", "twelfth_night"];
+
+/// The validation loss the book printed for its chapter-7 character LSTM (mean cross-entropy in nats
+/// per character, one epoch of Adam on a 100 000-character text).
+pub const BOOK_VALIDATION_LOSS: f64 = 2.331;
+
+/// At most this many held-out characters are scored at each evaluation.
+const VALIDATION_CHARS: usize = 50_000;
+
+/// How the model is trained.
+#[derive(Clone, Debug)]
+pub struct LmOptions {
+    /// Which engines.
+    pub engines: Engines,
+    /// The recurrent cell.
+    pub cell: CellKind,
+    /// Hidden units per layer.
+    pub hidden: usize,
+    /// Stacked recurrent layers.
+    pub layers: usize,
+    /// Characters per training window.
+    pub steps: usize,
+    /// Windows per batch.
+    pub batch: usize,
+    /// Training iterations (batches).
+    pub iterations: usize,
+    /// Iterations between validations.
+    pub eval_every: usize,
+    /// AdaGrad's learning rate.
+    pub lr: f64,
+    /// Gradient clipping before every update.
+    pub clip: Clip,
+    /// The book's consecutive windows with the state carried between batches, instead of windows at
+    /// random places with the state reset.
+    pub book_windows: bool,
+    /// Seed of the weights, the windows and the samples.
+    pub seed: u32,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Characters per sample.
+    pub sample_length: usize,
+    /// No progress output.
+    pub quiet: bool,
+    /// Where the torch engine computes.
+    pub device: torch::Device,
+}
+
+impl Default for LmOptions {
+    fn default() -> Self {
+        LmOptions {
+            engines: Engines::Both,
+            cell: CellKind::Lstm,
+            hidden: 256,
+            layers: 1,
+            steps: 25,
+            batch: 32,
+            iterations: 2000,
+            eval_every: 250,
+            lr: 0.05,
+            clip: Clip::Norm(5.0),
+            book_windows: false,
+            seed: 20_190_825,
+            temperature: 0.7,
+            sample_length: 300,
+            quiet: false,
+            device: torch::Device::Cpu,
+        }
+    }
+}
+
+/// The encoded corpus: its vocabulary, the training text and the held-out text.
+pub struct Corpus {
+    /// The sorted character vocabulary.
+    pub vocab: Vocabulary,
+    /// The first nine tenths.
+    pub train: Vec<usize>,
+    /// The last tenth.
+    pub validation: Vec<usize>,
+}
+
+/// Loads `works` from the Shakespeare corpus under `data_dir` and splits it nine tenths to one.
+///
+/// # Errors
+/// A missing or unreadable work (with the command that fetches the corpus).
+pub fn corpus(data_dir: &Path, works: &[&str]) -> Result<Corpus> {
+    let text = text::shakespeare(data_dir, works)?;
+    let vocab = Vocabulary::new(&text);
+    let encoded = vocab.encode(&text)?;
+    let split = encoded.len() * 9 / 10;
+    Ok(Corpus { vocab, validation: encoded[split..].to_vec(), train: encoded[..split].to_vec() })
+}
+
+/// The network: `layers` recurrent layers, the last projecting back onto the vocabulary.
+pub fn network(opts: &LmOptions, vocab: usize) -> NetSpec {
+    let state = if opts.book_windows { StateMode::CarryMean } else { StateMode::Reset };
+    network_with_state(opts, vocab, state)
+}
+
+fn network_with_state(opts: &LmOptions, vocab: usize, state: StateMode) -> NetSpec {
+    let kernel = if opts.cell == CellKind::Gru(GruForm::Book) { Kernel::Cells } else { Kernel::Builtin };
+    let layers = (0..opts.layers)
+        .map(|l| {
+            let input = if l == 0 { vocab } else { opts.hidden };
+            let mut spec = RecurrentSpec::new(opts.cell, input, opts.hidden).with_state(state);
+            if l + 1 == opts.layers {
+                spec = spec.with_output(vocab);
+            }
+            LayerSpec::Recurrent(spec, kernel)
+        })
+        .collect();
+    NetSpec::new(&[opts.steps, vocab], layers)
+}
+
+/// What one engine reached.
+#[derive(Clone, Debug)]
+pub struct LmResult {
+    /// `scratch` or `torch`.
+    pub engine: &'static str,
+    /// Training loss of every iteration (nats per character).
+    pub train_losses: Vec<f64>,
+    /// `(iteration, validation loss)`.
+    pub validations: Vec<(usize, f64)>,
+    /// Time spent in training steps.
+    pub train_time: Duration,
+    /// A sample of the trained model.
+    pub sample: String,
+}
+
+impl LmResult {
+    /// Seconds per training iteration.
+    pub fn seconds_per_iteration(&self) -> f64 {
+        self.train_time.as_secs_f64() / self.train_losses.len().max(1) as f64
+    }
+
+    /// The last validation loss.
+    pub fn final_validation(&self) -> f64 {
+        self.validations.last().map_or(f64::NAN, |v| v.1)
+    }
+}
+
+/// Scores `(1, time, vocabulary)` of the next character after each position of a `(1, time,
+/// vocabulary)` input, the state carried from call to call.
+type NextScores = Box<dyn FnMut(&Array3<f32>) -> Result<ArrayD<f32>>>;
+
+/// One engine's model, as the training loop drives it.
+trait LanguageModel {
+    /// One update on a batch; the training loss.
+    fn step(&mut self, x: &Array3<f32>, y: &Array3<f32>, iteration: usize) -> Result<f64>;
+    /// The mean loss over `(x, y)`, in evaluation mode, the state reset before and after.
+    fn loss(&mut self, x: &Array3<f32>, y: &Array3<f32>) -> Result<f64>;
+    /// Scores of the next character after each of `x`'s positions, the state carried from call to
+    /// call (a copy of the model with its state carried, as the book's sampler deep-copies it).
+    fn sampler(&self, opts: &LmOptions, vocab: usize) -> Result<NextScores>;
+}
+
+type ScratchOptimizer<F> = Clipped<AdaGrad<F>>;
+
+struct ScratchLm<F: TorchFloat> {
+    trainer: scratch::train::Trainer<F, ScratchOptimizer<F>>,
+}
+
+impl<F: TorchFloat> LanguageModel for ScratchLm<F> {
+    fn step(&mut self, x: &Array3<f32>, y: &Array3<f32>, iteration: usize) -> Result<f64> {
+        Ok(self.trainer.train_batch(
+            &x.mapv(|v| F::cast(f64::from(v))),
+            &y.mapv(|v| F::cast(f64::from(v))),
+            (1, iteration),
+        )?)
+    }
+
+    fn loss(&mut self, x: &Array3<f32>, y: &Array3<f32>) -> Result<f64> {
+        let net = &mut self.trainer.net;
+        net.reset_state();
+        let prediction = net.forward(&x.mapv(|v| F::cast(f64::from(v))), Mode::Eval)?;
+        let loss = net.loss_on(&prediction, &y.mapv(|v| F::cast(f64::from(v))))?.as_f64();
+        net.reset_state();
+        Ok(loss)
+    }
+
+    fn sampler(&self, opts: &LmOptions, vocab: usize) -> Result<NextScores> {
+        let spec = network_with_state(opts, vocab, StateMode::Carry);
+        let mut net: NeuralNetwork<F> =
+            spec.scratch(Box::new(SoftmaxCrossEntropy::new()), &mut RandomState::new(opts.seed))?;
+        net.load_named(&self.trainer.net.named_parameters())?;
+        Ok(Box::new(move |x| {
+            Ok(net.forward(&x.mapv(|v| F::cast(f64::from(v))), Mode::Eval)?.mapv(|v| v.as_f64() as f32))
+        }))
+    }
+}
+
+struct TorchLm<O: torch::optim::Optimizer> {
+    trainer: torch::train::Trainer<O>,
+}
+
+impl<O: torch::optim::Optimizer> LanguageModel for TorchLm<O> {
+    fn step(&mut self, x: &Array3<f32>, y: &Array3<f32>, iteration: usize) -> Result<f64> {
+        let (x, y) = (to_tensor(&x.clone().into_dyn()), to_tensor(&y.clone().into_dyn()));
+        Ok(self.trainer.train_batch(&x, &y, (1, iteration))?)
+    }
+
+    fn loss(&mut self, x: &Array3<f32>, y: &Array3<f32>) -> Result<f64> {
+        let model = &mut self.trainer.model;
+        model.reset_state();
+        let (x, y) = (to_tensor(&x.clone().into_dyn()), to_tensor(&y.clone().into_dyn()));
+        let loss = tch::no_grad(|| model.forward_loss(&x, &y, Mode::Eval))?.double_value(&[]);
+        model.reset_state();
+        Ok(loss)
+    }
+
+    fn sampler(&self, opts: &LmOptions, vocab: usize) -> Result<NextScores> {
+        let spec = network_with_state(opts, vocab, StateMode::Carry);
+        let model = &self.trainer.model;
+        let loss = torch::losses::Loss::SoftmaxCrossEntropy(CrossEntropyValue::Categorical);
+        let mut copy = match model.kind() {
+            tch::Kind::Double => spec.torch::<f64>(loss, model.device(), &mut RandomState::new(opts.seed))?,
+            _ => spec.torch::<f32>(loss, model.device(), &mut RandomState::new(opts.seed))?,
+        };
+        copy.load_named::<f64>(&model.named_arrays::<f64>())?;
+        Ok(Box::new(move |x| {
+            let scores: Tensor = tch::no_grad(|| copy.forward(&to_tensor(&x.clone().into_dyn()), Mode::Eval))?;
+            Ok(to_array::<f32>(&scores))
+        }))
+    }
+}
+
+/// The mean validation loss over (at most [`VALIDATION_CHARS`] of) the held-out text, in chunks.
+fn validate(model: &mut dyn LanguageModel, corpus: &Corpus, steps: usize) -> Result<f64> {
+    let text = &corpus.validation[..corpus.validation.len().min(VALIDATION_CHARS)];
+    let (inputs, targets, windows) = CharWindows::evaluation(text, steps);
+    let vocab = corpus.vocab.len();
+    let x = one_hot::<f32>(&inputs, windows, vocab)?;
+    let y = one_hot::<f32>(&targets, windows, vocab)?;
+    let (mut total, chunk) = (0.0, 250);
+    for start in (0..windows).step_by(chunk) {
+        let end = (start + chunk).min(windows);
+        let range = s![start..end, .., ..];
+        total += model.loss(&x.slice(range).to_owned(), &y.slice(range).to_owned())? * (end - start) as f64;
+    }
+    Ok(total / windows as f64)
+}
+
+/// Generates `opts.sample_length` characters after `prompt`, one at a time.
+fn sample(model: &dyn LanguageModel, corpus: &Corpus, opts: &LmOptions, prompt: &str) -> Result<String> {
+    let vocab = corpus.vocab.len();
+    let mut next_scores = model.sampler(opts, vocab)?;
+    let mut rng = RandomState::new(opts.seed);
+    let mut out = prompt.to_string();
+    let mut scores = next_scores(&one_hot::<f32>(&corpus.vocab.encode(prompt)?, 1, vocab)?)?;
+    for _ in 0..opts.sample_length {
+        let last = scores.index_axis(Axis(0), 0);
+        let last = last.index_axis(Axis(0), last.shape()[0] - 1);
+        let c = sample_index(last.view().into_dimensionality()?, opts.temperature, &mut rng)?;
+        out.push(corpus.vocab.char(c));
+        scores = next_scores(&one_hot::<f32>(&[c], 1, vocab)?)?;
+    }
+    Ok(out)
+}
+
+fn progress_bar(label: &str, iterations: usize, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(iterations as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} iterations {elapsed} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    bar
+}
+
+fn say(bar: &ProgressBar, quiet: bool, line: String) {
+    if quiet {
+    } else if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+/// Trains one engine's model and samples from it.
+fn train(
+    engine: &'static str,
+    model: &mut dyn LanguageModel,
+    corpus: &Corpus,
+    opts: &LmOptions,
+    prompt: &str,
+) -> Result<LmResult> {
+    let vocab = corpus.vocab.len();
+    let mut windows = if opts.book_windows {
+        CharWindows::new(corpus.train.clone(), opts.batch, opts.steps)?
+    } else {
+        CharWindows::random(corpus.train.clone(), opts.batch, opts.steps, opts.seed)?
+    };
+    let bar = progress_bar(engine, opts.iterations, opts.quiet);
+    let mut result = LmResult {
+        engine,
+        train_losses: Vec::new(),
+        validations: Vec::new(),
+        train_time: Duration::ZERO,
+        sample: String::new(),
+    };
+    let mut smoothed = None;
+    for iteration in 1..=opts.iterations {
+        let (inputs, targets) = windows.next_batch();
+        let x = one_hot::<f32>(&inputs, opts.batch, vocab)?;
+        let y = one_hot::<f32>(&targets, opts.batch, vocab)?;
+        let start = Instant::now();
+        let loss = model.step(&x, &y, iteration)?;
+        result.train_time += start.elapsed();
+        result.train_losses.push(loss);
+        let s = smoothed.map_or(loss, |s: f64| 0.98 * s + 0.02 * loss);
+        smoothed = Some(s);
+        bar.inc(1);
+        bar.set_message(format!("loss {s:.3}"));
+        if iteration % opts.eval_every == 0 || iteration == opts.iterations {
+            let v = validate(model, corpus, opts.steps)?;
+            result.validations.push((iteration, v));
+            say(&bar, opts.quiet, format!("{engine:>16} iteration {iteration}: validation loss {v:.4} nats/char"));
+        }
+    }
+    bar.finish_and_clear();
+    result.sample = sample(model, corpus, opts, prompt)?;
+    Ok(result)
+}
+
+fn run_typed<F: TorchFloat>(corpus: &Corpus, opts: &LmOptions, prompt: &str) -> Result<Vec<LmResult>> {
+    let spec = network(opts, corpus.vocab.len());
+    let mut results = Vec::new();
+    for engine in opts.engines.names() {
+        results.push(if engine == "scratch" {
+            let loss = Box::new(SoftmaxCrossEntropy::new());
+            let net = spec.scratch::<F>(loss, &mut RandomState::new(opts.seed))?;
+            let optimizer = Clipped::new(AdaGrad::new(opts.lr, Decay::None)?, opts.clip);
+            let trainer = scratch::train::Trainer::new(net, optimizer);
+            train("scratch", &mut ScratchLm { trainer }, corpus, opts, prompt)?
+        } else {
+            let loss = torch::losses::Loss::SoftmaxCrossEntropy(CrossEntropyValue::Categorical);
+            let model = spec.torch::<F>(loss, opts.device.resolve()?, &mut RandomState::new(opts.seed))?;
+            let optimizer = torch::optim::Clipped::new(torch::optim::AdaGrad::new(opts.lr, Decay::None)?, opts.clip);
+            train(
+                "torch",
+                &mut TorchLm { trainer: torch::train::Trainer::new(model, optimizer) },
+                corpus,
+                opts,
+                prompt,
+            )?
+        });
+    }
+    Ok(results)
+}
+
+/// Trains the language model with the selected engines in `F`, on the works [`WORKS`].
+///
+/// # Errors
+/// Missing data, an unavailable device, or a training failure.
+pub fn run<F: TorchFloat>(data_dir: &Path, opts: &LmOptions) -> Result<(Corpus, Vec<LmResult>)> {
+    let corpus = corpus(data_dir, &WORKS).context("loading the Shakespeare corpus")?;
+    let results = run_typed::<F>(&corpus, opts, "ROMEO.")?;
+    Ok((corpus, results))
+}
+
+/// The results as a table.
+pub fn table(opts: &LmOptions, corpus: &Corpus, results: &[LmResult]) -> Table {
+    let mut t = Table::new(
+        format!(
+            "Character language model: {} x {} {} on {} training characters (vocabulary {}), {} iterations of {} x {}",
+            opts.layers,
+            opts.hidden,
+            opts.cell.name(),
+            corpus.train.len(),
+            corpus.vocab.len(),
+            opts.iterations,
+            opts.batch,
+            opts.steps
+        ),
+        &["engine", "validation nats/char", "best", "book (ch. 7)", "s/iteration"],
+    );
+    for r in results {
+        let best = r.validations.iter().map(|v| v.1).fold(f64::INFINITY, f64::min);
+        t.push(vec![
+            r.engine.into(),
+            format!("{:.4}", r.final_validation()),
+            format!("{best:.4}"),
+            format!("{BOOK_VALIDATION_LOSS}"),
+            format!("{:.4}", r.seconds_per_iteration()),
+        ]);
+    }
+    t
+}
+
+/// Plots the training loss (averaged over the evaluation interval) and the validation loss of each
+/// engine against the iteration.
+///
+/// # Errors
+/// If the file cannot be written.
+pub fn plot(out_dir: &Path, opts: &LmOptions, results: &[LmResult]) -> Result<PathBuf> {
+    let path =
+        out_dir.join(format!("ch6-{}-loss.png", opts.cell.name().split(' ').next().unwrap_or("rnn").to_lowercase()));
+    let mut series = Vec::new();
+    for r in results {
+        series.push(Series::smoothed(
+            format!("{} training", r.engine),
+            &r.train_losses,
+            opts.eval_every.max(1) / 5 + 1,
+        ));
+        series.push(Series::new(
+            format!("{} validation", r.engine),
+            r.validations.iter().map(|&(i, v)| (i as f64, v)).collect(),
+        ));
+    }
+    line_chart(
+        &path,
+        &Chart {
+            title: format!("Character {} on Shakespeare (nats per character)", opts.cell.name()),
+            x_label: "iteration".into(),
+            y_label: "loss".into(),
+            series,
+            log_y: false,
+        },
+    )?;
+    Ok(path)
+}
