@@ -61,50 +61,12 @@ pub fn matmul<F: Float>(a: &ArrayView2<F>, b: &ArrayView2<F>) -> Array2<F> {
 }
 
 /// `C ← A B`, or `C ← C + A B` with `accumulate`, on one thread: for callers that already spread their
-/// work over the cores (the convolution works image by image).
+/// work over the cores (the convolution works image by image, the recurrent layer sequence by sequence).
 ///
 /// # Panics
 /// If the shapes do not agree.
 pub fn matmul_into<F: Float>(c: &mut ArrayViewMut2<F>, a: &ArrayView2<F>, b: &ArrayView2<F>, accumulate: bool) {
-    let ((m, k), (k2, n)) = (a.dim(), b.dim());
-    assert!(k == k2 && c.dim() == (m, n), "matmul_into: shapes {:?} x {:?} -> {:?}", a.dim(), b.dim(), c.dim());
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            c.fill(F::zero());
-        }
-        return;
-    }
-    let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
-    // SAFETY: as in `matmul`: the pointers and strides describe the arrays exactly, the shapes agree,
-    // and `c` is borrowed mutably, so it does not alias `a` or `b`. With `accumulate` gemm reads `c`
-    // (initialised, since it is a view of an array); without, it writes every element.
-    #[allow(unsafe_code)]
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            c_cs,
-            c_rs,
-            accumulate,
-            a.as_ptr(),
-            a.strides()[1],
-            a.strides()[0],
-            b.as_ptr(),
-            b.strides()[1],
-            b.strides()[0],
-            F::one(),
-            F::one(),
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+    product_into(c, a, b, accumulate, false);
 }
 
 /// `C ← A B`, or `C ← C + A B` with `accumulate`, into an existing array (so that a caller can keep
@@ -119,14 +81,18 @@ pub fn matmul_into_threaded<F: Float>(
     b: &ArrayView2<F>,
     accumulate: bool,
 ) {
+    product_into(c, a, b, accumulate, true);
+}
+
+fn product_into<F: Float>(
+    c: &mut ArrayViewMut2<F>,
+    a: &ArrayView2<F>,
+    b: &ArrayView2<F>,
+    accumulate: bool,
+    threaded: bool,
+) {
     let ((m, k), (k2, n)) = (a.dim(), b.dim());
-    assert!(
-        k == k2 && c.dim() == (m, n),
-        "matmul_into_threaded: shapes {:?} x {:?} -> {:?}",
-        a.dim(),
-        b.dim(),
-        c.dim()
-    );
+    assert!(k == k2 && c.dim() == (m, n), "matrix product: shapes {:?} x {:?} -> {:?}", a.dim(), b.dim(), c.dim());
     if m == 0 || n == 0 {
         return;
     }
@@ -136,11 +102,12 @@ pub fn matmul_into_threaded<F: Float>(
         }
         return;
     }
-    let parallelism = if m * n * k >= PARALLEL_WORK { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    let parallelism =
+        if threaded && m * n * k >= PARALLEL_WORK { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
     let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
-    // SAFETY: as in `matmul_into`: the pointers and strides describe the arrays exactly, the shapes
-    // agree, and `c`, borrowed mutably, aliases neither `a` nor `b`; with `accumulate` gemm reads `c`
-    // (initialised, as a view of an array), without it writes every element.
+    // SAFETY: as in `matmul`: the pointers and strides describe the arrays exactly, the shapes agree,
+    // and `c` is borrowed mutably, so it does not alias `a` or `b`. With `accumulate` gemm reads `c`
+    // (initialised, since it is a view of an array); without, it writes every element.
     #[allow(unsafe_code)]
     unsafe {
         gemm::gemm(

@@ -1,11 +1,11 @@
-//! Optimizers on libtorch in the book's forms, sharing the learning-rate schedules of the from-scratch
+//! Optimizers on libtorch in the book's forms (and chapter 7's Adam), sharing the learning-rate schedules of the from-scratch
 //! engine ([`scratch::optim::LearningRate`]).
 //!
 //! They update the parameters in place from the gradients autograd left in them, under `no_grad`.
 
 use std::collections::HashMap;
 
-use scratch::optim::{Clip, Decay, LearningRate};
+use scratch::optim::{Clip, Decay, LearningRate, WeightDecay};
 use tch::Tensor;
 
 use crate::Result;
@@ -201,5 +201,82 @@ impl<O: Optimizer> Optimizer for Clipped<O> {
 
     fn schedule(&mut self) -> &mut LearningRate {
         self.inner.schedule()
+    }
+}
+
+/// Adam and AdamW as [`scratch::optim::Adam`] computes them (PyTorch's form), from tensor operations.
+pub struct Adam {
+    lr: LearningRate,
+    betas: (f64, f64),
+    eps: f64,
+    weight_decay: WeightDecay,
+    /// First moment, second moment and step count of each parameter, by name.
+    state: HashMap<String, (Tensor, Tensor, i32)>,
+}
+
+impl Adam {
+    /// Adam with PyTorch's defaults (`β = (0.9, 0.999)`, `ε = 1e-8`, no weight decay).
+    ///
+    /// # Errors
+    /// If a rate is not positive.
+    pub fn new(lr: f64, decay: Decay) -> Result<Self> {
+        Ok(Adam {
+            lr: LearningRate::new(lr, decay)?,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: WeightDecay::None,
+            state: HashMap::new(),
+        })
+    }
+
+    /// AdamW: Adam with decoupled weight decay `λ`.
+    ///
+    /// # Errors
+    /// If a rate is not positive or `λ` is negative.
+    pub fn adamw(lr: f64, lambda: f64, decay: Decay) -> Result<Self> {
+        if !(lambda >= 0.0 && lambda.is_finite()) {
+            return Err(scratch::Error::InvalidArgument(format!("weight decay {lambda}: must be ≥ 0")).into());
+        }
+        Ok(Adam { weight_decay: WeightDecay::Decoupled(lambda), ..Self::new(lr, decay)? })
+    }
+
+    /// With weight decay (a finite number ≥ 0, see [`scratch::optim::Adam::with_weight_decay`]).
+    pub fn with_weight_decay(mut self, weight_decay: WeightDecay) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self, params: &[(String, Tensor)]) -> Result<()> {
+        let lr = self.lr.get();
+        let ((b1, b2), eps) = (self.betas, self.eps);
+        for (name, p) in params {
+            let g = grad_of(name, p)?;
+            tch::no_grad(|| -> Result<()> {
+                let (m, v, t) = self.state.entry(name.clone()).or_insert_with(|| (p.zeros_like(), p.zeros_like(), 0));
+                *t += 1;
+                let (c1, c2) = (1.0 - b1.powi(*t), 1.0 - b2.powi(*t));
+                let g = match self.weight_decay {
+                    WeightDecay::L2(l) => g + p * l,
+                    WeightDecay::Decoupled(l) => {
+                        updated(p.shallow_clone().f_mul_scalar_(1.0 - lr * l))?;
+                        g
+                    }
+                    WeightDecay::None => g,
+                };
+                updated(m.f_mul_scalar_(b1))?;
+                updated(m.f_add_(&(&g * (1.0 - b1))))?;
+                updated(v.f_mul_scalar_(b2))?;
+                updated(v.f_add_(&(g.square() * (1.0 - b2))))?;
+                let denom = v.sqrt() / c2.sqrt() + eps;
+                updated(p.shallow_clone().f_sub_(&(&*m / denom * (lr / c1))))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn schedule(&mut self) -> &mut LearningRate {
+        &mut self.lr
     }
 }

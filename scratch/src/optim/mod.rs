@@ -1,5 +1,6 @@
 //! Optimizers: turn gradients into parameter updates (the book's `Optimizer`, `SGD`, `SGDMomentum`,
-//! `AdaGrad`), with the book's per-epoch learning-rate decay.
+//! `AdaGrad`, and chapter 7's `Adam`), with the book's per-epoch learning-rate decay and gradient
+//! clipping.
 
 use std::collections::HashMap;
 
@@ -7,6 +8,12 @@ use ndarray::{ArrayD, Zip};
 
 use crate::param::NamedParamMut;
 use crate::{Error, Float, Result};
+
+mod adam;
+mod clip;
+
+pub use adam::{Adam, WeightDecay};
+pub use clip::{Clip, Clipped};
 
 /// Updates parameters from their gradients.
 pub trait Optimizer<F: Float>: Send {
@@ -247,107 +254,5 @@ impl<F: Float> Optimizer<F> for AdaGrad<F> {
 
     fn schedule(&mut self) -> &mut LearningRate {
         &mut self.lr
-    }
-}
-
-/// Gradient clipping, applied to all gradients before an update.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Clip {
-    /// Clamps every element to `[−limit, limit]`: the book's chapter 6 optimizers, with `limit = 2`
-    /// (`torch.nn.utils.clip_grad_value_`).
-    Value(f64),
-    /// Scales all gradients together by `min(1, max_norm / ‖g‖)`, where `‖g‖` is the 2-norm of every
-    /// gradient element of every parameter (`torch.nn.utils.clip_grad_norm_`, whose `ε = 1e-6` it
-    /// shares: the factor is `max_norm / (‖g‖ + 1e-6)`).
-    Norm(f64),
-}
-
-impl Clip {
-    /// Clips the gradients in place and returns their global 2-norm before clipping.
-    ///
-    /// # Errors
-    /// If the limit is not positive and finite.
-    pub fn apply<F: Float>(self, params: &mut [NamedParamMut<'_, F>]) -> Result<f64> {
-        let (Clip::Value(limit) | Clip::Norm(limit)) = self;
-        if !(limit > 0.0 && limit.is_finite()) {
-            return Err(Error::InvalidArgument(format!("{self:?}: the limit must be positive")));
-        }
-        let norm = params.iter().flat_map(|(_, p)| p.grad.iter()).map(|&g| g.as_f64() * g.as_f64()).sum::<f64>().sqrt();
-        match self {
-            Clip::Value(limit) => {
-                let (lo, hi) = (F::cast(-limit), F::cast(limit));
-                params.iter_mut().for_each(|(_, p)| p.grad.mapv_inplace(|g| g.max(lo).min(hi)));
-            }
-            Clip::Norm(max_norm) => {
-                let factor = max_norm / (norm + 1e-6);
-                if factor < 1.0 {
-                    let factor = F::cast(factor);
-                    params.iter_mut().for_each(|(_, p)| p.grad.mapv_inplace(|g| g * factor));
-                }
-            }
-        }
-        Ok(norm)
-    }
-}
-
-/// An optimizer that clips the gradients before every step.
-pub struct Clipped<O> {
-    inner: O,
-    clip: Clip,
-}
-
-impl<O> Clipped<O> {
-    /// `inner`, with `clip` applied before each of its steps.
-    pub fn new(inner: O, clip: Clip) -> Self {
-        Clipped { inner, clip }
-    }
-}
-
-impl<F: Float, O: Optimizer<F>> Optimizer<F> for Clipped<O> {
-    fn step(&mut self, mut params: Vec<NamedParamMut<'_, F>>) -> Result<()> {
-        self.clip.apply(&mut params)?;
-        self.inner.step(params)
-    }
-
-    fn schedule(&mut self) -> &mut LearningRate {
-        self.inner.schedule()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use ndarray::array;
-
-    use super::*;
-    use crate::param::{Layout, Param};
-
-    fn params() -> (Param<f64>, Param<f64>) {
-        let mut a = Param::new(array![0.0, 0.0].into_dyn(), Layout::Canonical);
-        let mut b = Param::new(array![0.0].into_dyn(), Layout::Canonical);
-        a.grad = array![3.0, -5.0].into_dyn();
-        b.grad = array![0.5].into_dyn();
-        (a, b)
-    }
-
-    #[test]
-    fn clipping_by_value_clamps_each_element() {
-        let (mut a, mut b) = params();
-        let mut list = vec![("a".to_string(), &mut a), ("b".to_string(), &mut b)];
-        Clip::Value(2.0).apply(&mut list).unwrap();
-        assert_eq!(a.grad, array![2.0, -2.0].into_dyn());
-        assert_eq!(b.grad, array![0.5].into_dyn());
-    }
-
-    #[test]
-    fn clipping_by_norm_scales_everything_together() {
-        let (mut a, mut b) = params();
-        let mut list = vec![("a".to_string(), &mut a), ("b".to_string(), &mut b)];
-        let norm = Clip::Norm(1.0).apply(&mut list).unwrap();
-        assert!((norm - 34.25f64.sqrt()).abs() < 1e-12);
-        let after: f64 = a.grad.iter().chain(b.grad.iter()).map(|g| g * g).sum::<f64>().sqrt();
-        assert!((after - 1.0).abs() < 1e-6);
-        assert!((a.grad[0] / b.grad[0] - 6.0).abs() < 1e-12, "directions are kept");
-        let mut list = vec![("a".to_string(), &mut a)];
-        assert!(Clip::Norm(-1.0).apply(&mut list).is_err());
     }
 }
