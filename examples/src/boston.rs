@@ -367,3 +367,29 @@ impl BostonResults {
         Ok(vec![ch2, ch3])
     }
 }
+
+impl BostonResults {
+    /// The metrics: every model's test MAE, RMSE and training seconds, by engine, and the chapter-3
+    /// validation curves.
+    pub fn metrics(&self) -> crate::metrics::Metrics {
+        let mut m = crate::metrics::Metrics::new("boston", "f64", "epoch");
+        for o in &self.outcomes {
+            m.summary(
+                format!("{} / {}", o.engine, o.model),
+                &[("test_mae", o.mae), ("test_rmse", o.rmse), ("train_seconds", o.seconds)],
+            );
+        }
+        for (name, curve) in &self.chapter3_validation {
+            for &(at, loss) in curve {
+                m.curves.push(crate::metrics::Point {
+                    engine: name.clone(),
+                    split: "validation",
+                    at,
+                    loss,
+                    accuracy: None,
+                });
+            }
+        }
+        m
+    }
+}

@@ -73,6 +73,22 @@ pub struct LmOptions {
     pub quiet: bool,
     /// Where the torch engine computes.
     pub device: torch::Device,
+    /// A checkpoint (of either engine) to start from instead of fresh weights.
+    pub resume: Option<PathBuf>,
+    /// Where each engine's final model is saved, if anywhere.
+    pub checkpoints: Option<PathBuf>,
+}
+
+impl LmOptions {
+    /// The experiment's name: `ch6-lstm`, `ch6-gru`, `ch6-gru-book` or `ch6-rnn`.
+    pub fn name(&self) -> &'static str {
+        match self.cell {
+            CellKind::Lstm => "ch6-lstm",
+            CellKind::Gru(GruForm::PyTorch) => "ch6-gru",
+            CellKind::Gru(GruForm::Book) => "ch6-gru-book",
+            CellKind::Rnn => "ch6-rnn",
+        }
+    }
 }
 
 impl Default for LmOptions {
@@ -94,6 +110,8 @@ impl Default for LmOptions {
             sample_length: 300,
             quiet: false,
             device: torch::Device::Cpu,
+            resume: None,
+            checkpoints: None,
         }
     }
 }
@@ -181,6 +199,8 @@ trait LanguageModel {
     /// Scores of the next character after each of `x`'s positions, the state carried from call to
     /// call (a copy of the model with its state carried, as the book's sampler deep-copies it).
     fn sampler(&self, opts: &LmOptions, vocab: usize) -> Result<NextScores>;
+    /// Saves the parameters.
+    fn save(&self, path: &Path) -> Result<()>;
 }
 
 type ScratchOptimizer<F> = Clipped<AdaGrad<F>>;
@@ -216,6 +236,10 @@ impl<F: TorchFloat> LanguageModel for ScratchLm<F> {
             Ok(net.forward(&x.mapv(|v| F::cast(f64::from(v))), Mode::Eval)?.mapv(|v| v.as_f64() as f32))
         }))
     }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        Ok(self.trainer.net.save(path)?)
+    }
 }
 
 struct TorchLm<O: torch::optim::Optimizer> {
@@ -250,6 +274,10 @@ impl<O: torch::optim::Optimizer> LanguageModel for TorchLm<O> {
             let scores: Tensor = tch::no_grad(|| copy.forward(&to_tensor(&x.clone().into_dyn()), Mode::Eval))?;
             Ok(to_array::<f32>(&scores))
         }))
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        Ok(self.trainer.model.save(path)?)
     }
 }
 
@@ -352,6 +380,9 @@ fn train(
     }
     bar.finish_and_clear();
     result.sample = sample(model, corpus, opts, prompt)?;
+    if let Some(path) = crate::checkpoint_path(opts.checkpoints.as_deref(), opts.name(), engine)? {
+        model.save(&path)?;
+    }
     Ok(result)
 }
 
@@ -361,13 +392,19 @@ fn run_typed<F: TorchFloat>(corpus: &Corpus, opts: &LmOptions, prompt: &str) -> 
     for engine in opts.engines.names() {
         results.push(if engine == "scratch" {
             let loss = Box::new(SoftmaxCrossEntropy::new());
-            let net = spec.scratch::<F>(loss, &mut RandomState::new(opts.seed))?;
+            let mut net = spec.scratch::<F>(loss, &mut RandomState::new(opts.seed))?;
+            if let Some(path) = &opts.resume {
+                net.load(path)?;
+            }
             let optimizer = Clipped::new(AdaGrad::new(opts.lr, Decay::None)?, opts.clip);
             let trainer = scratch::train::Trainer::new(net, optimizer);
             train("scratch", &mut ScratchLm { trainer }, corpus, opts, prompt)?
         } else {
             let loss = torch::losses::Loss::SoftmaxCrossEntropy(CrossEntropyValue::Categorical);
-            let model = spec.torch::<F>(loss, opts.device.resolve()?, &mut RandomState::new(opts.seed))?;
+            let mut model = spec.torch::<F>(loss, opts.device.resolve()?, &mut RandomState::new(opts.seed))?;
+            if let Some(path) = &opts.resume {
+                model.load(path)?;
+            }
             let optimizer = torch::optim::Clipped::new(torch::optim::AdaGrad::new(opts.lr, Decay::None)?, opts.clip);
             train(
                 "torch",
@@ -451,4 +488,41 @@ pub fn plot(out_dir: &Path, opts: &LmOptions, results: &[LmResult]) -> Result<Pa
         },
     )?;
     Ok(path)
+}
+
+/// The metrics of a run: each engine's validation curve, its training loss averaged over each
+/// evaluation interval, and its final numbers.
+pub fn metrics(opts: &LmOptions, dtype: &str, results: &[LmResult]) -> crate::metrics::Metrics {
+    let mut m = crate::metrics::Metrics::new(opts.name(), dtype, "iteration");
+    for r in results {
+        for (i, chunk) in r.train_losses.chunks(opts.eval_every.max(1)).enumerate() {
+            m.curves.push(crate::metrics::Point {
+                engine: r.engine.into(),
+                split: "train",
+                at: (i * opts.eval_every.max(1) + chunk.len()) as f64,
+                loss: chunk.iter().sum::<f64>() / chunk.len() as f64,
+                accuracy: None,
+            });
+        }
+        for &(at, loss) in &r.validations {
+            m.curves.push(crate::metrics::Point {
+                engine: r.engine.into(),
+                split: "validation",
+                at: at as f64,
+                loss,
+                accuracy: None,
+            });
+        }
+        let best = r.validations.iter().map(|v| v.1).fold(f64::INFINITY, f64::min);
+        m.summary(
+            r.engine,
+            &[
+                ("final_validation_nats_per_char", r.final_validation()),
+                ("best_validation_nats_per_char", best),
+                ("iterations", r.train_losses.len() as f64),
+                ("seconds_per_iteration", r.seconds_per_iteration()),
+            ],
+        );
+    }
+    m
 }

@@ -7,8 +7,23 @@
 pub mod boston;
 pub mod divergence;
 pub mod language_model;
+pub mod metrics;
 pub mod mnist;
 pub mod plot;
 pub mod progress;
 pub mod reproduce;
 pub mod table;
+
+/// `<dir>/<experiment>-<engine>.safetensors`, with `dir` created; `None` without a folder.
+///
+/// # Errors
+/// If the folder cannot be created.
+pub fn checkpoint_path(
+    dir: Option<&std::path::Path>,
+    experiment: &str,
+    engine: &str,
+) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let Some(dir) = dir else { return Ok(None) };
+    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    Ok(Some(dir.join(format!("{experiment}-{engine}.safetensors"))))
+}

@@ -2,7 +2,7 @@
 //! trained side by side in both engines from the same initial weights and the same batch order (and, with
 //! dropout, the same masks).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use ndarray::Array2;
@@ -341,6 +341,20 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Where the torch engine computes.
     pub device: torch::Device,
+    /// A checkpoint (of either engine) to start from instead of fresh weights.
+    pub resume: Option<PathBuf>,
+    /// Where each engine's final model is saved (`<experiment>-<engine>.safetensors`), if anywhere.
+    pub checkpoints: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// The checkpoint file of `engine`'s final model of experiment `e`, its folder created.
+    ///
+    /// # Errors
+    /// If the folder cannot be created.
+    pub fn checkpoint_path(&self, e: &Experiment, engine: &str) -> Result<Option<PathBuf>> {
+        crate::checkpoint_path(self.checkpoints.as_deref(), e.name, engine)
+    }
 }
 
 /// What one engine reached.
@@ -402,7 +416,8 @@ fn fit_options(e: &Experiment, opts: &RunOptions) -> FitOptions {
         eval_every: e.eval_every.min(epochs),
         batch_size: 60,
         seed: opts.seed,
-        restart: true,
+        // Resuming keeps the loaded weights.
+        restart: opts.resume.is_none(),
         init_seeding: InitSeeding::Stream,
         early_stopping: e.early_stopping,
         eval_batches: e.eval_batches,
@@ -435,7 +450,10 @@ fn run_scratch<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOpt
         LossChoice::Mse => Box::new(MeanSquaredError::with_reduction(MseReduction::Rows)),
         LossChoice::SoftmaxCrossEntropy => Box::new(SoftmaxCrossEntropy::reporting(CrossEntropyValue::Categorical)),
     };
-    let net = spec.scratch(loss, &mut RandomState::new(opts.seed))?;
+    let mut net = spec.scratch(loss, &mut RandomState::new(opts.seed))?;
+    if let Some(path) = &opts.resume {
+        net.load(path)?;
+    }
     let (train, test) = (shaped(&data.train, &spec.input)?, shaped(&data.test, &spec.input)?);
     let mut progress = ProgressObserver::new(format!("{} scratch {}", e.name, F::NAME), opts.quiet);
     let options = fit_options(e, opts);
@@ -450,6 +468,9 @@ fn run_scratch<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOpt
         }
     };
     let accuracy = test_accuracy(&test, &data.labels, |x| Ok(net.predict(&x)?))?;
+    if let Some(path) = opts.checkpoint_path(e, "scratch")? {
+        net.save(path)?;
+    }
     Ok(EngineResult { engine: "scratch", report, accuracy })
 }
 
@@ -469,6 +490,9 @@ fn run_torch<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOptio
             }
         }
     }
+    if let Some(path) = &opts.resume {
+        model.load(path)?;
+    }
     let (train, test) = (shaped(&data.train, &spec.input)?, shaped(&data.test, &spec.input)?);
     let mut progress = ProgressObserver::new(format!("{} torch {}", e.name, F::NAME), opts.quiet);
     let options = fit_options(e, opts);
@@ -486,6 +510,9 @@ fn run_torch<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOptio
         let scores = tch::no_grad(|| model.forward(&to_tensor(&x), Mode::Eval))?;
         Ok(to_array::<F>(&scores))
     })?;
+    if let Some(path) = opts.checkpoint_path(e, "torch")? {
+        model.save(path)?;
+    }
     Ok(EngineResult { engine: "torch", report, accuracy })
 }
 
@@ -562,4 +589,45 @@ pub fn plot(out_dir: &Path, e: &Experiment, results: &[EngineResult]) -> Result<
         },
     )?;
     Ok(path)
+}
+
+/// The metrics of one experiment: each engine's validation curve (with accuracy), its per-epoch mean
+/// training loss, and its final numbers.
+pub fn metrics(e: &Experiment, dtype: &str, results: &[EngineResult]) -> crate::metrics::Metrics {
+    let mut m = crate::metrics::Metrics::new(e.name, dtype, "epoch");
+    for r in results {
+        let batches = r.report.batch_losses.len() / r.report.epochs_trained.max(1);
+        for (i, epoch) in r.report.batch_losses.chunks(batches.max(1)).enumerate() {
+            let loss = epoch.iter().sum::<f64>() / epoch.len() as f64;
+            m.curves.push(crate::metrics::Point {
+                engine: r.engine.into(),
+                split: "train",
+                at: (i + 1) as f64,
+                loss,
+                accuracy: None,
+            });
+        }
+        for v in &r.report.evaluations {
+            let at = v.epoch as f64 - 1.0 + v.batch.map_or(1.0, |b| b as f64 / batches.max(1) as f64);
+            let accuracy = v.accuracy.map(|a| a * 100.0);
+            m.curves.push(crate::metrics::Point {
+                engine: r.engine.into(),
+                split: "validation",
+                at,
+                loss: v.loss,
+                accuracy,
+            });
+        }
+        let best = r.report.best.map_or(f64::NAN, |b| b.loss);
+        m.summary(
+            r.engine,
+            &[
+                ("test_accuracy_percent", r.accuracy),
+                ("best_validation_loss", best),
+                ("epochs", r.report.epochs_trained as f64),
+                ("seconds_per_epoch", r.seconds_per_epoch()),
+            ],
+        );
+    }
+    m
 }

@@ -59,6 +59,9 @@ struct Common {
     /// The image data set of the MNIST experiments
     #[arg(long, global = true, value_enum, default_value = "mnist")]
     dataset: Dataset,
+    /// Start from this checkpoint (saved by either engine) instead of fresh weights
+    #[arg(long, global = true)]
+    resume: Option<PathBuf>,
     /// Language models: training iterations (default 2000)
     #[arg(long, global = true)]
     iterations: Option<usize>,
@@ -119,7 +122,7 @@ const CHAPTER4_SEED: u32 = 190_119;
 fn run_boston(common: &Common, data: &Path) -> Result<boston::BostonResults> {
     let results = boston::run(data, common.engine, common.quiet)?;
     println!("{}", results.table().render());
-    for path in results.plot(&common.out)? {
+    for path in results.plot(&common.out)?.into_iter().chain(results.metrics().write(&common.out)?) {
         println!("wrote {}", path.display());
     }
     Ok(results)
@@ -133,14 +136,19 @@ fn run_mnist_typed<F: TorchFloat>(common: &Common, data: &Path, names: &[&str], 
         seed: common.seed.unwrap_or(CHAPTER4_SEED),
         quiet: common.quiet,
         device: common.device,
+        resume: common.resume.clone(),
+        checkpoints: Some(common.out.clone()),
     };
     let mut rows = Vec::new();
     for name in names {
         let e = mnist::experiment(name)?;
         let results = mnist::run(e, &loaded, &opts)?;
-        let path = mnist::plot(&common.out, e, &results)?;
+        let plot = mnist::plot(&common.out, e, &results)?;
+        let files = mnist::metrics(e, F::NAME, &results).write(&common.out)?;
         if !common.quiet {
-            eprintln!("wrote {}", path.display());
+            for path in std::iter::once(plot).chain(files) {
+                eprintln!("wrote {}", path.display());
+            }
         }
         rows.push((e, F::NAME.to_string(), results));
     }
@@ -180,6 +188,8 @@ fn run_language_model_typed<F: TorchFloat>(common: &Common, data: &Path, cell: C
         temperature: common.temperature,
         quiet: common.quiet,
         device: common.device,
+        resume: common.resume.clone(),
+        checkpoints: Some(common.out.clone()),
         ..defaults
     };
     let (corpus, results) = language_model::run::<F>(data, &opts)?;
@@ -187,9 +197,12 @@ fn run_language_model_typed<F: TorchFloat>(common: &Common, data: &Path, cell: C
         println!("--- {} sample (temperature {}) ---\n{}\n", r.engine, opts.temperature, r.sample);
     }
     println!("{}", language_model::table(&opts, &corpus, &results).render());
-    let path = language_model::plot(&common.out, &opts, &results)?;
+    let plot = language_model::plot(&common.out, &opts, &results)?;
+    let files = language_model::metrics(&opts, F::NAME, &results).write(&common.out)?;
     if !common.quiet {
-        eprintln!("wrote {}", path.display());
+        for path in std::iter::once(plot).chain(files) {
+            eprintln!("wrote {}", path.display());
+        }
     }
     Ok(())
 }

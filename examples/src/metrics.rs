@@ -1,0 +1,87 @@
+//! The numbers of a run, written to the output folder as JSON and as CSV, for plotting or comparing
+//! elsewhere: `<out>/<experiment>-metrics.json` (summaries and curves) and
+//! `<out>/<experiment>-metrics.csv` (one row per point of a curve, then one per summary value).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+/// One point of a loss curve.
+#[derive(Clone, Debug, Serialize)]
+pub struct Point {
+    /// The engine: `scratch` or `torch`.
+    pub engine: String,
+    /// `train` or `validation`.
+    pub split: &'static str,
+    /// Where in training: epochs (fractional within an epoch) or iterations.
+    pub at: f64,
+    /// The loss there.
+    pub loss: f64,
+    /// The accuracy there, for classifiers.
+    pub accuracy: Option<f64>,
+}
+
+/// The final numbers of one engine (or one model) of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// The engine (and, where a run trains several models, the model).
+    pub engine: String,
+    /// Named values: accuracy, losses, seconds.
+    pub values: BTreeMap<String, f64>,
+}
+
+/// Everything one experiment measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct Metrics {
+    /// The experiment's name.
+    pub experiment: String,
+    /// `f32` or `f64`.
+    pub dtype: String,
+    /// What `at` counts in the curves: `epoch` or `iteration`.
+    pub unit: &'static str,
+    /// Final numbers.
+    pub summaries: Vec<Summary>,
+    /// Loss curves.
+    pub curves: Vec<Point>,
+}
+
+impl Metrics {
+    /// An empty record of `experiment`.
+    pub fn new(experiment: &str, dtype: &str, unit: &'static str) -> Self {
+        Metrics { experiment: experiment.into(), dtype: dtype.into(), unit, summaries: Vec::new(), curves: Vec::new() }
+    }
+
+    /// Adds a summary of `engine` from `(name, value)` pairs.
+    pub fn summary(&mut self, engine: impl Into<String>, values: &[(&str, f64)]) {
+        let values = values.iter().map(|&(k, v)| (k.to_string(), v)).collect();
+        self.summaries.push(Summary { engine: engine.into(), values });
+    }
+
+    /// Writes `<out>/<experiment>-metrics.json` and `.csv`; returns their paths.
+    ///
+    /// # Errors
+    /// If a file cannot be written.
+    pub fn write(&self, out: &Path) -> Result<[PathBuf; 2]> {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let json = out.join(format!("{}-metrics.json", self.experiment));
+        std::fs::write(&json, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("writing {}", json.display()))?;
+        // Curves, then summaries: `at` is in the run's unit (epochs or iterations).
+        let mut csv = String::from("experiment,dtype,engine,kind,name,at,value,accuracy\n");
+        for p in &self.curves {
+            let accuracy = p.accuracy.map(|a| a.to_string()).unwrap_or_default();
+            let (e, d, unit) = (&self.experiment, &self.dtype, self.unit);
+            csv.push_str(&format!("{e},{d},{},{unit} curve,{},{},{},{accuracy}\n", p.engine, p.split, p.at, p.loss));
+        }
+        for s in &self.summaries {
+            for (name, value) in &s.values {
+                csv.push_str(&format!("{},{},{},summary,{name},,{value},\n", self.experiment, self.dtype, s.engine));
+            }
+        }
+        let csv_path = out.join(format!("{}-metrics.csv", self.experiment));
+        std::fs::write(&csv_path, csv).with_context(|| format!("writing {}", csv_path.display()))?;
+        Ok([json, csv_path])
+    }
+}
