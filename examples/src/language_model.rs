@@ -13,7 +13,7 @@ use scratch::data::text::{self, Vocabulary};
 use scratch::losses::{CrossEntropyValue, SoftmaxCrossEntropy};
 use scratch::network::NeuralNetwork;
 use scratch::ops::Mode;
-use scratch::optim::{AdaGrad, Clip, Clipped, Decay};
+use scratch::optim::{AdaGrad, Adam, Clip, Clipped, Decay, WeightDecay};
 use scratch::rng::RandomState;
 use scratch::rnn::{one_hot, sample_index, CellKind, CharWindows, GruForm, RecurrentSpec, StateMode};
 use tch::Tensor;
@@ -37,6 +37,18 @@ pub const BOOK_VALIDATION_LOSS: f64 = 2.331;
 /// At most this many held-out characters are scored at each evaluation.
 const VALIDATION_CHARS: usize = 50_000;
 
+/// The optimizer of a language model (each clipped as [`LmOptions::clip`] says).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LmOptimizer {
+    /// AdaGrad, the book's chapter 6.
+    AdaGrad,
+    /// Adam with L2 weight decay, the book's chapter 7 (`Adam(lr=0.001, weight_decay=1e-5)`).
+    Adam {
+        /// The weight decay.
+        weight_decay: f64,
+    },
+}
+
 /// How the model is trained.
 #[derive(Clone, Debug)]
 pub struct LmOptions {
@@ -56,8 +68,14 @@ pub struct LmOptions {
     pub iterations: usize,
     /// Iterations between validations.
     pub eval_every: usize,
-    /// AdaGrad's learning rate.
+    /// The optimizer.
+    pub optimizer: LmOptimizer,
+    /// Its learning rate.
     pub lr: f64,
+    /// Train on only the first this many characters of the corpus (the book's text had 100 000).
+    pub corpus_chars: Option<usize>,
+    /// The share of the corpus held out for validation, from its end.
+    pub validation_share: f64,
     /// Gradient clipping before every update.
     pub clip: Clip,
     /// The book's consecutive windows with the state carried between batches, instead of windows at
@@ -80,13 +98,36 @@ pub struct LmOptions {
 }
 
 impl LmOptions {
-    /// The experiment's name: `ch6-lstm`, `ch6-gru`, `ch6-gru-book` or `ch6-rnn`.
+    /// The experiment's name: `ch6-lstm`, `ch6-gru`, `ch6-gru-book`, `ch6-rnn`, or `ch7-lstm` (Adam).
     pub fn name(&self) -> &'static str {
+        if matches!(self.optimizer, LmOptimizer::Adam { .. }) {
+            return "ch7-lstm";
+        }
         match self.cell {
             CellKind::Lstm => "ch6-lstm",
             CellKind::Gru(GruForm::PyTorch) => "ch6-gru",
             CellKind::Gru(GruForm::Book) => "ch6-gru-book",
             CellKind::Rnn => "ch6-rnn",
+        }
+    }
+}
+
+impl LmOptions {
+    /// The book's chapter-7 `NextCharacterModel` run: one LSTM whose hidden size is the vocabulary's,
+    /// 50-character windows in the book's order with the state carried (detached) between batches,
+    /// Adam (0.001, weight decay 1e-5), one epoch over the first 80 000 of 100 000 characters.
+    pub fn chapter7() -> Self {
+        LmOptions {
+            hidden: 0,
+            steps: 50,
+            optimizer: LmOptimizer::Adam { weight_decay: 1e-5 },
+            lr: 0.001,
+            book_windows: true,
+            corpus_chars: Some(100_000),
+            validation_share: 0.2,
+            iterations: 0,
+            eval_every: 500,
+            ..Self::default()
         }
     }
 }
@@ -102,7 +143,10 @@ impl Default for LmOptions {
             batch: 32,
             iterations: 2000,
             eval_every: 250,
+            optimizer: LmOptimizer::AdaGrad,
             lr: 0.05,
+            corpus_chars: None,
+            validation_share: 0.1,
             clip: Clip::Norm(5.0),
             book_windows: false,
             seed: 20_190_825,
@@ -126,15 +170,19 @@ pub struct Corpus {
     pub validation: Vec<usize>,
 }
 
-/// Loads `works` from the Shakespeare corpus under `data_dir` and splits it nine tenths to one.
+/// Loads `works` from the Shakespeare corpus under `data_dir` (its first `chars` characters, if given)
+/// and holds out its last `validation_share`.
 ///
 /// # Errors
 /// A missing or unreadable work (with the command that fetches the corpus).
-pub fn corpus(data_dir: &Path, works: &[&str]) -> Result<Corpus> {
-    let text = text::shakespeare(data_dir, works)?;
+pub fn corpus(data_dir: &Path, works: &[&str], chars: Option<usize>, validation_share: f64) -> Result<Corpus> {
+    let mut text = text::shakespeare(data_dir, works)?;
+    if let Some(n) = chars {
+        text = text.chars().take(n).collect();
+    }
     let vocab = Vocabulary::new(&text);
     let encoded = vocab.encode(&text)?;
-    let split = encoded.len() * 9 / 10;
+    let split = (encoded.len() as f64 * (1.0 - validation_share)) as usize;
     Ok(Corpus { vocab, validation: encoded[split..].to_vec(), train: encoded[..split].to_vec() })
 }
 
@@ -203,13 +251,11 @@ trait LanguageModel {
     fn save(&self, path: &Path) -> Result<()>;
 }
 
-type ScratchOptimizer<F> = Clipped<AdaGrad<F>>;
-
-struct ScratchLm<F: TorchFloat> {
-    trainer: scratch::train::Trainer<F, ScratchOptimizer<F>>,
+struct ScratchLm<F: TorchFloat, O: scratch::optim::Optimizer<F>> {
+    trainer: scratch::train::Trainer<F, O>,
 }
 
-impl<F: TorchFloat> LanguageModel for ScratchLm<F> {
+impl<F: TorchFloat, O: scratch::optim::Optimizer<F>> LanguageModel for ScratchLm<F, O> {
     fn step(&mut self, x: &Array3<f32>, y: &Array3<f32>, iteration: usize) -> Result<f64> {
         Ok(self.trainer.train_batch(
             &x.mapv(|v| F::cast(f64::from(v))),
@@ -386,46 +432,71 @@ fn train(
     Ok(result)
 }
 
-fn run_typed<F: TorchFloat>(corpus: &Corpus, opts: &LmOptions, prompt: &str) -> Result<Vec<LmResult>> {
+/// Trains one engine's copy of the network with `O` (scratch) or `P` (torch).
+fn train_engine<F: TorchFloat, O: scratch::optim::Optimizer<F>, P: torch::optim::Optimizer>(
+    engine: &'static str,
+    (corpus, opts, prompt): (&Corpus, &LmOptions, &str),
+    (ours, theirs): (O, P),
+) -> Result<LmResult> {
     let spec = network(opts, corpus.vocab.len());
+    if engine == "scratch" {
+        let mut net = spec.scratch::<F>(Box::new(SoftmaxCrossEntropy::new()), &mut RandomState::new(opts.seed))?;
+        if let Some(path) = &opts.resume {
+            net.load(path)?;
+        }
+        let mut model = ScratchLm { trainer: scratch::train::Trainer::new(net, Clipped::new(ours, opts.clip)) };
+        train(engine, &mut model, corpus, opts, prompt)
+    } else {
+        let loss = torch::losses::Loss::SoftmaxCrossEntropy(CrossEntropyValue::Categorical);
+        let mut model = spec.torch::<F>(loss, opts.device.resolve()?, &mut RandomState::new(opts.seed))?;
+        if let Some(path) = &opts.resume {
+            model.load(path)?;
+        }
+        let trainer = torch::train::Trainer::new(model, torch::optim::Clipped::new(theirs, opts.clip));
+        train(engine, &mut TorchLm { trainer }, corpus, opts, prompt)
+    }
+}
+
+fn run_typed<F: TorchFloat>(corpus: &Corpus, opts: &LmOptions, prompt: &str) -> Result<Vec<LmResult>> {
     let mut results = Vec::new();
     for engine in opts.engines.names() {
-        results.push(if engine == "scratch" {
-            let loss = Box::new(SoftmaxCrossEntropy::new());
-            let mut net = spec.scratch::<F>(loss, &mut RandomState::new(opts.seed))?;
-            if let Some(path) = &opts.resume {
-                net.load(path)?;
+        let run = (corpus, opts, prompt);
+        results.push(match opts.optimizer {
+            LmOptimizer::AdaGrad => train_engine::<F, _, _>(
+                engine,
+                run,
+                (AdaGrad::new(opts.lr, Decay::None)?, torch::optim::AdaGrad::new(opts.lr, Decay::None)?),
+            )?,
+            LmOptimizer::Adam { weight_decay } => {
+                let decay = WeightDecay::L2(weight_decay);
+                let ours = Adam::new(opts.lr, Decay::None)?.with_weight_decay(decay);
+                let theirs = torch::optim::Adam::new(opts.lr, Decay::None)?.with_weight_decay(decay);
+                train_engine::<F, _, _>(engine, run, (ours, theirs))?
             }
-            let optimizer = Clipped::new(AdaGrad::new(opts.lr, Decay::None)?, opts.clip);
-            let trainer = scratch::train::Trainer::new(net, optimizer);
-            train("scratch", &mut ScratchLm { trainer }, corpus, opts, prompt)?
-        } else {
-            let loss = torch::losses::Loss::SoftmaxCrossEntropy(CrossEntropyValue::Categorical);
-            let mut model = spec.torch::<F>(loss, opts.device.resolve()?, &mut RandomState::new(opts.seed))?;
-            if let Some(path) = &opts.resume {
-                model.load(path)?;
-            }
-            let optimizer = torch::optim::Clipped::new(torch::optim::AdaGrad::new(opts.lr, Decay::None)?, opts.clip);
-            train(
-                "torch",
-                &mut TorchLm { trainer: torch::train::Trainer::new(model, optimizer) },
-                corpus,
-                opts,
-                prompt,
-            )?
         });
     }
     Ok(results)
 }
 
-/// Trains the language model with the selected engines in `F`, on the works [`WORKS`].
+/// Trains the language model with the selected engines in `F`, on the works [`WORKS`]; returns the
+/// corpus, the options as run (a hidden size or iteration count of 0 resolved to the vocabulary's size
+/// and one epoch) and each engine's result.
 ///
 /// # Errors
 /// Missing data, an unavailable device, or a training failure.
-pub fn run<F: TorchFloat>(data_dir: &Path, opts: &LmOptions) -> Result<(Corpus, Vec<LmResult>)> {
-    let corpus = corpus(data_dir, &WORKS).context("loading the Shakespeare corpus")?;
-    let results = run_typed::<F>(&corpus, opts, "ROMEO.")?;
-    Ok((corpus, results))
+pub fn run<F: TorchFloat>(data_dir: &Path, opts: &LmOptions) -> Result<(Corpus, LmOptions, Vec<LmResult>)> {
+    let corpus =
+        corpus(data_dir, &WORKS, opts.corpus_chars, opts.validation_share).context("loading the Shakespeare corpus")?;
+    let mut opts = opts.clone();
+    if opts.hidden == 0 {
+        opts.hidden = corpus.vocab.len();
+    }
+    if opts.iterations == 0 {
+        // One epoch: the book's windows move on by a batch per iteration.
+        opts.iterations = (corpus.train.len() - opts.steps - 1) / opts.batch;
+    }
+    let results = run_typed::<F>(&corpus, &opts, "ROMEO.")?;
+    Ok((corpus, opts, results))
 }
 
 /// The results as a table.

@@ -2,8 +2,14 @@
 //! printed it.
 
 use anyhow::Result;
-use ndarray::Array2;
+use ndarray::{array, Array1, Array2, Array3, Array4};
+use scratch::conv::loops::{
+    conv_1d_batch, conv_1d_sum, conv_2d, input_grad_1d, input_grad_2d, input_grad_2d_multi, param_grad_1d,
+    param_grad_1d_batch, param_grad_2d, param_grad_2d_multi,
+};
+use scratch::conv::{Pool2D, PoolKind};
 use scratch::foundations::{matrix_function_backward_sum, matrix_function_forward_sum, sigmoid};
+use scratch::ops::{Mode, Operation};
 use scratch::rng::RandomState;
 
 use crate::boston::BostonResults;
@@ -46,6 +52,78 @@ pub fn chapter1() -> Result<Vec<Check>> {
         for (j, &b) in row.iter().enumerate() {
             checks.push(Check::new(format!("ch1 dL/dX[{i},{j}]"), b, dl_dx[[i, j]], 4));
         }
+    }
+    Ok(checks)
+}
+
+/// Chapter 5: the convolution notebook's 1-D and 2-D numbers from the loop convolutions (sums, input
+/// and kernel gradients, and its finite-difference checks with the same random draws), and the math
+/// notebook's pooling example.
+///
+/// # Errors
+/// A shape error in the loops (none for these inputs).
+pub fn chapter5() -> Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    let mut push = |what: &str, book: &[f64], ours: &[f64], decimals: usize| {
+        for (i, (&b, &o)) in book.iter().zip(ours).enumerate() {
+            let index = if book.len() > 1 { format!("[{i}]") } else { String::new() };
+            checks.push(Check::new(format!("ch5 {what}{index}"), b, o, decimals));
+        }
+    };
+    let input = array![1.0, 2.0, 3.0, 4.0, 5.0];
+    let param = array![1.0, 1.0, 1.0];
+    let ones = Array1::ones(5);
+    push("conv_1d_sum([1..5], [1,1,1])", &[39.0], &[conv_1d_sum(&input, &param)], 1);
+    push(
+        "input_grad_1d",
+        &[2.0, 3.0, 3.0, 3.0, 2.0],
+        input_grad_1d(&input, &param, &ones).as_slice().unwrap_or(&[]),
+        0,
+    );
+    push("param_grad_1d", &[10.0, 15.0, 14.0], param_grad_1d(&input, &param, &ones).as_slice().unwrap_or(&[]), 0);
+    let batch = array![[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]];
+    push("conv_1d_batch sum", &[133.0], &[conv_1d_batch(&batch, &param).sum()], 1);
+    let grad = param_grad_1d_batch(&batch, &param, &Array2::ones((2, 7)));
+    push("param_grad_1d_batch", &[36.0, 49.0, 48.0], grad.as_slice().unwrap_or(&[]), 0);
+
+    // The notebook's generator after its randint draws 4, 0, 0, 2, 2.
+    let mut rng = RandomState::new(190_220);
+    for high in [5, 3, 2, 7, 3] {
+        rng.randint(0, high);
+    }
+    let imgs: Array3<f64> = rng.randn((3, 28, 28));
+    let kernel: Array2<f64> = rng.randn((3, 3));
+    let ones = Array3::ones((3, 28, 28));
+    let (i, j, k) = (rng.randint(0, 3) as usize, rng.randint(0, 28) as usize, rng.randint(0, 28) as usize);
+    push(
+        "2-D input gradient (analytic)",
+        &[-3.184347739859924],
+        &[input_grad_2d(&imgs, &kernel, &ones)[[i, j, k]]],
+        14,
+    );
+    let mut bumped = imgs.clone();
+    bumped[[i, j, k]] += 1.0;
+    let perturbed = conv_2d(&bumped, &kernel).sum() - conv_2d(&imgs, &kernel).sum();
+    push("2-D input gradient (perturbation)", &[-3.1843477398599163], &[perturbed], 10);
+    let (a, b) = (rng.randint(0, 3) as usize, rng.randint(0, 3) as usize);
+    push("2-D kernel gradient (analytic)", &[5.533490159230001], &[param_grad_2d(&imgs, &kernel, &ones)[[a, b]]], 14);
+
+    let cifar: Array4<f64> = rng.randn((10, 3, 32, 32));
+    let kernels: Array4<f64> = rng.randn((3, 16, 5, 5));
+    let at: Vec<usize> = [10, 3, 32, 32, 3, 16, 5, 5].iter().map(|&h| rng.randint(0, h) as usize).collect();
+    let ones = Array4::ones((10, 16, 32, 32));
+    let g = input_grad_2d_multi(&cifar, &kernels, &ones)[[at[0], at[1], at[2], at[3]]];
+    push("multi-channel input gradient", &[2.3452987587074423], &[g], 14);
+    let g = param_grad_2d_multi(&cifar, &kernels, &ones)[[at[4], at[5], at[6], at[7]]];
+    push("multi-channel kernel gradient", &[-47.0912312415532], &[g], 12);
+
+    // Math notebook: np.random.seed(20190420); randint(0, 10, (4, 4)), pooled in 2 x 2 blocks.
+    let mut rng = RandomState::new(20_190_420);
+    let grid: Vec<f64> = (0..16).map(|_| rng.randint(0, 10) as f64).collect();
+    let x = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[1, 1, 4, 4]), grid)?;
+    for (kind, book) in [(PoolKind::Average, [3.5, 4.25, 5.0, 3.0]), (PoolKind::Max, [5.0, 6.0, 9.0, 7.0])] {
+        let pooled = Pool2D::<f64>::new(kind, 2, 2)?.forward(x.clone(), Mode::Eval)?;
+        push(&format!("{kind:?} pooling"), &book, &pooled.iter().copied().collect::<Vec<_>>(), 2);
     }
     Ok(checks)
 }

@@ -65,15 +65,15 @@ struct Common {
     /// Language models: training iterations (default 2000)
     #[arg(long, global = true)]
     iterations: Option<usize>,
-    /// Language models: hidden units per recurrent layer
-    #[arg(long, global = true, default_value_t = 256)]
-    hidden: usize,
+    /// Language models: hidden units per recurrent layer (default 256; ch7-lstm: the vocabulary's size)
+    #[arg(long, global = true)]
+    hidden: Option<usize>,
     /// Language models: stacked recurrent layers
     #[arg(long, global = true, default_value_t = 1)]
     layers: usize,
-    /// Language models: AdaGrad's learning rate
-    #[arg(long, global = true, default_value_t = 0.05)]
-    lr: f64,
+    /// Language models: the learning rate (default 0.05 for AdaGrad; ch7-lstm: 0.001 for Adam)
+    #[arg(long, global = true)]
+    lr: Option<f64>,
     /// Language models: the book's consecutive windows with the state carried between batches
     #[arg(long, global = true)]
     book_windows: bool,
@@ -109,7 +109,7 @@ enum Command {
         #[arg(required = true)]
         experiments: Vec<String>,
     },
-    /// Recompute the book's deterministic results and compare them with its printed numbers
+    /// Recompute the book's deterministic results (chapters 1, 2, 3 and 5) beside its printed numbers
     Reproduce,
     /// A short tour: the book's numbers, the chapter 2-3 models, a chapter-4 network and a chapter-6
     /// character LSTM in both engines
@@ -163,27 +163,27 @@ fn run_mnist(common: &Common, data: &Path, names: &[&str], epochs: Option<usize>
     }
 }
 
-/// The cell of a `ch6-*` experiment.
-fn recurrent_cell(name: &str) -> Option<CellKind> {
-    match name {
-        "ch6-rnn" => Some(CellKind::Rnn),
-        "ch6-lstm" => Some(CellKind::Lstm),
-        "ch6-gru" => Some(CellKind::Gru(GruForm::PyTorch)),
-        "ch6-gru-book" => Some(CellKind::Gru(GruForm::Book)),
-        _ => None,
-    }
+/// The settings of a language-model experiment (`ch6-*`, `ch7-lstm`).
+fn language_model_experiment(name: &str) -> Option<LmOptions> {
+    let cell = match name {
+        "ch7-lstm" => return Some(LmOptions::chapter7()),
+        "ch6-rnn" => CellKind::Rnn,
+        "ch6-lstm" => CellKind::Lstm,
+        "ch6-gru" => CellKind::Gru(GruForm::PyTorch),
+        "ch6-gru-book" => CellKind::Gru(GruForm::Book),
+        _ => return None,
+    };
+    Some(LmOptions { cell, ..LmOptions::default() })
 }
 
-fn run_language_model_typed<F: TorchFloat>(common: &Common, data: &Path, cell: CellKind) -> Result<()> {
-    let defaults = LmOptions::default();
+fn run_language_model_typed<F: TorchFloat>(common: &Common, data: &Path, defaults: LmOptions) -> Result<()> {
     let opts = LmOptions {
         engines: common.engine,
-        cell,
-        hidden: common.hidden,
+        hidden: common.hidden.unwrap_or(defaults.hidden),
         layers: common.layers,
         iterations: common.iterations.unwrap_or(defaults.iterations),
-        lr: common.lr,
-        book_windows: common.book_windows,
+        lr: common.lr.unwrap_or(defaults.lr),
+        book_windows: common.book_windows || defaults.book_windows,
         seed: common.seed.unwrap_or(defaults.seed),
         temperature: common.temperature,
         quiet: common.quiet,
@@ -192,7 +192,7 @@ fn run_language_model_typed<F: TorchFloat>(common: &Common, data: &Path, cell: C
         checkpoints: Some(common.out.clone()),
         ..defaults
     };
-    let (corpus, results) = language_model::run::<F>(data, &opts)?;
+    let (corpus, opts, results) = language_model::run::<F>(data, &opts)?;
     for r in &results {
         println!("--- {} sample (temperature {}) ---\n{}\n", r.engine, opts.temperature, r.sample);
     }
@@ -207,10 +207,10 @@ fn run_language_model_typed<F: TorchFloat>(common: &Common, data: &Path, cell: C
     Ok(())
 }
 
-fn run_language_model(common: &Common, data: &Path, cell: CellKind) -> Result<()> {
+fn run_language_model(common: &Common, data: &Path, defaults: LmOptions) -> Result<()> {
     match common.dtype {
-        Dtype::F32 => run_language_model_typed::<f32>(common, data, cell),
-        Dtype::F64 => run_language_model_typed::<f64>(common, data, cell),
+        Dtype::F32 => run_language_model_typed::<f32>(common, data, defaults),
+        Dtype::F64 => run_language_model_typed::<f64>(common, data, defaults),
     }
 }
 
@@ -231,9 +231,11 @@ fn list() -> Table {
         ("ch6-gru", "the same with a GRU (PyTorch's form)"),
         ("ch6-gru-book", "the same with the book's GRU form (fixed), libtorch's step-by-step cells"),
         ("ch6-rnn", "the same with the vanilla tanh RNN"),
+        ("ch7-lstm", "the book's NextCharacterModel: LSTM, Adam, one epoch of 100 000 characters"),
     ] {
-        let book = if name == "ch6-lstm" { "2.331 nats/char (ch. 7)" } else { "-" };
-        t.push(vec![name.into(), "6".into(), what.into(), book.into()]);
+        let book = if name.ends_with("-lstm") { "2.331 nats/char (ch. 7)" } else { "-" };
+        let chapter = if name.starts_with("ch7") { "7" } else { "6" };
+        t.push(vec![name.into(), chapter.into(), what.into(), book.into()]);
     }
     t.push(vec![
         "divergence".into(),
@@ -257,8 +259,8 @@ fn main() -> Result<()> {
                 match name.as_str() {
                     "boston" => drop(run_boston(common, &data)?),
                     "divergence" => println!("{}", divergence::table(&divergence::run(&data, &[0.2, 0.03])?).render()),
-                    other if recurrent_cell(other).is_some() => {
-                        run_language_model(common, &data, recurrent_cell(other).expect("matched"))?
+                    other if language_model_experiment(other).is_some() => {
+                        run_language_model(common, &data, language_model_experiment(other).expect("matched"))?
                     }
                     other if other.starts_with("ch") => mnist_names.push(mnist::experiment(other)?.name),
                     other => bail!("unknown experiment {other:?}; `dlfs list` shows them"),
@@ -271,6 +273,7 @@ fn main() -> Result<()> {
         Command::Reproduce => {
             let mut checks = reproduce::chapter1()?;
             checks.extend(reproduce::boston(&boston::run(&data, common.engine, common.quiet)?));
+            checks.extend(reproduce::chapter5()?);
             println!("{}", reproduce::table(&checks).render());
             let matched = checks.iter().filter(|c| c.matches()).count();
             println!("{matched} of {} printed numbers reproduced", checks.len());
@@ -283,7 +286,7 @@ fn main() -> Result<()> {
             println!("{matched} of {} printed numbers reproduced\n", checks.len());
             run_mnist(common, &data, &["ch4-glorot"], Some(common.epochs.unwrap_or(2)))?;
             let short = Common { iterations: Some(common.iterations.unwrap_or(300)), ..common.clone() };
-            run_language_model(&short, &data, CellKind::Lstm)?;
+            run_language_model(&short, &data, LmOptions::default())?;
         }
     }
     if !common.quiet && !matches!(cli.command, Command::List) {
