@@ -83,6 +83,45 @@ fn pooling_and_flatten() {
     }
 }
 
+/// Transposed convolutions (stride 1, every padding below the kernel, with and without a bias) against
+/// libtorch's `conv_transpose2d`, in a decoder-shaped network: dense code, reshape to images, two
+/// transposed convolutions.
+#[test]
+fn transposed_convolutions() {
+    let mut rng = RandomState::new(12);
+    for (c, o, k, p, bias, side) in
+        [(1, 1, 1, 0, false, 3), (3, 2, 3, 1, true, 5), (2, 4, 5, 2, true, 7), (2, 3, 3, 0, false, 4)]
+    {
+        let mut up = ConvSpec::new(c, o, k);
+        up.transposed = true;
+        up.padding = Some(p);
+        up.bias = bias;
+        up.activation = Activation::Tanh;
+        up.init = WeightInit::PyTorch;
+        let mut out = ConvSpec::new(o, 1, 3);
+        out.transposed = true;
+        out.flatten = true;
+        let layers = vec![
+            LayerSpec::dense(c * side * side, Activation::Tanh, WeightInit::Glorot),
+            LayerSpec::Reshape(vec![c, side, side]),
+            LayerSpec::Conv(up),
+            LayerSpec::Conv(out),
+        ];
+        let spec = NetSpec::new(&[6], layers);
+        let pixels: usize = spec.shapes().unwrap().last().unwrap().iter().product();
+        let (mut net, mut model) = model_pair::<f64>(&spec, LossKind::MseElements, 4);
+        let x: ArrayD<f64> = rng.randn(IxDyn(&[3, 6]));
+        let y: ArrayD<f64> = rng.randn(IxDyn(&[3, pixels]));
+        compare_networks(
+            &mut net,
+            &mut model,
+            &x,
+            &y,
+            &format!("ConvTranspose2D {c}->{o} {k}x{k} padding {p} bias {bias}"),
+        );
+    }
+}
+
 /// The chapter-5 CNN: `Conv2D(1 -> 16, 5x5, tanh, flatten)`, then `Dense(10)`.
 fn chapter5_cnn(dropout: Option<f64>) -> Vec<LayerSpec> {
     let mut conv = ConvSpec::new(1, 16, 5);

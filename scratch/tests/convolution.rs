@@ -212,3 +212,23 @@ fn wrong_channels_or_too_small_images_name_the_shapes() {
     let err = op.forward(ArrayD::zeros(IxDyn(&[1, 3, 4, 8])), Mode::Eval).unwrap_err().to_string();
     assert!(err.contains("at least the kernel's size"), "{err}");
 }
+
+#[test]
+fn transposed_convolution_gradients() {
+    use scratch::conv::ConvTranspose2DOp;
+    let mut rng = RandomState::new(9);
+    // (batch, in, out, k, padding, h, w)
+    for (batch, c, o, k, p, h, w) in
+        [(1, 1, 1, 1, 0, 1, 1), (2, 3, 2, 3, 1, 4, 5), (3, 2, 4, 5, 2, 6, 6), (1, 2, 1, 3, 0, 2, 3)]
+    {
+        let kernel: Array4<f64> = rng.randn((c, o, k, k));
+        let mut op = ConvTranspose2DOp::new(kernel, p).unwrap();
+        let x: ArrayD<f64> = rng.randn(IxDyn(&[batch, c, h, w]));
+        let y = op.forward(x.clone(), Mode::Train).unwrap();
+        assert_eq!(y.shape(), &[batch, o, h + k - 1 - 2 * p, w + k - 1 - 2 * p]);
+        check_op(&mut op, x, &format!("ConvTranspose2D {c}->{o} {k}x{k} padding {p} on {h}x{w}"));
+    }
+    assert!(ConvTranspose2DOp::new(Array4::<f64>::zeros((1, 1, 3, 3)), 3).is_err(), "padding must be below k");
+    let layer = Conv2D::<f64>::builder(2, 3, 5).transposed(true).stride(2).build(&mut rng);
+    assert!(layer.is_err_and(|e| e.to_string().contains("stride 1")));
+}

@@ -223,8 +223,9 @@ impl Conv2D {
     pub fn new(path: &nn::Path<'_>, spec: ConvSpec, kind: Kind, rng: &mut RandomState) -> Self {
         let options = (kind, path.device());
         let k = spec.kernel as i64;
-        let weight =
-            path.add("weight", Tensor::zeros([spec.out_channels as i64, spec.in_channels as i64, k, k], options), true);
+        let (o, c) = (spec.out_channels as i64, spec.in_channels as i64);
+        let shape = if spec.transposed { [c, o, k, k] } else { [o, c, k, k] };
+        let weight = path.add("weight", Tensor::zeros(shape, options), true);
         let bias = spec.bias.then(|| path.add("bias", Tensor::zeros([spec.out_channels as i64], options), true));
         let dropout = spec.dropout.map(|(keep, style)| Dropout::new(keep, style, MaskSource::Torch));
         let mut layer = Conv2D { spec, weight, bias, dropout };
@@ -246,7 +247,7 @@ impl Layer for Conv2D {
                 scratch::Error::shape("input", format!("(batch, {}, height, width)", g.in_channels), size).into()
             );
         }
-        if g.output_size((size[2] as usize, size[3] as usize)).is_none() {
+        if self.spec.output_size((size[2] as usize, size[3] as usize)).is_none() {
             return Err(scratch::Error::shape(
                 "input",
                 format!("images of at least the kernel's size {:?} after padding", g.kernel),
@@ -255,7 +256,11 @@ impl Layer for Conv2D {
             .into());
         }
         let (s, p) = (g.stride.0 as i64, g.padding.0 as i64);
-        let y = x.conv2d(&self.weight, self.bias.as_ref(), [s, s], [p, p], [1, 1], 1);
+        let y = if self.spec.transposed {
+            x.conv_transpose2d(&self.weight, self.bias.as_ref(), [s, s], [p, p], [0, 0], 1, [1, 1])
+        } else {
+            x.conv2d(&self.weight, self.bias.as_ref(), [s, s], [p, p], [1, 1], 1)
+        };
         let mut y = activate(&y, self.spec.activation);
         if self.spec.flatten {
             y = y.flatten(1, -1);
@@ -276,7 +281,9 @@ impl Layer for Conv2D {
     /// with the from-scratch engine's own conversion ([`Layout`]).
     fn reinitialize(&mut self, rng: &mut RandomState) {
         let draw = self.spec.draw(rng);
-        set_values(&mut self.weight, &Layout::SwapAxes01.to_canonical(&draw.kernel.into_dyn()));
+        // The draw is `(C, O, k, k)`: a transposed convolution's own layout, a convolution's swapped.
+        let layout = if self.spec.transposed { Layout::Canonical } else { Layout::SwapAxes01 };
+        set_values(&mut self.weight, &layout.to_canonical(&draw.kernel.into_dyn()));
         if let (Some(b), Some(values)) = (&mut self.bias, draw.bias) {
             set_values(b, &values.into_dyn());
         }

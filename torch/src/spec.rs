@@ -96,8 +96,7 @@ impl NetSpec {
                     if ch != c.in_channels {
                         return Err(bad(&format!("{} channels", c.in_channels), &shape));
                     }
-                    let (ho, wo) =
-                        c.geometry().output_size((h, w)).ok_or_else(|| bad("images the kernel fits", &shape))?;
+                    let (ho, wo) = c.output_size((h, w)).ok_or_else(|| bad("images the kernel fits", &shape))?;
                     if c.flatten {
                         vec![c.out_channels * ho * wo]
                     } else {

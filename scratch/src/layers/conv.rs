@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use ndarray::{Array1, Array4, ArrayD};
 
 use super::{Layer, LayerOps, WeightInit};
-use crate::conv::{ChannelBiasAdd, Conv2DOp, Geometry};
+use crate::conv::{ChannelBiasAdd, Conv2DOp, ConvTranspose2DOp, Geometry};
 use crate::ops::{Activation, Dropout, DropoutStyle, Flatten, Mode, Operation};
 use crate::param::Param;
 use crate::rng::RandomState;
@@ -35,6 +35,9 @@ pub struct ConvSpec {
     pub flatten: bool,
     /// Dropout on the output: keep probability and style.
     pub dropout: Option<(f64, DropoutStyle)>,
+    /// A transposed convolution ([`ConvTranspose2DOp`], PyTorch's `ConvTranspose2d`) instead, at stride
+    /// 1: its kernel is `(C, O, k, k)` in checkpoints too.
+    pub transposed: bool,
 }
 
 /// The initial values of a convolutional layer.
@@ -62,6 +65,18 @@ impl ConvSpec {
             init: WeightInit::Standard,
             flatten: false,
             dropout: None,
+            transposed: false,
+        }
+    }
+
+    /// The output height and width for an input of `(h, w)`, if the kernel fits.
+    pub fn output_size(&self, (h, w): (usize, usize)) -> Option<(usize, usize)> {
+        if self.transposed {
+            let p = self.geometry().padding.0;
+            let grow = |n: usize| (n + self.kernel - 1).checked_sub(2 * p).filter(|&m| m > 0);
+            Some((grow(h)?, grow(w)?))
+        } else {
+            self.geometry().output_size((h, w))
         }
     }
 
@@ -91,6 +106,14 @@ impl ConvSpec {
         if let Some((keep, style)) = self.dropout {
             Dropout::<f64>::new(keep, style, RandomState::new(0))?;
         }
+        if self.transposed && (self.stride != 1 || self.geometry().padding.0 >= self.kernel) {
+            return Err(Error::InvalidArgument(format!(
+                "ConvTranspose2D is implemented for stride 1 and padding below the kernel size, got stride {} and \
+                 padding {}",
+                self.stride,
+                self.geometry().padding.0
+            )));
+        }
         Ok(())
     }
 
@@ -98,7 +121,12 @@ impl ConvSpec {
     /// [`WeightInit::sample`] and the fans of [`WeightInit::conv_fans`]; with dropout, one more draw seeds
     /// the mask generator. Both engines initialise from this.
     pub fn draw(&self, rng: &mut RandomState) -> ConvDraw {
-        let fans = self.init.conv_fans(self.in_channels, self.out_channels, self.kernel);
+        // PyTorch takes a transposed convolution's fan-in from its kernel's second axis, the outputs.
+        let fans = if self.transposed {
+            self.init.conv_fans(self.out_channels, self.in_channels, self.kernel)
+        } else {
+            self.init.conv_fans(self.in_channels, self.out_channels, self.kernel)
+        };
         let kernel = self.init.sample(rng, (self.in_channels, self.out_channels, self.kernel, self.kernel), fans);
         let bias = self.bias.then(|| self.init.sample(rng, self.out_channels, fans));
         let dropout_seed = self.dropout.map(|_| rng.next_u32());
@@ -107,7 +135,8 @@ impl ConvSpec {
 
     /// A one-line description, e.g. `Conv2D(1 -> 16, 5x5, tanh, flatten, dropout keep 0.8)`.
     pub fn describe(&self) -> String {
-        let mut s = format!("Conv2D({} -> {}, {}x{}", self.in_channels, self.out_channels, self.kernel, self.kernel);
+        let name = if self.transposed { "ConvTranspose2D" } else { "Conv2D" };
+        let mut s = format!("{name}({} -> {}, {}x{}", self.in_channels, self.out_channels, self.kernel, self.kernel);
         if self.stride != 1 {
             s.push_str(&format!(", stride {}", self.stride));
         }
@@ -170,6 +199,12 @@ impl<F: Float> Conv2DBuilder<F> {
     /// Flattens the output to `(batch, channels · height · width)`, to feed a dense layer.
     pub fn flatten(mut self, flatten: bool) -> Self {
         self.spec.flatten = flatten;
+        self
+    }
+
+    /// A transposed convolution instead (stride 1).
+    pub fn transposed(mut self, transposed: bool) -> Self {
+        self.spec.transposed = transposed;
         self
     }
 
@@ -238,8 +273,12 @@ impl<F: Float> Layer<F> for Conv2D<F> {
         let draw = spec.draw(rng);
         let g = spec.geometry();
         let cast = |a: f64| F::cast(a);
-        let mut ops: Vec<Box<dyn Operation<F>>> =
-            vec![Box::new(Conv2DOp::new(draw.kernel.mapv(cast), g.stride, g.padding))];
+        let kernel = draw.kernel.mapv(cast);
+        let mut ops: Vec<Box<dyn Operation<F>>> = if spec.transposed {
+            vec![Box::new(ConvTranspose2DOp::new(kernel, g.padding.0).expect("validated"))]
+        } else {
+            vec![Box::new(Conv2DOp::new(kernel, g.stride, g.padding))]
+        };
         if let Some(bias) = draw.bias {
             ops.push(Box::new(ChannelBiasAdd::new(bias.mapv(cast))));
         }
