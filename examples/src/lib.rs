@@ -4,6 +4,7 @@
 //! The `dlfs` binary is the front door: `dlfs list`, `dlfs run <experiment>`, `dlfs reproduce`,
 //! `dlfs tour`.
 
+pub mod autoencoder;
 pub mod boston;
 pub mod divergence;
 pub mod language_model;

@@ -186,3 +186,82 @@ fn draw(path: &Path, chart: &Chart, text: bool) -> Result<(), Box<dyn std::error
     root.present()?;
     Ok(())
 }
+
+/// Draws rows of grayscale images (values in `[-1, 1]`, `side × side` each, row-major) into a PNG, one
+/// labelled row per entry of `rows`, each image scaled up `scale` times.
+///
+/// # Errors
+/// If the file cannot be written.
+pub fn image_grid(path: &Path, rows: &[(String, Vec<Vec<f64>>)], side: usize, scale: usize) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let text = font_available();
+    let label_width = if text { 150 } else { 0 };
+    let columns = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let cell = side * scale + 4;
+    let size = ((label_width + columns * cell) as u32, (rows.len() * cell) as u32);
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(path, size).into_drawing_area();
+        root.fill(&WHITE)?;
+        for (r, (label, images)) in rows.iter().enumerate() {
+            let top = (r * cell) as i32;
+            if text {
+                root.draw(&Text::new(label.as_str(), (8, top + cell as i32 / 2 - 8), ("sans-serif", 16)))?;
+            }
+            for (c, image) in images.iter().enumerate() {
+                let left = (label_width + c * cell) as i32 + 2;
+                for (i, &v) in image.iter().enumerate() {
+                    let level = (((v.clamp(-1.0, 1.0) + 1.0) / 2.0) * 255.0).round() as u8;
+                    let (x, y) = (left + ((i % side) * scale) as i32, top + 2 + ((i / side) * scale) as i32);
+                    let colour = RGBColor(level, level, level);
+                    root.draw(&Rectangle::new([(x, y), (x + scale as i32, y + scale as i32)], colour.filled()))?;
+                }
+            }
+        }
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
+}
+
+/// A scatter plot of `(x, y, class)` points, one colour per class, with a legend naming the classes.
+///
+/// # Errors
+/// If the file cannot be written.
+pub fn scatter(path: &Path, title: &str, points: &[(f64, f64, usize)], classes: &[String]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let text = font_available();
+    let range = |f: fn(&(f64, f64, usize)) -> f64| {
+        let (lo, hi) = points.iter().map(f).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+        let pad = (hi - lo).max(1e-9) * 0.05;
+        (lo - pad)..(hi + pad)
+    };
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(path, (900, 760)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut builder = ChartBuilder::on(&root);
+        builder.margin(16);
+        if text {
+            builder.caption(title, ("sans-serif", 22)).x_label_area_size(30).y_label_area_size(50);
+        }
+        let mut ctx = builder.build_cartesian_2d(range(|p| p.0), range(|p| p.1))?;
+        ctx.configure_mesh().draw()?;
+        for (class, name) in classes.iter().enumerate() {
+            let colour = Palette99::pick(class).to_rgba();
+            let series = points.iter().filter(|p| p.2 == class).map(|p| Circle::new((p.0, p.1), 2, colour.filled()));
+            let drawn = ctx.draw_series(series)?;
+            if text {
+                drawn.label(name.as_str()).legend(move |(x, y)| Circle::new((x + 8, y), 4, colour.filled()));
+            }
+        }
+        if text {
+            ctx.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
+        }
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
+}

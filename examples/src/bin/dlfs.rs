@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use examples::autoencoder::{self, AeOptions};
 use examples::language_model::{self, LmOptions};
 use examples::mnist::{self, Engines, RunOptions};
 use examples::table::Table;
@@ -214,6 +215,29 @@ fn run_language_model(common: &Common, data: &Path, defaults: LmOptions) -> Resu
     }
 }
 
+fn run_autoencoder_typed<F: TorchFloat>(common: &Common, data: &Path) -> Result<()> {
+    let opts = AeOptions {
+        engines: common.engine,
+        epochs: common.epochs.unwrap_or(1),
+        seed: common.seed.unwrap_or(20_190_504),
+        quiet: common.quiet,
+        device: common.device,
+    };
+    let (m, results) = autoencoder::run::<F>(&data.join(common.dataset.folder()), &opts)?;
+    println!("{}", autoencoder::table(&results).render());
+    for path in autoencoder::plots(&common.out, &m, &results)? {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn run_autoencoder(common: &Common, data: &Path) -> Result<()> {
+    match common.dtype {
+        Dtype::F32 => run_autoencoder_typed::<f32>(common, data),
+        Dtype::F64 => run_autoencoder_typed::<f64>(common, data),
+    }
+}
+
 fn list() -> Table {
     let mut t = Table::new("Experiments (`dlfs run <name>`)", &["name", "chapter", "what", "book"]);
     t.push(vec![
@@ -232,8 +256,13 @@ fn list() -> Table {
         ("ch6-gru-book", "the same with the book's GRU form (fixed), libtorch's step-by-step cells"),
         ("ch6-rnn", "the same with the vanilla tanh RNN"),
         ("ch7-lstm", "the book's NextCharacterModel: LSTM, Adam, one epoch of 100 000 characters"),
+        ("ch7-autoencoder", "convolutional autoencoder (transposed-convolution decoder), codes in 2-D"),
     ] {
-        let book = if name.ends_with("-lstm") { "2.331 nats/char (ch. 7)" } else { "-" };
+        let book = match name {
+            "ch7-autoencoder" => "test MSE 0.0693",
+            n if n.ends_with("-lstm") => "2.331 nats/char (ch. 7)",
+            _ => "-",
+        };
         let chapter = if name.starts_with("ch7") { "7" } else { "6" };
         t.push(vec![name.into(), chapter.into(), what.into(), book.into()]);
     }
@@ -258,6 +287,7 @@ fn main() -> Result<()> {
             for name in experiments {
                 match name.as_str() {
                     "boston" => drop(run_boston(common, &data)?),
+                    "ch7-autoencoder" => run_autoencoder(common, &data)?,
                     "divergence" => println!("{}", divergence::table(&divergence::run(&data, &[0.2, 0.03])?).render()),
                     other if language_model_experiment(other).is_some() => {
                         run_language_model(common, &data, language_model_experiment(other).expect("matched"))?
