@@ -13,7 +13,7 @@ use scratch::data::text::{self, Vocabulary};
 use scratch::losses::{CrossEntropyValue, SoftmaxCrossEntropy};
 use scratch::network::NeuralNetwork;
 use scratch::ops::Mode;
-use scratch::optim::{AdaGrad, Adam, Clip, Clipped, Decay, WeightDecay};
+use scratch::optim::{AdaGrad, Adam, AdamConfig, Clip, Clipped, Decay, WeightDecay};
 use scratch::rng::RandomState;
 use scratch::rnn::{one_hot, sample_index, CellKind, CharWindows, GruForm, RecurrentSpec, StateMode};
 use tch::Tensor;
@@ -468,9 +468,9 @@ fn run_typed<F: TorchFloat>(corpus: &Corpus, opts: &LmOptions, prompt: &str) -> 
                 (AdaGrad::new(opts.lr, Decay::None)?, torch::optim::AdaGrad::new(opts.lr, Decay::None)?),
             )?,
             LmOptimizer::Adam { weight_decay } => {
-                let decay = WeightDecay::L2(weight_decay);
-                let ours = Adam::new(opts.lr, Decay::None)?.with_weight_decay(decay);
-                let theirs = torch::optim::Adam::new(opts.lr, Decay::None)?.with_weight_decay(decay);
+                let config = AdamConfig { weight_decay: WeightDecay::L2(weight_decay), ..Default::default() };
+                let ours = Adam::with_config(opts.lr, Decay::None, config)?;
+                let theirs = torch::optim::Adam::with_config(opts.lr, Decay::None, config)?;
                 train_engine::<F, _, _>(engine, run, (ours, theirs))?
             }
         });

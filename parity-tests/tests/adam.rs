@@ -4,7 +4,7 @@
 
 use ndarray::{ArrayD, IxDyn};
 use parity_tests::{assert_close_tensor, leaf, F64};
-use scratch::optim::{Adam, Decay, Optimizer as _, WeightDecay};
+use scratch::optim::{Adam, AdamConfig, Decay, Optimizer as _, WeightDecay};
 use scratch::param::{Layout, Param};
 use scratch::rng::RandomState;
 use tch::nn::{self, OptimizerConfig};
@@ -36,8 +36,9 @@ fn compare(weight_decay: WeightDecay) {
             (Adam::<f64>::adamw(LR, l, Decay::None).unwrap(), torch::optim::Adam::adamw(LR, l, Decay::None).unwrap(), l)
         }
         WeightDecay::L2(l) => (
-            Adam::new(LR, Decay::None).unwrap().with_weight_decay(weight_decay),
-            torch::optim::Adam::new(LR, Decay::None).unwrap().with_weight_decay(weight_decay),
+            Adam::with_config(LR, Decay::None, AdamConfig { weight_decay, ..Default::default() }).unwrap(),
+            torch::optim::Adam::with_config(LR, Decay::None, AdamConfig { weight_decay, ..Default::default() })
+                .unwrap(),
             l,
         ),
         WeightDecay::None => {

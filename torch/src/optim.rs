@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use scratch::optim::{Clip, Decay, LearningRate, WeightDecay};
+use scratch::optim::{AdamConfig, Clip, Decay, LearningRate, WeightDecay};
 use tch::Tensor;
 
 use crate::Result;
@@ -207,9 +207,7 @@ impl<O: Optimizer> Optimizer for Clipped<O> {
 /// Adam and AdamW as [`scratch::optim::Adam`] computes them (PyTorch's form), from tensor operations.
 pub struct Adam {
     lr: LearningRate,
-    betas: (f64, f64),
-    eps: f64,
-    weight_decay: WeightDecay,
+    config: AdamConfig,
     /// First moment, second moment and step count of each parameter, by name.
     state: HashMap<String, (Tensor, Tensor, i32)>,
 }
@@ -220,13 +218,7 @@ impl Adam {
     /// # Errors
     /// If a rate is not positive.
     pub fn new(lr: f64, decay: Decay) -> Result<Self> {
-        Ok(Adam {
-            lr: LearningRate::new(lr, decay)?,
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            weight_decay: WeightDecay::None,
-            state: HashMap::new(),
-        })
+        Self::with_config(lr, decay, AdamConfig::default())
     }
 
     /// AdamW: Adam with decoupled weight decay `λ`.
@@ -234,30 +226,30 @@ impl Adam {
     /// # Errors
     /// If a rate is not positive or `λ` is negative.
     pub fn adamw(lr: f64, lambda: f64, decay: Decay) -> Result<Self> {
-        if !(lambda >= 0.0 && lambda.is_finite()) {
-            return Err(scratch::Error::InvalidArgument(format!("weight decay {lambda}: must be ≥ 0")).into());
-        }
-        Ok(Adam { weight_decay: WeightDecay::Decoupled(lambda), ..Self::new(lr, decay)? })
+        Self::with_config(lr, decay, AdamConfig { weight_decay: WeightDecay::Decoupled(lambda), ..Default::default() })
     }
 
-    /// With weight decay (a finite number ≥ 0, see [`scratch::optim::Adam::with_weight_decay`]).
-    pub fn with_weight_decay(mut self, weight_decay: WeightDecay) -> Self {
-        self.weight_decay = weight_decay;
-        self
+    /// Adam with the constants `config`.
+    ///
+    /// # Errors
+    /// If a rate is not positive or a constant invalid.
+    pub fn with_config(lr: f64, decay: Decay, config: AdamConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Adam { lr: LearningRate::new(lr, decay)?, config, state: HashMap::new() })
     }
 }
 
 impl Optimizer for Adam {
     fn step(&mut self, params: &[(String, Tensor)]) -> Result<()> {
-        let lr = self.lr.get();
-        let ((b1, b2), eps) = (self.betas, self.eps);
+        let (lr, config) = (self.lr.get(), self.config);
+        let (b1, b2) = (config.beta1, config.beta2);
         for (name, p) in params {
             let g = grad_of(name, p)?;
             tch::no_grad(|| -> Result<()> {
                 let (m, v, t) = self.state.entry(name.clone()).or_insert_with(|| (p.zeros_like(), p.zeros_like(), 0));
                 *t += 1;
-                let (c1, c2) = (1.0 - b1.powi(*t), 1.0 - b2.powi(*t));
-                let g = match self.weight_decay {
+                let (c1, c2) = config.bias_corrections(*t);
+                let g = match config.weight_decay {
                     WeightDecay::L2(l) => g + p * l,
                     WeightDecay::Decoupled(l) => {
                         updated(p.shallow_clone().f_mul_scalar_(1.0 - lr * l))?;
@@ -269,7 +261,7 @@ impl Optimizer for Adam {
                 updated(m.f_add_(&(&g * (1.0 - b1))))?;
                 updated(v.f_mul_scalar_(b2))?;
                 updated(v.f_add_(&(g.square() * (1.0 - b2))))?;
-                let denom = v.sqrt() / c2.sqrt() + eps;
+                let denom = v.sqrt() / c2.sqrt() + config.eps;
                 updated(p.shallow_clone().f_sub_(&(&*m / denom * (lr / c1))))
             })?;
         }

@@ -28,15 +28,15 @@ pub enum WeightDecay {
 /// p ← p − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)
 /// ```
 ///
-/// with the [`WeightDecay`] applied first.
+/// with the [`WeightDecay`] applied first; [`AdamConfig`] holds `β₁`, `β₂`, `ε` and the decay.
 ///
 /// ```
-/// use scratch::optim::{Adam, Decay, Optimizer, WeightDecay};
+/// use scratch::optim::{Adam, Decay, Optimizer};
 /// use scratch::param::{Layout, Param};
 ///
 /// let mut p = Param::new(ndarray::arr1(&[1.0f64, -1.0]).into_dyn(), Layout::Canonical);
 /// p.grad = ndarray::arr1(&[0.5, -2.0]).into_dyn();
-/// let mut adam = Adam::new(0.1, Decay::None)?.with_weight_decay(WeightDecay::Decoupled(0.01));
+/// let mut adam = Adam::adamw(0.1, 0.01, Decay::None)?;
 /// adam.step(vec![("p".into(), &mut p)])?;
 /// // The first step moves every element by about lr, against its gradient's sign.
 /// assert!((p.value[0] - (1.0 * (1.0 - 0.1 * 0.01) - 0.1)).abs() < 1e-6);
@@ -44,13 +44,53 @@ pub enum WeightDecay {
 /// ```
 pub struct Adam<F> {
     lr: LearningRate,
-    betas: (f64, f64),
-    eps: f64,
-    weight_decay: WeightDecay,
-    /// The first and second moments of each parameter, by name.
+    config: AdamConfig,
+    /// The first and second moments and the step count of each parameter, by name.
     moments: HashMap<String, ArrayD<F>>,
     squares: HashMap<String, ArrayD<F>>,
     steps: HashMap<String, i32>,
+}
+
+/// Adam's constants; both engines' Adam take one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamConfig {
+    /// Decay of the first moment, `β₁` (PyTorch: 0.9).
+    pub beta1: f64,
+    /// Decay of the second moment, `β₂` (PyTorch: 0.999).
+    pub beta2: f64,
+    /// `ε` in the denominator (PyTorch: 1e-8).
+    pub eps: f64,
+    /// Weight decay (PyTorch's `Adam`: none; its `AdamW`: decoupled 0.01).
+    pub weight_decay: WeightDecay,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: WeightDecay::None }
+    }
+}
+
+impl AdamConfig {
+    /// Checks the constants.
+    ///
+    /// # Errors
+    /// A `β` outside `[0, 1)`, a negative `ε`, or a weight decay that is negative or not finite.
+    pub fn validate(&self) -> Result<()> {
+        let unit = |b: f64| (0.0..1.0).contains(&b);
+        let decay_ok = match self.weight_decay {
+            WeightDecay::None => true,
+            WeightDecay::L2(l) | WeightDecay::Decoupled(l) => l >= 0.0 && l.is_finite(),
+        };
+        if !(unit(self.beta1) && unit(self.beta2) && self.eps >= 0.0 && decay_ok) {
+            return Err(Error::InvalidArgument(format!("Adam: invalid constants {self:?}")));
+        }
+        Ok(())
+    }
+
+    /// The bias corrections `(1 − β₁ᵗ, 1 − β₂ᵗ)` of step `t` (from 1).
+    pub fn bias_corrections(&self, t: i32) -> (f64, f64) {
+        (1.0 - self.beta1.powi(t), 1.0 - self.beta2.powi(t))
+    }
 }
 
 impl<F: Float> Adam<F> {
@@ -59,15 +99,7 @@ impl<F: Float> Adam<F> {
     /// # Errors
     /// If a rate is not positive.
     pub fn new(lr: f64, decay: Decay) -> Result<Self> {
-        Ok(Adam {
-            lr: LearningRate::new(lr, decay)?,
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            weight_decay: WeightDecay::None,
-            moments: HashMap::new(),
-            squares: HashMap::new(),
-            steps: HashMap::new(),
-        })
+        Self::with_config(lr, decay, AdamConfig::default())
     }
 
     /// AdamW: Adam with decoupled weight decay `λ` (PyTorch's default `λ` is 0.01).
@@ -75,55 +107,37 @@ impl<F: Float> Adam<F> {
     /// # Errors
     /// If a rate is not positive or `λ` is negative.
     pub fn adamw(lr: f64, lambda: f64, decay: Decay) -> Result<Self> {
-        Self::new(lr, decay)?.checked_weight_decay(WeightDecay::Decoupled(lambda))
+        Self::with_config(lr, decay, AdamConfig { weight_decay: WeightDecay::Decoupled(lambda), ..Default::default() })
     }
 
-    /// With weight decay.
-    ///
-    /// # Panics
-    /// If the decay is negative or not finite; [`Adam::adamw`] returns an error instead.
-    pub fn with_weight_decay(self, weight_decay: WeightDecay) -> Self {
-        self.checked_weight_decay(weight_decay).expect("weight decay must be a finite number ≥ 0")
-    }
-
-    fn checked_weight_decay(mut self, weight_decay: WeightDecay) -> Result<Self> {
-        if let WeightDecay::L2(l) | WeightDecay::Decoupled(l) = weight_decay {
-            if !(l >= 0.0 && l.is_finite()) {
-                return Err(Error::InvalidArgument(format!("weight decay {l}: must be a finite number ≥ 0")));
-            }
-        }
-        self.weight_decay = weight_decay;
-        Ok(self)
-    }
-
-    /// With moment decay rates `β₁`, `β₂` (each in `[0, 1)`) and `ε`.
+    /// Adam with the constants `config`.
     ///
     /// # Errors
-    /// If a rate is outside `[0, 1)` or `ε` is negative.
-    pub fn with_betas(mut self, beta1: f64, beta2: f64, eps: f64) -> Result<Self> {
-        let unit = |b: f64| (0.0..1.0).contains(&b);
-        if !(unit(beta1) && unit(beta2) && eps >= 0.0) {
-            return Err(Error::InvalidArgument(format!("Adam: betas ({beta1}, {beta2}) and eps {eps}")));
-        }
-        self.betas = (beta1, beta2);
-        self.eps = eps;
-        Ok(self)
+    /// If a rate is not positive or a constant invalid ([`AdamConfig::validate`]).
+    pub fn with_config(lr: f64, decay: Decay, config: AdamConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Adam {
+            lr: LearningRate::new(lr, decay)?,
+            config,
+            moments: HashMap::new(),
+            squares: HashMap::new(),
+            steps: HashMap::new(),
+        })
     }
 }
 
 impl<F: Float> Optimizer<F> for Adam<F> {
     fn step(&mut self, params: Vec<NamedParamMut<'_, F>>) -> Result<()> {
-        let lr = self.lr.get();
-        let (b1, b2) = self.betas;
+        let (lr, config) = (self.lr.get(), self.config);
         for (name, p) in params {
             let t = self.steps.entry(name.clone()).or_insert(0);
             *t += 1;
-            let (c1, c2) = (1.0 - b1.powi(*t), 1.0 - b2.powi(*t));
+            let (c1, c2) = config.bias_corrections(*t);
             let step_size = F::cast(lr / c1);
-            let (sqrt_c2, eps) = (F::cast(c2.sqrt()), F::cast(self.eps));
-            let (b1, b2) = (F::cast(b1), F::cast(b2));
+            let (sqrt_c2, eps) = (F::cast(c2.sqrt()), F::cast(config.eps));
+            let (b1, b2) = (F::cast(config.beta1), F::cast(config.beta2));
             let (one_b1, one_b2) = (F::one() - b1, F::one() - b2);
-            let (l2, shrink) = match self.weight_decay {
+            let (l2, shrink) = match config.weight_decay {
                 WeightDecay::None => (F::zero(), F::one()),
                 WeightDecay::L2(l) => (F::cast(l), F::one()),
                 WeightDecay::Decoupled(l) => (F::zero(), F::cast(1.0 - lr * l)),

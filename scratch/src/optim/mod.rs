@@ -12,7 +12,7 @@ use crate::{Error, Float, Result};
 mod adam;
 mod clip;
 
-pub use adam::{Adam, WeightDecay};
+pub use adam::{Adam, AdamConfig, WeightDecay};
 pub use clip::{Clip, Clipped};
 
 /// Updates parameters from their gradients.
