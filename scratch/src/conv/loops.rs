@@ -11,7 +11,7 @@
 //! ∂L/∂param[p]   = Σ_o in_pad[o + p] · ∂L/∂out[o]
 //! ```
 //!
-//! The fast [`Conv2D`](super::Conv2D) operation computes the same thing with matrix products; the tests
+//! The fast [`Conv2DOp`](super::Conv2DOp) operation computes the same thing with matrix products; the tests
 //! check the two against each other and against the numbers the chapter's notebook printed.
 
 use ndarray::{s, Array1, Array2, Array3, Array4};
