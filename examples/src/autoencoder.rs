@@ -115,6 +115,7 @@ fn options(opts: &AeOptions) -> FitOptions {
         init_seeding: InitSeeding::Stream,
         early_stopping: false,
         eval_batches: None,
+        drop_last: false,
     }
 }
 

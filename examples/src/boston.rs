@@ -91,6 +91,7 @@ pub fn chapter3_options(seed: u32) -> FitOptions {
         init_seeding: InitSeeding::BookReseed(seed),
         early_stopping: true,
         eval_batches: None,
+        drop_last: false,
     }
 }
 
@@ -349,6 +350,7 @@ fn chapter7(engine: &'static str, data: &Split<f64>, quiet: bool) -> Result<(Out
         init_seeding: InitSeeding::Stream,
         early_stopping: false,
         eval_batches: None,
+        drop_last: false,
     };
     let (train, test) = datasets(data)?;
     let spec = chapter7_network();

@@ -69,6 +69,7 @@ pub fn run(data_dir: &Path, rates: &[f64]) -> Result<Vec<Divergence>> {
         init_seeding: InitSeeding::Stream,
         early_stopping: false,
         eval_batches: None,
+        drop_last: false,
     };
     let mut out = Vec::new();
     for &lr in rates {

@@ -421,6 +421,7 @@ fn fit_options(e: &Experiment, opts: &RunOptions) -> FitOptions {
         init_seeding: InitSeeding::Stream,
         early_stopping: e.early_stopping,
         eval_batches: e.eval_batches,
+        drop_last: false,
     }
 }
 

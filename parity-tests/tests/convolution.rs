@@ -195,6 +195,7 @@ fn chapter5_cnn_100_steps_on_mnist() {
         init_seeding: InitSeeding::Stream,
         early_stopping: false,
         eval_batches: None,
+        drop_last: false,
     };
     let ra = a.fit(&train, &test, &options, &mut ()).unwrap();
     let rb = b.fit(&train, &test, &options, &mut ()).unwrap();

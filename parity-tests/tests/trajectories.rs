@@ -24,6 +24,7 @@ fn options(epochs: usize, batch_size: usize) -> FitOptions {
         init_seeding: InitSeeding::Stream,
         early_stopping: false,
         eval_batches: None,
+        drop_last: false,
     }
 }
 

@@ -5,7 +5,8 @@
 //! 1. seed a generator with `seed`; with `restart`, re-initialise the network from it;
 //! 2. every epoch, permute the training rows (the permutation composes with the previous epoch's order,
 //!    as the book's `X, y = permute_data(X, y)` does), and train on contiguous batches of `batch_size`
-//!    rows, the last one possibly smaller: forward, loss, backward, optimizer step;
+//!    rows, the last one possibly smaller (or left out, with `drop_last`, as a PyTorch `DataLoader`
+//!    can): forward, loss, backward, optimizer step;
 //! 3. every `eval_every` epochs, compute the loss on the whole test set; with early stopping, stop at the
 //!    first evaluation that does not improve on the best so far, and **restore the best evaluated model**.
 //!
@@ -80,6 +81,9 @@ pub struct FitOptions {
     /// Also evaluate every this many batches within an epoch, to follow training (the book's
     /// `conv_testing`); these evaluations do not take part in early stopping.
     pub eval_batches: Option<usize>,
+    /// Leave out the last batch of an epoch when it is smaller than `batch_size` (PyTorch's
+    /// `DataLoader(drop_last=True)`); by default it is trained on.
+    pub drop_last: bool,
 }
 
 impl Default for FitOptions {
@@ -93,6 +97,7 @@ impl Default for FitOptions {
             init_seeding: InitSeeding::Stream,
             early_stopping: true,
             eval_batches: None,
+            drop_last: false,
         }
     }
 }
@@ -254,7 +259,15 @@ pub fn fit_loop<T: TrainingLoop>(
     }
     trainer.start(options.epochs);
 
-    observer.on_start(options.epochs, rows.div_ceil(options.batch_size));
+    let batches = if options.drop_last { rows / options.batch_size } else { rows.div_ceil(options.batch_size) };
+    if batches == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{rows} training rows make no full batch of {} (drop_last)",
+            options.batch_size
+        ))
+        .into());
+    }
+    observer.on_start(options.epochs, batches);
     let mut report = FitReport::default();
     let mut best: Option<(Evaluation, T::Snapshot)> = None;
     let mut order: Vec<usize> = (0..rows).collect();
@@ -262,7 +275,7 @@ pub fn fit_loop<T: TrainingLoop>(
         let (started, mut monitoring) = (Instant::now(), Duration::ZERO);
         let perm = first_perm.take().unwrap_or_else(|| rng.permutation(rows));
         order = perm.iter().map(|&i| order[i]).collect();
-        for (b, batch) in order.chunks(options.batch_size).enumerate() {
+        for (b, batch) in order.chunks(options.batch_size).take(batches).enumerate() {
             let loss = trainer.train_batch(batch, (epoch, b + 1))?;
             report.batch_losses.push(loss);
             observer.on_batch(epoch, b + 1, loss);

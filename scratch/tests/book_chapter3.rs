@@ -39,6 +39,7 @@ fn fit(hidden: &[usize]) -> Option<(FitReport, f64, f64)> {
         init_seeding: InitSeeding::BookReseed(SEED),
         early_stopping: true,
         eval_batches: None,
+        drop_last: false,
     };
     let report = trainer.fit(&train, &test, &options, &mut ()).unwrap();
     let preds = trainer.net.predict(&data.x_test).unwrap();

@@ -172,3 +172,19 @@ fn restart_makes_training_independent_of_the_starting_weights() {
     assert_eq!(ra.batch_losses, rb.batch_losses);
     assert_eq!(weights(&a.net), weights(&b.net));
 }
+
+#[test]
+fn drop_last_leaves_out_the_partial_batch() {
+    let x = Array2::from_shape_fn((10, 1), |(i, _)| i as f64 / 10.0).into_dyn();
+    let data = Dataset::new(x.clone(), x).unwrap();
+    let options = FitOptions { epochs: 2, eval_every: 1, batch_size: 4, early_stopping: false, ..Default::default() };
+    for (drop_last, per_epoch) in [(false, 3), (true, 2)] {
+        let mut trainer = Trainer::new(one_weight_net(0.5, 0.0), SGD::new(0.01));
+        let report = trainer.fit(&data, &data, &FitOptions { drop_last, ..options }, &mut ()).unwrap();
+        assert_eq!(report.batch_losses.len(), 2 * per_epoch, "drop_last {drop_last}");
+    }
+    let small = Dataset::new(Array2::<f64>::zeros((3, 1)).into_dyn(), Array2::<f64>::zeros((3, 1)).into_dyn()).unwrap();
+    let mut trainer = Trainer::new(one_weight_net(0.5, 0.0), SGD::new(0.01));
+    let err = trainer.fit(&small, &small, &FitOptions { drop_last: true, ..options }, &mut ()).unwrap_err();
+    assert!(err.to_string().contains("no full batch"), "{err}");
+}
