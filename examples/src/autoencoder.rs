@@ -116,6 +116,7 @@ fn options(opts: &AeOptions) -> FitOptions {
         early_stopping: false,
         eval_batches: None,
         drop_last: false,
+        checkpoint: None,
     }
 }
 

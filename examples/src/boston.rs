@@ -92,6 +92,7 @@ pub fn chapter3_options(seed: u32) -> FitOptions {
         early_stopping: true,
         eval_batches: None,
         drop_last: false,
+        checkpoint: None,
     }
 }
 
@@ -351,6 +352,7 @@ fn chapter7(engine: &'static str, data: &Split<f64>, quiet: bool) -> Result<(Out
         early_stopping: false,
         eval_batches: None,
         drop_last: false,
+        checkpoint: None,
     };
     let (train, test) = datasets(data)?;
     let spec = chapter7_network();

@@ -70,6 +70,7 @@ pub fn run(data_dir: &Path, rates: &[f64]) -> Result<Vec<Divergence>> {
         early_stopping: false,
         eval_batches: None,
         drop_last: false,
+        checkpoint: None,
     };
     let mut out = Vec::new();
     for &lr in rates {

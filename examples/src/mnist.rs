@@ -343,7 +343,8 @@ pub struct RunOptions {
     pub device: torch::Device,
     /// A checkpoint (of either engine) to start from instead of fresh weights.
     pub resume: Option<PathBuf>,
-    /// Where each engine's final model is saved (`<experiment>-<engine>.safetensors`), if anywhere.
+    /// Where each engine's final model (`<experiment>-<engine>.safetensors`) and its best evaluated
+    /// model (`<experiment>-<engine>-best.safetensors`, rewritten at every improvement) are saved.
     pub checkpoints: Option<PathBuf>,
 }
 
@@ -422,6 +423,7 @@ fn fit_options(e: &Experiment, opts: &RunOptions) -> FitOptions {
         early_stopping: e.early_stopping,
         eval_batches: e.eval_batches,
         drop_last: false,
+        checkpoint: None,
     }
 }
 
@@ -457,7 +459,7 @@ fn run_scratch<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOpt
     }
     let (train, test) = (shaped(&data.train, &spec.input)?, shaped(&data.test, &spec.input)?);
     let mut progress = ProgressObserver::new(format!("{} scratch {}", e.name, F::NAME), opts.quiet);
-    let options = fit_options(e, opts);
+    let options = FitOptions { checkpoint: opts.checkpoint_path(e, "scratch-best")?, ..fit_options(e, opts) };
     let (report, mut net) = match e.optim {
         OptimChoice::Sgd { lr } => {
             let mut t = scratch::train::Trainer::new(net, scratch::optim::SGD::new(lr));
@@ -496,7 +498,7 @@ fn run_torch<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOptio
     }
     let (train, test) = (shaped(&data.train, &spec.input)?, shaped(&data.test, &spec.input)?);
     let mut progress = ProgressObserver::new(format!("{} torch {}", e.name, F::NAME), opts.quiet);
-    let options = fit_options(e, opts);
+    let options = FitOptions { checkpoint: opts.checkpoint_path(e, "torch-best")?, ..fit_options(e, opts) };
     let (report, mut model) = match e.optim {
         OptimChoice::Sgd { lr } => {
             let mut t = torch::train::Trainer::new(model, torch::optim::SGD::new(lr, Decay::None)?);

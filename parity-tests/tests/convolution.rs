@@ -196,6 +196,7 @@ fn chapter5_cnn_100_steps_on_mnist() {
         early_stopping: false,
         eval_batches: None,
         drop_last: false,
+        checkpoint: None,
     };
     let ra = a.fit(&train, &test, &options, &mut ()).unwrap();
     let rb = b.fit(&train, &test, &options, &mut ()).unwrap();

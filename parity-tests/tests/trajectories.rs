@@ -25,6 +25,7 @@ fn options(epochs: usize, batch_size: usize) -> FitOptions {
         early_stopping: false,
         eval_batches: None,
         drop_last: false,
+        checkpoint: None,
     }
 }
 

@@ -7,8 +7,9 @@
 //!    as the book's `X, y = permute_data(X, y)` does), and train on contiguous batches of `batch_size`
 //!    rows, the last one possibly smaller (or left out, with `drop_last`, as a PyTorch `DataLoader`
 //!    can): forward, loss, backward, optimizer step;
-//! 3. every `eval_every` epochs, compute the loss on the whole test set; with early stopping, stop at the
-//!    first evaluation that does not improve on the best so far, and **restore the best evaluated model**.
+//! 3. every `eval_every` epochs, compute the loss on the whole test set (saving the model to
+//!    `checkpoint`, if given, whenever it improves); with early stopping, stop at the first evaluation
+//!    that does not improve on the best so far, and **restore the best evaluated model**.
 //!
 //! The book restores a copy taken at the start of the failing epoch instead, which is neither the best
 //! model nor the one its message names (BOOK.md §4, item 14); this trainer restores the best one.
@@ -84,6 +85,9 @@ pub struct FitOptions {
     /// Leave out the last batch of an epoch when it is smaller than `batch_size` (PyTorch's
     /// `DataLoader(drop_last=True)`); by default it is trained on.
     pub drop_last: bool,
+    /// Save the model to this file (safetensors, the format of both engines) at every end-of-epoch
+    /// evaluation that improves on the best so far, so that the file holds the best evaluated model.
+    pub checkpoint: Option<std::path::PathBuf>,
 }
 
 impl Default for FitOptions {
@@ -98,6 +102,7 @@ impl Default for FitOptions {
             early_stopping: true,
             eval_batches: None,
             drop_last: false,
+            checkpoint: None,
         }
     }
 }
@@ -229,6 +234,8 @@ pub trait TrainingLoop {
     fn restore(&mut self, snapshot: &Self::Snapshot);
     /// An epoch ended (the optimizer decays its rate).
     fn end_epoch(&mut self);
+    /// Saves the parameters to `path`.
+    fn save(&self, path: &std::path::Path) -> std::result::Result<(), Self::Error>;
 }
 
 /// The training loop of both engines: see the [module documentation](self). `rows` is the number of
@@ -299,6 +306,9 @@ pub fn fit_loop<T: TrainingLoop>(
             observer.on_eval(&eval, improved);
             if improved {
                 best = Some((eval, trainer.snapshot()));
+                if let Some(path) = &options.checkpoint {
+                    trainer.save(path)?;
+                }
             } else if options.early_stopping {
                 let (_, snapshot) = best.as_ref().expect("a first evaluation always improves");
                 trainer.restore(snapshot);
@@ -408,5 +418,9 @@ impl<F: Float, O: Optimizer<F>> TrainingLoop for Session<'_, F, O> {
 
     fn end_epoch(&mut self) {
         self.trainer.optim.end_epoch();
+    }
+
+    fn save(&self, path: &std::path::Path) -> Result<()> {
+        self.trainer.net.save(path)
     }
 }

@@ -40,6 +40,7 @@ fn fit(hidden: &[usize]) -> Option<(FitReport, f64, f64)> {
         early_stopping: true,
         eval_batches: None,
         drop_last: false,
+        checkpoint: None,
     };
     let report = trainer.fit(&train, &test, &options, &mut ()).unwrap();
     let preds = trainer.net.predict(&data.x_test).unwrap();

@@ -180,11 +180,38 @@ fn drop_last_leaves_out_the_partial_batch() {
     let options = FitOptions { epochs: 2, eval_every: 1, batch_size: 4, early_stopping: false, ..Default::default() };
     for (drop_last, per_epoch) in [(false, 3), (true, 2)] {
         let mut trainer = Trainer::new(one_weight_net(0.5, 0.0), SGD::new(0.01));
-        let report = trainer.fit(&data, &data, &FitOptions { drop_last, ..options }, &mut ()).unwrap();
+        let report = trainer.fit(&data, &data, &FitOptions { drop_last, ..options.clone() }, &mut ()).unwrap();
         assert_eq!(report.batch_losses.len(), 2 * per_epoch, "drop_last {drop_last}");
     }
     let small = Dataset::new(Array2::<f64>::zeros((3, 1)).into_dyn(), Array2::<f64>::zeros((3, 1)).into_dyn()).unwrap();
     let mut trainer = Trainer::new(one_weight_net(0.5, 0.0), SGD::new(0.01));
-    let err = trainer.fit(&small, &small, &FitOptions { drop_last: true, ..options }, &mut ()).unwrap_err();
+    let err = trainer.fit(&small, &small, &FitOptions { drop_last: true, ..options.clone() }, &mut ()).unwrap_err();
     assert!(err.to_string().contains("no full batch"), "{err}");
+}
+
+#[test]
+fn the_checkpoint_holds_the_best_evaluated_model() {
+    let x = Array2::from_shape_fn((40, 1), |(i, _)| i as f64 / 40.0 - 0.5).into_dyn();
+    let data = Dataset::new(x.clone(), x.mapv(|v| 3.0 * v + 1.0)).unwrap();
+    // Test targets halfway between the start (0) and the training targets: the test loss falls, then
+    // rises again as training goes on, so the last model is not the best.
+    let test = Dataset::new(x.clone(), x.mapv(|v| 1.5 * v + 0.5)).unwrap();
+    let path = std::env::temp_dir().join(format!("dlfs-best-{}.safetensors", std::process::id()));
+    let options = FitOptions {
+        epochs: 12,
+        eval_every: 1,
+        batch_size: 8,
+        early_stopping: false,
+        checkpoint: Some(path.clone()),
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.05));
+    let report = trainer.fit(&data, &test, &options, &mut ()).unwrap();
+    let best = report.best.unwrap();
+    assert!(report.evaluations.last().unwrap().loss > best.loss, "{:?}", report.evaluations);
+    let mut loaded = one_weight_net(0.0, 0.0);
+    loaded.load(&path).unwrap();
+    let loss = loaded.forward_loss(&test.x, &test.y, Mode::Eval).unwrap();
+    assert_eq!(loss, best.loss, "the file holds the model of epoch {}", best.epoch);
+    std::fs::remove_file(&path).unwrap();
 }

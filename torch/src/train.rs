@@ -140,4 +140,8 @@ impl<O: Optimizer> TrainingLoop for Session<'_, O> {
     fn end_epoch(&mut self) {
         self.trainer.optim.end_epoch();
     }
+
+    fn save(&self, path: &std::path::Path) -> Result<()> {
+        self.trainer.model.save(path)
+    }
 }
