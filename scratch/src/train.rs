@@ -355,6 +355,14 @@ impl<F: Float, O: Optimizer<F>> Trainer<F, O> {
         Ok(loss)
     }
 
+    /// One epoch over the batches of `loader` (numbered `epoch` in errors); the batch losses.
+    ///
+    /// # Errors
+    /// As [`Trainer::train_batch`].
+    pub fn train_epoch(&mut self, loader: &mut crate::data::DataLoader<'_, F>, epoch: usize) -> Result<Vec<f64>> {
+        loader.epoch().enumerate().map(|(b, batch)| self.train_batch(&batch.x, &batch.y, (epoch, b + 1))).collect()
+    }
+
     /// Trains on `train`, evaluating on `test`; see the [module documentation](self) for the loop.
     ///
     /// # Errors

@@ -55,6 +55,23 @@ impl<O: Optimizer> Trainer<O> {
         Ok(value)
     }
 
+    /// One epoch over the batches of `loader` (the same batches the from-scratch trainer's
+    /// [`scratch::train::Trainer::train_epoch`] sees from an identical loader); the batch losses.
+    ///
+    /// # Errors
+    /// As [`Trainer::train_batch`].
+    pub fn train_epoch<F: TorchFloat>(
+        &mut self,
+        loader: &mut scratch::data::DataLoader<'_, F>,
+        epoch: usize,
+    ) -> Result<Vec<f64>> {
+        loader
+            .epoch()
+            .enumerate()
+            .map(|(b, batch)| self.train_batch(&to_tensor(&batch.x), &to_tensor(&batch.y), (epoch, b + 1)))
+            .collect()
+    }
+
     /// Trains on `train`, evaluating on `test`, with the loop the from-scratch trainer uses
     /// ([`scratch::train::fit_loop`]): with the same options the two engines see the same initial
     /// weights and the same batches in the same order.

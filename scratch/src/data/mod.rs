@@ -1,15 +1,17 @@
 //! Data sets: loaders that validate what they read and say what is wrong (and, for a missing file,
-//! what to run), plus the book's preprocessing.
+//! what to run), the book's preprocessing, and a batching [`DataLoader`].
 //!
 //! `make setup` (`scripts/setup.py`) downloads every data set into the workspace's `data/` folder.
 
 pub mod boston;
+mod loader;
 pub mod mnist;
 mod scaler;
 pub mod text;
 
 use std::path::{Path, PathBuf};
 
+pub use loader::DataLoader;
 pub use scaler::StandardScaler;
 
 use crate::rng::RandomState;
