@@ -8,15 +8,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use ndarray::{Array2, Axis, Ix2, IxDyn};
 use scratch::data::mnist::{self, Mnist};
-use scratch::layers::{ConvSpec, WeightInit};
 use scratch::losses::{MeanSquaredError, MseReduction};
-use scratch::network::InitSeeding;
-use scratch::ops::{Activation, Mode};
+use scratch::ops::Mode;
 use scratch::optim::{Decay, SGDMomentum};
 use scratch::rng::RandomState;
 use scratch::train::{Dataset, FitOptions, FitReport};
+use torch::book::AUTOENCODER_ENCODER_LAYERS;
 use torch::convert::{to_array, to_tensor, TorchFloat};
-use torch::spec::{LayerSpec, NetSpec};
 
 use crate::mnist::Engines;
 use crate::plot::{image_grid, scatter};
@@ -25,43 +23,6 @@ use crate::table::Table;
 
 /// The test MSE the book printed after one epoch (on its `[-1, 1]` scaling).
 pub const BOOK_TEST_MSE: f64 = 0.069_289_825_856_685_64;
-
-/// The size of the code.
-pub const CODE: usize = 28;
-
-/// The layers that make the code: the encoder.
-const ENCODER_LAYERS: usize = 3;
-
-fn conv(in_channels: usize, out_channels: usize, transposed: bool, flatten: bool) -> LayerSpec {
-    let mut c = ConvSpec::new(in_channels, out_channels, 5);
-    c.bias = true;
-    c.activation = Activation::Tanh;
-    c.init = WeightInit::PyTorch;
-    c.transposed = transposed;
-    c.flatten = flatten;
-    LayerSpec::Conv(c)
-}
-
-/// The book's `Autoencoder(hidden_dim=28)`, its decoder made of transposed convolutions:
-///
-/// ```text
-/// encoder: Conv(1 → 14, 5×5, tanh) → Conv(14 → 7, 5×5, tanh, flatten) → Dense(5488 → 28, tanh)
-/// decoder: Dense(28 → 5488, tanh) → reshape (7, 28, 28) → ConvT(7 → 14, 5×5, tanh) → ConvT(14 → 1, 5×5, tanh)
-/// ```
-pub fn network() -> NetSpec {
-    NetSpec::new(
-        &[1, 28, 28],
-        vec![
-            conv(1, 14, false, false),
-            conv(14, 7, false, true),
-            LayerSpec::dense(CODE, Activation::Tanh, WeightInit::PyTorch),
-            LayerSpec::dense(7 * 28 * 28, Activation::Tanh, WeightInit::PyTorch),
-            LayerSpec::Reshape(vec![7, 28, 28]),
-            conv(7, 14, true, false),
-            conv(14, 1, true, false),
-        ],
-    )
-}
 
 /// How the autoencoder is trained.
 #[derive(Clone, Debug)]
@@ -111,12 +72,8 @@ fn options(opts: &AeOptions) -> FitOptions {
         eval_every: 1,
         batch_size: 60,
         seed: opts.seed,
-        restart: true,
-        init_seeding: InitSeeding::Stream,
         early_stopping: false,
-        eval_batches: None,
-        drop_last: false,
-        checkpoint: None,
+        ..Default::default()
     }
 }
 
@@ -127,7 +84,7 @@ fn shown(labels: &[u8]) -> Vec<usize> {
 
 fn run_engine<F: TorchFloat>(engine: &'static str, m: &Mnist, opts: &AeOptions) -> Result<AeResult> {
     let (train, test) = scaled::<F>(m)?;
-    let spec = network();
+    let spec = torch::book::autoencoder();
     let mut progress = ProgressObserver::new(format!("ch7-autoencoder {engine}"), opts.quiet);
     let index = shown(&m.test_labels);
     let chunks: Vec<usize> = (0..test.len()).step_by(500).collect();
@@ -141,7 +98,7 @@ fn run_engine<F: TorchFloat>(engine: &'static str, m: &Mnist, opts: &AeOptions) 
         let mut codes = Vec::new();
         for &start in &chunks {
             let mut h = test.x.slice_axis(Axis(0), (start..(start + 500).min(test.len())).into()).to_owned();
-            for layer in &mut net.layers_mut()[..ENCODER_LAYERS] {
+            for layer in &mut net.layers_mut()[..AUTOENCODER_ENCODER_LAYERS] {
                 h = layer.forward(h, Mode::Eval)?;
             }
             codes.push(h.mapv(|v| v.as_f64()).into_dimensionality::<Ix2>()?);
@@ -159,7 +116,7 @@ fn run_engine<F: TorchFloat>(engine: &'static str, m: &Mnist, opts: &AeOptions) 
         for &start in &chunks {
             let x = test.x.slice_axis(Axis(0), (start..(start + 500).min(test.len())).into()).to_owned();
             let mut h = model.input(&to_tensor(&x));
-            for layer in &mut model.layers_mut()[..ENCODER_LAYERS] {
+            for layer in &mut model.layers_mut()[..AUTOENCODER_ENCODER_LAYERS] {
                 h = tch::no_grad(|| layer.forward(&h, Mode::Eval))?;
             }
             codes.push(to_array::<f64>(&h).into_dimensionality::<Ix2>()?);

@@ -10,10 +10,8 @@ use scratch::data::boston::{self, Split};
 use scratch::fundamentals::{self, BiasGradient, LinearRegression, StepByStep, TrainConfig, TwoLayerNet};
 use scratch::losses::MseReduction;
 use scratch::metrics::{mae, rmse};
-use scratch::ops::DropoutStyle;
 use scratch::prelude::*;
 use scratch::train::FitReport;
-use torch::spec::{LayerSpec, NetSpec};
 
 use crate::mnist::Engines;
 use crate::plot::{line_chart, Chart, Series};
@@ -321,25 +319,9 @@ pub fn run(data_dir: &Path, engines: Engines, quiet: bool) -> Result<BostonResul
     Ok(BostonResults { outcomes, chapter2_losses, chapter3_validation })
 }
 
-/// Chapter 7's `BostonModel`: 13 tanh units with inverted dropout (keep 0.8), then one linear output,
-/// PyTorch's initialisation, mean squared error, momentum SGD (0.001, 0.9), 100 epochs of batches of 32.
-/// The book printed a test MSE of 14.37 after one unseeded run.
-pub fn chapter7_network() -> NetSpec {
-    NetSpec::new(
-        &[boston::FEATURES],
-        vec![
-            LayerSpec::Dense {
-                neurons: 13,
-                activation: Activation::Tanh,
-                init: WeightInit::PyTorch,
-                dropout: Some((0.8, DropoutStyle::Inverted)),
-            },
-            LayerSpec::dense(1, Activation::Linear, WeightInit::PyTorch),
-        ],
-    )
-}
-
-/// Trains [`chapter7_network`] with `engine`; the test outcome and the validation curve.
+/// Trains chapter 7's `BostonModel` ([`torch::book::boston_model`]) with `engine`: PyTorch's mean
+/// squared error, momentum SGD (0.001, 0.9), 100 epochs of batches of 32 (the book printed a test MSE
+/// of 14.37 after one unseeded run). Returns the test outcome and the validation curve.
 fn chapter7(engine: &'static str, data: &Split<f64>, quiet: bool) -> Result<(Outcome, Vec<(f64, f64)>)> {
     const SEED: u32 = 20_190_325;
     let options = FitOptions {
@@ -347,15 +329,11 @@ fn chapter7(engine: &'static str, data: &Split<f64>, quiet: bool) -> Result<(Out
         eval_every: 10,
         batch_size: 32,
         seed: SEED,
-        restart: true,
-        init_seeding: InitSeeding::Stream,
         early_stopping: false,
-        eval_batches: None,
-        drop_last: false,
-        checkpoint: None,
+        ..Default::default()
     };
     let (train, test) = datasets(data)?;
-    let spec = chapter7_network();
+    let spec = torch::book::boston_model();
     let mut progress = ProgressObserver::new(format!("ch7 BostonModel {engine}"), quiet);
     let (preds, report) = if engine == "scratch" {
         let net = spec.scratch::<f64>(

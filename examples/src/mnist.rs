@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use ndarray::Array2;
 use scratch::data::mnist::{self, Mnist};
-use scratch::layers::{ConvSpec, WeightInit};
+use scratch::layers::WeightInit;
 use scratch::losses::{CrossEntropyValue, MeanSquaredError, MseReduction, SoftmaxCrossEntropy};
 use scratch::network::InitSeeding;
 use scratch::ops::{Activation, DropoutStyle, Mode};
@@ -109,47 +109,6 @@ fn mlp(hidden: &[(usize, Activation)], output: Activation, init: WeightInit, dro
 const SIGMOID_89: &[(usize, Activation)] = &[(89, Activation::Sigmoid)];
 const TANH_89: &[(usize, Activation)] = &[(89, Activation::Tanh)];
 const TANH_178_46: &[(usize, Activation)] = &[(178, Activation::Tanh), (46, Activation::Tanh)];
-
-/// Chapter 5's CNN: `Conv2D(1 -> 16, 5x5, tanh, flatten, dropout 0.8)` with the book's convolution
-/// "glorot" (`2 / (1 + 16)`), then `Dense(10)`.
-pub fn chapter5_cnn() -> NetSpec {
-    let conv = ConvSpec {
-        activation: Activation::Tanh,
-        init: WeightInit::BookGlorot2019,
-        flatten: true,
-        dropout: Some((0.8, DropoutStyle::Inverted)),
-        ..ConvSpec::new(1, 16, 5)
-    };
-    NetSpec::new(
-        &[1, 28, 28],
-        vec![LayerSpec::Conv(conv), LayerSpec::dense(10, Activation::Linear, WeightInit::Glorot)],
-    )
-}
-
-/// Chapter 7's `MNIST_ConvNet`: `ConvLayer(1, 14, 5, tanh, dropout 0.8)`, `ConvLayer(14, 7, 5, tanh,
-/// flatten, dropout 0.8)`, `DenseLayer(5488, 32, tanh, dropout 0.8)`, `DenseLayer(32, 10)`, with
-/// PyTorch's default initialisation and biases, as the book's PyTorch model has.
-pub fn chapter7_convnet() -> NetSpec {
-    let dropout = Some((0.8, DropoutStyle::Inverted));
-    let init = WeightInit::PyTorch;
-    let conv = |c_in, c_out, flatten| ConvSpec {
-        bias: true,
-        activation: Activation::Tanh,
-        init,
-        flatten,
-        dropout,
-        ..ConvSpec::new(c_in, c_out, 5)
-    };
-    NetSpec::new(
-        &[1, 28, 28],
-        vec![
-            LayerSpec::Conv(conv(1, 14, false)),
-            LayerSpec::Conv(conv(14, 7, true)),
-            LayerSpec::Dense { neurons: 32, activation: Activation::Tanh, init, dropout },
-            LayerSpec::dense(10, Activation::Linear, init),
-        ],
-    )
-}
 
 const EXP_DECAY: Decay = Decay::Exponential { final_lr: 0.05 };
 
@@ -293,7 +252,7 @@ pub const EXPERIMENTS: [Experiment; 13] = [
         name: "ch5-cnn",
         chapter: 5,
         description: "Conv2D(16, 5x5, tanh, dropout 0.8), Dense(10), momentum 0.1, one epoch",
-        network: chapter5_cnn,
+        network: torch::book::chapter5_cnn,
         loss: LossChoice::SoftmaxCrossEntropy,
         optim: OptimChoice::Momentum { lr: 0.1, decay: Decay::None },
         epochs: 1,
@@ -306,7 +265,7 @@ pub const EXPERIMENTS: [Experiment; 13] = [
         name: "ch7-convnet",
         chapter: 7,
         description: "MNIST_ConvNet: two convolutions and a dense layer, dropout 0.8, momentum 0.01",
-        network: chapter7_convnet,
+        network: torch::book::chapter7_convnet,
         loss: LossChoice::SoftmaxCrossEntropy,
         optim: OptimChoice::Momentum { lr: 0.01, decay: Decay::None },
         epochs: 1,

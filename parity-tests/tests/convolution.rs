@@ -209,51 +209,18 @@ fn chapter5_cnn_100_steps_on_mnist() {
     assert!(diff <= 1e-8, "{name} differs by {diff:e}");
 }
 
-/// The chapter-7 models as the examples build them: the book's `BostonModel` (tanh, dropout with shared
+/// The chapter-7 models the examples train ([`torch::book`]): `BostonModel` (tanh, dropout with shared
 /// masks) and the convolutional autoencoder with its transposed-convolution decoder, on real-sized
 /// inputs: outputs, losses and every gradient.
 #[test]
 fn chapter7_models() {
     let mut rng = RandomState::new(30);
-    let boston = NetSpec::new(
-        &[13],
-        vec![
-            LayerSpec::Dense {
-                neurons: 13,
-                activation: Activation::Tanh,
-                init: WeightInit::PyTorch,
-                dropout: Some((0.8, DropoutStyle::Inverted)),
-            },
-            LayerSpec::dense(1, Activation::Linear, WeightInit::PyTorch),
-        ],
-    );
-    let (mut net, mut model) = model_pair::<f64>(&boston, LossKind::MseElements, 1);
+    let (mut net, mut model) = model_pair::<f64>(&torch::book::boston_model(), LossKind::MseElements, 1);
     let x: ArrayD<f64> = rng.randn(IxDyn(&[32, 13]));
     let y: ArrayD<f64> = rng.randn(IxDyn(&[32, 1]));
     compare_networks(&mut net, &mut model, &x, &y, "BostonModel");
 
-    let conv = |c, o, transposed, flatten| {
-        let mut spec = ConvSpec::new(c, o, 5);
-        spec.bias = true;
-        spec.activation = Activation::Tanh;
-        spec.init = WeightInit::PyTorch;
-        spec.transposed = transposed;
-        spec.flatten = flatten;
-        LayerSpec::Conv(spec)
-    };
-    let autoencoder = NetSpec::new(
-        &[1, 28, 28],
-        vec![
-            conv(1, 14, false, false),
-            conv(14, 7, false, true),
-            LayerSpec::dense(28, Activation::Tanh, WeightInit::PyTorch),
-            LayerSpec::dense(7 * 28 * 28, Activation::Tanh, WeightInit::PyTorch),
-            LayerSpec::Reshape(vec![7, 28, 28]),
-            conv(7, 14, true, false),
-            conv(14, 1, true, false),
-        ],
-    );
-    let (mut net, mut model) = model_pair::<f64>(&autoencoder, LossKind::MseElements, 2);
+    let (mut net, mut model) = model_pair::<f64>(&torch::book::autoencoder(), LossKind::MseElements, 2);
     let x: ArrayD<f64> = rng.uniform_array::<f64, _>(IxDyn(&[2, 1, 28, 28])).mapv(|u| 2.0 * u - 1.0);
     compare_networks(&mut net, &mut model, &x, &x.clone(), "Autoencoder");
 }

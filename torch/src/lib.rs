@@ -22,6 +22,7 @@
 //! # Ok::<(), torch::Error>(())
 //! ```
 
+pub mod book;
 pub mod convert;
 pub mod device;
 mod error;

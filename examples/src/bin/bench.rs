@@ -108,8 +108,8 @@ fn networks() -> Vec<(&'static str, NetSpec, usize)> {
     vec![
         ("book 784-89-10 (sigmoid), batch 60", mlp(&[784, 89, 10], Activation::Sigmoid), 60),
         ("wide 784-512-512-10 (relu), batch 256", mlp(&[784, 512, 512, 10], Activation::ReLU), 256),
-        ("chapter-5 CNN, batch 60", examples::mnist::chapter5_cnn(), 60),
-        ("chapter-7 ConvNet, batch 60", examples::mnist::chapter7_convnet(), 60),
+        ("chapter-5 CNN, batch 60", torch::book::chapter5_cnn(), 60),
+        ("chapter-7 ConvNet, batch 60", torch::book::chapter7_convnet(), 60),
         ("LSTM 256, seq 25, vocab 65, batch 32", lstm(Kernel::Builtin), 32),
         ("  same, torch step-by-step cells", lstm(Kernel::Cells), 32),
     ]
