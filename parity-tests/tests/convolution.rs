@@ -83,18 +83,28 @@ fn pooling_and_flatten() {
     }
 }
 
-/// Transposed convolutions (stride 1, every padding below the kernel, with and without a bias) against
-/// libtorch's `conv_transpose2d`, in a decoder-shaped network: dense code, reshape to images, two
-/// transposed convolutions.
+/// Transposed convolutions (strides 1 to 3, paddings from 0 to past the kernel, output paddings, with and
+/// without a bias) against libtorch's `conv_transpose2d`, in a decoder-shaped network: dense code,
+/// reshape to images, two transposed convolutions.
 #[test]
 fn transposed_convolutions() {
     let mut rng = RandomState::new(12);
-    for (c, o, k, p, bias, side) in
-        [(1, 1, 1, 0, false, 3), (3, 2, 3, 1, true, 5), (2, 4, 5, 2, true, 7), (2, 3, 3, 0, false, 4)]
-    {
+    // (in, out, k, stride, padding, output padding, bias, side)
+    for (c, o, k, s, p, q, bias, side) in [
+        (1, 1, 1, 1, 0, 0, false, 3),
+        (3, 2, 3, 1, 1, 0, true, 5),
+        (2, 4, 5, 1, 2, 0, true, 7),
+        (2, 3, 3, 1, 0, 0, false, 4),
+        (2, 3, 4, 2, 1, 0, true, 4),
+        (3, 2, 3, 2, 1, 1, true, 5),
+        (2, 2, 3, 3, 4, 2, false, 6),
+        (1, 3, 2, 2, 0, 1, true, 1),
+    ] {
         let mut up = ConvSpec::new(c, o, k);
         up.transposed = true;
+        up.stride = s;
         up.padding = Some(p);
+        up.output_padding = q;
         up.bias = bias;
         up.activation = Activation::Tanh;
         up.init = WeightInit::PyTorch;
@@ -117,7 +127,7 @@ fn transposed_convolutions() {
             &mut model,
             &x,
             &y,
-            &format!("ConvTranspose2D {c}->{o} {k}x{k} padding {p} bias {bias}"),
+            &format!("ConvTranspose2D {c}->{o} {k}x{k} stride {s} padding {p}/{q} bias {bias}"),
         );
     }
 }

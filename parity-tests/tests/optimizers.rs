@@ -86,11 +86,12 @@ fn optimizer_steps_f32() {
 #[test]
 fn decay_schedules_follow_the_books_formulas() {
     // lr_e = lr_0 − (lr_0 − lr_f)·e/(E − 1) and lr_0·(lr_f/lr_0)^(e/(E − 1)): the last epoch uses lr_f.
-    for (decay, expected) in [
-        (Decay::Linear { final_lr: 0.05 }, [0.15, 0.1, 0.05]),
-        (Decay::Exponential { final_lr: 0.05 }, [0.2, 0.1, 0.05]),
+    // Chapter 7's ExponentialLR: γ = (lr_f/lr_0)^(1/(E + 1)) = (1/16)^(1/4) = 1/2, epoch e uses lr_0·γ^(e+1).
+    for (lr0, decay, expected) in [
+        (0.15, Decay::Linear { final_lr: 0.05 }, [0.15, 0.1, 0.05]),
+        (0.2, Decay::Exponential { final_lr: 0.05 }, [0.2, 0.1, 0.05]),
+        (0.2, Decay::BookExponentialLR { final_lr: 0.0125 }, [0.1, 0.05, 0.025]),
     ] {
-        let lr0 = expected[0];
         let mut o = topt::SGD::new(lr0, decay).unwrap();
         o.start(3);
         for e in expected {

@@ -213,22 +213,74 @@ fn wrong_channels_or_too_small_images_name_the_shapes() {
     assert!(err.contains("at least the kernel's size"), "{err}");
 }
 
+/// (batch, in, out, k, stride, padding, output padding, h, w): stride 1 to 3, padding from 0 to past the
+/// kernel, output padding up to stride − 1.
+const TRANSPOSED_CASES: [[usize; 9]; 8] = [
+    [1, 1, 1, 1, 1, 0, 0, 1, 1],
+    [2, 3, 2, 3, 1, 1, 0, 4, 5],
+    [3, 2, 4, 5, 1, 2, 0, 6, 6],
+    [1, 2, 1, 3, 1, 0, 0, 2, 3],
+    [2, 2, 3, 3, 2, 1, 1, 4, 3],
+    [2, 3, 2, 4, 2, 1, 0, 3, 5],
+    [1, 2, 2, 3, 3, 4, 2, 5, 4],
+    [2, 1, 2, 2, 2, 0, 1, 1, 2],
+];
+
 #[test]
 fn transposed_convolution_gradients() {
     use scratch::conv::ConvTranspose2DOp;
     let mut rng = RandomState::new(9);
-    // (batch, in, out, k, padding, h, w)
-    for (batch, c, o, k, p, h, w) in
-        [(1, 1, 1, 1, 0, 1, 1), (2, 3, 2, 3, 1, 4, 5), (3, 2, 4, 5, 2, 6, 6), (1, 2, 1, 3, 0, 2, 3)]
-    {
+    for [batch, c, o, k, s, p, q, h, w] in TRANSPOSED_CASES {
         let kernel: Array4<f64> = rng.randn((c, o, k, k));
-        let mut op = ConvTranspose2DOp::new(kernel, p).unwrap();
+        let mut op = ConvTranspose2DOp::new(kernel, s, p, q).unwrap();
         let x: ArrayD<f64> = rng.randn(IxDyn(&[batch, c, h, w]));
         let y = op.forward(x.clone(), Mode::Train).unwrap();
-        assert_eq!(y.shape(), &[batch, o, h + k - 1 - 2 * p, w + k - 1 - 2 * p]);
-        check_op(&mut op, x, &format!("ConvTranspose2D {c}->{o} {k}x{k} padding {p} on {h}x{w}"));
+        let grow = |n: usize| (n - 1) * s + k + q - 2 * p;
+        assert_eq!(y.shape(), &[batch, o, grow(h), grow(w)]);
+        check_op(&mut op, x, &format!("ConvTranspose2D {c}->{o} {k}x{k} stride {s} padding {p}/{q} on {h}x{w}"));
     }
-    assert!(ConvTranspose2DOp::new(Array4::<f64>::zeros((1, 1, 3, 3)), 3).is_err(), "padding must be below k");
-    let layer = Conv2D::<f64>::builder(2, 3, 5).transposed(true).stride(2).build(&mut rng);
-    assert!(layer.is_err_and(|e| e.to_string().contains("stride 1")));
+}
+
+/// The transposed convolution is the adjoint of the convolution with the same kernel: its forward pass is
+/// that convolution's input gradient, and the convolution's forward pass is its input gradient.
+#[test]
+fn transposed_convolution_is_the_adjoint_of_the_convolution() {
+    use scratch::conv::ConvTranspose2DOp;
+    let mut rng = RandomState::new(10);
+    for [batch, c, o, k, s, p, q, h, w] in TRANSPOSED_CASES {
+        let kernel: Array4<f64> = rng.randn((c, o, k, k));
+        let mut up = ConvTranspose2DOp::new(kernel.clone(), s, p, q).unwrap();
+        let mut swapped = kernel.clone();
+        swapped.swap_axes(0, 1);
+        let mut down = Conv2DOp::new(swapped.as_standard_layout().into_owned(), (s, s), (p, p));
+        let x: ArrayD<f64> = rng.randn(IxDyn(&[batch, c, h, w]));
+        let y = up.forward(x.clone(), Mode::Train).unwrap();
+        let z: ArrayD<f64> = rng.randn(y.raw_dim());
+        assert_eq!(down.forward(z.clone(), Mode::Train).unwrap().shape(), x.shape(), "sizes invert");
+        let what = format!("{c}->{o} {k}x{k} stride {s} padding {p}/{q}");
+        let up_as_grad = down.backward(x.clone()).unwrap();
+        assert!(up_as_grad.abs_diff_eq(&y, 1e-12), "forward = the convolution's input gradient, {what}");
+        let down_as_grad = up.backward(z.clone()).unwrap();
+        let down_forward = down.forward(z, Mode::Train).unwrap();
+        assert!(down_as_grad.abs_diff_eq(&down_forward, 1e-12), "input gradient = the convolution, {what}");
+    }
+}
+
+#[test]
+fn transposed_convolution_settings_are_checked() {
+    use scratch::conv::ConvTranspose2DOp;
+    let mut rng = RandomState::new(11);
+    assert!(ConvTranspose2DOp::new(Array4::<f64>::zeros((1, 1, 3, 3)), 2, 0, 2).is_err(), "output padding < stride");
+    assert!(ConvTranspose2DOp::new(Array4::<f64>::zeros((1, 1, 3, 3)), 0, 0, 0).is_err(), "stride > 0");
+    let mut op = ConvTranspose2DOp::new(Array4::<f64>::zeros((2, 1, 3, 3)), 1, 2, 0).unwrap();
+    let err = op.forward(ArrayD::zeros(IxDyn(&[1, 2, 1, 1])), Mode::Eval).unwrap_err().to_string();
+    assert!(err.contains("positive output size") && err.contains("[1, 2, 1, 1]"), "{err}");
+    let err = op.forward(ArrayD::zeros(IxDyn(&[1, 3, 5, 5])), Mode::Eval).unwrap_err().to_string();
+    assert!(err.contains("(batch, 2, height, width)"), "{err}");
+    let layer = Conv2D::<f64>::builder(2, 3, 5).output_padding(1).build(&mut rng);
+    assert!(layer.is_err_and(|e| e.to_string().contains("needs a transposed convolution")));
+    let layer = Conv2D::<f64>::builder(2, 3, 5).transposed(true).stride(2).output_padding(2).build(&mut rng);
+    assert!(layer.is_err_and(|e| e.to_string().contains("below its stride")));
+    let layer = Conv2D::<f64>::builder(2, 3, 4).transposed(true).stride(2).padding(1).build(&mut rng).unwrap();
+    assert_eq!(layer.spec().output_size((14, 14)), Some((28, 28)), "a stride-2 decoder doubles the size");
 }

@@ -250,14 +250,15 @@ impl Layer for Conv2D {
         if self.spec.output_size((size[2] as usize, size[3] as usize)).is_none() {
             return Err(scratch::Error::shape(
                 "input",
-                format!("images of at least the kernel's size {:?} after padding", g.kernel),
+                "images that give a positive output size (at least the kernel's after padding)",
                 size,
             )
             .into());
         }
         let (s, p) = (g.stride.0 as i64, g.padding.0 as i64);
         let y = if self.spec.transposed {
-            x.conv_transpose2d(&self.weight, self.bias.as_ref(), [s, s], [p, p], [0, 0], 1, [1, 1])
+            let q = self.spec.output_padding as i64;
+            x.conv_transpose2d(&self.weight, self.bias.as_ref(), [s, s], [p, p], [q, q], 1, [1, 1])
         } else {
             x.conv2d(&self.weight, self.bias.as_ref(), [s, s], [p, p], [1, 1], 1)
         };

@@ -54,13 +54,24 @@ impl Geometry {
         Some(((hp - kh) / self.stride.0 + 1, (wp - kw) / self.stride.1 + 1))
     }
 
-    fn rows(&self) -> usize {
+    /// The output size of the transposed convolution with these shapes (the input size that this
+    /// convolution maps to `(h, w)`), `(n − 1)·s − 2p + k + q` with `q` the output padding, or `None` if
+    /// not positive.
+    pub fn transposed_output_size(&self, (h, w): (usize, usize), output_padding: usize) -> Option<(usize, usize)> {
+        let grow = |n: usize, k: usize, s: usize, p: usize| {
+            (n.checked_sub(1)? * s + k + output_padding).checked_sub(2 * p).filter(|&m| m > 0)
+        };
+        let ((kh, kw), (sh, sw), (ph, pw)) = (self.kernel, self.stride, self.padding);
+        Some((grow(h, kh, sh, ph)?, grow(w, kw, sw, pw)?))
+    }
+
+    pub(super) fn rows(&self) -> usize {
         self.in_channels * self.kernel.0 * self.kernel.1
     }
 }
 
 /// Number of chunks the batch is split into (fixed, so that results do not depend on the machine).
-const CHUNKS: usize = 8;
+pub(super) const CHUNKS: usize = 8;
 
 /// The output columns `xo` whose input column `xo·sw + j − pw` lies inside `[0, w)`, as a range.
 fn valid_columns(j: usize, (sw, pw): (usize, usize), w: usize, wo: usize) -> std::ops::Range<usize> {
@@ -71,7 +82,7 @@ fn valid_columns(j: usize, (sw, pw): (usize, usize), w: usize, wo: usize) -> std
 }
 
 /// Writes the im2col matrix of `x: (C, H, W)` into `cols: (C·kh·kw, Ho·Wo)`.
-fn im2col<F: Float>(x: &ArrayView3<F>, g: &Geometry, (ho, wo): (usize, usize), cols: &mut Array2<F>) {
+pub(super) fn im2col<F: Float>(x: &ArrayView3<F>, g: &Geometry, (ho, wo): (usize, usize), cols: &mut Array2<F>) {
     let (_, h, w) = x.dim();
     let ((kh, kw), (sh, sw), (ph, pw)) = (g.kernel, g.stride, g.padding);
     let x = x.as_slice().expect("images are standard layout");
@@ -105,7 +116,12 @@ fn im2col<F: Float>(x: &ArrayView3<F>, g: &Geometry, (ho, wo): (usize, usize), c
 }
 
 /// Adds every column of `cols: (C·kh·kw, Ho·Wo)` back into its window of `dx: (C, H, W)`.
-fn col2im<F: Float>(cols: &ArrayView2<F>, g: &Geometry, (ho, wo): (usize, usize), dx: &mut ArrayViewMut3<F>) {
+pub(super) fn col2im<F: Float>(
+    cols: &ArrayView2<F>,
+    g: &Geometry,
+    (ho, wo): (usize, usize),
+    dx: &mut ArrayViewMut3<F>,
+) {
     let (_, h, w) = dx.dim();
     let ((kh, kw), (sh, sw), (ph, pw)) = (g.kernel, g.stride, g.padding);
     let cols = cols.as_slice().expect("cols is standard layout");
@@ -138,7 +154,7 @@ fn col2im<F: Float>(cols: &ArrayView2<F>, g: &Geometry, (ho, wo): (usize, usize)
 }
 
 /// `a` in standard (row-major) layout, copied only if it is not already.
-fn standard<F: Float>(a: Array4<F>) -> Array4<F> {
+pub(super) fn standard<F: Float>(a: Array4<F>) -> Array4<F> {
     if a.is_standard_layout() {
         a
     } else {

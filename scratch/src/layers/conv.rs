@@ -35,9 +35,12 @@ pub struct ConvSpec {
     pub flatten: bool,
     /// Dropout on the output: keep probability and style.
     pub dropout: Option<(f64, DropoutStyle)>,
-    /// A transposed convolution ([`ConvTranspose2DOp`], PyTorch's `ConvTranspose2d`) instead, at stride
-    /// 1: its kernel is `(C, O, k, k)` in checkpoints too.
+    /// A transposed convolution ([`ConvTranspose2DOp`], PyTorch's `ConvTranspose2d`) instead: its kernel
+    /// is `(C, O, k, k)` in checkpoints too.
     pub transposed: bool,
+    /// Transposed convolutions only: rows and columns added at the bottom and right of the output, below
+    /// the stride (PyTorch's `output_padding`; a stride-2 decoder uses 1 to double a size exactly).
+    pub output_padding: usize,
 }
 
 /// The initial values of a convolutional layer.
@@ -66,15 +69,14 @@ impl ConvSpec {
             flatten: false,
             dropout: None,
             transposed: false,
+            output_padding: 0,
         }
     }
 
     /// The output height and width for an input of `(h, w)`, if the kernel fits.
     pub fn output_size(&self, (h, w): (usize, usize)) -> Option<(usize, usize)> {
         if self.transposed {
-            let p = self.geometry().padding.0;
-            let grow = |n: usize| (n + self.kernel - 1).checked_sub(2 * p).filter(|&m| m > 0);
-            Some((grow(h)?, grow(w)?))
+            self.geometry().transposed_output_size((h, w), self.output_padding)
         } else {
             self.geometry().output_size((h, w))
         }
@@ -106,12 +108,10 @@ impl ConvSpec {
         if let Some((keep, style)) = self.dropout {
             Dropout::<f64>::new(keep, style, RandomState::new(0))?;
         }
-        if self.transposed && (self.stride != 1 || self.geometry().padding.0 >= self.kernel) {
+        if self.output_padding > 0 && (!self.transposed || self.output_padding >= self.stride) {
             return Err(Error::InvalidArgument(format!(
-                "ConvTranspose2D is implemented for stride 1 and padding below the kernel size, got stride {} and \
-                 padding {}",
-                self.stride,
-                self.geometry().padding.0
+                "an output padding ({}) needs a transposed convolution and must be below its stride ({})",
+                self.output_padding, self.stride
             )));
         }
         Ok(())
@@ -142,6 +142,9 @@ impl ConvSpec {
         }
         if let Some(p) = self.padding.filter(|&p| p != self.kernel / 2) {
             s.push_str(&format!(", padding {p}"));
+        }
+        if self.output_padding != 0 {
+            s.push_str(&format!(", output padding {}", self.output_padding));
         }
         s.push_str(&format!(", {}", self.activation.name()));
         if self.bias {
@@ -202,9 +205,15 @@ impl<F: Float> Conv2DBuilder<F> {
         self
     }
 
-    /// A transposed convolution instead (stride 1).
+    /// A transposed convolution instead.
     pub fn transposed(mut self, transposed: bool) -> Self {
         self.spec.transposed = transposed;
+        self
+    }
+
+    /// A transposed convolution's output padding, below the stride (default 0).
+    pub fn output_padding(mut self, output_padding: usize) -> Self {
+        self.spec.output_padding = output_padding;
         self
     }
 
@@ -275,7 +284,8 @@ impl<F: Float> Layer<F> for Conv2D<F> {
         let cast = |a: f64| F::cast(a);
         let kernel = draw.kernel.mapv(cast);
         let mut ops: Vec<Box<dyn Operation<F>>> = if spec.transposed {
-            vec![Box::new(ConvTranspose2DOp::new(kernel, g.padding.0).expect("validated"))]
+            let op = ConvTranspose2DOp::new(kernel, spec.stride, g.padding.0, spec.output_padding);
+            vec![Box::new(op.expect("validated"))]
         } else {
             vec![Box::new(Conv2DOp::new(kernel, g.stride, g.padding))]
         };

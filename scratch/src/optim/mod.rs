@@ -47,7 +47,23 @@ pub trait Optimizer<F: Float>: Send {
 /// exponential:  lr_e = lr_0 · (lr_final / lr_0)^(e / (E − 1))
 /// ```
 ///
-/// and the last epoch uses exactly `lr_final`.
+/// and the last epoch uses exactly `lr_final` (chapter 7's trainer decays differently:
+/// [`Decay::BookExponentialLR`]).
+///
+/// ```
+/// use scratch::optim::{Decay, LearningRate};
+///
+/// let rates = |lr, decay, epochs| {
+///     let mut rate = LearningRate::new(lr, decay).unwrap();
+///     rate.start(epochs);
+///     (0..epochs).map(|_| { let r = rate.get(); rate.end_epoch(); r }).collect::<Vec<f64>>()
+/// };
+/// let close = |a: Vec<f64>, b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+/// assert!(close(rates(0.15, Decay::Linear { final_lr: 0.05 }, 3), &[0.15, 0.1, 0.05]));
+/// assert!(close(rates(0.2, Decay::Exponential { final_lr: 0.05 }, 3), &[0.2, 0.1, 0.05]));
+/// // γ = (0.0125 / 0.2)^(1/4) = 1/2, applied once before the first epoch.
+/// assert!(close(rates(0.2, Decay::BookExponentialLR { final_lr: 0.0125 }, 3), &[0.1, 0.05, 0.025]));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Decay {
     /// A constant learning rate.
@@ -60,6 +76,13 @@ pub enum Decay {
     /// Exponential decay to `final_lr`.
     Exponential {
         /// The learning rate of the last epoch.
+        final_lr: f64,
+    },
+    /// Chapter 7's `PyTorchTrainer`: an `ExponentialLR` with `γ = (lr_final / lr_0)^(1 / (E + 1))`,
+    /// stepped at the start of every epoch, so that epoch `e` uses `lr_0 · γ^(e + 1)`: even the first
+    /// epoch is decayed once, and `lr_final` is never reached.
+    BookExponentialLR {
+        /// The rate the schedule would reach one epoch after the last.
         final_lr: f64,
     },
 }
@@ -85,7 +108,7 @@ impl LearningRate {
         let final_ok = match decay {
             Decay::None => true,
             Decay::Linear { final_lr } => final_lr >= 0.0 && final_lr.is_finite(),
-            Decay::Exponential { final_lr } => positive(final_lr),
+            Decay::Exponential { final_lr } | Decay::BookExponentialLR { final_lr } => positive(final_lr),
         };
         if !positive(lr) || !final_ok {
             return Err(Error::InvalidArgument(format!("learning rate {lr} with {decay:?}: rates must be positive")));
@@ -106,7 +129,11 @@ impl LearningRate {
             Decay::None => 0.0,
             Decay::Linear { final_lr } => (self.initial - final_lr) / steps,
             Decay::Exponential { final_lr } => (final_lr / self.initial).powf(1.0 / steps),
+            Decay::BookExponentialLR { final_lr } => (final_lr / self.initial).powf(1.0 / (epochs as f64 + 1.0)),
         };
+        if let Decay::BookExponentialLR { .. } = self.decay {
+            self.current *= self.per_epoch;
+        }
     }
 
     /// Applies one epoch's decay.
@@ -114,7 +141,7 @@ impl LearningRate {
         match self.decay {
             Decay::None => {}
             Decay::Linear { .. } => self.current -= self.per_epoch,
-            Decay::Exponential { .. } => self.current *= self.per_epoch,
+            Decay::Exponential { .. } | Decay::BookExponentialLR { .. } => self.current *= self.per_epoch,
         }
     }
 }
