@@ -181,10 +181,10 @@ fn mnist_with_dropout_trains_identically_from_the_shared_mask_stream() {
 
 /// Hand-written loops over a shuffling data loader that drops the last partial batch: the two
 /// engines, fed from identical loaders and trained with Adam, see the same batches and stay together
-/// for 5 epochs.
+/// for 5 epochs. Then `fit_loader` in both, with evaluations, for 5 more.
 #[test]
 fn boston_adam_over_a_data_loader() {
-    let Some((train, _)) = boston_data() else { return };
+    let Some((train, test)) = boston_data() else { return };
     let layers = [DenseSpec::new(13, Activation::Tanh), DenseSpec::new(1, Activation::Linear)];
     let (net, model) = dense_pair::<f64>(13, &layers, WeightInit::PyTorch, LossKind::MseElements, 5);
     let mut ours = scratch::train::Trainer::new(net, optim::Adam::new(0.01, Decay::None).unwrap());
@@ -200,4 +200,12 @@ fn boston_adam_over_a_data_loader() {
     }
     let (diff, name) = max_relative_difference(&ours.net.named_parameters(), &theirs.model.named_arrays::<f64>());
     assert!(diff <= RELATIVE, "{name} differs by {diff:e} relative");
+
+    let options = FitOptions { restart: false, ..options(5, 1) };
+    let ra = ours.fit_loader(&mut a, &test, &options, &mut ()).unwrap();
+    let rb = theirs.fit_loader(&mut b, &test, &options, &mut ()).unwrap();
+    assert_eq!((ra.batch_losses.len(), ra.evaluations.len()), (5 * (train.len() / 32), 5));
+    compare_reports("fit_loader", &ra, &rb);
+    let (diff, name) = max_relative_difference(&ours.net.named_parameters(), &theirs.model.named_arrays::<f64>());
+    assert!(diff <= RELATIVE, "fit_loader: {name} differs by {diff:e} relative");
 }

@@ -13,11 +13,15 @@
 //!
 //! The book restores a copy taken at the start of the failing epoch instead, which is neither the best
 //! model nor the one its message names (BOOK.md §4, item 14); this trainer restores the best one.
+//!
+//! [`Trainer::fit_loader`] runs the same loop on the batches of a [`DataLoader`] (chapter 7's
+//! `train_dataloader`): the loader's own batch size, shuffling and `drop_last` replace step 2's.
 
 use std::time::{Duration, Instant};
 
 use ndarray::{ArrayBase, ArrayD, Axis, Data, Dimension};
 
+use crate::data::DataLoader;
 use crate::network::{InitSeeding, NeuralNetwork, Snapshot};
 use crate::ops::Mode;
 use crate::optim::Optimizer;
@@ -211,6 +215,17 @@ fn check_finite(value: f64, epoch: usize, batch: usize, what: impl FnOnce() -> S
     }
 }
 
+/// Where the batches of each epoch come from, when not from [`FitOptions`]: a [`DataLoader`].
+pub trait BatchOrder {
+    /// The rows per batch.
+    fn batch_size(&self) -> usize;
+    /// The number of batches per epoch.
+    fn batches(&self) -> usize;
+    /// The order of the training rows in the next epoch; its first [`batches`](Self::batches) chunks
+    /// of [`batch_size`](Self::batch_size) are the batches.
+    fn next_order(&mut self) -> Vec<usize>;
+}
+
 /// What the training loop of [`fit_loop`] needs from a model and its optimizer. Both engines' trainers
 /// implement it, so they share one loop, and so the same batch order and the same early stopping.
 pub trait TrainingLoop {
@@ -239,7 +254,8 @@ pub trait TrainingLoop {
 }
 
 /// The training loop of both engines: see the [module documentation](self). `rows` is the number of
-/// training rows.
+/// training rows; with a `loader`, its batches replace those of the options' `batch_size`, `seed` and
+/// `drop_last` (the seed still draws the initial weights).
 ///
 /// # Errors
 /// Invalid options, or whatever a training step or an evaluation returns.
@@ -247,6 +263,7 @@ pub fn fit_loop<T: TrainingLoop>(
     trainer: &mut T,
     rows: usize,
     options: &FitOptions,
+    mut loader: Option<&mut dyn BatchOrder>,
     observer: &mut dyn Observer,
 ) -> std::result::Result<FitReport, T::Error> {
     if options.epochs == 0 || options.eval_every == 0 || options.batch_size == 0 {
@@ -259,18 +276,21 @@ pub fn fit_loop<T: TrainingLoop>(
     // forward pass); with per-layer re-seeding that order shows in the numbers, so keep it.
     let mut first_perm = None;
     if options.restart {
-        if let InitSeeding::BookReseed(_) = options.init_seeding {
+        if let (InitSeeding::BookReseed(_), None) = (options.init_seeding, &loader) {
             first_perm = Some(rng.permutation(rows));
         }
         trainer.reinitialize(&mut rng, options.init_seeding);
     }
     trainer.start(options.epochs);
 
-    let batches = if options.drop_last { rows / options.batch_size } else { rows.div_ceil(options.batch_size) };
+    let (batch_size, batches) = match &loader {
+        Some(l) => (l.batch_size(), l.batches()),
+        None if options.drop_last => (options.batch_size, rows / options.batch_size),
+        None => (options.batch_size, rows.div_ceil(options.batch_size)),
+    };
     if batches == 0 {
         return Err(Error::InvalidArgument(format!(
-            "{rows} training rows make no full batch of {} (drop_last)",
-            options.batch_size
+            "{rows} training rows make no full batch of {batch_size} (drop_last)"
         ))
         .into());
     }
@@ -280,9 +300,14 @@ pub fn fit_loop<T: TrainingLoop>(
     let mut order: Vec<usize> = (0..rows).collect();
     for epoch in 1..=options.epochs {
         let (started, mut monitoring) = (Instant::now(), Duration::ZERO);
-        let perm = first_perm.take().unwrap_or_else(|| rng.permutation(rows));
-        order = perm.iter().map(|&i| order[i]).collect();
-        for (b, batch) in order.chunks(options.batch_size).take(batches).enumerate() {
+        order = match loader.as_mut() {
+            Some(l) => l.next_order(),
+            None => {
+                let perm = first_perm.take().unwrap_or_else(|| rng.permutation(rows));
+                perm.iter().map(|&i| order[i]).collect()
+            }
+        };
+        for (b, batch) in order.chunks(batch_size).take(batches).enumerate() {
             let loss = trainer.train_batch(batch, (epoch, b + 1))?;
             report.batch_losses.push(loss);
             observer.on_batch(epoch, b + 1, loss);
@@ -375,7 +400,23 @@ impl<F: Float, O: Optimizer<F>> Trainer<F, O> {
         options: &FitOptions,
         observer: &mut dyn Observer,
     ) -> Result<FitReport> {
-        fit_loop(&mut Session { trainer: self, train, test }, train.len(), options, observer)
+        fit_loop(&mut Session { trainer: self, train, test }, train.len(), options, None, observer)
+    }
+
+    /// Trains on the batches of `loader`, evaluating on `test`, as [`Trainer::fit`] does otherwise (the
+    /// loader's batch size, shuffling and `drop_last` replace the options').
+    ///
+    /// # Errors
+    /// As [`Trainer::fit`].
+    pub fn fit_loader(
+        &mut self,
+        loader: &mut DataLoader<'_, F>,
+        test: &Dataset<F>,
+        options: &FitOptions,
+        observer: &mut dyn Observer,
+    ) -> Result<FitReport> {
+        let train = loader.dataset();
+        fit_loop(&mut Session { trainer: self, train, test }, train.len(), options, Some(loader), observer)
     }
 }
 

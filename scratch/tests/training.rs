@@ -215,3 +215,41 @@ fn the_checkpoint_holds_the_best_evaluated_model() {
     assert_eq!(loss, best.loss, "the file holds the model of epoch {}", best.epoch);
     std::fs::remove_file(&path).unwrap();
 }
+
+/// `fit_loader` trains on exactly the loader's batches: the same updates as a hand-written loop over an
+/// identical loader, its batch size and `drop_last` taking the place of the options'; and it evaluates
+/// and stops early like `fit`.
+#[test]
+fn fit_loader_trains_on_the_loaders_batches() {
+    use scratch::data::DataLoader;
+    let x = Array2::from_shape_fn((10, 1), |(i, _)| i as f64 / 10.0 - 0.3).into_dyn();
+    let data = Dataset::new(x.clone(), x.mapv(|v| 2.0 * v + 0.5)).unwrap();
+    // batch_size and drop_last here are overridden by the loader's 4 and true.
+    let options = FitOptions {
+        epochs: 3,
+        eval_every: 1,
+        batch_size: 100,
+        restart: false,
+        early_stopping: false,
+        ..Default::default()
+    };
+    let mut fitted = Trainer::new(one_weight_net(0.1, 0.0), SGD::new(0.1));
+    let mut loader = DataLoader::new(&data, 4).unwrap().shuffle(5).drop_last(true);
+    let report = fitted.fit_loader(&mut loader, &data, &options, &mut ()).unwrap();
+    assert_eq!(report.batch_losses.len(), 3 * 2);
+    assert_eq!(report.evaluations.len(), 3);
+
+    let mut by_hand = Trainer::new(one_weight_net(0.1, 0.0), SGD::new(0.1));
+    let mut loader = DataLoader::new(&data, 4).unwrap().shuffle(5).drop_last(true);
+    let losses: Vec<f64> = (1..=3).flat_map(|epoch| by_hand.train_epoch(&mut loader, epoch).unwrap()).collect();
+    assert_eq!(report.batch_losses, losses);
+    assert_eq!(weights(&fitted.net), weights(&by_hand.net));
+
+    let (train, test) = overshooting_problem();
+    let options = FitOptions { epochs: 100, eval_every: 2, restart: false, ..Default::default() };
+    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.02));
+    let report = trainer.fit_loader(&mut DataLoader::new(&train, 1).unwrap(), &test, &options, &mut ()).unwrap();
+    assert!(report.stopped_after.is_some(), "the test loss rises, so training stops early");
+    let restored = trainer.net.forward_loss(&test.x, &test.y, Mode::Eval).unwrap();
+    assert_eq!(restored, report.best.unwrap().loss, "the best evaluated model is restored");
+}

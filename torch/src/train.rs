@@ -6,7 +6,7 @@ use scratch::network::InitSeeding;
 use scratch::ops::Mode;
 use scratch::rng::RandomState;
 use scratch::train::{
-    evaluate_in_chunks, fit_loop, is_classification, Dataset, FitOptions, FitReport, Observer, TrainingLoop,
+    evaluate_in_chunks, fit_loop, is_classification, BatchOrder, Dataset, FitOptions, FitReport, Observer, TrainingLoop,
 };
 use tch::Tensor;
 
@@ -85,6 +85,33 @@ impl<O: Optimizer> Trainer<O> {
         options: &FitOptions,
         observer: &mut dyn Observer,
     ) -> Result<FitReport> {
+        self.fit_with(train, test, options, None, observer)
+    }
+
+    /// Trains on the batches of `loader`, evaluating on `test`, as [`Trainer::fit`] does otherwise: the
+    /// loader's batch size, shuffling and `drop_last` replace the options' (as in the from-scratch
+    /// [`scratch::train::Trainer::fit_loader`], which sees the same batches from an identical loader).
+    ///
+    /// # Errors
+    /// As [`Trainer::fit`].
+    pub fn fit_loader<F: TorchFloat>(
+        &mut self,
+        loader: &mut scratch::data::DataLoader<'_, F>,
+        test: &Dataset<F>,
+        options: &FitOptions,
+        observer: &mut dyn Observer,
+    ) -> Result<FitReport> {
+        self.fit_with(loader.dataset(), test, options, Some(loader), observer)
+    }
+
+    fn fit_with<F: TorchFloat>(
+        &mut self,
+        train: &Dataset<F>,
+        test: &Dataset<F>,
+        options: &FitOptions,
+        loader: Option<&mut dyn BatchOrder>,
+        observer: &mut dyn Observer,
+    ) -> Result<FitReport> {
         let m = &self.model;
         let mut session = Session {
             x_train: m.input(&to_tensor(&train.x)),
@@ -93,7 +120,7 @@ impl<O: Optimizer> Trainer<O> {
             y_test: m.input(&to_tensor(&test.y)),
             trainer: self,
         };
-        fit_loop(&mut session, train.len(), options, observer)
+        fit_loop(&mut session, train.len(), options, loader, observer)
     }
 }
 

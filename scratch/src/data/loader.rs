@@ -3,7 +3,7 @@
 //! partial batch kept or dropped.
 
 use crate::rng::RandomState;
-use crate::train::Dataset;
+use crate::train::{BatchOrder, Dataset};
 use crate::{Error, Float, Result};
 
 /// Batches of a dataset, epoch after epoch.
@@ -60,15 +60,45 @@ impl<'a, F: Float> DataLoader<'a, F> {
         }
     }
 
-    /// The batches of the next epoch.
-    pub fn epoch(&mut self) -> impl Iterator<Item = Dataset<F>> + '_ {
+    /// The rows per batch (the last batch of an epoch may hold fewer, unless they are dropped).
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// The dataset the batches are drawn from.
+    pub fn dataset(&self) -> &'a Dataset<F> {
+        self.data
+    }
+
+    /// The order of the rows in the next epoch: a fresh permutation when shuffling, `0..rows` otherwise.
+    /// Its first [`batches`](Self::batches) chunks of [`batch_size`](Self::batch_size) are the batches.
+    pub fn next_order(&mut self) -> Vec<usize> {
         let rows = self.data.len();
-        let order = match &mut self.shuffle {
+        match &mut self.shuffle {
             Some(rng) => rng.permutation(rows),
             None => (0..rows).collect(),
-        };
+        }
+    }
+
+    /// The batches of the next epoch.
+    pub fn epoch(&mut self) -> impl Iterator<Item = Dataset<F>> + '_ {
+        let order = self.next_order();
         let (data, batch_size, batches) = (self.data, self.batch_size, self.batches());
-        (0..batches).map(move |b| data.select(&order[b * batch_size..((b + 1) * batch_size).min(rows)]))
+        (0..batches).map(move |b| data.select(&order[b * batch_size..((b + 1) * batch_size).min(order.len())]))
+    }
+}
+
+impl<F: Float> BatchOrder for DataLoader<'_, F> {
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    fn batches(&self) -> usize {
+        DataLoader::batches(self)
+    }
+
+    fn next_order(&mut self) -> Vec<usize> {
+        DataLoader::next_order(self)
     }
 }
 
