@@ -123,6 +123,8 @@ fn convolution_gradients_for_any_stride_padding_and_shape() {
         (3, 2, 4, 2, 2, (1, 1), (0, 0), 5, 6),
         (2, 1, 3, 5, 3, (2, 1), (2, 0), 9, 4),
         (1, 4, 2, 4, 4, (3, 3), (1, 2), 10, 11),
+        (2, 5, 3, 3, 2, (1, 1), (1, 0), 6, 5),
+        (2, 4, 4, 3, 3, (1, 1), (3, 1), 4, 4),
     ];
     for (b, c, o, kh, kw, stride, padding, h, w) in cases {
         let mut op = Conv2DOp::new(rng.randn((c, o, kh, kw)), stride, padding);

@@ -17,6 +17,10 @@
 //!            ∂L/∂x = col2im(Wmᵀ · ∂L/∂y)             (scatter-add of each column back into its window)
 //! ```
 //!
+//! At stride 1 (with `p < k`) and `O ≤ C`, `∂L/∂x` is computed instead as the convolution of `∂L/∂y`
+//! with the spatially flipped kernel, from `O` back to `C` channels, padded by `k − 1 − p`: the same
+//! sums as an im2col product, which avoids building and scattering the larger `Wmᵀ · ∂L/∂y`.
+//!
 //! The batch is split into a fixed number of chunks whose kernel gradients are summed in order, so
 //! results do not depend on how the work was scheduled.
 
@@ -63,6 +67,24 @@ impl Geometry {
         };
         let ((kh, kw), (sh, sw), (ph, pw)) = (self.kernel, self.stride, self.padding);
         Some((grow(h, kh, sh, ph)?, grow(w, kw, sw, pw)?))
+    }
+
+    /// At stride 1, the convolution from the `O` outputs back to the `C` inputs with padding `k − 1 − p`,
+    /// which with the flipped kernel ([`flipped_matrix`]) computes the adjoint (the input gradient, or
+    /// the transposed convolution) as an im2col product. That is faster than `col2im` when `O ≤ C`:
+    /// its im2col matrix `(O·kh·kw, H·W)` is then no larger than the one `col2im` would scatter
+    /// (measured on chapter 7's layers: 3.0 against 4.5 ms from 7 to 14 channels, 3.7 against 0.5 ms
+    /// from 14 to 1). `None` at other strides, when `p ≥ k`, or when `O > C`.
+    pub(super) fn full_correlation(&self) -> Option<Geometry> {
+        let ((kh, kw), (ph, pw)) = (self.kernel, self.padding);
+        let fewer = self.out_channels <= self.in_channels;
+        (self.stride == (1, 1) && ph < kh && pw < kw && fewer).then(|| Geometry {
+            in_channels: self.out_channels,
+            out_channels: self.in_channels,
+            kernel: self.kernel,
+            stride: (1, 1),
+            padding: (kh - 1 - ph, kw - 1 - pw),
+        })
     }
 
     pub(super) fn rows(&self) -> usize {
@@ -162,6 +184,65 @@ pub(super) fn standard<F: Float>(a: Array4<F>) -> Array4<F> {
     }
 }
 
+/// The convolution of a batch `x: (batch, C, H, W)` with the kernel matrix `wm: (O, C·kh·kw)`, output
+/// `(batch, O, ho, wo)`: im2col and one product per image, the images spread over the cores.
+pub(super) fn convolve<F: Float>(
+    x: &Array4<F>,
+    wm: &ArrayView2<F>,
+    geom: &Geometry,
+    (ho, wo): (usize, usize),
+) -> Array4<F> {
+    let batch = x.shape()[0];
+    // Every element is written by its image's product (k > 0: the kernel is not empty).
+    let mut out = Array4::zeros((batch, geom.out_channels, ho, wo));
+    let chunk = batch.div_ceil(CHUNKS).max(1);
+    out.axis_chunks_iter_mut(Axis(0), chunk).into_par_iter().zip(x.axis_chunks_iter(Axis(0), chunk)).for_each(
+        |(mut out_chunk, x_chunk)| {
+            let mut cols = Array2::zeros((geom.rows(), ho * wo));
+            for (mut yb, xb) in out_chunk.outer_iter_mut().zip(x_chunk.outer_iter()) {
+                im2col(&xb, geom, (ho, wo), &mut cols);
+                let mut y = yb.view_mut().into_shape_with_order((geom.out_channels, ho * wo)).expect("contiguous");
+                matmul_into(&mut y, wm, &cols.view(), false);
+            }
+        },
+    );
+    out
+}
+
+/// The adjoint of [`convolve`]: `g: (batch, O, Ho, Wo)` spread back through the kernel matrix
+/// `wm: (O, C·kh·kw)` onto images of `(h, w)`, per image `col2im(wmᵀ · g)`; output `(batch, C, h, w)`.
+pub(super) fn transpose_convolve<F: Float>(
+    g: &Array4<F>,
+    wm: &ArrayView2<F>,
+    geom: &Geometry,
+    (h, w): (usize, usize),
+) -> Array4<F> {
+    let (batch, _, ho, wo) = g.dim();
+    let mut out = Array4::zeros((batch, geom.in_channels, h, w));
+    let chunk = batch.div_ceil(CHUNKS).max(1);
+    out.axis_chunks_iter_mut(Axis(0), chunk).into_par_iter().zip(g.axis_chunks_iter(Axis(0), chunk)).for_each(
+        |(mut out_chunk, g_chunk)| {
+            let mut cols = Array2::zeros((geom.rows(), ho * wo));
+            for (mut yb, gb) in out_chunk.outer_iter_mut().zip(g_chunk.outer_iter()) {
+                let gb = gb.to_shape((geom.out_channels, ho * wo)).expect("contiguous");
+                matmul_into(&mut cols.view_mut(), &wm.t(), &gb.view(), false);
+                col2im(&cols.view(), geom, (ho, wo), &mut yb);
+            }
+        },
+    );
+    out
+}
+
+/// A book-layout kernel `K: (C, O, kh, kw)` flipped in both spatial axes, as the matrix
+/// `(C, O·kh·kw)`: the kernel of the convolution from `O` back to `C` channels that
+/// [`Geometry::full_correlation`] describes.
+pub(super) fn flipped_matrix<F: Float>(kernel: &ArrayD<F>) -> Array2<F> {
+    let k = kernel.shape();
+    let flipped = kernel.slice(ndarray::s![.., .., ..;-1, ..;-1]);
+    let flipped = flipped.as_standard_layout();
+    flipped.to_shape((k[0], k[1] * k[2] * k[3])).expect("sizes agree").into_owned()
+}
+
 /// 2-D convolution (cross-correlation) of `x: (batch, C, H, W)` with a kernel stored in the book's layout
 /// `(C, O, kh, kw)`; output `(batch, O, Ho, Wo)`, `Ho = (H + 2·ph − kh) / sh + 1`.
 ///
@@ -229,15 +310,18 @@ impl<F: Float> Conv2DOp<F> {
         let partials: Vec<Array2<F>> = (0..batch.div_ceil(chunk))
             .into_par_iter()
             .map(|c| {
-                let mut acc = Array2::zeros((geom.out_channels, geom.rows()));
+                // Accumulated as (∂L/∂Wm)ᵀ = Σ cols · (∂L/∂y)ᵀ: with few output channels the product
+                // runs about a third faster in this orientation (7.9 against 5.7 ms for chapter 7's
+                // second convolution at batch 60).
+                let mut acc = Array2::zeros((geom.rows(), geom.out_channels));
                 let mut cols = Array2::zeros((geom.rows(), ho * wo));
                 for b in c * chunk..((c + 1) * chunk).min(batch) {
                     im2col(&x.index_axis(Axis(0), b), &geom, (ho, wo), &mut cols);
                     let gb = g4.index_axis(Axis(0), b);
                     let gb = gb.to_shape((geom.out_channels, ho * wo)).expect("contiguous output gradient");
-                    matmul_into(&mut acc.view_mut(), &gb.view(), &cols.t(), true);
+                    matmul_into(&mut acc.view_mut(), &cols.view(), &gb.t(), true);
                 }
-                acc
+                acc.reversed_axes()
             })
             .collect();
         let mut dw = Array2::zeros((geom.out_channels, geom.rows()));
@@ -263,23 +347,9 @@ impl<F: Float> Operation<F> for Conv2DOp<F> {
     }
 
     fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
-        let (geom, (ho, wo)) = self.check_input(&input)?;
+        let (geom, size) = self.check_input(&input)?;
         let x = standard(input.into_dimensionality::<Ix4>().expect("checked"));
-        let wm = self.matrix();
-        let batch = x.shape()[0];
-        // Every element is written by its image's product (k > 0: the kernel is not empty).
-        let mut out = Array4::zeros((batch, geom.out_channels, ho, wo));
-        let chunk = batch.div_ceil(CHUNKS).max(1);
-        out.axis_chunks_iter_mut(Axis(0), chunk).into_par_iter().zip(x.axis_chunks_iter(Axis(0), chunk)).for_each(
-            |(mut out_chunk, x_chunk)| {
-                let mut cols = Array2::zeros((geom.rows(), ho * wo));
-                for (mut yb, xb) in out_chunk.outer_iter_mut().zip(x_chunk.outer_iter()) {
-                    im2col(&xb, &geom, (ho, wo), &mut cols);
-                    let mut y = yb.view_mut().into_shape_with_order((geom.out_channels, ho * wo)).expect("contiguous");
-                    matmul_into(&mut y, &wm.view(), &cols.view(), false);
-                }
-            },
-        );
+        let out = convolve(&x, &self.matrix().view(), &geom, size);
         self.input = Some(x);
         Ok(out.into_dyn())
     }
@@ -289,21 +359,12 @@ impl<F: Float> Operation<F> for Conv2DOp<F> {
         self.kernel_grad(&g4)?;
         let x = self.input.as_ref().ok_or_else(|| no_forward("Conv2D"))?;
         let geom = self.geometry();
-        let (ho, wo) = (g4.shape()[2], g4.shape()[3]);
-        let wm = self.matrix();
-        let mut dx = Array4::zeros(x.raw_dim());
-        let chunk = x.shape()[0].div_ceil(CHUNKS).max(1);
-        dx.axis_chunks_iter_mut(Axis(0), chunk).into_par_iter().zip(g4.axis_chunks_iter(Axis(0), chunk)).for_each(
-            |(mut dx_chunk, g_chunk)| {
-                let mut cols = Array2::zeros((geom.rows(), ho * wo));
-                for (mut dxb, gb) in dx_chunk.outer_iter_mut().zip(g_chunk.outer_iter()) {
-                    let gb = gb.to_shape((geom.out_channels, ho * wo)).expect("contiguous");
-                    matmul_into(&mut cols.view_mut(), &wm.t(), &gb.view(), false);
-                    col2im(&cols.view(), &geom, (ho, wo), &mut dxb);
-                }
-            },
-        );
-        Ok(dx.into_dyn())
+        let (h, w) = (x.shape()[2], x.shape()[3]);
+        if let Some(full) = geom.full_correlation() {
+            // ∂L/∂x = the convolution of ∂L/∂y with the flipped kernel: no col2im needed.
+            return Ok(convolve(&g4, &flipped_matrix(&self.kernel.value).view(), &full, (h, w)).into_dyn());
+        }
+        Ok(transpose_convolve(&g4, &self.matrix().view(), &geom, (h, w)).into_dyn())
     }
 
     fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {

@@ -2,10 +2,10 @@
 //! adjoint of the convolution, which spreads each input pixel over a `k × k` patch of the output, the
 //! patches `stride` apart.
 
-use ndarray::{Array2, Array4, ArrayD, Axis, Ix4};
+use ndarray::{Array2, Array4, ArrayD, Axis, Ix4, IxDyn};
 use rayon::prelude::*;
 
-use super::conv2d::{col2im, im2col, standard, CHUNKS};
+use super::conv2d::{convolve, flipped_matrix, im2col, standard, transpose_convolve, CHUNKS};
 use super::Geometry;
 use crate::linalg::matmul_into;
 use crate::ops::{no_forward, Mode, Operation};
@@ -31,6 +31,10 @@ use crate::{Error, Float, Result};
 /// backward:  ∂L/∂x  = Wm · im2col(∂L/∂y)       (C, H·W): the convolution of ∂L/∂y
 ///            ∂L/∂Wm = Σ_images x · im2col(∂L/∂y)ᵀ
 /// ```
+///
+/// At stride 1 (and `p < k`), when `C ≤ O`, the forward pass is computed instead as the convolution of
+/// `x` with the spatially flipped kernel, its channel axes swapped, and padding `k − 1 − p`: the same
+/// sums, as an im2col product, which is faster than spreading the larger `Wmᵀ · x` with `col2im`.
 pub struct ConvTranspose2DOp<F: Float> {
     weight: Param<F>,
     stride: usize,
@@ -111,19 +115,21 @@ impl<F: Float> ConvTranspose2DOp<F> {
             .zip(x.axis_chunks_iter(Axis(0), chunk))
             .zip(g4.axis_chunks_iter(Axis(0), chunk))
             .map(|((dx_chunk, x_chunk), g_chunk)| {
-                let mut acc = Array2::zeros(wm.raw_dim());
+                // Accumulated as (∂L/∂Wm)ᵀ = Σ im2col(∂L/∂y) · xᵀ: faster than its transpose (see
+                // Conv2DOp's kernel gradient).
+                let mut acc = Array2::zeros((geom.rows(), c));
                 let mut cols = Array2::zeros((geom.rows(), h * w));
                 for (b, (xb, gb)) in x_chunk.outer_iter().zip(g_chunk.outer_iter()).enumerate() {
                     im2col(&gb, &geom, (h, w), &mut cols);
                     let xb = xb.to_shape((c, h * w)).expect("contiguous input");
-                    matmul_into(&mut acc.view_mut(), &xb.view(), &cols.t(), true);
+                    matmul_into(&mut acc.view_mut(), &cols.view(), &xb.t(), true);
                     if let Some(d) = dx_chunk.as_mut() {
                         let mut db =
                             d.index_axis_mut(Axis(0), b).into_shape_with_order((c, h * w)).expect("contiguous");
                         matmul_into(&mut db, &wm.view(), &cols.view(), false);
                     }
                 }
-                acc
+                acc.reversed_axes()
             })
             .collect();
         let mut dw = Array2::zeros(wm.raw_dim());
@@ -151,20 +157,14 @@ impl<F: Float> Operation<F> for ConvTranspose2DOp<F> {
             Error::shape("input", "images large enough for a positive output size after padding", input.shape())
         })?;
         let x = standard(input.into_dimensionality::<Ix4>().expect("checked"));
-        let wm = self.matrix();
-        let batch = x.shape()[0];
-        let mut out = Array4::zeros((batch, geom.in_channels, ho, wo));
-        let chunk = batch.div_ceil(CHUNKS).max(1);
-        out.axis_chunks_iter_mut(Axis(0), chunk).into_par_iter().zip(x.axis_chunks_iter(Axis(0), chunk)).for_each(
-            |(mut out_chunk, x_chunk)| {
-                let mut cols = Array2::zeros((geom.rows(), h * w));
-                for (mut yb, xb) in out_chunk.outer_iter_mut().zip(x_chunk.outer_iter()) {
-                    let xb = xb.to_shape((c, h * w)).expect("contiguous input");
-                    matmul_into(&mut cols.view_mut(), &wm.t(), &xb.view(), false);
-                    col2im(&cols.view(), &geom, (h, w), &mut yb);
-                }
-            },
-        );
+        let out = match geom.full_correlation() {
+            // At stride 1, the convolution with the flipped kernel: an im2col product, no col2im.
+            Some(full) => {
+                let swapped = self.weight.value.view().permuted_axes(IxDyn(&[1, 0, 2, 3])).to_owned();
+                convolve(&x, &flipped_matrix(&swapped).view(), &full, (ho, wo))
+            }
+            None => transpose_convolve(&x, &self.matrix().view(), &geom, (ho, wo)),
+        };
         self.input = Some(x);
         Ok(out.into_dyn())
     }
