@@ -16,8 +16,9 @@ use scratch::train::{Dataset, FitOptions, FitReport};
 use torch::book::AUTOENCODER_ENCODER_LAYERS;
 use torch::convert::{to_array, to_tensor, TorchFloat};
 
+use crate::metrics::Metrics;
 use crate::mnist::Engines;
-use crate::plot::{image_grid, scatter};
+use crate::plot::{fit_chart, image_grid, scatter};
 use crate::progress::ProgressObserver;
 use crate::table::Table;
 
@@ -37,6 +38,11 @@ pub struct AeOptions {
     pub quiet: bool,
     /// Where the torch engine computes.
     pub device: torch::Device,
+    /// Start both engines from this checkpoint instead of fresh weights.
+    pub resume: Option<PathBuf>,
+    /// Write each engine's final model (`ch7-autoencoder-<engine>.safetensors`) and best evaluated one
+    /// (`-best`) into this folder.
+    pub checkpoints: Option<PathBuf>,
 }
 
 /// What one engine reached.
@@ -66,15 +72,20 @@ fn scaled<F: TorchFloat>(m: &Mnist) -> Result<(Dataset<F>, Dataset<F>)> {
     Ok((to(&m.train_images)?, to(&m.test_images)?))
 }
 
-fn options(opts: &AeOptions) -> FitOptions {
-    FitOptions {
+/// The experiment's name, in file names.
+const NAME: &str = "ch7-autoencoder";
+
+fn options(opts: &AeOptions, engine: &str) -> Result<FitOptions> {
+    Ok(FitOptions {
         epochs: opts.epochs,
         eval_every: 1,
         batch_size: 60,
         seed: opts.seed,
+        restart: opts.resume.is_none(),
         early_stopping: false,
+        checkpoint: crate::checkpoint_path(opts.checkpoints.as_deref(), NAME, &format!("{engine}-best"))?,
         ..Default::default()
-    }
+    })
 }
 
 /// Shown images: the first of each digit in the test set.
@@ -85,15 +96,21 @@ fn shown(labels: &[u8]) -> Vec<usize> {
 fn run_engine<F: TorchFloat>(engine: &'static str, m: &Mnist, opts: &AeOptions) -> Result<AeResult> {
     let (train, test) = scaled::<F>(m)?;
     let spec = torch::book::autoencoder();
-    let mut progress = ProgressObserver::new(format!("ch7-autoencoder {engine}"), opts.quiet);
+    let mut progress = ProgressObserver::new(format!("{NAME} {engine}"), opts.quiet);
     let index = shown(&m.test_labels);
     let chunks: Vec<usize> = (0..test.len()).step_by(500).collect();
     let (report, recon, codes) = if engine == "scratch" {
         let loss = MeanSquaredError::with_reduction(MseReduction::Elements);
-        let net = spec.scratch::<F>(Box::new(loss), &mut RandomState::new(opts.seed))?;
+        let mut net = spec.scratch::<F>(Box::new(loss), &mut RandomState::new(opts.seed))?;
+        if let Some(path) = &opts.resume {
+            net.load(path)?;
+        }
         let mut trainer = scratch::train::Trainer::new(net, SGDMomentum::new(0.01, 0.9, Decay::None)?);
-        let report = trainer.fit(&train, &test, &options(opts), &mut progress)?;
+        let report = trainer.fit(&train, &test, &options(opts, engine)?, &mut progress)?;
         let net = &mut trainer.net;
+        if let Some(path) = crate::checkpoint_path(opts.checkpoints.as_deref(), NAME, engine)? {
+            net.save(path)?;
+        }
         let recon = net.forward(&test.select(&index).x, Mode::Eval)?.mapv(|v| v.as_f64());
         let mut codes = Vec::new();
         for &start in &chunks {
@@ -106,10 +123,16 @@ fn run_engine<F: TorchFloat>(engine: &'static str, m: &Mnist, opts: &AeOptions) 
         (report, recon, codes)
     } else {
         let loss = torch::losses::Loss::MeanSquaredError(MseReduction::Elements);
-        let model = spec.torch::<F>(loss, opts.device.resolve()?, &mut RandomState::new(opts.seed))?;
+        let mut model = spec.torch::<F>(loss, opts.device.resolve()?, &mut RandomState::new(opts.seed))?;
+        if let Some(path) = &opts.resume {
+            model.load(path)?;
+        }
         let mut trainer = torch::train::Trainer::new(model, torch::optim::SGDMomentum::new(0.01, 0.9, Decay::None)?);
-        let report = trainer.fit(&train, &test, &options(opts), &mut progress)?;
+        let report = trainer.fit(&train, &test, &options(opts, engine)?, &mut progress)?;
         let model = &mut trainer.model;
+        if let Some(path) = crate::checkpoint_path(opts.checkpoints.as_deref(), NAME, engine)? {
+            model.save(path)?;
+        }
         let recon = tch::no_grad(|| model.forward(&to_tensor(&test.select(&index).x), Mode::Eval))?;
         let recon = to_array::<f64>(&recon);
         let mut codes = Vec::new();
@@ -173,16 +196,29 @@ pub fn table(results: &[AeResult]) -> Table {
         &["engine", "epochs", "test MSE", "book", "s/epoch"],
     );
     for r in results {
-        let epochs = r.report.epochs_trained.max(1);
         t.push(vec![
             r.engine.into(),
-            epochs.to_string(),
+            r.report.epochs_trained.to_string(),
             format!("{:.4}", r.test_mse),
             format!("{BOOK_TEST_MSE:.4}"),
-            format!("{:.1}", r.report.train_time.as_secs_f64() / epochs as f64),
+            format!("{:.1}", r.report.seconds_per_epoch()),
         ]);
     }
     t
+}
+
+/// The metrics of the run: each engine's training and test-loss curves and its final numbers.
+pub fn metrics(dtype: &str, results: &[AeResult]) -> Metrics {
+    let mut m = Metrics::new(NAME, dtype, "epoch");
+    for r in results {
+        m.fit_curves(r.engine, &r.report, 1.0);
+        let epochs = r.report.epochs_trained as f64;
+        m.summary(
+            r.engine,
+            &[("test_mse", r.test_mse), ("epochs", epochs), ("seconds_per_epoch", r.report.seconds_per_epoch())],
+        );
+    }
+    m
 }
 
 /// Writes the PNGs: test images above each engine's reconstructions, and each engine's codes projected
@@ -200,15 +236,17 @@ pub fn plots(out: &Path, m: &Mnist, results: &[AeResult]) -> Result<Vec<PathBuf>
         .collect();
     let mut rows = vec![("test images".to_string(), originals)];
     rows.extend(results.iter().map(|r| (format!("{} output", r.engine), r.reconstructions.clone())));
-    let grid = out.join("ch7-autoencoder-reconstructions.png");
+    let grid = out.join(format!("{NAME}-reconstructions.png"));
     image_grid(&grid, &rows, 28, 3)?;
-    let mut paths = vec![grid];
+    let runs: Vec<_> = results.iter().map(|r| (r.engine, &r.report)).collect();
+    let title = format!("{NAME}: Autoencoder(28), test mean squared error");
+    let mut paths = vec![grid, fit_chart(out, NAME, &title, &runs)?];
     let classes: Vec<String> = (0..10).map(|d| d.to_string()).collect();
     for r in results {
         let projected = principal_components(&r.codes);
         let points: Vec<(f64, f64, usize)> =
             projected.outer_iter().zip(&m.test_labels).map(|(p, &l)| (p[0], p[1], usize::from(l))).collect();
-        let path = out.join(format!("ch7-autoencoder-codes-{}.png", r.engine));
+        let path = out.join(format!("{NAME}-codes-{}.png", r.engine));
         let title = format!("{} codes of the 10 000 test images, first two principal components", r.engine);
         scatter(&path, &title, &points, &classes)?;
         paths.push(path);

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use scratch::train::FitReport;
 use serde::Serialize;
 
 /// One point of a loss curve.
@@ -57,6 +58,26 @@ impl Metrics {
     pub fn summary(&mut self, engine: impl Into<String>, values: &[(&str, f64)]) {
         let values = values.iter().map(|&(k, v)| (k.to_string(), v)).collect();
         self.summaries.push(Summary { engine: engine.into(), values });
+    }
+
+    /// Adds the curves of a [`FitReport`] of `engine`: the mean training loss of every epoch and every
+    /// validation (at fractional epochs for those within an epoch), accuracies multiplied by
+    /// `accuracy_scale` (100 for percent).
+    pub fn fit_curves(&mut self, engine: &str, report: &FitReport, accuracy_scale: f64) {
+        let batches = report.batches_per_epoch();
+        for (i, epoch) in report.batch_losses.chunks(batches).enumerate() {
+            let loss = epoch.iter().sum::<f64>() / epoch.len() as f64;
+            self.curves.push(Point { engine: engine.into(), split: "train", at: (i + 1) as f64, loss, accuracy: None });
+        }
+        for v in &report.evaluations {
+            self.curves.push(Point {
+                engine: engine.into(),
+                split: "validation",
+                at: report.position(v),
+                loss: v.loss,
+                accuracy: v.accuracy.map(|a| a * accuracy_scale),
+            });
+        }
     }
 
     /// Writes `<out>/<experiment>-metrics.json` and `.csv`; returns their paths.

@@ -17,7 +17,6 @@ use scratch::train::{Dataset, FitOptions, FitReport, EVAL_CHUNK};
 use torch::convert::{to_array, to_tensor, TorchFloat};
 use torch::spec::{LayerSpec, NetSpec};
 
-use crate::plot::{line_chart, Chart, Series};
 use crate::progress::ProgressObserver;
 use crate::table::Table;
 
@@ -331,7 +330,7 @@ pub struct EngineResult {
 impl EngineResult {
     /// Training seconds per epoch.
     pub fn seconds_per_epoch(&self) -> f64 {
-        self.report.train_time.as_secs_f64() / self.report.epochs_trained.max(1) as f64
+        self.report.seconds_per_epoch()
     }
 }
 
@@ -522,35 +521,8 @@ pub fn table(rows: &[(&Experiment, String, Vec<EngineResult>)], book: bool) -> T
 /// # Errors
 /// If the file cannot be written.
 pub fn plot(out_dir: &Path, e: &Experiment, results: &[EngineResult]) -> Result<std::path::PathBuf> {
-    let path = out_dir.join(format!("{}-loss.png", e.name));
-    let batches = results.first().map_or(1, |r| r.report.batch_losses.len() / r.report.epochs_trained.max(1));
-    let mut series = Vec::new();
-    for r in results {
-        let train: Vec<(f64, f64)> = Series::smoothed("", &r.report.batch_losses, batches)
-            .points
-            .into_iter()
-            .map(|(x, y)| (x / batches as f64, y))
-            .collect();
-        series.push(Series::new(format!("{} training (epoch mean)", r.engine), train));
-        let val = r
-            .report
-            .evaluations
-            .iter()
-            .map(|v| (v.epoch as f64 - 1.0 + v.batch.map_or(1.0, |b| b as f64 / batches as f64), v.loss))
-            .collect();
-        series.push(Series::new(format!("{} validation", r.engine), val));
-    }
-    line_chart(
-        &path,
-        &Chart {
-            title: format!("{}: {}", e.name, e.description),
-            x_label: "epoch".into(),
-            y_label: "loss".into(),
-            series,
-            log_y: true,
-        },
-    )?;
-    Ok(path)
+    let runs: Vec<_> = results.iter().map(|r| (r.engine, &r.report)).collect();
+    crate::plot::fit_chart(out_dir, e.name, &format!("{}: {}", e.name, e.description), &runs)
 }
 
 /// The metrics of one experiment: each engine's validation curve (with accuracy), its per-epoch mean
@@ -558,28 +530,7 @@ pub fn plot(out_dir: &Path, e: &Experiment, results: &[EngineResult]) -> Result<
 pub fn metrics(e: &Experiment, dtype: &str, results: &[EngineResult]) -> crate::metrics::Metrics {
     let mut m = crate::metrics::Metrics::new(e.name, dtype, "epoch");
     for r in results {
-        let batches = r.report.batch_losses.len() / r.report.epochs_trained.max(1);
-        for (i, epoch) in r.report.batch_losses.chunks(batches.max(1)).enumerate() {
-            let loss = epoch.iter().sum::<f64>() / epoch.len() as f64;
-            m.curves.push(crate::metrics::Point {
-                engine: r.engine.into(),
-                split: "train",
-                at: (i + 1) as f64,
-                loss,
-                accuracy: None,
-            });
-        }
-        for v in &r.report.evaluations {
-            let at = v.epoch as f64 - 1.0 + v.batch.map_or(1.0, |b| b as f64 / batches.max(1) as f64);
-            let accuracy = v.accuracy.map(|a| a * 100.0);
-            m.curves.push(crate::metrics::Point {
-                engine: r.engine.into(),
-                split: "validation",
-                at,
-                loss: v.loss,
-                accuracy,
-            });
-        }
+        m.fit_curves(r.engine, &r.report, 100.0);
         let best = r.report.best.map_or(f64::NAN, |b| b.loss);
         m.summary(
             r.engine,

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use anyhow::{Context, Result};
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
+use scratch::train::FitReport;
 
 /// One line of a chart.
 #[derive(Clone, Debug)]
@@ -107,6 +108,34 @@ fn bounds(series: &[Series], log_y: bool) -> (f64, f64, f64, f64) {
     }
 }
 
+/// `<out>/<experiment>-loss.png`: each engine's training loss (averaged over windows of batches: an
+/// epoch, or fewer batches when there are few epochs, so that a short run still shows a curve) and its
+/// validation losses (on a log scale when they span a decade); returns the path.
+///
+/// # Errors
+/// If the file cannot be written.
+pub fn fit_chart(out: &Path, experiment: &str, title: &str, runs: &[(&str, &FitReport)]) -> Result<PathBuf> {
+    let path = out.join(format!("{experiment}-loss.png"));
+    let mut series = Vec::new();
+    for (engine, report) in runs {
+        let batches = report.batches_per_epoch();
+        let window = batches.min(report.batch_losses.len() / 50).max(1);
+        let label = if window == batches { "epoch mean".to_string() } else { format!("mean of {window} batches") };
+        let train = Series::smoothed("", &report.batch_losses, window).points;
+        let train = train.into_iter().map(|(x, y)| (x / batches as f64, y)).collect();
+        series.push(Series::new(format!("{engine} training ({label})"), train));
+        let val = report.evaluations.iter().map(|v| (report.position(v), v.loss)).collect();
+        series.push(Series::new(format!("{engine} validation"), val));
+    }
+    // A log scale only where the losses span a decade: over less it would show no ticks.
+    let losses = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|y| y.is_finite() && *y > 0.0);
+    let (lo, hi) = losses.fold((f64::INFINITY, 0.0_f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
+    let log_y = hi > 10.0 * lo;
+    let chart = Chart { title: title.into(), x_label: "epoch".into(), y_label: "loss".into(), series, log_y };
+    line_chart(&path, &chart)?;
+    Ok(path)
+}
+
 /// Draws `chart` into a 900×560 PNG at `path`, creating its folder.
 ///
 /// # Errors
@@ -124,6 +153,9 @@ fn tick(v: f64) -> String {
     let s = format!("{v:.3}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
+
+/// Series with at most this many points also get a marker at each point (a lone point is visible).
+const MARKED: usize = 40;
 
 fn draw(path: &Path, chart: &Chart, text: bool) -> Result<(), Box<dyn std::error::Error>> {
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
@@ -162,7 +194,11 @@ fn draw(path: &Path, chart: &Chart, text: bool) -> Result<(), Box<dyn std::error
             mesh.draw()?;
             for (i, s) in chart.series.iter().enumerate() {
                 let colour = colours[i % colours.len()];
-                let points = s.points.iter().copied().filter(|(_, y)| y.is_finite() && (!chart.log_y || *y > 0.0));
+                let points: Vec<(f64, f64)> =
+                    s.points.iter().copied().filter(|(_, y)| y.is_finite() && (!chart.log_y || *y > 0.0)).collect();
+                if points.len() <= MARKED {
+                    ctx.draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
+                }
                 let line = ctx.draw_series(LineSeries::new(points, colour.stroke_width(2)))?;
                 if text {
                     line.label(s.name.as_str())

@@ -168,6 +168,24 @@ pub struct FitReport {
     pub train_time: Duration,
 }
 
+impl FitReport {
+    /// The number of batches in each epoch (at least 1).
+    pub fn batches_per_epoch(&self) -> usize {
+        (self.batch_losses.len() / self.epochs_trained.max(1)).max(1)
+    }
+
+    /// Training seconds per epoch trained.
+    pub fn seconds_per_epoch(&self) -> f64 {
+        self.train_time.as_secs_f64() / self.epochs_trained.max(1) as f64
+    }
+
+    /// Where in training `eval` happened, in epochs: `e` after epoch `e`, `e − 1 + b / batches` after
+    /// batch `b` of epoch `e`.
+    pub fn position(&self, eval: &Evaluation) -> f64 {
+        eval.epoch as f64 - 1.0 + eval.batch.map_or(1.0, |b| b as f64 / self.batches_per_epoch() as f64)
+    }
+}
+
 /// Receives progress from [`Trainer::fit`]: progress bars, logging. Every method does nothing by
 /// default; `()` is the silent observer.
 pub trait Observer {

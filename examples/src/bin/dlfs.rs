@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use examples::autoencoder::{self, AeOptions};
 use examples::language_model::{self, LmOptions};
@@ -31,6 +31,14 @@ enum Dtype {
     F64,
 }
 
+/// A count of at least one, for clap.
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("expected a whole number of at least 1, got {s:?}")),
+    }
+}
+
 #[derive(Args, Clone)]
 struct Common {
     /// Folder with the data sets (default: the workspace's data/, or $DLFS_DATA)
@@ -49,7 +57,7 @@ struct Common {
     #[arg(long, global = true, value_enum, default_value = "f32")]
     dtype: Dtype,
     /// Epochs, instead of the book's number
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = positive)]
     epochs: Option<usize>,
     /// Seed of the initial weights and the batch order (default: the book's seed of the chapter)
     #[arg(long, global = true)]
@@ -64,13 +72,13 @@ struct Common {
     #[arg(long, global = true)]
     resume: Option<PathBuf>,
     /// Language models: training iterations (default 2000)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = positive)]
     iterations: Option<usize>,
     /// Language models: hidden units per recurrent layer (default 256; ch7-lstm: the vocabulary's size)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = positive)]
     hidden: Option<usize>,
     /// Language models: stacked recurrent layers
-    #[arg(long, global = true, default_value_t = 1)]
+    #[arg(long, global = true, default_value_t = 1, value_parser = positive)]
     layers: usize,
     /// Language models: the learning rate (default 0.05 for AdaGrad; ch7-lstm: 0.001 for Adam)
     #[arg(long, global = true)]
@@ -222,10 +230,13 @@ fn run_autoencoder_typed<F: TorchFloat>(common: &Common, data: &Path) -> Result<
         seed: common.seed.unwrap_or(20_190_504),
         quiet: common.quiet,
         device: common.device,
+        resume: common.resume.clone(),
+        checkpoints: Some(common.out.clone()),
     };
     let (m, results) = autoencoder::run::<F>(&data.join(common.dataset.folder()), &opts)?;
     println!("{}", autoencoder::table(&results).render());
-    for path in autoencoder::plots(&common.out, &m, &results)? {
+    let files = autoencoder::metrics(F::NAME, &results).write(&common.out)?;
+    for path in autoencoder::plots(&common.out, &m, &results)?.into_iter().chain(files) {
         println!("wrote {}", path.display());
     }
     Ok(())
@@ -236,6 +247,61 @@ fn run_autoencoder(common: &Common, data: &Path) -> Result<()> {
         Dtype::F32 => run_autoencoder_typed::<f32>(common, data),
         Dtype::F64 => run_autoencoder_typed::<f64>(common, data),
     }
+}
+
+/// What an experiment takes from the command line, beyond `--engine`, `--data`, `--out` and `--quiet`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `boston`: the book's fixed chapter 2-3 schedules, f64, on the CPU.
+    Boston,
+    /// The chapter 4, 5 and 7 MNIST classifiers.
+    Mnist,
+    /// The character language models.
+    LanguageModel,
+    /// `ch7-autoencoder`.
+    Autoencoder,
+    /// `divergence`: fixed settings, both engines.
+    Divergence,
+}
+
+impl Kind {
+    /// The kind of experiment `name`.
+    ///
+    /// # Errors
+    /// An unknown name.
+    fn of(name: &str) -> Result<Kind> {
+        Ok(match name {
+            "boston" => Kind::Boston,
+            "ch7-autoencoder" => Kind::Autoencoder,
+            "divergence" => Kind::Divergence,
+            n if language_model_experiment(n).is_some() => Kind::LanguageModel,
+            n => mnist::experiment(n).map(|_| Kind::Mnist)?,
+        })
+    }
+}
+
+/// The options set on the command line that an experiment of `kind` does not use, e.g. `["--epochs"]`.
+fn unused_options(kind: Kind, common: &Common) -> Vec<&'static str> {
+    use Kind::*;
+    let trains = [Mnist, LanguageModel, Autoencoder].contains(&kind);
+    let images = [Mnist, Autoencoder].contains(&kind);
+    let lm = kind == LanguageModel;
+    let checks = [
+        ("--dtype", common.dtype != Dtype::F32, trains),
+        ("--epochs", common.epochs.is_some(), images),
+        ("--seed", common.seed.is_some(), trains),
+        ("--device", common.device != torch::Device::Cpu, trains),
+        ("--dataset", common.dataset != Dataset::Mnist, images),
+        ("--resume", common.resume.is_some(), trains),
+        ("--engine", common.engine != Engines::Both, kind != Divergence),
+        ("--iterations", common.iterations.is_some(), lm),
+        ("--hidden", common.hidden.is_some(), lm),
+        ("--layers", common.layers != 1, lm),
+        ("--lr", common.lr.is_some(), lm),
+        ("--book-windows", common.book_windows, lm),
+        ("--temperature", common.temperature != 0.7, lm),
+    ];
+    checks.into_iter().filter(|&(_, set, used)| set && !used).map(|(flag, _, _)| flag).collect()
 }
 
 fn list() -> Table {
@@ -283,17 +349,23 @@ fn main() -> Result<()> {
     match &cli.command {
         Command::List => println!("{}", list().render()),
         Command::Run { experiments } => {
+            let kinds = experiments.iter().map(|name| Kind::of(name)).collect::<Result<Vec<_>>>()?;
             let mut mnist_names = Vec::new();
-            for name in experiments {
-                match name.as_str() {
-                    "boston" => drop(run_boston(common, &data)?),
-                    "ch7-autoencoder" => run_autoencoder(common, &data)?,
-                    "divergence" => println!("{}", divergence::table(&divergence::run(&data, &[0.2, 0.03])?).render()),
-                    other if language_model_experiment(other).is_some() => {
-                        run_language_model(common, &data, language_model_experiment(other).expect("matched"))?
+            for (name, &kind) in experiments.iter().zip(&kinds) {
+                let unused = unused_options(kind, common);
+                if !unused.is_empty() {
+                    eprintln!("note: {name} does not use {}", unused.join(", "));
+                }
+                match kind {
+                    Kind::Boston => drop(run_boston(common, &data)?),
+                    Kind::Autoencoder => run_autoencoder(common, &data)?,
+                    Kind::Divergence => {
+                        println!("{}", divergence::table(&divergence::run(&data, &[0.2, 0.03])?).render())
                     }
-                    other if other.starts_with("ch") => mnist_names.push(mnist::experiment(other)?.name),
-                    other => bail!("unknown experiment {other:?}; `dlfs list` shows them"),
+                    Kind::LanguageModel => {
+                        run_language_model(common, &data, language_model_experiment(name).expect("a language model"))?
+                    }
+                    Kind::Mnist => mnist_names.push(mnist::experiment(name)?.name),
                 }
             }
             if !mnist_names.is_empty() {
