@@ -424,6 +424,23 @@ impl<F: Float, O: Optimizer<F>> Trainer<F, O> {
     /// Trains on the batches of `loader`, evaluating on `test`, as [`Trainer::fit`] does otherwise (the
     /// loader's batch size, shuffling and `drop_last` replace the options').
     ///
+    /// ```
+    /// use scratch::data::DataLoader;
+    /// use scratch::prelude::*;
+    ///
+    /// // y = 2x + 1 on 64 points, learnt by one dense unit from batches of 16.
+    /// let x = ndarray::Array2::from_shape_fn((64, 1), |(i, _)| i as f64 / 64.0).into_dyn();
+    /// let data = Dataset::new(x.clone(), x.mapv(|v| 2.0 * v + 1.0))?;
+    /// let layer = Dense::builder(1, 1).build(&mut RandomState::new(0))?;
+    /// let mut trainer = Trainer::new(NeuralNetwork::new(vec![Box::new(layer)], MeanSquaredError::new()), SGD::new(0.2));
+    /// let mut loader = DataLoader::new(&data, 16)?.shuffle(3);
+    /// let options = FitOptions { epochs: 200, eval_every: 50, early_stopping: false, ..Default::default() };
+    /// let report = trainer.fit_loader(&mut loader, &data, &options, &mut ())?;
+    /// assert_eq!(report.batch_losses.len(), 200 * 4);
+    /// assert!(report.best.unwrap().loss < 1e-3);
+    /// # Ok::<(), scratch::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Trainer::fit`].
     pub fn fit_loader(

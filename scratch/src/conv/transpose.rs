@@ -35,6 +35,22 @@ use crate::{Error, Float, Result};
 /// At stride 1 (and `p < k`), when `C ≤ O`, the forward pass is computed instead as the convolution of
 /// `x` with the spatially flipped kernel, its channel axes swapped, and padding `k − 1 − p`: the same
 /// sums, as an im2col product, which is faster than spreading the larger `Wmᵀ · x` with `col2im`.
+///
+/// ```
+/// use ndarray::{Array4, ArrayD, IxDyn};
+/// use scratch::conv::ConvTranspose2DOp;
+/// use scratch::ops::{Mode, Operation};
+///
+/// // 8 channels of 7×7 up to 4 channels of 14×14: stride 2, padding 1, output padding 1, 3×3 kernel.
+/// let mut up = ConvTranspose2DOp::new(Array4::<f32>::ones((8, 4, 3, 3)), 2, 1, 1)?;
+/// let y = up.forward(ArrayD::ones(IxDyn(&[2, 8, 7, 7])), Mode::Train)?;
+/// assert_eq!(y.shape(), &[2, 4, 14, 14]);
+/// // Each output pixel sums the inputs whose 3×3 patches cover it: 8 channels × 1, 2 or 4 taps.
+/// assert_eq!((y[[0, 0, 0, 0]], y[[0, 0, 1, 1]], y[[0, 0, 2, 2]]), (8.0, 32.0, 8.0));
+/// let dx = up.backward(ArrayD::ones(IxDyn(&[2, 4, 14, 14])))?;
+/// assert_eq!(dx.shape(), &[2, 8, 7, 7]);
+/// # Ok::<(), scratch::Error>(())
+/// ```
 pub struct ConvTranspose2DOp<F: Float> {
     weight: Param<F>,
     stride: usize,
