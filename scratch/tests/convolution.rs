@@ -125,6 +125,7 @@ fn convolution_gradients_for_any_stride_padding_and_shape() {
         (1, 4, 2, 4, 4, (3, 3), (1, 2), 10, 11),
         (2, 5, 3, 3, 2, (1, 1), (1, 0), 6, 5),
         (2, 4, 4, 3, 3, (1, 1), (3, 1), 4, 4),
+        (1, 16, 2, 5, 5, (1, 1), (2, 2), 12, 12),
     ];
     for (b, c, o, kh, kw, stride, padding, h, w) in cases {
         let mut op = Conv2DOp::new(rng.randn((c, o, kh, kw)), stride, padding);
@@ -217,8 +218,9 @@ fn wrong_channels_or_too_small_images_name_the_shapes() {
 
 /// (batch, in, out, k, stride, padding, output padding, h, w): stride 1 to 3, padding from 0 to past the
 /// kernel, output padding up to stride − 1.
-const TRANSPOSED_CASES: [[usize; 9]; 8] = [
+const TRANSPOSED_CASES: [[usize; 9]; 9] = [
     [1, 1, 1, 1, 1, 0, 0, 1, 1],
+    [1, 2, 16, 5, 1, 2, 0, 12, 12],
     [2, 3, 2, 3, 1, 1, 0, 4, 5],
     [3, 2, 4, 5, 1, 2, 0, 6, 6],
     [1, 2, 1, 3, 1, 0, 0, 2, 3],
