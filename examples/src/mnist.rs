@@ -327,13 +327,6 @@ pub struct EngineResult {
     pub accuracy: f64,
 }
 
-impl EngineResult {
-    /// Training seconds per epoch.
-    pub fn seconds_per_epoch(&self) -> f64 {
-        self.report.seconds_per_epoch()
-    }
-}
-
 /// The data the experiments use: the book's global scaling, one-hot targets.
 pub struct MnistData<F> {
     /// Training images `(60000, 784)` and one-hot labels.
@@ -509,7 +502,7 @@ pub fn table(rows: &[(&Experiment, String, Vec<EngineResult>)], book: bool) -> T
                 best,
                 format!("{:.2}", r.accuracy),
                 e.book.filter(|_| book).map_or("-".into(), |(b, _)| format!("{b:.2}")),
-                format!("{:.2}", r.seconds_per_epoch()),
+                format!("{:.2}", r.report.seconds_per_epoch()),
             ]);
         }
     }
@@ -538,7 +531,7 @@ pub fn metrics(e: &Experiment, dtype: &str, results: &[EngineResult]) -> crate::
                 ("test_accuracy_percent", r.accuracy),
                 ("best_validation_loss", best),
                 ("epochs", r.report.epochs_trained as f64),
-                ("seconds_per_epoch", r.seconds_per_epoch()),
+                ("seconds_per_epoch", r.report.seconds_per_epoch()),
             ],
         );
     }

@@ -159,20 +159,18 @@ impl Optimizer for AdaGrad {
 /// # Errors
 /// A parameter without a gradient, or a limit that is not positive.
 pub fn clip_gradients(clip: Clip, params: &[(String, Tensor)]) -> Result<f64> {
-    let (Clip::Value(limit) | Clip::Norm(limit)) = clip;
-    if !(limit > 0.0 && limit.is_finite()) {
-        return Err(scratch::Error::InvalidArgument(format!("{clip:?}: the limit must be positive")).into());
-    }
+    clip.validate()?;
     let grads = params.iter().map(|(name, p)| grad_of(name, p)).collect::<Result<Vec<_>>>()?;
     let norm = grads.iter().map(|g| g.square().sum(tch::Kind::Double).double_value(&[])).sum::<f64>().sqrt();
     tch::no_grad(|| -> Result<()> {
         for mut g in grads {
             match clip {
                 Clip::Value(limit) => updated(g.f_clamp_(-limit, limit))?,
-                Clip::Norm(max_norm) if max_norm / (norm + 1e-6) < 1.0 => {
-                    updated(g.f_mul_scalar_(max_norm / (norm + 1e-6)))?
+                Clip::Norm(_) => {
+                    if let Some(factor) = clip.norm_factor(norm) {
+                        updated(g.f_mul_scalar_(factor))?
+                    }
                 }
-                Clip::Norm(_) => {}
             }
         }
         Ok(())

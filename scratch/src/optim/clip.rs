@@ -18,24 +18,42 @@ pub enum Clip {
 }
 
 impl Clip {
+    /// Checks the limit.
+    ///
+    /// # Errors
+    /// If the limit is not positive and finite.
+    pub fn validate(self) -> Result<()> {
+        let (Clip::Value(limit) | Clip::Norm(limit)) = self;
+        if limit > 0.0 && limit.is_finite() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!("{self:?}: the limit must be positive")))
+        }
+    }
+
+    /// With [`Clip::Norm`], the factor `max_norm / (‖g‖ + 1e-6)` that scales every gradient, given the
+    /// global norm `‖g‖`, when it is below 1; `None` otherwise (nothing to scale).
+    pub fn norm_factor(self, norm: f64) -> Option<f64> {
+        match self {
+            Clip::Norm(max_norm) => Some(max_norm / (norm + 1e-6)).filter(|&factor| factor < 1.0),
+            Clip::Value(_) => None,
+        }
+    }
+
     /// Clips the gradients in place and returns their global 2-norm before clipping.
     ///
     /// # Errors
     /// If the limit is not positive and finite.
     pub fn apply<F: Float>(self, params: &mut [NamedParamMut<'_, F>]) -> Result<f64> {
-        let (Clip::Value(limit) | Clip::Norm(limit)) = self;
-        if !(limit > 0.0 && limit.is_finite()) {
-            return Err(Error::InvalidArgument(format!("{self:?}: the limit must be positive")));
-        }
+        self.validate()?;
         let norm = params.iter().flat_map(|(_, p)| p.grad.iter()).map(|&g| g.as_f64() * g.as_f64()).sum::<f64>().sqrt();
         match self {
             Clip::Value(limit) => {
                 let (lo, hi) = (F::cast(-limit), F::cast(limit));
                 params.iter_mut().for_each(|(_, p)| p.grad.mapv_inplace(|g| g.max(lo).min(hi)));
             }
-            Clip::Norm(max_norm) => {
-                let factor = max_norm / (norm + 1e-6);
-                if factor < 1.0 {
+            Clip::Norm(_) => {
+                if let Some(factor) = self.norm_factor(norm) {
                     let factor = F::cast(factor);
                     params.iter_mut().for_each(|(_, p)| p.grad.mapv_inplace(|g| g * factor));
                 }
