@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use ndarray::{Array2, Axis, Ix2, IxDyn};
 use scratch::data::mnist::{self, Mnist};
-use scratch::losses::{MeanSquaredError, MseReduction};
+use scratch::network::NeuralNetwork;
 use scratch::ops::Mode;
 use scratch::optim::{Decay, SGDMomentum};
 use scratch::rng::RandomState;
+use scratch::spec::book::{self, AUTOENCODER_ENCODER_LAYERS};
+use scratch::spec::{LossSpec, MseReduction};
 use scratch::train::{Dataset, FitOptions, FitReport};
-use torch::book::AUTOENCODER_ENCODER_LAYERS;
 use torch::convert::{to_array, to_tensor, TorchFloat};
 
 use crate::metrics::Metrics;
@@ -95,13 +96,13 @@ fn shown(labels: &[u8]) -> Vec<usize> {
 
 fn run_engine<F: TorchFloat>(engine: &'static str, m: &Mnist, opts: &AeOptions) -> Result<AeResult> {
     let (train, test) = scaled::<F>(m)?;
-    let spec = torch::book::autoencoder();
+    let spec = book::autoencoder();
+    let loss = LossSpec::MeanSquaredError(MseReduction::Mean);
     let mut progress = ProgressObserver::new(format!("{NAME} {engine}"), opts.quiet);
     let index = shown(&m.test_labels);
     let chunks: Vec<usize> = (0..test.len()).step_by(500).collect();
     let (report, recon, codes) = if engine == "scratch" {
-        let loss = MeanSquaredError::with_reduction(MseReduction::Elements);
-        let mut net = spec.scratch::<F>(Box::new(loss), &mut RandomState::new(opts.seed))?;
+        let mut net = NeuralNetwork::<F>::from_spec(&spec, loss.build::<F>(), &mut RandomState::new(opts.seed))?;
         if let Some(path) = &opts.resume {
             net.load(path)?;
         }
@@ -122,25 +123,26 @@ fn run_engine<F: TorchFloat>(engine: &'static str, m: &Mnist, opts: &AeOptions) 
         }
         (report, recon, codes)
     } else {
-        let loss = torch::losses::Loss::MeanSquaredError(MseReduction::Elements);
-        let mut model = spec.torch::<F>(loss, opts.device.resolve()?, &mut RandomState::new(opts.seed))?;
+        let vs = torch::var_store::<F>(opts.device.resolve()?);
+        let model = torch::Net::new(vs.root(), &spec, &mut RandomState::new(opts.seed))?;
         if let Some(path) = &opts.resume {
             model.load(path)?;
         }
-        let mut trainer = torch::train::Trainer::new(model, torch::optim::SGDMomentum::new(0.01, 0.9, Decay::None)?);
+        let optim = torch::optim::SGDMomentum::new(0.01, 0.9, Decay::None)?;
+        let mut trainer = torch::train::Trainer::new(model, loss, optim);
         let report = trainer.fit(&train, &test, &options(opts, engine)?, &mut progress)?;
-        let model = &mut trainer.model;
+        let model = &trainer.net;
         if let Some(path) = crate::checkpoint_path(opts.checkpoints.as_deref(), NAME, engine)? {
             model.save(path)?;
         }
-        let recon = tch::no_grad(|| model.forward(&to_tensor(&test.select(&index).x), Mode::Eval))?;
+        let recon = tch::no_grad(|| model.f_forward_t(&model.input(&to_tensor(&test.select(&index).x)), false))?;
         let recon = to_array::<f64>(&recon);
         let mut codes = Vec::new();
         for &start in &chunks {
             let x = test.x.slice_axis(Axis(0), (start..(start + 500).min(test.len())).into()).to_owned();
             let mut h = model.input(&to_tensor(&x));
-            for layer in &mut model.layers_mut()[..AUTOENCODER_ENCODER_LAYERS] {
-                h = tch::no_grad(|| layer.forward(&h, Mode::Eval))?;
+            for layer in &model.layers()[..AUTOENCODER_ENCODER_LAYERS] {
+                h = tch::no_grad(|| layer.f_forward_t(&h, false))?;
             }
             codes.push(to_array::<f64>(&h).into_dimensionality::<Ix2>()?);
         }

@@ -8,9 +8,10 @@ use std::time::Instant;
 use anyhow::Result;
 use scratch::data::boston::{self, Split};
 use scratch::fundamentals::{self, BiasGradient, LinearRegression, StepByStep, TrainConfig, TwoLayerNet};
-use scratch::losses::MseReduction;
 use scratch::metrics::{mae, rmse};
+use scratch::network::InitSeeding;
 use scratch::prelude::*;
+use scratch::spec::MseReduction;
 use scratch::train::FitReport;
 
 use crate::mnist::Engines;
@@ -63,18 +64,21 @@ fn chapter2<M: StepByStep<f64>>(
     Ok((losses, start.elapsed().as_secs_f64()))
 }
 
-/// The chapter-3 models: sigmoid hidden layers of the given widths and a linear output, built with the
-/// book's seed.
+/// The chapter-3 models: sigmoid hidden layers of the given widths and a linear output, the book's
+/// standard-normal initialisation.
+pub fn chapter3_spec(hidden: &[usize]) -> NetSpec {
+    let mut layers: Vec<LayerSpec> =
+        hidden.iter().map(|&h| LayerSpec::Dense(DenseSpec::new(h).activation(Activation::Sigmoid))).collect();
+    layers.push(LayerSpec::Dense(DenseSpec::new(1)));
+    NetSpec::new(&[boston::FEATURES], layers)
+}
+
+/// The chapter-3 network built with the book's seed.
+///
+/// # Errors
+/// None in practice (the description is valid).
 pub fn chapter3_network(hidden: &[usize], seed: u32) -> Result<NeuralNetwork<f64>> {
-    let mut rng = RandomState::new(seed);
-    let mut layers: Vec<Box<dyn Layer<f64>>> = Vec::new();
-    let mut n_in = boston::FEATURES;
-    for &h in hidden {
-        layers.push(Box::new(Dense::builder(n_in, h).activation(Activation::Sigmoid).build(&mut rng)?));
-        n_in = h;
-    }
-    layers.push(Box::new(Dense::builder(n_in, 1).build(&mut rng)?));
-    Ok(NeuralNetwork::new(layers, MeanSquaredError::new()))
+    Ok(NeuralNetwork::from_spec(&chapter3_spec(hidden), MeanSquaredError::new(), &mut RandomState::new(seed))?)
 }
 
 /// The chapter-3 training settings: 50 epochs, evaluation every 10, batches of 32, the book's seed and
@@ -153,22 +157,22 @@ fn chapter3_torch(
     data: &Split<f64>,
     quiet: bool,
 ) -> Result<(f64, f64, FitReport)> {
-    use torch::convert::{to_array, to_tensor};
-    let mut model =
-        torch::model::Model::new::<f64>(tch::Device::Cpu, torch::losses::Loss::MeanSquaredError(MseReduction::Rows));
-    let mut rng = RandomState::new(seed);
-    let mut n_in = boston::FEATURES;
-    for &h in hidden {
-        model.dense((n_in, h), Activation::Sigmoid, WeightInit::Standard, None, &mut rng);
-        n_in = h;
-    }
-    model.dense((n_in, 1), Activation::Linear, WeightInit::Standard, None, &mut rng);
-    let mut trainer = torch::train::Trainer::new(model, torch::optim::SGD::new(0.01, scratch::optim::Decay::None)?);
+    let vs = torch::var_store::<f64>(tch::Device::Cpu);
+    let model = torch::Net::new(vs.root(), &chapter3_spec(hidden), &mut RandomState::new(seed))?;
+    let optim = torch::optim::SGD::new(0.01, scratch::optim::Decay::None)?;
+    let mut trainer = torch::train::Trainer::new(model, LossSpec::MSE, optim);
     let (train, test) = datasets(data)?;
     let mut progress = ProgressObserver::new(format!("{name} torch"), quiet);
     let report = trainer.fit(&train, &test, &chapter3_options(seed), &mut progress)?;
-    let preds = to_array::<f64>(&trainer.model.forward(&to_tensor(&data.x_test), Mode::Eval)?);
+    let preds = predict_torch(&trainer.net, &data.x_test)?;
     Ok((mae(&preds, &test.y), rmse(&preds, &test.y), report))
+}
+
+/// The torch network's predictions for `x`, in evaluation mode.
+fn predict_torch(net: &torch::Net, x: &ndarray::Array2<f64>) -> Result<ndarray::ArrayD<f64>> {
+    use torch::convert::{to_array, to_tensor};
+    let scores = tch::no_grad(|| net.f_forward_t(&net.input(&to_tensor(x)), false))?;
+    Ok(to_array::<f64>(&scores))
 }
 
 fn datasets(data: &Split<f64>) -> Result<(Dataset<f64>, Dataset<f64>)> {
@@ -319,7 +323,7 @@ pub fn run(data_dir: &Path, engines: Engines, quiet: bool) -> Result<BostonResul
     Ok(BostonResults { outcomes, chapter2_losses, chapter3_validation })
 }
 
-/// Trains chapter 7's `BostonModel` ([`torch::book::boston_model`]) with `engine`: PyTorch's mean
+/// Trains chapter 7's `BostonModel` ([`book::boston_model`]) with `engine`: PyTorch's mean
 /// squared error, momentum SGD (0.001, 0.9), 100 epochs of batches of 32 (the book printed a test MSE
 /// of 14.37 after one unseeded run). Returns the test outcome and the validation curve.
 fn chapter7(engine: &'static str, data: &Split<f64>, quiet: bool) -> Result<(Outcome, Vec<(f64, f64)>)> {
@@ -333,24 +337,22 @@ fn chapter7(engine: &'static str, data: &Split<f64>, quiet: bool) -> Result<(Out
         ..Default::default()
     };
     let (train, test) = datasets(data)?;
-    let spec = torch::book::boston_model();
+    let spec = book::boston_model();
+    let loss = LossSpec::MeanSquaredError(MseReduction::Mean);
     let mut progress = ProgressObserver::new(format!("ch7 BostonModel {engine}"), quiet);
     let (preds, report) = if engine == "scratch" {
-        let net = spec.scratch::<f64>(
-            Box::new(MeanSquaredError::with_reduction(MseReduction::Elements)),
-            &mut RandomState::new(SEED),
-        )?;
+        let net = NeuralNetwork::from_spec(&spec, loss.build::<f64>(), &mut RandomState::new(SEED))?;
         let mut trainer = Trainer::new(net, scratch::optim::SGDMomentum::new(0.001, 0.9, scratch::optim::Decay::None)?);
         let report = trainer.fit(&train, &test, &options, &mut progress)?;
         (trainer.net.predict(&data.x_test)?, report)
     } else {
-        use torch::convert::{to_array, to_tensor};
-        let loss = torch::losses::Loss::MeanSquaredError(MseReduction::Elements);
-        let model = spec.torch::<f64>(loss, tch::Device::Cpu, &mut RandomState::new(SEED))?;
+        let vs = torch::var_store::<f64>(tch::Device::Cpu);
+        let options_torch = torch::Options { masks: torch::layers::Masks::Shared, ..Default::default() };
+        let model = torch::Net::with_options(vs.root(), &spec, options_torch, &mut RandomState::new(SEED))?;
         let optim = torch::optim::SGDMomentum::new(0.001, 0.9, scratch::optim::Decay::None)?;
-        let mut trainer = torch::train::Trainer::new(model, optim);
+        let mut trainer = torch::train::Trainer::new(model, loss, optim);
         let report = trainer.fit(&train, &test, &options, &mut progress)?;
-        (to_array::<f64>(&trainer.model.forward(&to_tensor(&data.x_test), Mode::Eval)?), report)
+        (predict_torch(&trainer.net, &data.x_test)?, report)
     };
     let preds = preds.into_dimensionality::<ndarray::Ix2>()?;
     let (m, r) = evaluate(&preds, data);

@@ -9,14 +9,12 @@ use std::path::Path;
 use anyhow::Result;
 use ndarray::{s, Array2};
 use scratch::data::mnist;
-use scratch::layers::WeightInit;
-use scratch::losses::{CrossEntropyValue, SoftmaxCrossEntropy};
-use scratch::network::InitSeeding;
+use scratch::network::{InitSeeding, NeuralNetwork};
 use scratch::ops::Activation;
 use scratch::optim::{Decay, SGDMomentum};
 use scratch::rng::RandomState;
+use scratch::spec::{book, LossSpec, WeightInit};
 use scratch::train::{Dataset, FitOptions, Observer, Trainer};
-use torch::spec::{LayerSpec, NetSpec};
 
 use crate::table::Table;
 
@@ -51,14 +49,9 @@ pub fn run(data_dir: &Path, rates: &[f64]) -> Result<Vec<Divergence>> {
     let y: Array2<f64> = mnist::one_hot(&m.train_labels, 10);
     let train =
         Dataset::new(x.slice(s![..6000, ..]).to_owned().into_dyn(), y.slice(s![..6000, ..]).to_owned().into_dyn())?;
-    let spec = NetSpec::new(
-        &[784],
-        vec![
-            LayerSpec::dense(178, Activation::Tanh, WeightInit::Glorot),
-            LayerSpec::dense(46, Activation::Tanh, WeightInit::Glorot),
-            LayerSpec::dense(10, Activation::Linear, WeightInit::Glorot),
-        ],
-    );
+    let hidden = [(178, Activation::Tanh), (46, Activation::Tanh)];
+    let spec = book::chapter4_mlp(&hidden, Activation::Linear, WeightInit::Glorot, None);
+    let loss = LossSpec::CROSS_ENTROPY;
     // 20 epochs of 100 batches; evaluation only at the end (on the training rows: it is not the point).
     let options = FitOptions {
         epochs: 20,
@@ -76,7 +69,7 @@ pub fn run(data_dir: &Path, rates: &[f64]) -> Result<Vec<Divergence>> {
     for &lr in rates {
         let decay = Decay::Exponential { final_lr: lr / 4.0 };
         let scratch_run = |perturb: bool| -> Result<Vec<f64>> {
-            let mut net = spec.scratch::<f64>(Box::new(SoftmaxCrossEntropy::new()), &mut RandomState::new(1))?;
+            let mut net = NeuralNetwork::<f64>::from_spec(&spec, loss.build::<f64>(), &mut RandomState::new(1))?;
             if perturb {
                 let mut params = net.params_mut();
                 params[0].1.value[[0, 0]] *= 1.0 + 1e-15;
@@ -87,9 +80,9 @@ pub fn run(data_dir: &Path, rates: &[f64]) -> Result<Vec<Divergence>> {
             Ok(losses.0)
         };
         let (a, b) = (scratch_run(false)?, scratch_run(true)?);
-        let loss = torch::losses::Loss::SoftmaxCrossEntropy(CrossEntropyValue::Categorical);
-        let model = spec.torch::<f64>(loss, tch::Device::Cpu, &mut RandomState::new(1))?;
-        let mut trainer = torch::train::Trainer::new(model, torch::optim::SGDMomentum::new(lr, 0.9, decay)?);
+        let vs = torch::var_store::<f64>(tch::Device::Cpu);
+        let model = torch::Net::new(vs.root(), &spec, &mut RandomState::new(1))?;
+        let mut trainer = torch::train::Trainer::new(model, loss, torch::optim::SGDMomentum::new(lr, 0.9, decay)?);
         let mut losses = Losses(Vec::new());
         trainer.fit(&train, &train, &options, &mut losses)?;
         let c = losses.0;

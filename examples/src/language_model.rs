@@ -10,16 +10,14 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ndarray::{s, Array3, ArrayD, Axis};
 use scratch::data::text::{self, Vocabulary};
-use scratch::losses::{CrossEntropyValue, SoftmaxCrossEntropy};
 use scratch::network::NeuralNetwork;
 use scratch::ops::Mode;
 use scratch::optim::{AdaGrad, Adam, AdamConfig, Clip, Clipped, Decay, WeightDecay};
 use scratch::rng::RandomState;
-use scratch::rnn::{one_hot, sample_index, CellKind, CharWindows, GruForm, RecurrentSpec, StateMode};
+use scratch::rnn::{one_hot, sample_index, CharWindows};
+use scratch::spec::{book, CellKind, GruForm, LossSpec, NetSpec, StateMode};
 use tch::Tensor;
 use torch::convert::{to_array, to_tensor, TorchFloat};
-use torch::recurrent::Kernel;
-use torch::spec::{LayerSpec, NetSpec};
 
 use crate::mnist::Engines;
 use crate::plot::{line_chart, Chart, Series};
@@ -186,26 +184,19 @@ pub fn corpus(data_dir: &Path, works: &[&str], chars: Option<usize>, validation_
     Ok(Corpus { vocab, validation: encoded[split..].to_vec(), train: encoded[..split].to_vec() })
 }
 
-/// The network: `layers` recurrent layers, the last projecting back onto the vocabulary.
+/// The network: `layers` stacked recurrent cells and a projection back onto the vocabulary
+/// ([`book::language_model`]).
 pub fn network(opts: &LmOptions, vocab: usize) -> NetSpec {
     let state = if opts.book_windows { StateMode::CarryMean } else { StateMode::Reset };
     network_with_state(opts, vocab, state)
 }
 
 fn network_with_state(opts: &LmOptions, vocab: usize, state: StateMode) -> NetSpec {
-    let kernel = if opts.cell == CellKind::Gru(GruForm::Book) { Kernel::Cells } else { Kernel::Builtin };
-    let layers = (0..opts.layers)
-        .map(|l| {
-            let input = if l == 0 { vocab } else { opts.hidden };
-            let mut spec = RecurrentSpec::new(opts.cell, input, opts.hidden).with_state(state);
-            if l + 1 == opts.layers {
-                spec = spec.with_output(vocab);
-            }
-            LayerSpec::Recurrent(spec, kernel)
-        })
-        .collect();
-    NetSpec::new(&[opts.steps, vocab], layers)
+    book::language_model(opts.cell, vocab, opts.hidden, opts.layers, state, opts.steps)
 }
+
+/// The loss of the language models: the mean cross-entropy per character.
+const LOSS: LossSpec = LossSpec::CROSS_ENTROPY;
 
 /// What one engine reached.
 #[derive(Clone, Debug)]
@@ -275,8 +266,7 @@ impl<F: TorchFloat, O: scratch::optim::Optimizer<F>> LanguageModel for ScratchLm
 
     fn sampler(&self, opts: &LmOptions, vocab: usize) -> Result<NextScores> {
         let spec = network_with_state(opts, vocab, StateMode::Carry);
-        let mut net: NeuralNetwork<F> =
-            spec.scratch(Box::new(SoftmaxCrossEntropy::new()), &mut RandomState::new(opts.seed))?;
+        let mut net = NeuralNetwork::<F>::from_spec(&spec, LOSS.build::<F>(), &mut RandomState::new(opts.seed))?;
         net.load_named(&self.trainer.net.named_parameters())?;
         Ok(Box::new(move |x| {
             Ok(net.forward(&x.mapv(|v| F::cast(f64::from(v))), Mode::Eval)?.mapv(|v| v.as_f64() as f32))
@@ -299,31 +289,30 @@ impl<O: torch::optim::Optimizer> LanguageModel for TorchLm<O> {
     }
 
     fn loss(&mut self, x: &Array3<f32>, y: &Array3<f32>) -> Result<f64> {
-        let model = &mut self.trainer.model;
-        model.reset_state();
+        let trainer = &self.trainer;
+        trainer.net.reset_state();
         let (x, y) = (to_tensor(&x.clone().into_dyn()), to_tensor(&y.clone().into_dyn()));
-        let loss = tch::no_grad(|| model.forward_loss(&x, &y, Mode::Eval))?.double_value(&[]);
-        model.reset_state();
-        Ok(loss)
+        let (_, loss) = tch::no_grad(|| trainer.forward_loss(&x, &y, false))?;
+        trainer.net.reset_state();
+        Ok(loss.double_value(&[]))
     }
 
     fn sampler(&self, opts: &LmOptions, vocab: usize) -> Result<NextScores> {
         let spec = network_with_state(opts, vocab, StateMode::Carry);
-        let model = &self.trainer.model;
-        let loss = torch::losses::Loss::SoftmaxCrossEntropy(CrossEntropyValue::Categorical);
-        let mut copy = match model.kind() {
-            tch::Kind::Double => spec.torch::<f64>(loss, model.device(), &mut RandomState::new(opts.seed))?,
-            _ => spec.torch::<f32>(loss, model.device(), &mut RandomState::new(opts.seed))?,
-        };
-        copy.load_named::<f64>(&model.named_arrays::<f64>())?;
+        let net = &self.trainer.net;
+        let mut vs = tch::nn::VarStore::new(net.device());
+        vs.set_kind(net.kind());
+        let copy = torch::Net::new(vs.root(), &spec, &mut RandomState::new(opts.seed))?;
+        copy.load_named::<f64>(&net.named_arrays::<f64>())?;
         Ok(Box::new(move |x| {
-            let scores: Tensor = tch::no_grad(|| copy.forward(&to_tensor(&x.clone().into_dyn()), Mode::Eval))?;
+            let x = copy.input(&to_tensor(&x.clone().into_dyn()));
+            let scores: Tensor = tch::no_grad(|| copy.f_forward_t(&x, false))?;
             Ok(to_array::<f32>(&scores))
         }))
     }
 
     fn save(&self, path: &Path) -> Result<()> {
-        Ok(self.trainer.model.save(path)?)
+        Ok(self.trainer.net.save(path)?)
     }
 }
 
@@ -440,19 +429,19 @@ fn train_engine<F: TorchFloat, O: scratch::optim::Optimizer<F>, P: torch::optim:
 ) -> Result<LmResult> {
     let spec = network(opts, corpus.vocab.len());
     if engine == "scratch" {
-        let mut net = spec.scratch::<F>(Box::new(SoftmaxCrossEntropy::new()), &mut RandomState::new(opts.seed))?;
+        let mut net = NeuralNetwork::<F>::from_spec(&spec, LOSS.build::<F>(), &mut RandomState::new(opts.seed))?;
         if let Some(path) = &opts.resume {
             net.load(path)?;
         }
         let mut model = ScratchLm { trainer: scratch::train::Trainer::new(net, Clipped::new(ours, opts.clip)) };
         train(engine, &mut model, corpus, opts, prompt)
     } else {
-        let loss = torch::losses::Loss::SoftmaxCrossEntropy(CrossEntropyValue::Categorical);
-        let mut model = spec.torch::<F>(loss, opts.device.resolve()?, &mut RandomState::new(opts.seed))?;
+        let vs = torch::var_store::<F>(opts.device.resolve()?);
+        let model = torch::Net::new(vs.root(), &spec, &mut RandomState::new(opts.seed))?;
         if let Some(path) = &opts.resume {
             model.load(path)?;
         }
-        let trainer = torch::train::Trainer::new(model, torch::optim::Clipped::new(theirs, opts.clip));
+        let trainer = torch::train::Trainer::new(model, LOSS, torch::optim::Clipped::new(theirs, opts.clip));
         train(engine, &mut TorchLm { trainer }, corpus, opts, prompt)
     }
 }

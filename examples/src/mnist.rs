@@ -7,15 +7,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use ndarray::Array2;
 use scratch::data::mnist::{self, Mnist};
-use scratch::layers::WeightInit;
-use scratch::losses::{CrossEntropyValue, MeanSquaredError, MseReduction, SoftmaxCrossEntropy};
-use scratch::network::InitSeeding;
-use scratch::ops::{Activation, DropoutStyle, Mode};
+use scratch::network::{InitSeeding, NeuralNetwork};
+use scratch::ops::Activation;
 use scratch::optim::Decay;
 use scratch::rng::RandomState;
+use scratch::spec::{book, LossSpec, NetSpec, WeightInit};
 use scratch::train::{Dataset, FitOptions, FitReport, EVAL_CHUNK};
 use torch::convert::{to_array, to_tensor, TorchFloat};
-use torch::spec::{LayerSpec, NetSpec};
+use torch::layers::Masks;
 
 use crate::progress::ProgressObserver;
 use crate::table::Table;
@@ -49,6 +48,16 @@ pub enum LossChoice {
     Mse,
     /// Softmax cross-entropy.
     SoftmaxCrossEntropy,
+}
+
+impl LossChoice {
+    /// The loss, for either engine.
+    pub fn spec(self) -> LossSpec {
+        match self {
+            LossChoice::Mse => LossSpec::MSE,
+            LossChoice::SoftmaxCrossEntropy => LossSpec::CROSS_ENTROPY,
+        }
+    }
 }
 
 /// The optimizer of an experiment.
@@ -96,13 +105,8 @@ pub struct Experiment {
     pub book: Option<(f64, &'static str)>,
 }
 
-/// A dense network on the 784 pixels: hidden layers (neurons, activation), then 10 outputs.
 fn mlp(hidden: &[(usize, Activation)], output: Activation, init: WeightInit, dropout: Option<f64>) -> NetSpec {
-    let dropout = dropout.map(|keep| (keep, DropoutStyle::Inverted));
-    let mut layers: Vec<LayerSpec> =
-        hidden.iter().map(|&(neurons, activation)| LayerSpec::Dense { neurons, activation, init, dropout }).collect();
-    layers.push(LayerSpec::dense(10, output, init));
-    NetSpec::new(&[784], layers)
+    book::chapter4_mlp(hidden, output, init, dropout)
 }
 
 const SIGMOID_89: &[(usize, Activation)] = &[(89, Activation::Sigmoid)];
@@ -251,7 +255,7 @@ pub const EXPERIMENTS: [Experiment; 13] = [
         name: "ch5-cnn",
         chapter: 5,
         description: "Conv2D(16, 5x5, tanh, dropout 0.8), Dense(10), momentum 0.1, one epoch",
-        network: torch::book::chapter5_cnn,
+        network: book::chapter5_cnn,
         loss: LossChoice::SoftmaxCrossEntropy,
         optim: OptimChoice::Momentum { lr: 0.1, decay: Decay::None },
         epochs: 1,
@@ -264,7 +268,7 @@ pub const EXPERIMENTS: [Experiment; 13] = [
         name: "ch7-convnet",
         chapter: 7,
         description: "MNIST_ConvNet: two convolutions and a dense layer, dropout 0.8, momentum 0.01",
-        network: torch::book::chapter7_convnet,
+        network: book::chapter7_convnet,
         loss: LossChoice::SoftmaxCrossEntropy,
         optim: OptimChoice::Momentum { lr: 0.01, decay: Decay::None },
         epochs: 1,
@@ -400,11 +404,7 @@ fn test_accuracy<F: TorchFloat>(
 
 fn run_scratch<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOptions) -> Result<EngineResult> {
     let spec = (e.network)();
-    let loss: Box<dyn scratch::losses::Loss<F>> = match e.loss {
-        LossChoice::Mse => Box::new(MeanSquaredError::with_reduction(MseReduction::Rows)),
-        LossChoice::SoftmaxCrossEntropy => Box::new(SoftmaxCrossEntropy::reporting(CrossEntropyValue::Categorical)),
-    };
-    let mut net = spec.scratch(loss, &mut RandomState::new(opts.seed))?;
+    let mut net = NeuralNetwork::from_spec(&spec, e.loss.spec().build::<F>(), &mut RandomState::new(opts.seed))?;
     if let Some(path) = &opts.resume {
         net.load(path)?;
     }
@@ -431,37 +431,31 @@ fn run_scratch<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOpt
 fn run_torch<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOptions) -> Result<EngineResult> {
     let device = opts.device.resolve()?;
     let spec = (e.network)();
-    let loss = match e.loss {
-        LossChoice::Mse => torch::losses::Loss::MeanSquaredError(MseReduction::Rows),
-        LossChoice::SoftmaxCrossEntropy => torch::losses::Loss::SoftmaxCrossEntropy(CrossEntropyValue::Categorical),
-    };
-    let mut model = spec.torch::<F>(loss, device, &mut RandomState::new(opts.seed))?;
-    if device.is_cuda() {
-        // Masks from libtorch's generator on the GPU: the numpy-compatible stream runs on the CPU.
-        for layer in model.layers_mut() {
-            if let Some(d) = layer.dropout_mut() {
-                d.use_torch_generator();
-            }
-        }
-    }
+    // The same dropout masks as the from-scratch engine on the CPU; libtorch's own generator on a GPU
+    // (the numpy-compatible stream runs on the CPU).
+    let masks = if device.is_cuda() { Masks::Torch } else { Masks::Shared };
+    let vs = torch::var_store::<F>(device);
+    let options = torch::Options { masks, ..Default::default() };
+    let model = torch::Net::with_options(vs.root(), &spec, options, &mut RandomState::new(opts.seed))?;
+    let loss = e.loss.spec();
     if let Some(path) = &opts.resume {
         model.load(path)?;
     }
     let (train, test) = (shaped(&data.train, &spec.input)?, shaped(&data.test, &spec.input)?);
     let mut progress = ProgressObserver::new(format!("{} torch {}", e.name, F::NAME), opts.quiet);
     let options = FitOptions { checkpoint: opts.checkpoint_path(e, "torch-best")?, ..fit_options(e, opts) };
-    let (report, mut model) = match e.optim {
+    let (report, model) = match e.optim {
         OptimChoice::Sgd { lr } => {
-            let mut t = torch::train::Trainer::new(model, torch::optim::SGD::new(lr, Decay::None)?);
-            (t.fit(&train, &test, &options, &mut progress)?, t.model)
+            let mut t = torch::train::Trainer::new(model, loss, torch::optim::SGD::new(lr, Decay::None)?);
+            (t.fit(&train, &test, &options, &mut progress)?, t.net)
         }
         OptimChoice::Momentum { lr, decay } => {
-            let mut t = torch::train::Trainer::new(model, torch::optim::SGDMomentum::new(lr, 0.9, decay)?);
-            (t.fit(&train, &test, &options, &mut progress)?, t.model)
+            let mut t = torch::train::Trainer::new(model, loss, torch::optim::SGDMomentum::new(lr, 0.9, decay)?);
+            (t.fit(&train, &test, &options, &mut progress)?, t.net)
         }
     };
     let accuracy = test_accuracy(&test, &data.labels, |x| {
-        let scores = tch::no_grad(|| model.forward(&to_tensor(&x), Mode::Eval))?;
+        let scores = tch::no_grad(|| model.f_forward_t(&model.input(&to_tensor(&x)), false))?;
         Ok(to_array::<F>(&scores))
     })?;
     if let Some(path) = opts.checkpoint_path(e, "torch")? {

@@ -12,16 +12,14 @@
 
 use ndarray::{ArrayD, IxDyn};
 use scratch::gradcheck::unravel;
-use scratch::layers::WeightInit;
-use scratch::losses::{CrossEntropyValue, MeanSquaredError, MseReduction, SoftmaxCrossEntropy};
 use scratch::network::{InitSeeding, NeuralNetwork};
-use scratch::ops::{Activation, DropoutStyle};
 use scratch::rng::RandomState;
+use scratch::spec::{CrossEntropyValue, MseReduction, Reduction};
+pub use scratch::spec::{DenseSpec, LayerSpec, LossSpec, NetSpec};
 use tch::Tensor;
 use torch::convert::{to_array, to_tensor, TorchFloat};
-use torch::losses::Loss;
-use torch::model::Model;
-pub use torch::spec::{LayerSpec, NetSpec};
+use torch::layers::{Kernel, Options};
+use torch::Net;
 
 /// `|a − b| ≤ abs + rel · |b|`.
 #[derive(Clone, Copy, Debug)]
@@ -39,11 +37,28 @@ pub const F32: Tolerance = Tolerance { abs: 1e-5, rel: 1e-4 };
 
 /// The tolerance for `F`.
 pub fn tolerance<F: TorchFloat>() -> Tolerance {
-    if F::NAME == "f32" {
+    if F::SINGLE {
         F32
     } else {
         F64
     }
+}
+
+/// The device the libtorch engine computes on in these tests: `DLFS_TEST_DEVICE` (`cpu`, the default,
+/// or `cuda`), while the from-scratch engine always computes on the CPU.
+///
+/// # Panics
+/// If the variable names an unknown device, or CUDA is asked for and not usable (a test run that asks
+/// for the GPU must not pass on the CPU).
+pub fn device() -> tch::Device {
+    let name = std::env::var("DLFS_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let device: torch::Device = name.parse().unwrap_or_else(|e| panic!("DLFS_TEST_DEVICE: {e}"));
+    device.resolve().unwrap_or_else(|e| panic!("DLFS_TEST_DEVICE={name}: {e}"))
+}
+
+/// A [`tch::nn::VarStore`] on the test [`device`] holding `F`.
+pub fn var_store<F: TorchFloat>() -> tch::nn::VarStore {
+    torch::var_store::<F>(device())
 }
 
 /// The worst element of a comparison: its index, both values, and how far past the tolerance it is
@@ -80,114 +95,77 @@ pub fn assert_close_tensor<F: TorchFloat>(name: &str, scratch: &ArrayD<F>, torch
     assert_close(name, scratch, &to_array::<F>(torch), tol);
 }
 
-/// A dense layer of a parity model.
-#[derive(Clone, Copy, Debug)]
-pub struct DenseSpec {
-    /// Outputs.
-    pub neurons: usize,
-    /// Activation.
-    pub activation: Activation,
-    /// Dropout keep probability and style.
-    pub dropout: Option<(f64, DropoutStyle)>,
-}
+/// Every loss both engines implement, with every reduction: MSE by rows (the book's), by elements
+/// (PyTorch's mean) and summed; softmax cross-entropy averaged (categorical and the book's printed
+/// value) and summed (the book's chapter-6 sequence loss).
+pub const LOSSES: [LossSpec; 6] = [
+    LossSpec::MeanSquaredError(MseReduction::Rows),
+    LossSpec::MeanSquaredError(MseReduction::Mean),
+    LossSpec::MeanSquaredError(MseReduction::Sum),
+    LossSpec::CROSS_ENTROPY,
+    LossSpec::SoftmaxCrossEntropy { reduction: Reduction::Mean, value: CrossEntropyValue::BookBinarySum },
+    LossSpec::CROSS_ENTROPY_SUM,
+];
 
-impl DenseSpec {
-    /// A layer without dropout.
-    pub fn new(neurons: usize, activation: Activation) -> Self {
-        DenseSpec { neurons, activation, dropout: None }
-    }
-}
-
-/// The losses both engines implement, with the same reduction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LossKind {
-    /// MSE divided by the rows (the book's).
-    MseRows,
-    /// MSE divided by the elements (PyTorch's).
-    MseElements,
-    /// Softmax cross-entropy, categorical value.
-    SoftmaxCrossEntropy,
-    /// Softmax cross-entropy reporting the book's printed value.
-    SoftmaxCrossEntropyBook,
-    /// Softmax cross-entropy summed over rows (the book's chapter 6 sequence loss).
-    SoftmaxCrossEntropySum,
-}
-
-/// Every loss kind.
-pub const LOSSES: [LossKind; 4] =
-    [LossKind::MseRows, LossKind::MseElements, LossKind::SoftmaxCrossEntropy, LossKind::SoftmaxCrossEntropyBook];
-
-impl LossKind {
-    /// The from-scratch loss.
-    pub fn scratch<F: TorchFloat>(self) -> Box<dyn scratch::losses::Loss<F>> {
-        match self {
-            LossKind::MseRows => Box::new(MeanSquaredError::with_reduction(MseReduction::Rows)),
-            LossKind::MseElements => Box::new(MeanSquaredError::with_reduction(MseReduction::Elements)),
-            LossKind::SoftmaxCrossEntropy => Box::new(SoftmaxCrossEntropy::new()),
-            LossKind::SoftmaxCrossEntropyBook => {
-                Box::new(SoftmaxCrossEntropy::reporting(CrossEntropyValue::BookBinarySum))
-            }
-            LossKind::SoftmaxCrossEntropySum => Box::new(SoftmaxCrossEntropy::summed()),
+/// Random targets `(batch, outputs)` suited to `loss`: one-hot rows for a cross-entropy, normal values
+/// otherwise.
+pub fn targets<F: TorchFloat>(loss: LossSpec, batch: usize, outputs: usize, rng: &mut RandomState) -> ArrayD<F> {
+    if loss.is_classification() {
+        let mut y = ArrayD::zeros(IxDyn(&[batch, outputs]));
+        for i in 0..batch {
+            y[[i, rng.randint(0, outputs as i64) as usize]] = F::one();
         }
-    }
-
-    /// The libtorch loss.
-    pub fn torch(self) -> Loss {
-        match self {
-            LossKind::MseRows => Loss::MeanSquaredError(MseReduction::Rows),
-            LossKind::MseElements => Loss::MeanSquaredError(MseReduction::Elements),
-            LossKind::SoftmaxCrossEntropy => Loss::SoftmaxCrossEntropy(CrossEntropyValue::Categorical),
-            LossKind::SoftmaxCrossEntropyBook => Loss::SoftmaxCrossEntropy(CrossEntropyValue::BookBinarySum),
-            LossKind::SoftmaxCrossEntropySum => Loss::SoftmaxCrossEntropySum,
-        }
-    }
-
-    /// Whether targets are one-hot rows (classification) rather than real values.
-    pub fn classification(self) -> bool {
-        !matches!(self, LossKind::MseRows | LossKind::MseElements)
-    }
-
-    /// Random targets `(batch, outputs)` suited to the loss.
-    pub fn targets<F: TorchFloat>(self, batch: usize, outputs: usize, rng: &mut RandomState) -> ArrayD<F> {
-        if self.classification() {
-            let labels: Vec<u8> = (0..batch).map(|_| rng.randint(0, outputs as i64) as u8).collect();
-            let mut y = ArrayD::zeros(IxDyn(&[batch, outputs]));
-            for (i, &l) in labels.iter().enumerate() {
-                y[[i, usize::from(l)]] = F::one();
-            }
-            y
-        } else {
-            rng.randn(IxDyn(&[batch, outputs]))
-        }
+        y
+    } else {
+        rng.randn(IxDyn(&[batch, outputs]))
     }
 }
 
-/// The same network in both engines, both drawn from `RandomState::new(seed)`: identical weights (checked)
-/// and identical dropout masks.
+/// Asserts that two engines' named parameter lists have the same names, in the same order, and the
+/// same number of entries (a parameter missing from one engine fails here, not silently).
+pub fn assert_same_names<A, B>(label: &str, scratch: &[(String, A)], torch: &[(String, B)]) {
+    let ours: Vec<&String> = scratch.iter().map(|(n, _)| n).collect();
+    let theirs: Vec<&String> = torch.iter().map(|(n, _)| n).collect();
+    assert_eq!(ours, theirs, "{label}: parameter names and order (scratch vs torch)");
+}
+
+/// The same network in both engines, both drawn from `RandomState::new(seed)`: identical weights
+/// (checked) and, with [`Options::parity`], identical dropout masks; the libtorch one on the test
+/// [`device`], its recurrent layers computed by `kernel`.
 ///
 /// # Panics
 /// If a layer does not fit the shape before it.
-pub fn model_pair<F: TorchFloat>(spec: &NetSpec, loss: LossKind, seed: u32) -> (NeuralNetwork<F>, Model) {
-    let net = spec.scratch::<F>(loss.scratch(), &mut RandomState::new(seed)).expect("a valid network");
-    let model = spec.torch::<F>(loss.torch(), tch::Device::Cpu, &mut RandomState::new(seed)).expect("a valid network");
-    for ((name, a), (_, b)) in net.named_parameters().iter().zip(model.named_arrays::<F>()) {
-        assert_eq!(a, &b, "{name}: both engines draw the same initial values");
+pub fn model_pair_with<F: TorchFloat>(
+    spec: &NetSpec,
+    loss: LossSpec,
+    seed: u32,
+    kernel: Kernel,
+) -> (NeuralNetwork<F>, Net) {
+    let net = NeuralNetwork::from_spec(spec, loss.build::<F>(), &mut RandomState::new(seed)).expect("a valid network");
+    let vs = var_store::<F>();
+    let model = Net::with_options(vs.root(), spec, Options::parity(kernel), &mut RandomState::new(seed))
+        .expect("a valid network");
+    let (ours, theirs) = (net.named_parameters(), model.named_arrays::<F>());
+    assert_same_names("model_pair", &ours, &theirs);
+    for ((name, a), (_, b)) in ours.iter().zip(&theirs) {
+        assert_eq!(a, b, "{name}: both engines draw the same initial values");
     }
     (net, model)
+}
+
+/// [`model_pair_with`] with recurrent layers on libtorch's fused kernels.
+pub fn model_pair<F: TorchFloat>(spec: &NetSpec, loss: LossSpec, seed: u32) -> (NeuralNetwork<F>, Net) {
+    model_pair_with(spec, loss, seed, Kernel::Fused)
 }
 
 /// [`model_pair`] for a dense network on `n_in` inputs.
 pub fn dense_pair<F: TorchFloat>(
     n_in: usize,
     layers: &[DenseSpec],
-    init: WeightInit,
-    loss: LossKind,
+    loss: LossSpec,
     seed: u32,
-) -> (NeuralNetwork<F>, Model) {
-    let layers = layers
-        .iter()
-        .map(|d| LayerSpec::Dense { neurons: d.neurons, activation: d.activation, init, dropout: d.dropout })
-        .collect();
+) -> (NeuralNetwork<F>, Net) {
+    let layers = layers.iter().map(|&d| LayerSpec::Dense(d)).collect();
     model_pair(&NetSpec::new(&[n_in], layers), loss, seed)
 }
 
@@ -196,42 +174,41 @@ pub fn dense_pair<F: TorchFloat>(
 /// every parameter gradient, named `label ...` in failures.
 pub fn compare_networks<F: TorchFloat>(
     net: &mut NeuralNetwork<F>,
-    model: &mut Model,
+    model: &Net,
+    loss: LossSpec,
     x: &ArrayD<F>,
     y: &ArrayD<F>,
     label: &str,
 ) {
     let tol = tolerance::<F>();
-    let out = net.forward(x, scratch::ops::Mode::Train).expect("forward");
-    let loss = net.loss_on(&out, y).expect("loss");
+    let (out, value) = net.forward_loss(x, y, scratch::ops::Mode::Train).expect("forward");
     let grad = net.loss_backward().expect("loss gradient");
     let dx = net.backward(grad).expect("backward");
 
     let xt = leaf(x);
     model.zero_grad();
-    let out_t = model.forward(&xt, scratch::ops::Mode::Train).expect("forward");
-    let loss_t = model.loss().forward(&out_t, &to_tensor(y)).expect("loss");
-    loss_t.backward();
+    let out_t = model.f_forward_t(&xt, true).expect("forward");
+    let value_t = torch::loss::loss(loss, &out_t, &to_tensor(y).to_device(model.device())).expect("loss");
+    value_t.backward();
 
     assert_close_tensor(&format!("{label} output"), &out, &out_t, tol);
-    assert_close(&format!("{label} loss"), &ArrayD::from_elem(IxDyn(&[]), loss), &to_array(&loss_t), tol);
+    assert_close(&format!("{label} loss"), &ArrayD::from_elem(IxDyn(&[]), value), &to_array(&value_t), tol);
     assert_close_tensor(&format!("{label} input grad"), &dx, &xt.grad(), tol);
     let params = model.named_parameters();
-    assert_eq!(net.params().len(), params.len(), "{label}: number of parameters");
-    for ((name, p), (tname, t)) in net.params().iter().zip(&params) {
-        assert_eq!(name, tname, "{label}: parameter order");
+    assert_same_names(label, &net.params(), &params);
+    for ((name, p), (_, t)) in net.params().iter().zip(&params) {
         assert_close_tensor(&format!("{label} {name} grad"), &p.grad_canonical(), &t.grad(), tol);
     }
 }
 
-/// A torch tensor of `a` that records gradients.
+/// A tensor of `a` on the test [`device`] that records gradients.
 pub fn leaf<F: TorchFloat>(a: &ArrayD<F>) -> Tensor {
-    to_tensor(a).set_requires_grad(true)
+    to_tensor(a).to_device(device()).set_requires_grad(true)
 }
 
 /// Re-initialises both engines' models from the same generator state (to check that the torch engine
 /// draws its weights exactly as the from-scratch one does).
-pub fn reinitialize_both<F: TorchFloat>(net: &mut NeuralNetwork<F>, model: &mut Model, seed: u32) {
+pub fn reinitialize_both<F: TorchFloat>(net: &mut NeuralNetwork<F>, model: &Net, seed: u32) {
     net.reinitialize(&mut RandomState::new(seed), InitSeeding::Stream);
     model.reinitialize(&mut RandomState::new(seed), InitSeeding::Stream);
 }
@@ -241,9 +218,9 @@ pub use scratch::data::available as data_dir_or_skip;
 /// The largest difference between two sets of named parameters, relative to the largest magnitude of
 /// each tensor: `max |a − b| / max |b|`, with the name of the worst tensor.
 pub fn max_relative_difference<F: TorchFloat>(a: &[(String, ArrayD<F>)], b: &[(String, ArrayD<F>)]) -> (f64, String) {
+    assert_same_names("max_relative_difference", a, b);
     let mut worst = (0.0, String::new());
-    for ((name, x), (other, y)) in a.iter().zip(b) {
-        assert_eq!(name, other, "parameter order");
+    for ((name, x), (_, y)) in a.iter().zip(b) {
         let diff = x.iter().zip(y.iter()).map(|(p, q)| (p.as_f64() - q.as_f64()).abs()).fold(0.0, f64::max);
         let scale = y.iter().map(|q| q.as_f64().abs()).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
         if diff / scale > worst.0 || diff.is_nan() {

@@ -2,11 +2,11 @@
 //! same; mismatches are listed whichever engine reads the file.
 
 use ndarray::{ArrayD, IxDyn};
-use parity_tests::{assert_close_tensor, dense_pair, DenseSpec, LossKind, F32, F64};
-use scratch::layers::WeightInit;
-use scratch::ops::{Activation, Mode};
+use parity_tests::{assert_close_tensor, dense_pair, targets, DenseSpec, LossSpec, F32, F64};
+use scratch::ops::Activation;
 use scratch::optim::SGD;
 use scratch::rng::RandomState;
+use scratch::spec::WeightInit;
 use scratch::train::{Dataset, FitOptions, Trainer};
 use torch::convert::to_tensor;
 
@@ -17,19 +17,21 @@ fn dir(name: &str) -> std::path::PathBuf {
     d
 }
 
-const LAYERS: [DenseSpec; 3] = [
-    DenseSpec { neurons: 12, activation: Activation::Tanh, dropout: None },
-    DenseSpec { neurons: 6, activation: Activation::ReLU, dropout: None },
-    DenseSpec { neurons: 3, activation: Activation::Linear, dropout: None },
-];
+fn layers(init: WeightInit) -> [DenseSpec; 3] {
+    [
+        DenseSpec::new(12).activation(Activation::Tanh).init(init),
+        DenseSpec::new(6).activation(Activation::ReLU).init(init),
+        DenseSpec::new(3).init(init),
+    ]
+}
 
 #[test]
 fn a_model_trained_from_scratch_runs_in_torch_and_back() {
     let d = dir("round-trip");
     let mut rng = RandomState::new(9);
     let x: ArrayD<f64> = rng.randn(IxDyn(&[40, 5]));
-    let y = LossKind::MseRows.targets::<f64>(40, 3, &mut rng);
-    let (net, _) = dense_pair::<f64>(5, &LAYERS, WeightInit::Glorot, LossKind::MseRows, 1);
+    let y = targets::<f64>(LossSpec::MSE, 40, 3, &mut rng);
+    let (net, _) = dense_pair::<f64>(5, &layers(WeightInit::Glorot), LossSpec::MSE, 1);
     let mut trainer = Trainer::new(net, SGD::new(0.05));
     let data = Dataset::new(x.clone(), y).unwrap();
     let options = FitOptions { epochs: 5, eval_every: 5, batch_size: 8, restart: false, ..Default::default() };
@@ -37,23 +39,24 @@ fn a_model_trained_from_scratch_runs_in_torch_and_back() {
     trainer.net.save(d.join("scratch.safetensors")).unwrap();
 
     // Into a torch model with other weights, in f64 and in f32.
-    let (_, mut model) = dense_pair::<f64>(5, &LAYERS, WeightInit::Glorot, LossKind::MseRows, 2);
+    let (_, model) = dense_pair::<f64>(5, &layers(WeightInit::Glorot), LossSpec::MSE, 2);
     model.load(d.join("scratch.safetensors")).unwrap();
     let expected = trainer.net.predict(&x).unwrap();
-    assert_close_tensor("torch f64 prediction", &expected, &model.forward(&to_tensor(&x), Mode::Eval).unwrap(), F64);
-    let (_, mut model32) = dense_pair::<f32>(5, &LAYERS, WeightInit::Glorot, LossKind::MseRows, 3);
+    let predict = |model: &torch::Net, x: &tch::Tensor| model.f_forward_t(&model.input(x), false).unwrap();
+    assert_close_tensor("torch f64 prediction", &expected, &predict(&model, &to_tensor(&x)), F64);
+    let (_, model32) = dense_pair::<f32>(5, &layers(WeightInit::Glorot), LossSpec::MSE, 3);
     model32.load(d.join("scratch.safetensors")).unwrap();
     let x32 = x.mapv(|v| v as f32);
     assert_close_tensor(
         "torch f32 prediction",
         &expected.mapv(|v| v as f32),
-        &model32.forward(&to_tensor(&x32), Mode::Eval).unwrap(),
+        &predict(&model32, &to_tensor(&x32)),
         F32,
     );
 
     // And back: torch saves, a fresh from-scratch network loads.
     model.save(d.join("torch.safetensors")).unwrap();
-    let (mut back, _) = dense_pair::<f64>(5, &LAYERS, WeightInit::Standard, LossKind::MseRows, 4);
+    let (mut back, _) = dense_pair::<f64>(5, &layers(WeightInit::Standard), LossSpec::MSE, 4);
     back.load(d.join("torch.safetensors")).unwrap();
     assert_eq!(back.predict(&x).unwrap(), expected);
     let file = scratch::checkpoint::load::<f64>(&d.join("torch.safetensors")).unwrap();
@@ -63,10 +66,10 @@ fn a_model_trained_from_scratch_runs_in_torch_and_back() {
 #[test]
 fn torch_lists_the_mismatches_of_a_scratch_checkpoint() {
     let d = dir("mismatch");
-    let (net, _) = dense_pair::<f64>(5, &LAYERS, WeightInit::Glorot, LossKind::MseRows, 1);
+    let (net, _) = dense_pair::<f64>(5, &layers(WeightInit::Glorot), LossSpec::MSE, 1);
     net.save(d.join("a.safetensors")).unwrap();
-    let other = [DenseSpec::new(12, Activation::Tanh), DenseSpec::new(4, Activation::Linear)];
-    let (_, mut model) = dense_pair::<f64>(5, &other, WeightInit::Glorot, LossKind::MseRows, 1);
+    let other = [DenseSpec::new(12).activation(Activation::Tanh), DenseSpec::new(4)];
+    let (_, model) = dense_pair::<f64>(5, &other, LossSpec::MSE, 1);
     let before = model.named_arrays::<f64>();
     let err = model.load(d.join("a.safetensors")).unwrap_err().to_string();
     for expected in [

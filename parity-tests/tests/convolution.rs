@@ -4,15 +4,15 @@
 
 use ndarray::{s, Array2, ArrayD, IxDyn};
 use parity_tests::{
-    compare_networks, data_dir_or_skip, max_relative_difference, model_pair, LayerSpec, LossKind, NetSpec,
+    compare_networks, data_dir_or_skip, max_relative_difference, model_pair, targets, DenseSpec, LayerSpec, LossSpec,
+    NetSpec,
 };
-use scratch::conv::PoolKind;
 use scratch::data::mnist;
-use scratch::layers::{ConvSpec, WeightInit};
 use scratch::network::InitSeeding;
-use scratch::ops::{Activation, DropoutStyle};
+use scratch::ops::Activation;
 use scratch::optim::{self, Decay};
 use scratch::rng::RandomState;
+use scratch::spec::{book, ConvSpec, MseReduction, PoolKind, PoolSpec, WeightInit};
 use scratch::train::{Dataset, FitOptions};
 use torch::convert::TorchFloat;
 
@@ -28,26 +28,25 @@ fn conv_grid<F: TorchFloat>(cases: usize) {
         let (k, stride) = (pick(&mut rng, &[1, 3, 5, 7]), pick(&mut rng, &[1, 2, 3]));
         let padding = pick(&mut rng, &[0, k / 2, k - 1]);
         let (h, w) = (pick(&mut rng, &[5, 8, 12]), pick(&mut rng, &[7, 8, 9]));
-        let mut spec = ConvSpec::new(c_in, c_out, k);
-        spec.stride = stride;
-        spec.padding = Some(padding);
-        spec.bias = done % 2 == 0;
-        spec.activation = [Activation::Tanh, Activation::Linear, Activation::ReLU][done % 3];
-        spec.init = WeightInit::Glorot;
-        spec.flatten = true;
+        let spec = ConvSpec::new(c_in, c_out, k)
+            .stride(stride)
+            .padding(padding)
+            .bias(done % 2 == 0)
+            .activation([Activation::Tanh, Activation::Linear, Activation::ReLU][done % 3])
+            .init(WeightInit::Glorot)
+            .flatten(true);
         let Some((ho, wo)) = spec.geometry().output_size((h, w)) else { continue };
         done += 1;
-        let layers = vec![LayerSpec::Conv(spec), LayerSpec::dense(3, Activation::Linear, WeightInit::Glorot)];
-        let (mut net, mut model) =
-            model_pair::<F>(&NetSpec::new(&[c_in, h, w], layers), LossKind::MseRows, done as u32);
+        let layers = vec![LayerSpec::Conv(spec), LayerSpec::Dense(DenseSpec::new(3).init(WeightInit::Glorot))];
+        let (mut net, model) = model_pair::<F>(&NetSpec::new(&[c_in, h, w], layers), LossSpec::MSE, done as u32);
         let x: ArrayD<F> = rng.randn(IxDyn(&[batch, c_in, h, w]));
-        let y = LossKind::MseRows.targets::<F>(batch, 3, &mut rng);
+        let y = targets::<F>(LossSpec::MSE, batch, 3, &mut rng);
         let label = format!(
             "{} conv b{batch} {c_in}->{c_out} k{k} s{stride} p{padding} {h}x{w} -> {ho}x{wo} bias {}",
             F::NAME,
             spec.bias
         );
-        compare_networks(&mut net, &mut model, &x, &y, &label);
+        compare_networks(&mut net, &model, LossSpec::MSE, &x, &y, &label);
     }
 }
 
@@ -66,19 +65,18 @@ fn pooling_and_flatten() {
     let mut rng = RandomState::new(12);
     for kind in [PoolKind::Max, PoolKind::Average] {
         for (size, stride, h, w) in [(2, 2, 8, 8), (3, 1, 7, 9), (2, 1, 5, 6), (3, 3, 12, 10)] {
-            let mut conv = ConvSpec::new(2, 3, 3);
-            conv.activation = Activation::Tanh;
             let layers = vec![
-                LayerSpec::Conv(conv),
-                LayerSpec::Pool(kind, size, stride),
+                LayerSpec::Conv(ConvSpec::new(2, 3, 3).activation(Activation::Tanh)),
+                LayerSpec::Pool(PoolSpec { kind, size, stride }),
                 LayerSpec::Flatten,
-                LayerSpec::dense(4, Activation::Linear, WeightInit::Glorot),
+                LayerSpec::Dense(DenseSpec::new(4).init(WeightInit::Glorot)),
             ];
             let spec = NetSpec::new(&[2, h, w], layers);
-            let (mut net, mut model) = model_pair::<f64>(&spec, LossKind::SoftmaxCrossEntropy, 3);
+            let (mut net, model) = model_pair::<f64>(&spec, LossSpec::CROSS_ENTROPY, 3);
             let x: ArrayD<f64> = rng.randn(IxDyn(&[3, 2, h, w]));
-            let y = LossKind::SoftmaxCrossEntropy.targets::<f64>(3, 4, &mut rng);
-            compare_networks(&mut net, &mut model, &x, &y, &format!("{kind:?} pool {size} stride {stride} {h}x{w}"));
+            let y = targets::<f64>(LossSpec::CROSS_ENTROPY, 3, 4, &mut rng);
+            let label = format!("{kind:?} pool {size} stride {stride} {h}x{w}");
+            compare_networks(&mut net, &model, LossSpec::CROSS_ENTROPY, &x, &y, &label);
         }
     }
 }
@@ -100,82 +98,55 @@ fn transposed_convolutions() {
         (2, 2, 3, 3, 4, 2, false, 6),
         (1, 3, 2, 2, 0, 1, true, 1),
     ] {
-        let mut up = ConvSpec::new(c, o, k);
-        up.transposed = true;
-        up.stride = s;
-        up.padding = Some(p);
-        up.output_padding = q;
-        up.bias = bias;
-        up.activation = Activation::Tanh;
-        up.init = WeightInit::PyTorch;
-        let mut out = ConvSpec::new(o, 1, 3);
-        out.transposed = true;
-        out.flatten = true;
+        let up = ConvSpec::new(c, o, k)
+            .transposed(true)
+            .stride(s)
+            .padding(p)
+            .output_padding(q)
+            .bias(bias)
+            .activation(Activation::Tanh)
+            .init(WeightInit::PyTorch);
+        let out = ConvSpec::new(o, 1, 3).transposed(true).flatten(true);
         let layers = vec![
-            LayerSpec::dense(c * side * side, Activation::Tanh, WeightInit::Glorot),
+            LayerSpec::Dense(DenseSpec::new(c * side * side).activation(Activation::Tanh).init(WeightInit::Glorot)),
             LayerSpec::Reshape(vec![c, side, side]),
             LayerSpec::Conv(up),
             LayerSpec::Conv(out),
         ];
         let spec = NetSpec::new(&[6], layers);
         let pixels: usize = spec.shapes().unwrap().last().unwrap().iter().product();
-        let (mut net, mut model) = model_pair::<f64>(&spec, LossKind::MseElements, 4);
+        let loss = LossSpec::MeanSquaredError(MseReduction::Mean);
+        let (mut net, model) = model_pair::<f64>(&spec, loss, 4);
         let x: ArrayD<f64> = rng.randn(IxDyn(&[3, 6]));
         let y: ArrayD<f64> = rng.randn(IxDyn(&[3, pixels]));
-        compare_networks(
-            &mut net,
-            &mut model,
-            &x,
-            &y,
-            &format!("ConvTranspose2D {c}->{o} {k}x{k} stride {s} padding {p}/{q} bias {bias}"),
-        );
+        let label = format!("ConvTranspose2D {c}->{o} {k}x{k} stride {s} padding {p}/{q} bias {bias}");
+        compare_networks(&mut net, &model, loss, &x, &y, &label);
     }
 }
 
-/// The chapter-5 CNN: `Conv2D(1 -> 16, 5x5, tanh, flatten)`, then `Dense(10)`.
-fn chapter5_cnn(dropout: Option<f64>) -> Vec<LayerSpec> {
-    let mut conv = ConvSpec::new(1, 16, 5);
-    conv.activation = Activation::Tanh;
-    conv.flatten = true;
-    conv.init = WeightInit::BookGlorot2019;
-    conv.dropout = dropout.map(|k| (k, DropoutStyle::Inverted));
-    vec![LayerSpec::Conv(conv), LayerSpec::dense(10, Activation::Linear, WeightInit::Glorot)]
-}
-
-/// The chapter-7 `MNIST_ConvNet`: two convolutions with dropout, a dense layer, 10 outputs.
-fn chapter7_convnet() -> Vec<LayerSpec> {
-    let dropout = Some((0.8, DropoutStyle::Inverted));
-    let conv = |c_in, c_out, flatten| ConvSpec {
-        bias: true,
-        activation: Activation::Tanh,
-        init: WeightInit::Glorot,
-        flatten,
-        dropout,
-        ..ConvSpec::new(c_in, c_out, 5)
-    };
-    vec![
-        LayerSpec::Conv(conv(1, 14, false)),
-        LayerSpec::Conv(conv(14, 7, true)),
-        LayerSpec::Dense { neurons: 32, activation: Activation::Tanh, init: WeightInit::Glorot, dropout },
-        LayerSpec::dense(10, Activation::Linear, WeightInit::Glorot),
-    ]
+/// The chapter-5 CNN ([`book::chapter5_cnn`]), with or without its dropout.
+fn chapter5_cnn(dropout: bool) -> NetSpec {
+    let mut spec = book::chapter5_cnn();
+    if let (false, LayerSpec::Conv(conv)) = (dropout, &mut spec.layers[0]) {
+        conv.dropout = None;
+    }
+    spec
 }
 
 #[test]
 fn whole_cnns_of_the_book() {
     let mut rng = RandomState::new(13);
-    for (name, layers) in [
-        ("chapter 5", chapter5_cnn(None)),
-        ("chapter 5 dropout", chapter5_cnn(Some(0.8))),
-        ("chapter 7", chapter7_convnet()),
+    for (name, spec) in [
+        ("chapter 5", chapter5_cnn(false)),
+        ("chapter 5 dropout", chapter5_cnn(true)),
+        ("chapter 7", book::chapter7_convnet()),
     ] {
         for batch in [1, 4] {
             // Both engines draw their dropout masks from the same stream.
-            let spec = NetSpec::new(&[1, 28, 28], layers.clone());
-            let (mut net, mut model) = model_pair::<f64>(&spec, LossKind::SoftmaxCrossEntropy, 5);
+            let (mut net, model) = model_pair::<f64>(&spec, LossSpec::CROSS_ENTROPY, 5);
             let x: ArrayD<f64> = rng.randn(IxDyn(&[batch, 1, 28, 28]));
-            let y = LossKind::SoftmaxCrossEntropy.targets::<f64>(batch, 10, &mut rng);
-            compare_networks(&mut net, &mut model, &x, &y, &format!("{name} batch {batch}"));
+            let y = targets::<f64>(LossSpec::CROSS_ENTROPY, batch, 10, &mut rng);
+            compare_networks(&mut net, &model, LossSpec::CROSS_ENTROPY, &x, &y, &format!("{name} batch {batch}"));
         }
     }
 }
@@ -191,11 +162,11 @@ fn chapter5_cnn_100_steps_on_mnist() {
     let labels = |l: &[u8], n: usize| mnist::one_hot::<f64>(&l[..n], 10).into_dyn();
     let train = Dataset::new(images(&x_train, 1000), labels(&m.train_labels, 1000)).unwrap();
     let test = Dataset::new(images(&x_test, 200), labels(&m.test_labels, 200)).unwrap();
-    let spec = NetSpec::new(&[1, 28, 28], chapter5_cnn(Some(0.8)));
-    let (net, model) = model_pair::<f64>(&spec, LossKind::SoftmaxCrossEntropy, 7);
+    let (net, model) = model_pair::<f64>(&chapter5_cnn(true), LossSpec::CROSS_ENTROPY, 7);
     let decay = Decay::Exponential { final_lr: 0.02 };
     let mut a = scratch::train::Trainer::new(net, optim::SGDMomentum::new(0.05, 0.9, decay).unwrap());
-    let mut b = torch::train::Trainer::new(model, torch::optim::SGDMomentum::new(0.05, 0.9, decay).unwrap());
+    let torch_optim = torch::optim::SGDMomentum::new(0.05, 0.9, decay).unwrap();
+    let mut b = torch::train::Trainer::new(model, LossSpec::CROSS_ENTROPY, torch_optim);
     let options = FitOptions {
         epochs: 5,
         eval_every: 1,
@@ -214,23 +185,24 @@ fn chapter5_cnn_100_steps_on_mnist() {
     for (i, (x, y)) in ra.batch_losses.iter().zip(&rb.batch_losses).enumerate() {
         assert!((x - y).abs() <= 1e-8 * y.abs(), "batch {}: scratch {x}, torch {y}", i + 1);
     }
-    let (diff, name) = max_relative_difference(&a.net.named_parameters(), &b.model.named_arrays::<f64>());
+    let (diff, name) = max_relative_difference(&a.net.named_parameters(), &b.net.named_arrays::<f64>());
     eprintln!("chapter-5 CNN, 100 steps: largest relative difference {diff:e} ({name})");
     assert!(diff <= 1e-8, "{name} differs by {diff:e}");
 }
 
-/// The chapter-7 models the examples train ([`torch::book`]): `BostonModel` (tanh, dropout with shared
+/// The chapter-7 models the examples train ([`book`]): `BostonModel` (tanh, dropout with shared
 /// masks) and the convolutional autoencoder with its transposed-convolution decoder, on real-sized
 /// inputs: outputs, losses and every gradient.
 #[test]
 fn chapter7_models() {
     let mut rng = RandomState::new(30);
-    let (mut net, mut model) = model_pair::<f64>(&torch::book::boston_model(), LossKind::MseElements, 1);
+    let loss = LossSpec::MeanSquaredError(MseReduction::Mean);
+    let (mut net, model) = model_pair::<f64>(&book::boston_model(), loss, 1);
     let x: ArrayD<f64> = rng.randn(IxDyn(&[32, 13]));
     let y: ArrayD<f64> = rng.randn(IxDyn(&[32, 1]));
-    compare_networks(&mut net, &mut model, &x, &y, "BostonModel");
+    compare_networks(&mut net, &model, loss, &x, &y, "BostonModel");
 
-    let (mut net, mut model) = model_pair::<f64>(&torch::book::autoencoder(), LossKind::MseElements, 2);
+    let (mut net, model) = model_pair::<f64>(&book::autoencoder(), loss, 2);
     let x: ArrayD<f64> = rng.uniform_array::<f64, _>(IxDyn(&[2, 1, 28, 28])).mapv(|u| 2.0 * u - 1.0);
-    compare_networks(&mut net, &mut model, &x, &x.clone(), "Autoencoder");
+    compare_networks(&mut net, &model, loss, &x, &x.clone(), "Autoencoder");
 }

@@ -2,28 +2,28 @@
 //! shapes, divergence names the epoch and batch, and an unavailable device says what to do.
 
 use ndarray::{Array2, ArrayD};
-use parity_tests::{dense_pair, DenseSpec, LossKind};
-use scratch::layers::WeightInit;
-use scratch::ops::{Activation, Mode};
+use parity_tests::{dense_pair, DenseSpec, LossSpec};
+use scratch::ops::Activation;
 use scratch::optim::Decay;
 use scratch::train::{Dataset, FitOptions};
 use torch::convert::to_tensor;
 
 #[test]
 fn an_input_of_the_wrong_width_names_the_layer_and_both_shapes() {
-    let layers = [DenseSpec::new(5, Activation::Sigmoid), DenseSpec::new(1, Activation::Linear)];
-    let (mut net, mut model) = dense_pair::<f64>(13, &layers, WeightInit::Glorot, LossKind::MseRows, 1);
+    let layers = [DenseSpec::new(5).activation(Activation::Sigmoid), DenseSpec::new(1)];
+    let (mut net, model) = dense_pair::<f64>(13, &layers, LossSpec::MSE, 1);
     let x = Array2::<f64>::zeros((4, 12)).into_dyn();
     let ours = net.predict(&x).unwrap_err().to_string();
-    let theirs = model.forward(&to_tensor(&x), Mode::Eval).unwrap_err().to_string();
+    let theirs = model.f_forward_t(&model.input(&to_tensor(&x)), false).unwrap_err().to_string();
     for msg in [&ours, &theirs] {
         assert!(msg.starts_with("shape mismatch in layers.0 Dense(13 -> 5, sigmoid): "), "{msg}");
         assert!(msg.ends_with("input: expected (batch, 13), got [4, 12]"), "{msg}");
     }
-    let wrong_target = model.forward_loss(
+    let trainer = torch::train::Trainer::new(model, LossSpec::MSE, torch::optim::SGD::new(0.1, Decay::None).unwrap());
+    let wrong_target = trainer.forward_loss(
         &to_tensor(&Array2::<f64>::zeros((4, 13))),
         &to_tensor(&Array2::<f64>::zeros((4, 2))),
-        Mode::Eval,
+        false,
     );
     let msg = wrong_target.unwrap_err().to_string();
     assert!(msg.contains("MeanSquaredError") && msg.contains("[4, 2]"), "{msg}");
@@ -31,11 +31,11 @@ fn an_input_of_the_wrong_width_names_the_layer_and_both_shapes() {
 
 #[test]
 fn divergence_names_the_epoch_and_batch() {
-    let layers = [DenseSpec::new(1, Activation::Linear)];
-    let (_, model) = dense_pair::<f64>(1, &layers, WeightInit::Standard, LossKind::MseRows, 1);
+    let (_, model) = dense_pair::<f64>(1, &[DenseSpec::new(1)], LossSpec::MSE, 1);
     let x: ArrayD<f64> = Array2::from_shape_fn((8, 1), |(i, _)| i as f64 * 10.0).into_dyn();
     let data = Dataset::new(x.clone(), x * 3.0).unwrap();
-    let mut trainer = torch::train::Trainer::new(model, torch::optim::SGD::new(10.0, Decay::None).unwrap());
+    let mut trainer =
+        torch::train::Trainer::new(model, LossSpec::MSE, torch::optim::SGD::new(10.0, Decay::None).unwrap());
     let options = FitOptions {
         epochs: 50,
         eval_every: 1,

@@ -3,16 +3,20 @@
 //! the parameters within 1e-8 of each other (relative to each tensor's magnitude), in f64.
 
 use ndarray::{s, Array2};
-use parity_tests::{data_dir_or_skip, dense_pair, max_relative_difference, DenseSpec, LossKind};
+use parity_tests::{data_dir_or_skip, dense_pair, max_relative_difference, DenseSpec, LossSpec};
 use scratch::data::{boston, mnist};
-use scratch::layers::WeightInit;
 use scratch::network::InitSeeding;
 use scratch::ops::Activation;
 use scratch::optim::{self, Decay};
+use scratch::spec::{MseReduction, WeightInit};
 use scratch::train::{Dataset, FitOptions, FitReport};
 use torch::optim as topt;
 
 const RELATIVE: f64 = 1e-8;
+
+fn dense(neurons: usize, activation: Activation, init: WeightInit) -> DenseSpec {
+    DenseSpec::new(neurons).activation(activation).init(init)
+}
 
 fn options(epochs: usize, batch_size: usize) -> FitOptions {
     FitOptions {
@@ -45,17 +49,17 @@ fn compare_reports(label: &str, a: &FitReport, b: &FitReport) {
 /// number of steps.
 fn train_both<O: optim::Optimizer<f64>, P: topt::Optimizer>(
     label: &str,
-    (net, model): (scratch::network::NeuralNetwork<f64>, torch::model::Model),
+    (net, model, loss): (scratch::network::NeuralNetwork<f64>, torch::Net, LossSpec),
     (ours, theirs): (O, P),
     (train, test): (&Dataset<f64>, &Dataset<f64>),
     options: &FitOptions,
 ) -> usize {
     let mut a = scratch::train::Trainer::new(net, ours);
-    let mut b = torch::train::Trainer::new(model, theirs);
+    let mut b = torch::train::Trainer::new(model, loss, theirs);
     let ra = a.fit(train, test, options, &mut ()).unwrap();
     let rb = b.fit(train, test, options, &mut ()).unwrap();
     compare_reports(label, &ra, &rb);
-    let (diff, name) = max_relative_difference(&a.net.named_parameters(), &b.model.named_arrays::<f64>());
+    let (diff, name) = max_relative_difference(&a.net.named_parameters(), &b.net.named_arrays::<f64>());
     eprintln!("{label}: largest relative difference {diff:e} ({name})");
     assert!(diff <= RELATIVE, "{label}: {name} differs by {diff:e} relative after {} steps", ra.batch_losses.len());
     ra.batch_losses.len()
@@ -83,8 +87,11 @@ fn mnist_subset(rows: usize, test_rows: usize) -> Option<(Dataset<f64>, Dataset<
 #[test]
 fn mnist_momentum_with_exponential_decay_200_steps() {
     let Some((train, test, _)) = mnist_subset(2400, 1000) else { return };
-    let layers = [DenseSpec::new(89, Activation::Sigmoid), DenseSpec::new(10, Activation::Linear)];
-    let pair = dense_pair::<f64>(784, &layers, WeightInit::Glorot, LossKind::SoftmaxCrossEntropy, 1);
+    let layers =
+        [dense(89, Activation::Sigmoid, WeightInit::Glorot), dense(10, Activation::Linear, WeightInit::Glorot)];
+    let loss = LossSpec::CROSS_ENTROPY;
+    let (net, model) = dense_pair::<f64>(784, &layers, loss, 1);
+    let pair = (net, model, loss);
     let decay = Decay::Exponential { final_lr: 0.05 };
     let optimizers =
         (optim::SGDMomentum::new(0.2, 0.9, decay).unwrap(), topt::SGDMomentum::new(0.2, 0.9, decay).unwrap());
@@ -96,11 +103,13 @@ fn mnist_momentum_with_exponential_decay_200_steps() {
 fn mnist_deep_tanh_relu_with_linear_decay_200_steps() {
     let Some((train, test, _)) = mnist_subset(1200, 500) else { return };
     let layers = [
-        DenseSpec::new(178, Activation::Tanh),
-        DenseSpec::new(46, Activation::ReLU),
-        DenseSpec::new(10, Activation::Linear),
+        dense(178, Activation::Tanh, WeightInit::Glorot),
+        dense(46, Activation::ReLU, WeightInit::Glorot),
+        dense(10, Activation::Linear, WeightInit::Glorot),
     ];
-    let pair = dense_pair::<f64>(784, &layers, WeightInit::Glorot, LossKind::SoftmaxCrossEntropy, 2);
+    let loss = LossSpec::CROSS_ENTROPY;
+    let (net, model) = dense_pair::<f64>(784, &layers, loss, 2);
+    let pair = (net, model, loss);
     let decay = Decay::Linear { final_lr: 0.05 };
     let optimizers =
         (optim::SGDMomentum::new(0.15, 0.9, decay).unwrap(), topt::SGDMomentum::new(0.15, 0.9, decay).unwrap());
@@ -121,13 +130,16 @@ fn boston_data() -> Option<(Dataset<f64>, Dataset<f64>)> {
 fn boston_sgd_momentum_and_adagrad_200_steps() {
     let Some((train, test)) = boston_data() else { return };
     let layers = [
-        DenseSpec::new(13, Activation::Sigmoid),
-        DenseSpec::new(13, Activation::Tanh),
-        DenseSpec::new(1, Activation::Linear),
+        dense(13, Activation::Sigmoid, WeightInit::Standard),
+        dense(13, Activation::Tanh, WeightInit::Standard),
+        dense(1, Activation::Linear, WeightInit::Standard),
     ];
     let opts = options(17, 32); // 12 batches an epoch: 204 steps
     let data = (&train, &test);
-    let pair = || dense_pair::<f64>(13, &layers, WeightInit::Standard, LossKind::MseRows, 3);
+    let pair = || {
+        let (net, model) = dense_pair::<f64>(13, &layers, LossSpec::MSE, 3);
+        (net, model, LossSpec::MSE)
+    };
     let decay = Decay::Exponential { final_lr: 0.001 };
     let sgd = (optim::SGD::with_decay(0.01, decay).unwrap(), topt::SGD::new(0.01, decay).unwrap());
     assert_eq!(train_both("Boston SGD", pair(), sgd, data, &opts), 204);
@@ -141,16 +153,18 @@ fn boston_sgd_momentum_and_adagrad_200_steps() {
 #[test]
 fn mnist_one_epoch_accuracies_agree() {
     let Some((train, test, m)) = mnist_subset(60_000, 10_000) else { return };
-    let layers = [DenseSpec::new(89, Activation::Sigmoid), DenseSpec::new(10, Activation::Linear)];
-    let (net, model) = dense_pair::<f64>(784, &layers, WeightInit::Glorot, LossKind::SoftmaxCrossEntropy, 4);
+    let layers =
+        [dense(89, Activation::Sigmoid, WeightInit::Glorot), dense(10, Activation::Linear, WeightInit::Glorot)];
+    let (net, model) = dense_pair::<f64>(784, &layers, LossSpec::CROSS_ENTROPY, 4);
     let mut a = scratch::train::Trainer::new(net, optim::SGDMomentum::new(0.1, 0.9, Decay::None).unwrap());
-    let mut b = torch::train::Trainer::new(model, topt::SGDMomentum::new(0.1, 0.9, Decay::None).unwrap());
+    let torch_optim = topt::SGDMomentum::new(0.1, 0.9, Decay::None).unwrap();
+    let mut b = torch::train::Trainer::new(model, LossSpec::CROSS_ENTROPY, torch_optim);
     let opts = options(1, 60);
     a.fit(&train, &test, &opts, &mut ()).unwrap();
     b.fit(&train, &test, &opts, &mut ()).unwrap();
     let scores_a = a.net.predict(&test.x).unwrap().into_dimensionality().unwrap();
     let scores_b = torch::convert::to_array::<f64>(
-        &b.model.forward(&torch::convert::to_tensor(&test.x), scratch::ops::Mode::Eval).unwrap(),
+        &b.net.f_forward_t(&b.net.input(&torch::convert::to_tensor(&test.x)), false).unwrap(),
     );
     let labels: Vec<usize> = m.test_labels.iter().map(|&l| usize::from(l)).collect();
     let acc_a = scratch::metrics::accuracy(&scores_a.view(), &labels) * 100.0;
@@ -163,13 +177,14 @@ fn mnist_one_epoch_accuracies_agree() {
 #[test]
 fn mnist_with_dropout_trains_identically_from_the_shared_mask_stream() {
     let Some((train, test, _)) = mnist_subset(1200, 500) else { return };
-    let dropout = Some((0.8, scratch::ops::DropoutStyle::Inverted));
     let layers = [
-        DenseSpec { neurons: 178, activation: Activation::Tanh, dropout },
-        DenseSpec { neurons: 46, activation: Activation::Tanh, dropout },
-        DenseSpec::new(10, Activation::Linear),
+        dense(178, Activation::Tanh, WeightInit::Glorot).dropout(0.8),
+        dense(46, Activation::Tanh, WeightInit::Glorot).dropout(0.8),
+        dense(10, Activation::Linear, WeightInit::Glorot),
     ];
-    let pair = dense_pair::<f64>(784, &layers, WeightInit::Glorot, LossKind::SoftmaxCrossEntropy, 5);
+    let loss = LossSpec::CROSS_ENTROPY;
+    let (net, model) = dense_pair::<f64>(784, &layers, loss, 5);
+    let pair = (net, model, loss);
     // Not the book's 0.2: at that rate the deep tanh network's training is chaotic (one weight changed
     // by 1e-15 in one engine alone moves the loss by 1e-5 within 200 steps, and by 20 % within 400: see
     // `dlfs run divergence`), which would measure the dynamics rather than the engines.
@@ -185,10 +200,11 @@ fn mnist_with_dropout_trains_identically_from_the_shared_mask_stream() {
 #[test]
 fn boston_adam_over_a_data_loader() {
     let Some((train, test)) = boston_data() else { return };
-    let layers = [DenseSpec::new(13, Activation::Tanh), DenseSpec::new(1, Activation::Linear)];
-    let (net, model) = dense_pair::<f64>(13, &layers, WeightInit::PyTorch, LossKind::MseElements, 5);
+    let layers = [dense(13, Activation::Tanh, WeightInit::PyTorch), dense(1, Activation::Linear, WeightInit::PyTorch)];
+    let loss = LossSpec::MeanSquaredError(MseReduction::Mean);
+    let (net, model) = dense_pair::<f64>(13, &layers, loss, 5);
     let mut ours = scratch::train::Trainer::new(net, optim::Adam::new(0.01, Decay::None).unwrap());
-    let mut theirs = torch::train::Trainer::new(model, topt::Adam::new(0.01, Decay::None).unwrap());
+    let mut theirs = torch::train::Trainer::new(model, loss, topt::Adam::new(0.01, Decay::None).unwrap());
     let mut a = scratch::data::DataLoader::new(&train, 32).unwrap().shuffle(11).drop_last(true);
     let mut b = scratch::data::DataLoader::new(&train, 32).unwrap().shuffle(11).drop_last(true);
     for epoch in 1..=5 {
@@ -198,7 +214,7 @@ fn boston_adam_over_a_data_loader() {
             assert!((x - y).abs() <= RELATIVE * y.abs(), "epoch {epoch}: scratch {x} torch {y}");
         }
     }
-    let (diff, name) = max_relative_difference(&ours.net.named_parameters(), &theirs.model.named_arrays::<f64>());
+    let (diff, name) = max_relative_difference(&ours.net.named_parameters(), &theirs.net.named_arrays::<f64>());
     assert!(diff <= RELATIVE, "{name} differs by {diff:e} relative");
 
     let options = FitOptions { restart: false, ..options(5, 1) };
@@ -206,6 +222,6 @@ fn boston_adam_over_a_data_loader() {
     let rb = theirs.fit_loader(&mut b, &test, &options, &mut ()).unwrap();
     assert_eq!((ra.batch_losses.len(), ra.evaluations.len()), (5 * (train.len() / 32), 5));
     compare_reports("fit_loader", &ra, &rb);
-    let (diff, name) = max_relative_difference(&ours.net.named_parameters(), &theirs.model.named_arrays::<f64>());
+    let (diff, name) = max_relative_difference(&ours.net.named_parameters(), &theirs.net.named_arrays::<f64>());
     assert!(diff <= RELATIVE, "fit_loader: {name} differs by {diff:e} relative");
 }

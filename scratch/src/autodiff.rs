@@ -10,7 +10,7 @@
 //!
 //! Because each node is finished before its inputs are visited, a node used twice contributes both uses
 //! exactly once: `b = a·2; (b + b).backward()` gives `a.grad = 4`. The book's version pushes each node's
-//! accumulated gradient down every time it is reached, and gives 6 (BOOK.md §4, item 23).
+//! accumulated gradient down every time it is reached, and gives 6.
 //!
 //! Gradients accumulate across calls of `backward`, as in PyTorch; [`Var::zero_grad`] resets one.
 //!

@@ -44,7 +44,7 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
 fn encode<F: Float>(values: &ArrayD<F>) -> (Dtype, Vec<u8>) {
     let standard = values.as_standard_layout();
     let mut bytes = Vec::with_capacity(values.len() * std::mem::size_of::<F>());
-    if F::NAME == "f32" {
+    if F::SINGLE {
         standard.iter().for_each(|v| bytes.extend((v.as_f64() as f32).to_le_bytes()));
         (Dtype::F32, bytes)
     } else {

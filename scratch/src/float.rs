@@ -30,6 +30,9 @@ pub trait Float:
 {
     /// The type's name as numpy and PyTorch spell it (`"f32"`, `"f64"`).
     const NAME: &'static str;
+    /// Whether this is single precision (`f32`), for the choices that depend on the precision
+    /// (tolerances, the dtype a checkpoint is saved in).
+    const SINGLE: bool;
 
     /// Converts from `f64`, rounding to nearest for `f32`.
     fn cast(x: f64) -> Self;
@@ -47,6 +50,7 @@ pub trait Float:
 
 impl Float for f32 {
     const NAME: &'static str = "f32";
+    const SINGLE: bool = true;
 
     fn cast(x: f64) -> Self {
         x as f32
@@ -69,6 +73,7 @@ impl Float for f32 {
 
 impl Float for f64 {
     const NAME: &'static str = "f64";
+    const SINGLE: bool = false;
 
     fn cast(x: f64) -> Self {
         x

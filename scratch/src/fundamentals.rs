@@ -8,7 +8,7 @@
 //! The training gradients are those of the *summed* squared error, as in the book: linear regression
 //! differentiates `Σ (y − P)²` and the network `½ Σ (y − P)²`, not the printed mean. That only rescales
 //! the learning rate, so it is kept. The book's network also collapses the hidden bias gradient to a
-//! single number shared by every hidden unit (BOOK.md §4, item 5); that is a bug, reproduced only with
+//! single number shared by every hidden unit; that is a bug, reproduced only with
 //! [`BiasGradient::BookCollapsed`].
 
 use ndarray::{s, Array2, ArrayView2, Axis};

@@ -104,7 +104,7 @@ impl<F: Float> Differentiable<F> for LayerProbe<'_, F> {
     }
 
     fn params_mut(&mut self) -> Vec<(String, &mut Param<F>)> {
-        self.layer.params_mut().into_iter().map(|(name, p)| (name.to_string(), p)).collect()
+        self.layer.params_mut()
     }
 }
 
@@ -123,7 +123,7 @@ impl<'a, F: Float> NetworkProbe<'a, F> {
 
 impl<F: Float> Differentiable<F> for NetworkProbe<'_, F> {
     fn loss(&mut self, input: &ArrayD<F>) -> Result<F> {
-        self.net.forward_loss(input, &self.target, Mode::Train)
+        Ok(self.net.forward_loss(input, &self.target, Mode::Train)?.1)
     }
 
     fn backward(&mut self) -> Result<ArrayD<F>> {

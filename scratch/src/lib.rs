@@ -11,6 +11,7 @@
 //! | 4, Extensions | [`ops`] (activations, dropout), [`losses`] (softmax cross-entropy), [`optim`] (momentum, decay), [`data::mnist`] |
 //! | 5, Convolutions | [`conv`] (the chapter's loops, the fast convolution, pooling), [`layers::Conv2D`] |
 //! | 6, Recurrent networks and autodiff | [`autodiff`], [`rnn`], [`data::text`] |
+//! | 7, PyTorch | [`spec`] (one description of a network for both engines; the book's named networks in [`spec::book`]) |
 //!
 //! Arrays are generic over [`Float`] (`f32` or `f64`); randomness always comes from an explicit
 //! [`rng::RandomState`], numpy-compatible so that the book's printed numbers can be reproduced exactly.
@@ -20,8 +21,8 @@
 //!
 //! let mut rng = RandomState::new(20190501);
 //! let layers: Vec<Box<dyn Layer<f64>>> = vec![
-//!     Box::new(Dense::builder(13, 13).activation(Activation::Sigmoid).build(&mut rng)?),
-//!     Box::new(Dense::builder(13, 1).build(&mut rng)?),
+//!     Box::new(Dense::new(13, DenseSpec::new(13).activation(Activation::Sigmoid), &mut rng)?),
+//!     Box::new(Dense::new(13, DenseSpec::new(1), &mut rng)?),
 //! ];
 //! let mut net = NeuralNetwork::new(layers, MeanSquaredError::new());
 //! let x = ndarray::Array2::<f64>::zeros((4, 13));
@@ -51,6 +52,7 @@ pub mod optim;
 pub mod param;
 pub mod rng;
 pub mod rnn;
+pub mod spec;
 pub mod train;
 
 pub use error::{Error, Result};
@@ -58,12 +60,13 @@ pub use float::{exp_f32, tanh_f32, Float};
 
 /// The types most programs need.
 pub mod prelude {
-    pub use crate::layers::{Conv2D, Dense, Layer, OpLayer, WeightInit};
+    pub use crate::layers::{Conv2D, Dense, Layer, OpLayer};
     pub use crate::losses::{Loss, MeanSquaredError, SoftmaxCrossEntropy};
     pub use crate::network::{InitSeeding, NeuralNetwork};
     pub use crate::ops::{Activation, Mode};
     pub use crate::optim::{Decay, Optimizer, SGDMomentum, SGD};
     pub use crate::rng::RandomState;
+    pub use crate::spec::{book, ConvSpec, DenseSpec, LayerSpec, LossSpec, NetSpec, RecurrentSpec, WeightInit};
     pub use crate::train::{Dataset, FitOptions, FitReport, Trainer};
     pub use crate::{Error, Float, Result};
 }

@@ -1,8 +1,9 @@
 //! Loss functions: a scalar measuring how far predictions are from targets, and its gradient with
 //! respect to the predictions.
 
-use ndarray::{ArrayD, Axis, Zip};
+use ndarray::{Array2, ArrayD, Axis, IxDyn, Zip};
 
+pub use crate::spec::{CrossEntropyValue, LossSpec, MseReduction, Reduction};
 use crate::{Error, Float, Result};
 
 /// A loss `L(prediction, target)`.
@@ -15,6 +16,11 @@ pub trait Loss<F: Float>: Send {
 
     /// `∂L/∂prediction` for the last forward pass, shaped like the prediction.
     fn backward(&mut self) -> Result<ArrayD<F>>;
+
+    /// Whether the targets are classes, so that an accuracy means something.
+    fn classifies(&self) -> bool {
+        false
+    }
 }
 
 impl<F: Float> Loss<F> for Box<dyn Loss<F>> {
@@ -28,6 +34,10 @@ impl<F: Float> Loss<F> for Box<dyn Loss<F>> {
 
     fn backward(&mut self) -> Result<ArrayD<F>> {
         self.as_mut().backward()
+    }
+
+    fn classifies(&self) -> bool {
+        self.as_ref().classifies()
     }
 }
 
@@ -52,20 +62,10 @@ fn check_same_shape<F>(loss: &str, prediction: &ArrayD<F>, target: &ArrayD<F>) -
     Ok(())
 }
 
-/// What a mean squared error divides the sum of squares by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MseReduction {
-    /// The book's convention: divide by the number of rows (the batch size), `Σ (p − y)² / N`.
-    /// For one output column this is the usual mean; for ten it is ten times the element mean.
-    Rows,
-    /// PyTorch's `nn.MSELoss()`: divide by the number of elements.
-    Elements,
-}
-
 /// Mean squared error.
 ///
 /// ```text
-/// L = Σ (p − y)² / D,   ∂L/∂p = 2 (p − y) / D,   D = N (rows) or N·C (elements)
+/// L = Σ (p − y)² / D,   ∂L/∂p = 2 (p − y) / D,   D = N (rows, the book's), N·C (mean, PyTorch's) or 1 (sum)
 /// ```
 pub struct MeanSquaredError<F> {
     reduction: MseReduction,
@@ -100,7 +100,8 @@ impl<F: Float> Loss<F> for MeanSquaredError<F> {
         check_same_shape(self.name(), prediction, target)?;
         let divisor = match self.reduction {
             MseReduction::Rows => prediction.shape()[0],
-            MseReduction::Elements => prediction.len(),
+            MseReduction::Mean => prediction.len(),
+            MseReduction::Sum => 1,
         };
         let divisor = F::cast(divisor as f64);
         let diff = prediction - target;
@@ -116,30 +117,34 @@ impl<F: Float> Loss<F> for MeanSquaredError<F> {
     }
 }
 
-/// What a [`SoftmaxCrossEntropy`] reports as its value (its gradient is the same either way).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CrossEntropyValue {
-    /// Categorical cross-entropy averaged over the batch, `−Σ y log p / N`: the loss the gradient belongs
-    /// to, and PyTorch's `cross_entropy`.
-    Categorical,
-    /// The book's printed number: binary cross-entropy on every class of the clipped softmax,
-    /// `Σ [−y log p − (1 − y) log(1 − p)] / N` with `p` clipped to `[1e-9, 1 − 1e-9]`. It is not the loss
-    /// the gradient belongs to (BOOK.md §4, item 6); use it only to compare with the book's printouts.
-    BookBinarySum,
-}
-
-/// Softmax followed by cross-entropy, on logits and one-hot (or probability) targets of the same shape,
-/// the classes on the last axis: `(N, C)`, or `(batch, time, C)` for sequences, whose `batch · time`
-/// positions are then the `N` rows.
+/// Softmax followed by cross-entropy on logits, the classes on the last axis: `(N, C)`, or
+/// `(batch, time, C)` for sequences, whose `batch · time` positions are then the `N` rows. The targets
+/// are, as for PyTorch's `cross_entropy`, either one-hot rows (or probabilities) of the prediction's
+/// shape, or class indices shaped like the prediction without its last axis (`(N,)`, `(batch, time)`),
+/// given as whole numbers in `0..C`.
 ///
 /// ```text
 /// log p = x − logsumexp(x)               (row-wise, stable for any magnitude of x)
-/// L     = −Σ y ⊙ log p / N               (or without / N, summed: the book's chapter 6)
+/// L     = −Σ y ⊙ log p / N               (Reduction::Mean; without / N for Reduction::Sum)
 /// ∂L/∂x = (p − y) / N
+/// ```
+///
+/// ```
+/// use ndarray::array;
+/// use scratch::losses::{Loss, SoftmaxCrossEntropy};
+///
+/// let logits = array![[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]].into_dyn();
+/// let one_hot = array![[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]].into_dyn();
+/// let indices = array![0.0, 2.0].into_dyn();
+/// let mut loss = SoftmaxCrossEntropy::<f64>::new();
+/// let a = loss.forward(&logits, &one_hot)?;
+/// let b = loss.forward(&logits, &indices)?;
+/// assert!((a - b).abs() < 1e-15);
+/// # Ok::<(), scratch::Error>(())
 /// ```
 pub struct SoftmaxCrossEntropy<F> {
     value: CrossEntropyValue,
-    summed: bool,
+    reduction: Reduction,
     /// `(p − y) / N` from the last forward pass.
     grad: Option<ArrayD<F>>,
 }
@@ -147,17 +152,17 @@ pub struct SoftmaxCrossEntropy<F> {
 impl<F: Float> SoftmaxCrossEntropy<F> {
     /// Softmax cross-entropy reporting the categorical cross-entropy averaged over the rows.
     pub fn new() -> Self {
-        Self::reporting(CrossEntropyValue::Categorical)
+        Self::with(Reduction::Mean, CrossEntropyValue::Categorical)
     }
 
-    /// Softmax cross-entropy reporting `value`.
+    /// Softmax cross-entropy reporting `value`, averaged over the rows.
     pub fn reporting(value: CrossEntropyValue) -> Self {
-        SoftmaxCrossEntropy { value, summed: false, grad: None }
+        Self::with(Reduction::Mean, value)
     }
 
-    /// Summed over the rows instead of averaged (the book's chapter-6 loss over batch × time).
-    pub fn summed() -> Self {
-        SoftmaxCrossEntropy { value: CrossEntropyValue::Categorical, summed: true, grad: None }
+    /// Softmax cross-entropy with the given reduction and reported value.
+    pub fn with(reduction: Reduction, value: CrossEntropyValue) -> Self {
+        SoftmaxCrossEntropy { value, reduction, grad: None }
     }
 }
 
@@ -167,38 +172,130 @@ impl<F: Float> Default for SoftmaxCrossEntropy<F> {
     }
 }
 
+/// The targets of a softmax cross-entropy as `(N, C)` probability rows: `target` itself when it has the
+/// prediction's shape, or the one-hot rows of its class indices when it has the prediction's shape
+/// without the last axis.
+///
+/// # Errors
+/// Any other shape, or an index that is not a whole number in `0..C`.
+pub fn class_targets<F: Float>(prediction: &[usize], target: &ArrayD<F>) -> Result<Array2<F>> {
+    let loss = "SoftmaxCrossEntropy";
+    let classes = *prediction.last().filter(|_| prediction.len() >= 2).ok_or_else(|| {
+        Error::shape(format!("{loss}: prediction"), "(rows, classes) or (batch, time, classes)", prediction)
+    })?;
+    let rows = prediction.iter().product::<usize>() / classes.max(1);
+    if target.shape() == prediction {
+        return Ok(target
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order((rows, classes))
+            .expect("same number of values"));
+    }
+    if target.shape() != &prediction[..prediction.len() - 1] {
+        return Err(Error::shape(
+            format!("{loss}: target"),
+            format!(
+                "one-hot rows of the prediction's shape {prediction:?} or class indices of shape {:?}",
+                &prediction[..prediction.len() - 1]
+            ),
+            target.shape(),
+        ));
+    }
+    let mut one_hot = Array2::zeros((rows, classes));
+    for (mut row, &index) in one_hot.rows_mut().into_iter().zip(target.iter()) {
+        let i = index.as_f64();
+        if !(i >= 0.0 && i < classes as f64 && i.fract() == 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "{loss}: target class index {i} is not a whole number in 0..{classes}"
+            )));
+        }
+        row[i as usize] = F::one();
+    }
+    Ok(one_hot)
+}
+
+/// The book's printed value summed over the rows of logits `x` against targets `y`, both `(N, C)`:
+/// `Σ [−y log p − (1 − y) log(1 − p)]` with `p` the softmax clipped to `[1e-9, 1 − 1e-9]`, computed in
+/// f64 without cancellation: `1 − p_j` is the sum of the other classes' probabilities (not a
+/// difference, which near `p = 1` keeps only a few digits), and clipping `p` is clamping both
+/// logarithms to `[ln 1e-9, ln(1 − 1e-9)]`. The libtorch engine computes it the same way.
+fn book_binary_sum<F: Float>(x: &ndarray::ArrayView2<'_, F>, y: &Array2<F>) -> f64 {
+    let (lo, hi) = (1e-9f64.ln(), (-1e-9f64).ln_1p());
+    let mut total = 0.0;
+    for (row, targets) in x.outer_iter().zip(y.outer_iter()) {
+        let max = row.iter().fold(f64::NEG_INFINITY, |m, v| m.max(v.as_f64()));
+        let e: Vec<f64> = row.iter().map(|v| (v.as_f64() - max).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        // others[j] = Σ_{i ≠ j} e_i, from exclusive prefix and suffix sums.
+        let mut others = vec![0.0; e.len()];
+        let mut prefix = 0.0;
+        for (o, &v) in others.iter_mut().zip(&e) {
+            *o = prefix;
+            prefix += v;
+        }
+        let mut suffix = 0.0;
+        for (o, &v) in others.iter_mut().zip(&e).rev() {
+            *o += suffix;
+            suffix += v;
+        }
+        for ((&v, &o), &t) in e.iter().zip(&others).zip(&targets) {
+            let (log_p, log_q) = ((v / sum).ln().clamp(lo, hi), (o / sum).ln().clamp(lo, hi));
+            let t = t.as_f64();
+            total -= t * log_p + (1.0 - t) * log_q;
+        }
+    }
+    total
+}
+
 impl<F: Float> Loss<F> for SoftmaxCrossEntropy<F> {
     fn name(&self) -> &'static str {
         "SoftmaxCrossEntropy"
     }
 
     fn forward(&mut self, prediction: &ArrayD<F>, target: &ArrayD<F>) -> Result<F> {
-        check_same_shape(self.name(), prediction, target)?;
+        if prediction.is_empty() {
+            return Err(Error::InvalidArgument(format!("{}: empty batch", self.name())));
+        }
+        let y = class_targets(prediction.shape(), target)?;
         let x = as_rows(prediction, "SoftmaxCrossEntropy: prediction")?;
+        let prediction_rows = x.view();
         let rows = x.nrows();
-        let n = if self.summed { F::one() } else { F::cast(rows as f64) };
-        let mut log_p = x.into_owned();
+        let n = match self.reduction {
+            Reduction::Mean => F::cast(rows as f64),
+            Reduction::Sum => F::one(),
+        };
+        let mut log_p = x.to_owned();
         for mut row in log_p.axis_iter_mut(Axis(0)) {
             let max = row.iter().copied().fold(F::neg_infinity(), F::max);
             let lse = max + row.iter().map(|&v| (v - max).exp()).sum::<F>().ln();
             row.mapv_inplace(|v| v - lse);
         }
-        let y = as_rows(target, "SoftmaxCrossEntropy: target")?;
         let loss = match self.value {
             CrossEntropyValue::Categorical => -Zip::from(&log_p).and(&y).fold(F::zero(), |acc, &lp, &t| acc + t * lp),
             // In f64 whatever F is: in f32, 1 − 1e-9 rounds to 1 and log(1 − p) to −∞.
-            CrossEntropyValue::BookBinarySum => F::cast(Zip::from(&log_p).and(&y).fold(0.0, |acc, &lp, &t| {
-                let (p, t) = (lp.as_f64().exp().clamp(1e-9, 1.0 - 1e-9), t.as_f64());
-                acc - t * p.ln() - (1.0 - t) * (1.0 - p).ln()
-            })),
+            CrossEntropyValue::BookBinarySum => F::cast(book_binary_sum(&prediction_rows, &y)),
         } / n;
         let mut grad = log_p;
         Zip::from(&mut grad).and(&y).for_each(|g, &t| *g = (g.exp() - t) / n);
-        self.grad = Some(grad.into_shape_with_order(prediction.raw_dim()).expect("same size"));
+        self.grad = Some(grad.into_shape_with_order(IxDyn(prediction.shape())).expect("same size"));
         Ok(loss)
     }
 
     fn backward(&mut self) -> Result<ArrayD<F>> {
         self.grad.clone().ok_or_else(|| crate::ops::no_forward(self.name()))
+    }
+
+    fn classifies(&self) -> bool {
+        true
+    }
+}
+
+impl LossSpec {
+    /// The from-scratch loss this describes.
+    pub fn build<F: Float>(self) -> Box<dyn Loss<F>> {
+        match self {
+            LossSpec::MeanSquaredError(reduction) => Box::new(MeanSquaredError::with_reduction(reduction)),
+            LossSpec::SoftmaxCrossEntropy { reduction, value } => Box::new(SoftmaxCrossEntropy::with(reduction, value)),
+        }
     }
 }

@@ -5,20 +5,21 @@ use std::path::Path;
 use ndarray::{ArrayBase, ArrayD, Data, Dimension};
 
 use crate::checkpoint::{self, NamedArray};
-use crate::layers::Layer;
+use crate::layers::{self, Layer};
 use crate::losses::Loss;
 use crate::ops::Mode;
 use crate::param::{NamedParamMut, Param};
 use crate::rng::RandomState;
-use crate::{Float, Result};
+use crate::spec::NetSpec;
+use crate::{Error, Float, Result};
 
 /// How [`NeuralNetwork::reinitialize`] feeds random numbers to the layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InitSeeding {
     /// Every layer draws from the one generator in turn: the default.
     Stream,
-    /// The book's quirk (BOOK.md §4, item 3): its `Dense` re-seeds numpy's global generator with the
-    /// network's seed before drawing, so every dense layer starts from the same stream (in chapter 3's
+    /// The book's quirk: its `Dense` re-seeds numpy's global generator with the network's seed before
+    /// drawing, so every dense layer starts from the same stream (in chapter 3's
     /// deep net the second layer's weights equal the first's), and the generator continues from the last
     /// layer's draws. Needed to reproduce the book's numbers exactly.
     BookReseed(u32),
@@ -44,6 +45,22 @@ impl<F: Float> NeuralNetwork<F> {
         NeuralNetwork { layers, loss: Box::new(loss) }
     }
 
+    /// The network `spec` describes, trained on `loss`, its parameters drawn from `rng` layer by layer
+    /// (the libtorch engine's `Net` draws the same values from the same generator).
+    ///
+    /// # Errors
+    /// A description that cannot run (see [`NetSpec::shapes`]), checked before any weight is drawn.
+    pub fn from_spec(spec: &NetSpec, loss: impl Loss<F> + 'static, rng: &mut RandomState) -> Result<Self> {
+        let inputs = spec.input_shapes()?;
+        let layers = spec
+            .layers
+            .iter()
+            .zip(&inputs)
+            .map(|(layer, shape)| layers::build(layer, shape, rng))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self::new(layers, loss))
+    }
+
     /// The layers.
     pub fn layers(&self) -> &[Box<dyn Layer<F>>] {
         &self.layers
@@ -57,6 +74,11 @@ impl<F: Float> NeuralNetwork<F> {
     /// The loss's name.
     pub fn loss_name(&self) -> &'static str {
         self.loss.name()
+    }
+
+    /// Whether the loss scores classes (an accuracy then means something).
+    pub fn classifies(&self) -> bool {
+        self.loss.classifies()
     }
 
     fn layer_context(&self, i: usize) -> String {
@@ -81,9 +103,14 @@ impl<F: Float> NeuralNetwork<F> {
         Ok(grad)
     }
 
-    /// The loss of the network's output on `x` against `y`; with [`Mode::Train`] the forward pass is
-    /// cached for [`NeuralNetwork::backward`].
-    pub fn forward_loss<S, T, D, E>(&mut self, x: &ArrayBase<S, D>, y: &ArrayBase<T, E>, mode: Mode) -> Result<F>
+    /// The network's output on `x` and its loss against `y`; with [`Mode::Train`] the forward pass is
+    /// cached for [`NeuralNetwork::backward`] (start it with [`NeuralNetwork::loss_backward`]).
+    pub fn forward_loss<S, T, D, E>(
+        &mut self,
+        x: &ArrayBase<S, D>,
+        y: &ArrayBase<T, E>,
+        mode: Mode,
+    ) -> Result<(ArrayD<F>, F)>
     where
         S: Data<Elem = F>,
         T: Data<Elem = F>,
@@ -91,7 +118,8 @@ impl<F: Float> NeuralNetwork<F> {
         E: Dimension,
     {
         let prediction = self.forward(x, mode)?;
-        self.loss.forward(&prediction, &y.to_owned().into_dyn())
+        let loss = self.loss.forward(&prediction, &y.to_owned().into_dyn())?;
+        Ok((prediction, loss))
     }
 
     /// The network's loss for a prediction already computed, against `y` (no backward pass follows).
@@ -112,7 +140,7 @@ impl<F: Float> NeuralNetwork<F> {
         D: Dimension,
         E: Dimension,
     {
-        let loss = self.forward_loss(x, y, Mode::Train)?;
+        let (_, loss) = self.forward_loss(x, y, Mode::Train)?;
         let mut grad = self.loss_backward()?;
         // The input gradient of the first layer is not needed: skip it, as PyTorch does for data.
         for i in (1..self.layers.len()).rev() {
@@ -212,11 +240,19 @@ impl<F: Float> NeuralNetwork<F> {
     }
 
     /// Sets every parameter back to the values in `snapshot`, taken from this network.
-    pub fn restore(&mut self, snapshot: &Snapshot<F>) {
+    ///
+    /// # Errors
+    /// A snapshot of another network (a different number or shape of parameters); nothing changes then.
+    pub fn restore(&mut self, snapshot: &Snapshot<F>) -> Result<()> {
         let params = self.params_mut();
-        assert_eq!(params.len(), snapshot.values.len(), "the snapshot was taken from this network");
+        let fits = params.len() == snapshot.values.len()
+            && params.iter().zip(&snapshot.values).all(|((_, p), v)| p.value.shape() == v.shape());
+        if !fits {
+            return Err(Error::InvalidArgument("restore: the snapshot was taken from another network".into()));
+        }
         for ((_, p), v) in params.into_iter().zip(&snapshot.values) {
             p.value.assign(v);
         }
+        Ok(())
     }
 }

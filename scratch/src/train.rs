@@ -12,7 +12,7 @@
 //!    that does not improve on the best so far, and **restore the best evaluated model**.
 //!
 //! The book restores a copy taken at the start of the failing epoch instead, which is neither the best
-//! model nor the one its message names (BOOK.md §4, item 14); this trainer restores the best one.
+//! model nor the one its message names; this trainer restores the best one.
 //!
 //! [`Trainer::fit_loader`] runs the same loop on the batches of a [`DataLoader`] (chapter 7's
 //! `train_dataloader`): the loader's own batch size, shuffling and `drop_last` replace step 2's.
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use ndarray::{ArrayBase, ArrayD, Axis, Data, Dimension};
 
 use crate::data::DataLoader;
+use crate::losses::class_targets;
 use crate::network::{InitSeeding, NeuralNetwork, Snapshot};
 use crate::ops::Mode;
 use crate::optim::Optimizer;
@@ -128,27 +129,27 @@ pub struct Evaluation {
 /// The size of the slices a test set is evaluated in (to bound memory).
 pub const EVAL_CHUNK: usize = 1000;
 
-/// The loss and, for one-hot targets, the accuracy of a whole test set evaluated slice by slice: `eval`
-/// gives the loss and the number of correct rows of rows `start..end`. Losses are means over rows (or
+/// The loss and, for classes, the accuracy of a whole test set evaluated slice by slice: `eval` gives
+/// the loss of rows `start..end`, the number of positions whose class was predicted right and the
+/// number of positions (a row of a sequence has one per step). Losses are means over rows (or
 /// elements), so the total is their row-weighted mean.
+///
+/// # Errors
+/// Whatever `eval` returns.
 pub fn evaluate_in_chunks<E>(
     rows: usize,
     classification: bool,
-    mut eval: impl FnMut(usize, usize) -> std::result::Result<(f64, usize), E>,
+    mut eval: impl FnMut(usize, usize) -> std::result::Result<(f64, usize, usize), E>,
 ) -> std::result::Result<(f64, Option<f64>), E> {
-    let (mut loss, mut correct) = (0.0, 0);
+    let (mut loss, mut correct, mut positions) = (0.0, 0, 0);
     for start in (0..rows).step_by(EVAL_CHUNK) {
         let end = (start + EVAL_CHUNK).min(rows);
-        let (l, c) = eval(start, end)?;
+        let (l, c, p) = eval(start, end)?;
         loss += l * (end - start) as f64;
         correct += c;
+        positions += p;
     }
-    Ok((loss / rows as f64, classification.then(|| correct as f64 / rows as f64)))
-}
-
-/// Whether `targets` are rows of classes (2-D with at least two columns): accuracy is then reported.
-pub fn is_classification(target_shape: &[usize]) -> bool {
-    target_shape.len() == 2 && target_shape[1] > 1
+    Ok((loss / rows as f64, classification.then(|| correct as f64 / positions.max(1) as f64)))
 }
 
 /// What happened during [`Trainer::fit`].
@@ -209,19 +210,20 @@ pub struct Trainer<F: Float, O: Optimizer<F>> {
     pub optim: O,
 }
 
-/// The number of rows whose largest prediction is where the target row is largest.
-fn correct_rows<F: Float>(prediction: &ArrayD<F>, target: &ndarray::ArrayViewD<F>) -> usize {
+/// The number of rows (positions of every axis but the last) whose largest prediction is at the
+/// target's class: the largest value of a one-hot (or probability) row, or a class index.
+///
+/// # Errors
+/// Targets that are neither (see [`class_targets`]).
+pub fn correct_rows<F: Float>(prediction: &ArrayD<F>, target: &ArrayD<F>) -> Result<usize> {
     let argmax = |row: ndarray::ArrayView1<F>| {
         row.iter().enumerate().fold((0, F::neg_infinity()), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
     };
-    prediction
-        .outer_iter()
-        .zip(target.outer_iter())
-        .filter(|(p, t)| {
-            let (p, t) = (p.view().into_dimensionality().expect("rows"), t.view().into_dimensionality().expect("rows"));
-            argmax(p) == argmax(t)
-        })
-        .count()
+    let y = class_targets(prediction.shape(), target)?;
+    let classes = y.ncols();
+    let p = prediction.as_standard_layout();
+    let p = p.to_shape((y.nrows(), classes)).expect("class_targets checked the sizes");
+    Ok(p.outer_iter().zip(y.outer_iter()).filter(|(p, t)| argmax(p.view()) == argmax(t.view())).count())
 }
 
 /// Fails with [`Error::Diverged`] if `value` is not finite.
@@ -244,6 +246,19 @@ pub trait BatchOrder {
     fn next_order(&mut self) -> Vec<usize>;
 }
 
+/// One batch of an epoch, as [`fit_loop`] hands it to [`TrainingLoop::train_batch`].
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a> {
+    /// The training rows.
+    pub rows: &'a [usize],
+    /// Where they start in the epoch's order (see [`TrainingLoop::start_epoch`]).
+    pub start: usize,
+    /// The epoch, from 1 (for error messages).
+    pub epoch: usize,
+    /// The batch within the epoch, from 1 (for error messages).
+    pub index: usize,
+}
+
 /// What the training loop of [`fit_loop`] needs from a model and its optimizer. Both engines' trainers
 /// implement it, so they share one loop, and so the same batch order and the same early stopping.
 pub trait TrainingLoop {
@@ -256,15 +271,16 @@ pub trait TrainingLoop {
     fn reinitialize(&mut self, rng: &mut RandomState, seeding: InitSeeding);
     /// Training starts for `epochs` epochs (the optimizer sets up its schedule).
     fn start(&mut self, epochs: usize);
-    /// Trains on the training rows `rows`: forward, loss, backward, optimizer step. Returns the loss.
-    /// `position` (epoch, batch, from 1) is for error messages.
-    fn train_batch(&mut self, rows: &[usize], position: (usize, usize)) -> std::result::Result<f64, Self::Error>;
+    /// An epoch starts; its batches are consecutive chunks of `order` (training row indices).
+    fn start_epoch(&mut self, _order: &[usize]) {}
+    /// Trains on one batch: forward, loss, backward, optimizer step. Returns the loss.
+    fn train_batch(&mut self, batch: Batch<'_>) -> std::result::Result<f64, Self::Error>;
     /// The loss on the whole test set in evaluation mode and, for one-hot targets, the accuracy.
     fn evaluate(&mut self) -> std::result::Result<(f64, Option<f64>), Self::Error>;
     /// A copy of the parameters.
     fn snapshot(&self) -> Self::Snapshot;
     /// Sets the parameters back to a snapshot.
-    fn restore(&mut self, snapshot: &Self::Snapshot);
+    fn restore(&mut self, snapshot: &Self::Snapshot) -> std::result::Result<(), Self::Error>;
     /// An epoch ended (the optimizer decays its rate).
     fn end_epoch(&mut self);
     /// Saves the parameters to `path`.
@@ -325,8 +341,9 @@ pub fn fit_loop<T: TrainingLoop>(
                 perm.iter().map(|&i| order[i]).collect()
             }
         };
-        for (b, batch) in order.chunks(batch_size).take(batches).enumerate() {
-            let loss = trainer.train_batch(batch, (epoch, b + 1))?;
+        trainer.start_epoch(&order);
+        for (b, rows) in order.chunks(batch_size).take(batches).enumerate() {
+            let loss = trainer.train_batch(Batch { rows, start: b * batch_size, epoch, index: b + 1 })?;
             report.batch_losses.push(loss);
             observer.on_batch(epoch, b + 1, loss);
             if options.eval_batches.is_some_and(|n| (b + 1) % n == 0) {
@@ -354,7 +371,7 @@ pub fn fit_loop<T: TrainingLoop>(
                 }
             } else if options.early_stopping {
                 let (_, snapshot) = best.as_ref().expect("a first evaluation always improves");
-                trainer.restore(snapshot);
+                trainer.restore(snapshot)?;
                 report.stopped_after = Some(epoch);
                 break;
             }
@@ -431,7 +448,7 @@ impl<F: Float, O: Optimizer<F>> Trainer<F, O> {
     /// // y = 2x + 1 on 64 points, learnt by one dense unit from batches of 16.
     /// let x = ndarray::Array2::from_shape_fn((64, 1), |(i, _)| i as f64 / 64.0).into_dyn();
     /// let data = Dataset::new(x.clone(), x.mapv(|v| 2.0 * v + 1.0))?;
-    /// let layer = Dense::builder(1, 1).build(&mut RandomState::new(0))?;
+    /// let layer = Dense::new(1, DenseSpec::new(1), &mut RandomState::new(0))?;
     /// let mut trainer = Trainer::new(NeuralNetwork::new(vec![Box::new(layer)], MeanSquaredError::new()), SGD::new(0.2));
     /// let mut loader = DataLoader::new(&data, 16)?.shuffle(3);
     /// let options = FitOptions { epochs: 200, eval_every: 50, early_stopping: false, ..Default::default() };
@@ -474,21 +491,23 @@ impl<F: Float, O: Optimizer<F>> TrainingLoop for Session<'_, F, O> {
         self.trainer.optim.start(epochs);
     }
 
-    fn train_batch(&mut self, rows: &[usize], position: (usize, usize)) -> Result<f64> {
-        let data = self.train.select(rows);
-        self.trainer.train_batch(&data.x, &data.y, position)
+    fn train_batch(&mut self, batch: Batch<'_>) -> Result<f64> {
+        let data = self.train.select(batch.rows);
+        self.trainer.train_batch(&data.x, &data.y, (batch.epoch, batch.index))
     }
 
     fn evaluate(&mut self) -> Result<(f64, Option<f64>)> {
         let (net, test) = (&mut self.trainer.net, self.test);
-        let classification = is_classification(test.y.shape());
+        let classification = net.classifies();
         evaluate_in_chunks(test.len(), classification, |start, end| {
             let x = test.x.slice_axis(Axis(0), (start..end).into());
             let y = test.y.slice_axis(Axis(0), (start..end).into());
             let prediction = net.forward(&x, Mode::Eval)?;
             let loss = net.loss_on(&prediction, &y.to_owned())?.as_f64();
-            let correct = if classification { correct_rows(&prediction, &y) } else { 0 };
-            Ok((loss, correct))
+            let classes = prediction.shape().last().copied().unwrap_or(1).max(1);
+            let positions = prediction.len() / classes;
+            let correct = if classification { correct_rows(&prediction, &y.to_owned())? } else { 0 };
+            Ok((loss, correct, positions))
         })
     }
 
@@ -496,8 +515,8 @@ impl<F: Float, O: Optimizer<F>> TrainingLoop for Session<'_, F, O> {
         self.trainer.net.snapshot()
     }
 
-    fn restore(&mut self, snapshot: &Snapshot<F>) {
-        self.trainer.net.restore(snapshot);
+    fn restore(&mut self, snapshot: &Snapshot<F>) -> Result<()> {
+        self.trainer.net.restore(snapshot)
     }
 
     fn end_epoch(&mut self) {

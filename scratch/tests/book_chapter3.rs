@@ -17,10 +17,10 @@ fn book_network(hidden: &[usize]) -> NeuralNetwork<f64> {
     let mut layers: Vec<Box<dyn Layer<f64>>> = Vec::new();
     let mut n_in = 13;
     for &h in hidden {
-        layers.push(Box::new(Dense::builder(n_in, h).activation(Activation::Sigmoid).build(&mut rng).unwrap()));
+        layers.push(Box::new(Dense::new(n_in, DenseSpec::new(h).activation(Activation::Sigmoid), &mut rng).unwrap()));
         n_in = h;
     }
-    layers.push(Box::new(Dense::builder(n_in, 1).build(&mut rng).unwrap()));
+    layers.push(Box::new(Dense::new(n_in, DenseSpec::new(1), &mut rng).unwrap()));
     NeuralNetwork::new(layers, MeanSquaredError::new())
 }
 

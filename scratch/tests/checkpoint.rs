@@ -19,7 +19,7 @@ fn net<F: Float>(widths: &[usize], seed: u32) -> NeuralNetwork<F> {
     let layers: Vec<Box<dyn Layer<F>>> = widths
         .windows(2)
         .map(|w| {
-            Box::new(Dense::builder(w[0], w[1]).activation(Activation::Tanh).build(&mut rng).unwrap())
+            Box::new(Dense::new(w[0], DenseSpec::new(w[1]).activation(Activation::Tanh), &mut rng).unwrap())
                 as Box<dyn Layer<F>>
         })
         .collect();

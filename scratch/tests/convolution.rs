@@ -159,14 +159,16 @@ fn conv_layer_and_cnn_gradients() {
     let mut rng = RandomState::new(5);
     for activation in [Activation::Tanh, Activation::ReLU, Activation::Linear] {
         for (bias, flatten, stride) in [(false, false, 1), (true, true, 1), (true, false, 2)] {
-            let mut layer: Conv2D<f64> = Conv2D::builder(2, 3, 3)
-                .activation(activation)
-                .bias(bias)
-                .flatten(flatten)
-                .stride(stride)
-                .init(WeightInit::Glorot)
-                .build(&mut rng)
-                .unwrap();
+            let mut layer: Conv2D<f64> = Conv2D::new(
+                ConvSpec::new(2, 3, 3)
+                    .activation(activation)
+                    .bias(bias)
+                    .flatten(flatten)
+                    .stride(stride)
+                    .init(WeightInit::Glorot),
+                &mut rng,
+            )
+            .unwrap();
             let x: ArrayD<f64> = rng.randn(IxDyn(&[2, 2, 6, 5]));
             let report =
                 check(&mut LayerProbe::new(&mut layer, Mode::Train, 2), &x, &GradCheckConfig::default()).unwrap();
@@ -177,23 +179,21 @@ fn conv_layer_and_cnn_gradients() {
     // A small CNN: conv -> pool -> conv (flatten) -> dense, softmax cross-entropy.
     let layers: Vec<Box<dyn Layer<f64>>> = vec![
         Box::new(
-            Conv2D::builder(1, 4, 3)
-                .activation(Activation::Tanh)
-                .bias(true)
-                .init(WeightInit::Glorot)
-                .build(&mut rng)
-                .unwrap(),
+            Conv2D::new(
+                ConvSpec::new(1, 4, 3).activation(Activation::Tanh).bias(true).init(WeightInit::Glorot),
+                &mut rng,
+            )
+            .unwrap(),
         ),
         Box::new(OpLayer::new(Pool2D::new(PoolKind::Max, 2, 2).unwrap())),
         Box::new(
-            Conv2D::builder(4, 3, 3)
-                .activation(Activation::ReLU)
-                .flatten(true)
-                .init(WeightInit::Glorot)
-                .build(&mut rng)
-                .unwrap(),
+            Conv2D::new(
+                ConvSpec::new(4, 3, 3).activation(Activation::ReLU).flatten(true).init(WeightInit::Glorot),
+                &mut rng,
+            )
+            .unwrap(),
         ),
-        Box::new(Dense::builder(3 * 4 * 4, 5).init(WeightInit::Glorot).build(&mut rng).unwrap()),
+        Box::new(Dense::new(3 * 4 * 4, DenseSpec::new(5).init(WeightInit::Glorot), &mut rng).unwrap()),
     ];
     let mut net = NeuralNetwork::new(layers, SoftmaxCrossEntropy::new());
     let x: ArrayD<f64> = rng.randn(IxDyn(&[3, 1, 8, 8]));
@@ -281,10 +281,10 @@ fn transposed_convolution_settings_are_checked() {
     assert!(err.contains("positive output size") && err.contains("[1, 2, 1, 1]"), "{err}");
     let err = op.forward(ArrayD::zeros(IxDyn(&[1, 3, 5, 5])), Mode::Eval).unwrap_err().to_string();
     assert!(err.contains("(batch, 2, height, width)"), "{err}");
-    let layer = Conv2D::<f64>::builder(2, 3, 5).output_padding(1).build(&mut rng);
+    let layer = Conv2D::<f64>::new(ConvSpec::new(2, 3, 5).output_padding(1), &mut rng);
     assert!(layer.is_err_and(|e| e.to_string().contains("needs a transposed convolution")));
-    let layer = Conv2D::<f64>::builder(2, 3, 5).transposed(true).stride(2).output_padding(2).build(&mut rng);
+    let layer = Conv2D::<f64>::new(ConvSpec::new(2, 3, 5).transposed(true).stride(2).output_padding(2), &mut rng);
     assert!(layer.is_err_and(|e| e.to_string().contains("below its stride")));
-    let layer = Conv2D::<f64>::builder(2, 3, 4).transposed(true).stride(2).padding(1).build(&mut rng).unwrap();
+    let layer = Conv2D::<f64>::new(ConvSpec::new(2, 3, 4).transposed(true).stride(2).padding(1), &mut rng).unwrap();
     assert_eq!(layer.spec().output_size((14, 14)), Some((28, 28)), "a stride-2 decoder doubles the size");
 }

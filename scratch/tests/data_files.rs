@@ -83,7 +83,7 @@ fn boston_real_files_agree_and_give_the_books_split() {
     assert_eq!(sklearn.features, stdlib.features);
     assert_eq!(sklearn.target, stdlib.target);
 
-    // BOOK.md Appendix A: the indices and check values of train_test_split(random_state=80718).
+    // The indices and check values of scikit-learn's train_test_split(random_state=80718), as printed by the book.
     let (train, test) = train_test_split(506, 0.3, 80718);
     assert_eq!(&test[..5], &[203, 379, 451, 438, 11]);
     assert_eq!(&test[146..], &[469, 101, 406, 312, 287, 204]);

@@ -3,12 +3,13 @@
 
 use ndarray::{Array2, ArrayD, IxDyn};
 use scratch::gradcheck::{check, GradCheckConfig, LayerProbe, NetworkProbe, OpProbe};
-use scratch::layers::{Dense, Layer, WeightInit};
+use scratch::layers::{Dense, Layer};
 use scratch::losses::{CrossEntropyValue, Loss, MeanSquaredError, MseReduction, SoftmaxCrossEntropy};
 use scratch::network::NeuralNetwork;
 use scratch::ops::{Activation, BiasAdd, Dropout, DropoutStyle, Mode, Operation, WeightMultiply};
 use scratch::param::Param;
 use scratch::rng::RandomState;
+use scratch::spec::{DenseSpec, WeightInit};
 use scratch::Float;
 
 const SHAPES: [(usize, usize, usize); 4] = [(1, 1, 1), (1, 7, 3), (5, 4, 6), (32, 13, 9)];
@@ -16,7 +17,7 @@ const ACTIVATIONS: [Activation; 5] =
     [Activation::Linear, Activation::Sigmoid, Activation::Tanh, Activation::ReLU, Activation::LeakyReLU { slope: 0.2 }];
 
 fn config<F: Float>() -> GradCheckConfig {
-    if F::NAME == "f32" {
+    if F::SINGLE {
         GradCheckConfig { step: 1e-2, ..Default::default() }
     } else {
         GradCheckConfig::default()
@@ -29,12 +30,12 @@ fn config<F: Float>() -> GradCheckConfig {
 fn activations<F: Float>() -> Vec<Activation> {
     ACTIVATIONS
         .into_iter()
-        .filter(|a| F::NAME == "f64" || !matches!(a, Activation::ReLU | Activation::LeakyReLU { .. }))
+        .filter(|a| !F::SINGLE || !matches!(a, Activation::ReLU | Activation::LeakyReLU { .. }))
         .collect()
 }
 
 fn tolerance<F: Float>() -> f64 {
-    if F::NAME == "f32" {
+    if F::SINGLE {
         2e-2
     } else {
         1e-6
@@ -115,7 +116,7 @@ fn check_dense<F: Float>() {
         for activation in activations::<F>() {
             for init in [WeightInit::Standard, WeightInit::Glorot] {
                 let mut layer: Dense<F> =
-                    Dense::builder(n_in, n_out).activation(activation).init(init).build(&mut rng).unwrap();
+                    Dense::new(n_in, DenseSpec::new(n_out).activation(activation).init(init), &mut rng).unwrap();
                 let x = input::<F>(&mut rng, batch, n_in);
                 let report = check(&mut LayerProbe::new(&mut layer, Mode::Train, 5), &x, &config::<F>()).unwrap();
                 let names: Vec<&str> = report.tensors.iter().map(|t| t.name.as_str()).collect();
@@ -139,7 +140,8 @@ fn dense_layers_f32() {
 #[test]
 fn dense_layer_with_dropout_in_evaluation_mode() {
     let mut rng = RandomState::new(5);
-    let mut layer: Dense<f64> = Dense::builder(6, 4).activation(Activation::Tanh).dropout(0.8).build(&mut rng).unwrap();
+    let mut layer: Dense<f64> =
+        Dense::new(6, DenseSpec::new(4).activation(Activation::Tanh).dropout(0.8), &mut rng).unwrap();
     let x = input::<f64>(&mut rng, 3, 6);
     check(&mut LayerProbe::new(&mut layer, Mode::Eval, 5), &x, &GradCheckConfig::default()).unwrap().assert_below(1e-7);
 }
@@ -149,7 +151,7 @@ fn deep_network<F: Float>(widths: &[usize], loss: impl Loss<F> + 'static, rng: &
     for (i, pair) in widths.windows(2).enumerate() {
         let activation = if i + 2 == widths.len() { Activation::Linear } else { ACTIVATIONS[i % ACTIVATIONS.len()] };
         layers.push(Box::new(
-            Dense::builder(pair[0], pair[1]).activation(activation).init(WeightInit::Glorot).build(rng).unwrap(),
+            Dense::new(pair[0], DenseSpec::new(pair[1]).activation(activation).init(WeightInit::Glorot), rng).unwrap(),
         ));
     }
     NeuralNetwork::new(layers, loss)
@@ -166,7 +168,7 @@ fn whole_networks_with_each_loss() {
         let one_hot = scratch::data::mnist::one_hot::<f64>(&labels, n_out).into_dyn();
         let cases: Vec<(NeuralNetwork<f64>, ArrayD<f64>)> = vec![
             (deep_network(&widths, MeanSquaredError::new(), &mut rng), y.clone()),
-            (deep_network(&widths, MeanSquaredError::with_reduction(MseReduction::Elements), &mut rng), y),
+            (deep_network(&widths, MeanSquaredError::with_reduction(MseReduction::Mean), &mut rng), y),
             (deep_network(&widths, SoftmaxCrossEntropy::new(), &mut rng), one_hot.clone()),
             (deep_network(&widths, SoftmaxCrossEntropy::reporting(CrossEntropyValue::Categorical), &mut rng), one_hot),
         ];

@@ -1,6 +1,6 @@
 //! Recurrent layers: back-propagation through time against central differences for every cell, both
-//! GRU forms, with and without output projections and second biases; stacked layers under a
-//! sequence loss; and the state carried between calls.
+//! GRU forms, one and two stacked cells, with and without second biases; a stack and its projection
+//! under a sequence loss; and the state carried between calls.
 
 use ndarray::{s, Array3, ArrayD};
 use scratch::gradcheck::{check, GradCheckConfig, LayerProbe, NetworkProbe};
@@ -9,7 +9,10 @@ use scratch::losses::SoftmaxCrossEntropy;
 use scratch::network::NeuralNetwork;
 use scratch::ops::Mode;
 use scratch::rng::RandomState;
-use scratch::rnn::{Biases, CellKind, GruForm, Recurrent, RecurrentInit, RecurrentSpec, State, StateMode};
+use scratch::rnn::{Recurrent, State};
+use scratch::spec::{
+    Biases, CellKind, DenseSpec, GruForm, LayerSpec, NetSpec, RecurrentInit, RecurrentSpec, StateMode, WeightInit,
+};
 
 const CELLS: [CellKind; 4] =
     [CellKind::Rnn, CellKind::Lstm, CellKind::Gru(GruForm::PyTorch), CellKind::Gru(GruForm::Book)];
@@ -21,50 +24,46 @@ fn sequence(rng: &mut RandomState, batch: usize, steps: usize, width: usize) -> 
 #[test]
 fn every_cell_matches_central_differences() {
     let mut rng = RandomState::new(11);
-    // (batch, steps, input, hidden, output projection, biases)
+    // (batch, steps, input, hidden, stacked cells, biases)
     let cases = [
-        (1, 1, 1, 1, None, Biases::Two),
-        (2, 5, 3, 4, Some(3), Biases::Two),
-        (3, 7, 4, 6, None, Biases::One),
-        (4, 12, 5, 8, Some(5), Biases::One),
+        (1, 1, 1, 1, 1, Biases::Two),
+        (2, 5, 3, 4, 2, Biases::Two),
+        (3, 7, 4, 6, 1, Biases::One),
+        (4, 12, 5, 8, 2, Biases::One),
     ];
     for cell in CELLS {
-        for &(batch, steps, input, hidden, output, biases) in &cases {
-            let mut spec = RecurrentSpec::new(cell, input, hidden);
-            spec.output = output;
-            spec.biases = biases;
-            spec.init = RecurrentInit::Normal(0.5);
+        for &(batch, steps, input, hidden, layers, biases) in &cases {
+            let spec =
+                RecurrentSpec::new(cell, input, hidden).layers(layers).biases(biases).init(RecurrentInit::Normal(0.5));
             let mut layer = Recurrent::<f64>::new(spec, &mut rng).unwrap();
             let x = sequence(&mut rng, batch, steps, input);
             let report = check(&mut LayerProbe::new(&mut layer, Mode::Train, 3), &x, &GradCheckConfig::default())
                 .unwrap_or_else(|e| panic!("{cell:?}: {e}"));
             assert_eq!(report.tensors.len(), 1 + spec.parameter_shapes().len());
             for t in &report.tensors {
-                assert!(t.error < 1e-6, "{cell:?} {batch}x{steps}x{input} h{hidden} {output:?}: {t:?}");
+                assert!(t.error < 1e-6, "{cell:?} {batch}x{steps}x{input} h{hidden} x{layers}: {t:?}");
             }
         }
     }
 }
 
 #[test]
-fn stacked_layers_under_a_sequence_loss_match_central_differences() {
+fn a_stack_and_its_projection_under_a_sequence_loss_match_central_differences() {
     let mut rng = RandomState::new(4);
     let vocab = 6;
     for cell in CELLS {
-        let first =
-            RecurrentSpec { init: RecurrentInit::Normal(0.4), ..RecurrentSpec::new(cell, vocab, 7).with_output(5) };
-        let second =
-            RecurrentSpec { init: RecurrentInit::Normal(0.4), ..RecurrentSpec::new(cell, 5, 6).with_output(vocab) };
-        let layers: Vec<Box<dyn Layer<f64>>> = vec![
-            Box::new(Recurrent::new(first, &mut rng).unwrap()),
-            Box::new(Recurrent::new(second, &mut rng).unwrap()),
-        ];
-        let mut net = NeuralNetwork::new(layers, SoftmaxCrossEntropy::new());
+        let recurrent = RecurrentSpec::new(cell, vocab, 7).layers(2).init(RecurrentInit::Normal(0.4));
+        let spec = NetSpec::new(
+            &[9, vocab],
+            vec![LayerSpec::Recurrent(recurrent), LayerSpec::Dense(DenseSpec::new(vocab).init(WeightInit::Glorot))],
+        );
+        let mut net = NeuralNetwork::<f64>::from_spec(&spec, SoftmaxCrossEntropy::new(), &mut rng).unwrap();
         let (batch, steps) = (3, 9);
         let labels: Vec<usize> = (0..batch * steps).map(|_| rng.randint(0, vocab as i64) as usize).collect();
         let target = scratch::rnn::one_hot::<f64>(&labels, batch, vocab).unwrap().into_dyn();
         let x = sequence(&mut rng, batch, steps, vocab);
         let report = check(&mut NetworkProbe::new(&mut net, target), &x, &GradCheckConfig::default()).unwrap();
+        assert_eq!(report.tensors.len(), 1 + 2 * 4 + 2, "the input, two cells' four tensors, the projection's two");
         report.assert_below(1e-6);
     }
 }
@@ -75,7 +74,7 @@ fn stacked_layers_under_a_sequence_loss_match_central_differences() {
 fn carried_state_continues_the_sequence() {
     for cell in CELLS {
         let mut rng = RandomState::new(8);
-        let spec = RecurrentSpec::new(cell, 3, 5).with_output(2).with_state(StateMode::Carry);
+        let spec = RecurrentSpec::new(cell, 3, 5).layers(2).state(StateMode::Carry);
         let mut whole = Recurrent::<f64>::new(spec, &mut RandomState::new(1)).unwrap();
         let mut stepwise = Recurrent::<f64>::new(spec, &mut RandomState::new(1)).unwrap();
         let x = sequence(&mut rng, 4, 6, 3);
@@ -105,18 +104,18 @@ fn carried_state_continues_the_sequence() {
 #[test]
 fn carry_mean_starts_from_the_batch_mean() {
     for cell in CELLS {
-        let spec = RecurrentSpec::new(cell, 3, 4).with_state(StateMode::CarryMean);
+        let spec = RecurrentSpec::new(cell, 3, 4).layers(2).state(StateMode::CarryMean);
         let mut layer = Recurrent::<f64>::new(spec, &mut RandomState::new(2)).unwrap();
-        let mut reference = Recurrent::<f64>::new(spec.with_state(StateMode::Carry), &mut RandomState::new(2)).unwrap();
+        let mut reference = Recurrent::<f64>::new(spec.state(StateMode::Carry), &mut RandomState::new(2)).unwrap();
         let mut rng = RandomState::new(5);
         layer.forward(sequence(&mut rng, 5, 4, 3), Mode::Train).unwrap();
         let last = layer.final_state().unwrap().clone();
-        let mean = |a: &ndarray::Array2<f64>| a.mean_axis(ndarray::Axis(0)).unwrap().insert_axis(ndarray::Axis(0));
+        let mean = |a: &Array3<f64>| a.mean_axis(ndarray::Axis(1)).unwrap().insert_axis(ndarray::Axis(1));
         let start = State { h: mean(&last.h), c: last.c.as_ref().map(mean) };
         reference
             .set_state(
-                start.h.broadcast((2, 4)).unwrap().to_owned(),
-                start.c.map(|c| c.broadcast((2, 4)).unwrap().to_owned()),
+                start.h.broadcast((2, 2, 4)).unwrap().to_owned(),
+                start.c.map(|c| c.broadcast((2, 2, 4)).unwrap().to_owned()),
             )
             .unwrap();
         let x = sequence(&mut rng, 2, 3, 3);
@@ -151,9 +150,8 @@ fn a_character_lstm_learns_hamlet() {
     let split = encoded.len() * 9 / 10;
     let (train, held_out) = (encoded[..split].to_vec(), &encoded[split..split + 5000]);
     let v = vocab.len();
-    let spec = RecurrentSpec::new(CellKind::Lstm, v, 64).with_output(v);
-    let layers: Vec<Box<dyn Layer<f32>>> = vec![Box::new(Recurrent::new(spec, &mut RandomState::new(1)).unwrap())];
-    let net = NeuralNetwork::new(layers, SoftmaxCrossEntropy::new());
+    let spec = scratch::spec::book::language_model(CellKind::Lstm, v, 64, 1, StateMode::Reset, 20);
+    let net = NeuralNetwork::from_spec(&spec, SoftmaxCrossEntropy::new(), &mut RandomState::new(1)).unwrap();
     let optim = Clipped::new(AdaGrad::new(0.05, Decay::None).unwrap(), Clip::Norm(5.0));
     let mut trainer = scratch::train::Trainer::new(net, optim);
     let mut windows = CharWindows::random(train, 16, 20, 2).unwrap();

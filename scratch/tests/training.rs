@@ -7,7 +7,7 @@ use scratch::train::{Evaluation, Observer};
 use scratch::Error;
 
 fn one_weight_net(w: f64, b: f64) -> NeuralNetwork<f64> {
-    let layer: Dense<f64> = Dense::builder(1, 1).build(&mut RandomState::new(0)).unwrap();
+    let layer: Dense<f64> = Dense::new(1, DenseSpec::new(1), &mut RandomState::new(0)).unwrap();
     let mut net = NeuralNetwork::new(vec![Box::new(layer)], MeanSquaredError::new());
     for (name, p) in net.params_mut() {
         p.value.fill(if name.ends_with("weight") { w } else { b });
@@ -54,7 +54,7 @@ fn early_stopping_restores_the_best_evaluated_model() {
 
     // The network now holds the best evaluated model: its test loss is exactly the best loss, not the
     // loss of the snapshot the book restores (taken at the start of the failing epoch, one epoch later).
-    let restored = trainer.net.forward_loss(&test.x, &test.y, Mode::Eval).unwrap();
+    let restored = trainer.net.forward_loss(&test.x, &test.y, Mode::Eval).unwrap().1;
     assert_eq!(restored, best.loss);
 
     let mut replay = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.02));
@@ -114,8 +114,8 @@ fn divergence_names_the_epoch_and_batch() {
 fn an_input_of_the_wrong_width_names_the_layer_and_both_shapes() {
     let mut rng = RandomState::new(1);
     let layers: Vec<Box<dyn Layer<f64>>> = vec![
-        Box::new(Dense::builder(13, 5).activation(Activation::Sigmoid).build(&mut rng).unwrap()),
-        Box::new(Dense::builder(5, 1).build(&mut rng).unwrap()),
+        Box::new(Dense::new(13, DenseSpec::new(5).activation(Activation::Sigmoid), &mut rng).unwrap()),
+        Box::new(Dense::new(5, DenseSpec::new(1), &mut rng).unwrap()),
     ];
     let mut net = NeuralNetwork::new(layers, MeanSquaredError::new());
     let err = net.predict(&Array2::<f64>::zeros((4, 12))).unwrap_err().to_string();
@@ -136,9 +136,9 @@ fn invalid_options_are_rejected() {
 fn two_hidden_layers() -> NeuralNetwork<f64> {
     let mut rng = RandomState::new(0);
     let layers: Vec<Box<dyn Layer<f64>>> = vec![
-        Box::new(Dense::builder(13, 13).activation(Activation::Sigmoid).build(&mut rng).unwrap()),
-        Box::new(Dense::builder(13, 13).activation(Activation::Sigmoid).build(&mut rng).unwrap()),
-        Box::new(Dense::builder(13, 1).build(&mut rng).unwrap()),
+        Box::new(Dense::new(13, DenseSpec::new(13).activation(Activation::Sigmoid), &mut rng).unwrap()),
+        Box::new(Dense::new(13, DenseSpec::new(13).activation(Activation::Sigmoid), &mut rng).unwrap()),
+        Box::new(Dense::new(13, DenseSpec::new(1), &mut rng).unwrap()),
     ];
     NeuralNetwork::new(layers, MeanSquaredError::new())
 }
@@ -211,7 +211,7 @@ fn the_checkpoint_holds_the_best_evaluated_model() {
     assert!(report.evaluations.last().unwrap().loss > best.loss, "{:?}", report.evaluations);
     let mut loaded = one_weight_net(0.0, 0.0);
     loaded.load(&path).unwrap();
-    let loss = loaded.forward_loss(&test.x, &test.y, Mode::Eval).unwrap();
+    let loss = loaded.forward_loss(&test.x, &test.y, Mode::Eval).unwrap().1;
     assert_eq!(loss, best.loss, "the file holds the model of epoch {}", best.epoch);
     std::fs::remove_file(&path).unwrap();
 }
@@ -250,6 +250,6 @@ fn fit_loader_trains_on_the_loaders_batches() {
     let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.02));
     let report = trainer.fit_loader(&mut DataLoader::new(&train, 1).unwrap(), &test, &options, &mut ()).unwrap();
     assert!(report.stopped_after.is_some(), "the test loss rises, so training stops early");
-    let restored = trainer.net.forward_loss(&test.x, &test.y, Mode::Eval).unwrap();
+    let restored = trainer.net.forward_loss(&test.x, &test.y, Mode::Eval).unwrap().1;
     assert_eq!(restored, report.best.unwrap().loss, "the best evaluated model is restored");
 }

@@ -1,39 +1,49 @@
 //! *Deep Learning from Scratch* on libtorch, through [`tch`], in the style of the book's chapter 7.
 //!
-//! The models here are the same as in the `scratch` crate, with the same parameter names
-//! (`layers.0.weight`, ...) in PyTorch's layout, the same initialisation from the same numpy-compatible
-//! generator, the same losses, optimizers (in the book's forms), training loop and checkpoint format, so
-//! that a model moves between the engines and the `parity-tests` crate can prove both compute the same
-//! thing. Autograd computes the gradients here; `scratch` computes them by hand.
+//! The networks here are built from the same descriptions as the `scratch` crate's
+//! ([`scratch::spec`]: [`NetSpec`](scratch::spec::NetSpec), the book's named networks in
+//! [`scratch::spec::book`]), draw the same initial weights from the same numpy-compatible generator,
+//! and name their parameters as PyTorch does, so that a model moves between the engines and PyTorch
+//! and the `parity-tests` crate can prove both compute the same thing. Autograd computes the gradients
+//! here; `scratch` computes them by hand.
+//!
+//! It reads like tch: every layer and [`Net`] is a [`tch::nn::ModuleT`] whose parameters live in a
+//! [`tch::nn::VarStore`], the losses are functions ([`loss`]), and tch's optimizers train it as well as
+//! this crate's [`Trainer`](train::Trainer) (the book's optimizers and training loop, step for step
+//! those of the from-scratch engine).
 //!
 //! ```
-//! use scratch::layers::WeightInit;
-//! use scratch::losses::MseReduction;
-//! use scratch::ops::{Activation, Mode};
+//! use scratch::ops::Activation;
 //! use scratch::rng::RandomState;
-//! use torch::{losses::Loss, model::Model};
+//! use scratch::spec::{DenseSpec, LayerSpec, LossSpec, NetSpec, WeightInit};
+//! use tch::nn::ModuleT;
 //!
-//! let mut rng = RandomState::new(1);
-//! let mut model = Model::new::<f64>(tch::Device::Cpu, Loss::MeanSquaredError(MseReduction::Rows));
-//! model.dense((13, 8), Activation::Tanh, WeightInit::Glorot, None, &mut rng);
-//! model.dense((8, 1), Activation::Linear, WeightInit::Glorot, None, &mut rng);
-//! let y = model.forward(&tch::Tensor::zeros([4, 13], (tch::Kind::Double, tch::Device::Cpu)), Mode::Eval)?;
+//! let spec = NetSpec::new(&[13], vec![
+//!     LayerSpec::Dense(DenseSpec::new(8).activation(Activation::Tanh).init(WeightInit::Glorot)),
+//!     LayerSpec::Dense(DenseSpec::new(1).init(WeightInit::Glorot)),
+//! ]);
+//! let vs = torch::var_store::<f64>(tch::Device::Cpu);
+//! let net = torch::Net::new(vs.root(), &spec, &mut RandomState::new(1))?;
+//! let x = tch::Tensor::zeros([4, 13], (tch::Kind::Double, tch::Device::Cpu));
+//! let y = net.forward_t(&x, false);
 //! assert_eq!(y.size(), vec![4, 1]);
+//! let mse = torch::loss::loss(LossSpec::MSE, &y, &y.ones_like())?;
+//! assert!(mse.double_value(&[]) > 0.0);
 //! # Ok::<(), torch::Error>(())
 //! ```
 
-pub mod book;
 pub mod convert;
 pub mod device;
 mod error;
 pub mod fundamentals;
 pub mod layers;
-pub mod losses;
-pub mod model;
+pub mod loss;
+mod net;
 pub mod optim;
-pub mod recurrent;
-pub mod spec;
+pub mod sync;
 pub mod train;
 
 pub use device::Device;
 pub use error::{Error, Result};
+pub use layers::{Layer, Options};
+pub use net::{var_store, Net};

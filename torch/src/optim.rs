@@ -154,22 +154,24 @@ impl Optimizer for AdaGrad {
 }
 
 /// Clips the gradients as `clip` says ([`Clip`]: element-wise value, or global 2-norm with PyTorch's
-/// `ε = 1e-6`), in place, and returns the global norm before clipping.
+/// `ε = 1e-6`), in place, on the device (no read back to the host), and returns the global norm before
+/// clipping as a scalar tensor.
 ///
 /// # Errors
 /// A parameter without a gradient, or a limit that is not positive.
-pub fn clip_gradients(clip: Clip, params: &[(String, Tensor)]) -> Result<f64> {
+pub fn clip_gradients(clip: Clip, params: &[(String, Tensor)]) -> Result<Tensor> {
     clip.validate()?;
     let grads = params.iter().map(|(name, p)| grad_of(name, p)).collect::<Result<Vec<_>>>()?;
-    let norm = grads.iter().map(|g| g.square().sum(tch::Kind::Double).double_value(&[])).sum::<f64>().sqrt();
+    let squares: Vec<Tensor> = grads.iter().map(|g| g.square().sum(tch::Kind::Double)).collect();
+    let norm = Tensor::stack(&squares, 0).sum(tch::Kind::Double).sqrt();
     tch::no_grad(|| -> Result<()> {
         for mut g in grads {
             match clip {
                 Clip::Value(limit) => updated(g.f_clamp_(-limit, limit))?,
-                Clip::Norm(_) => {
-                    if let Some(factor) = clip.norm_factor(norm) {
-                        updated(g.f_mul_scalar_(factor))?
-                    }
+                // max_norm / (‖g‖ + ε) where that is below 1, as `Clip::norm_factor`; 1 (exact) elsewhere.
+                Clip::Norm(max_norm) => {
+                    let factor = (max_norm / (&norm + 1e-6)).clamp_max(1.0).to_kind(g.kind());
+                    updated(g.f_mul_(&factor))?
                 }
             }
         }
@@ -193,7 +195,7 @@ impl<O> Clipped<O> {
 
 impl<O: Optimizer> Optimizer for Clipped<O> {
     fn step(&mut self, params: &[(String, Tensor)]) -> Result<()> {
-        clip_gradients(self.clip, params)?;
+        drop(clip_gradients(self.clip, params)?);
         self.inner.step(params)
     }
 

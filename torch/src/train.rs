@@ -1,24 +1,29 @@
 //! Training on libtorch with the same loop, options, report and observer as the from-scratch trainer
 //! ([`scratch::train`]): the same seeded batch order, evaluation every `eval_every` epochs, and early
 //! stopping that restores the best evaluated model.
+//!
+//! The step is written for a GPU: the data sit on the device for the whole fit, each epoch's batch
+//! order is copied there once, and a step reads back from the device once (the loss and the
+//! finiteness of every gradient, gathered into one tensor; see [`crate::sync`]).
 
+use scratch::losses::class_targets;
 use scratch::network::InitSeeding;
-use scratch::ops::Mode;
 use scratch::rng::RandomState;
-use scratch::train::{
-    evaluate_in_chunks, fit_loop, is_classification, BatchOrder, Dataset, FitOptions, FitReport, Observer, TrainingLoop,
-};
-use tch::Tensor;
+use scratch::spec::LossSpec;
+use scratch::train::{fit_loop, Batch, BatchOrder, Dataset, FitOptions, FitReport, Observer, TrainingLoop, EVAL_CHUNK};
+use tch::{Kind, Tensor};
 
 use crate::convert::{to_tensor, TorchFloat};
-use crate::model::Model;
+use crate::net::Net;
 use crate::optim::Optimizer;
-use crate::Result;
+use crate::{loss, sync, Result};
 
-/// Trains a [`Model`] with an [`Optimizer`].
+/// Trains a [`Net`] on a loss with an [`Optimizer`].
 pub struct Trainer<O: Optimizer> {
-    /// The model being trained.
-    pub model: Model,
+    /// The network being trained.
+    pub net: Net,
+    /// The loss it is trained on.
+    pub loss: LossSpec,
     /// The optimizer updating it.
     pub optim: O,
 }
@@ -28,31 +33,50 @@ fn diverged(epoch: usize, batch: usize, what: String) -> crate::Error {
 }
 
 impl<O: Optimizer> Trainer<O> {
-    /// A trainer for `model` with `optim`.
-    pub fn new(model: Model, optim: O) -> Self {
-        Trainer { model, optim }
+    /// A trainer for `net` on `loss` with `optim`.
+    pub fn new(net: Net, loss: LossSpec, optim: O) -> Self {
+        Trainer { net, loss, optim }
     }
 
-    /// One step on a batch: forward, loss, backward, update. Returns the loss.
+    /// The loss of the network's output on `x` against `y` in training mode, as a scalar tensor, and
+    /// the output.
+    ///
+    /// # Errors
+    /// Shapes that do not fit.
+    pub fn forward_loss(&self, x: &Tensor, y: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
+        let prediction = self.net.f_forward_t(&self.net.input(x), train)?;
+        let value = loss::loss(self.loss, &prediction, &y.to_device(self.net.device()))?;
+        Ok((prediction, value))
+    }
+
+    /// One step on a batch: forward, loss, backward, update, with one read from the device. Returns the
+    /// loss.
     ///
     /// # Errors
     /// Shapes that do not fit, or a non-finite loss or gradient (naming `epoch` and `batch`).
     pub fn train_batch(&mut self, x: &Tensor, y: &Tensor, (epoch, batch): (usize, usize)) -> Result<f64> {
-        self.model.zero_grad();
-        let loss = self.model.forward_loss(x, y, Mode::Train)?;
-        loss.backward();
-        let value = loss.double_value(&[]);
-        if !value.is_finite() {
+        self.net.zero_grad();
+        let (_, value) = self.forward_loss(x, y, true)?;
+        value.backward();
+        let params = self.net.named_parameters();
+        // The loss and whether each gradient is finite, in one tensor: one read.
+        let mut checks = vec![value.detach().to_kind(Kind::Double).reshape([1])];
+        for (name, p) in &params {
+            let g = p.grad();
+            if !g.defined() {
+                return Err(scratch::Error::InvalidArgument(format!("parameter {name} has no gradient")).into());
+            }
+            checks.push(g.isfinite().all().to_kind(Kind::Double).reshape([1]));
+        }
+        let checks = sync::read(&Tensor::cat(&checks, 0))?;
+        if !checks[0].is_finite() {
             return Err(diverged(epoch, batch, "loss".into()));
         }
-        let params = self.model.named_parameters();
-        for (name, p) in &params {
-            if p.grad().isfinite().all().int64_value(&[]) == 0 {
-                return Err(diverged(epoch, batch, format!("the gradient of {name}")));
-            }
+        if let Some(((name, _), _)) = params.iter().zip(&checks[1..]).find(|(_, &finite)| finite == 0.0) {
+            return Err(diverged(epoch, batch, format!("the gradient of {name}")));
         }
         self.optim.step(&params)?;
-        Ok(value)
+        Ok(checks[0])
     }
 
     /// One epoch over the batches of `loader` (the same batches the from-scratch trainer's
@@ -77,7 +101,7 @@ impl<O: Optimizer> Trainer<O> {
     /// weights and the same batches in the same order.
     ///
     /// # Errors
-    /// Invalid options, shapes that do not fit the model, or divergence.
+    /// Invalid options, shapes that do not fit the network, or divergence.
     pub fn fit<F: TorchFloat>(
         &mut self,
         train: &Dataset<F>,
@@ -112,25 +136,37 @@ impl<O: Optimizer> Trainer<O> {
         loader: Option<&mut dyn BatchOrder>,
         observer: &mut dyn Observer,
     ) -> Result<FitReport> {
-        let m = &self.model;
-        let mut session = Session {
-            x_train: m.input(&to_tensor(&train.x)),
-            y_train: m.input(&to_tensor(&train.y)),
-            x_test: m.input(&to_tensor(&test.x)),
-            y_test: m.input(&to_tensor(&test.y)),
-            trainer: self,
-        };
+        let (x_train, y_train) = self.on_device(train)?;
+        let (x_test, y_test) = self.on_device(test)?;
+        let mut session = Session { trainer: self, x_train, y_train, x_test, y_test, order: None };
         fit_loop(&mut session, train.len(), options, loader, observer)
+    }
+
+    /// A dataset on the network's device, of its kind, class-index targets turned into one-hot rows
+    /// (checked here, once, rather than at every step).
+    fn on_device<F: TorchFloat>(&self, data: &Dataset<F>) -> Result<(Tensor, Tensor)> {
+        let net = &self.net;
+        let out = net.spec().shapes()?.pop().unwrap_or_else(|| net.spec().input.clone());
+        let prediction: Vec<usize> = std::iter::once(data.len()).chain(out).collect();
+        let y = if self.loss.is_classification() && data.y.shape() != prediction.as_slice() {
+            let rows = class_targets(&prediction, &data.y)?;
+            to_tensor(&rows.into_shape_with_order(ndarray::IxDyn(&prediction)).expect("same size"))
+        } else {
+            to_tensor(&data.y)
+        };
+        Ok((net.input(&to_tensor(&data.x)), net.input(&y)))
     }
 }
 
-/// A [`Trainer`] with its data on the model's device, as the training loop drives it.
+/// A [`Trainer`] with its data on the network's device, as the training loop drives it.
 struct Session<'a, O: Optimizer> {
     trainer: &'a mut Trainer<O>,
     x_train: Tensor,
     y_train: Tensor,
     x_test: Tensor,
     y_test: Tensor,
+    /// The epoch's batch order, on the device.
+    order: Option<Tensor>,
 }
 
 impl<O: Optimizer> TrainingLoop for Session<'_, O> {
@@ -138,47 +174,63 @@ impl<O: Optimizer> TrainingLoop for Session<'_, O> {
     type Snapshot = Vec<Tensor>;
 
     fn reinitialize(&mut self, rng: &mut RandomState, seeding: InitSeeding) {
-        self.trainer.model.reinitialize(rng, seeding);
+        self.trainer.net.reinitialize(rng, seeding);
     }
 
     fn start(&mut self, epochs: usize) {
         self.trainer.optim.start(epochs);
     }
 
-    fn train_batch(&mut self, rows: &[usize], position: (usize, usize)) -> Result<f64> {
-        let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
-        let index = Tensor::from_slice(&index).to_device(self.x_train.device());
-        let (x, y) = (self.x_train.index_select(0, &index), self.y_train.index_select(0, &index));
-        self.trainer.train_batch(&x, &y, position)
+    fn start_epoch(&mut self, order: &[usize]) {
+        let order: Vec<i64> = order.iter().map(|&r| r as i64).collect();
+        self.order = Some(Tensor::from_slice(&order).to_device(self.x_train.device()));
     }
 
+    fn train_batch(&mut self, batch: Batch<'_>) -> Result<f64> {
+        let index = match &self.order {
+            Some(order) => order.narrow(0, batch.start as i64, batch.rows.len() as i64),
+            None => {
+                let rows: Vec<i64> = batch.rows.iter().map(|&r| r as i64).collect();
+                Tensor::from_slice(&rows).to_device(self.x_train.device())
+            }
+        };
+        let (x, y) = (self.x_train.index_select(0, &index), self.y_train.index_select(0, &index));
+        self.trainer.train_batch(&x, &y, (batch.epoch, batch.index))
+    }
+
+    /// The loss and accuracy summed over the test set on the device, chunk by chunk, and read once.
     fn evaluate(&mut self) -> Result<(f64, Option<f64>)> {
-        let model = &mut self.trainer.model;
+        let trainer = &*self.trainer;
         let (x, y) = (&self.x_test, &self.y_test);
-        let classification = is_classification(&y.size().iter().map(|&d| d as usize).collect::<Vec<_>>());
-        tch::no_grad(|| {
-            evaluate_in_chunks(x.size()[0] as usize, classification, |start, end| {
-                let (xs, ys) =
-                    (x.narrow(0, start as i64, (end - start) as i64), y.narrow(0, start as i64, (end - start) as i64));
-                let prediction = model.forward(&xs, Mode::Eval)?;
-                let loss = model.loss().forward(&prediction, &ys)?.double_value(&[]);
+        let rows = x.size()[0];
+        let classification = trainer.loss.is_classification();
+        let totals = tch::no_grad(|| -> Result<Tensor> {
+            let mut totals = Tensor::zeros([2], (Kind::Double, x.device()));
+            for start in (0..rows).step_by(EVAL_CHUNK) {
+                let n = (rows - start).min(EVAL_CHUNK as i64);
+                let (xs, ys) = (x.narrow(0, start, n), y.narrow(0, start, n));
+                let prediction = trainer.net.f_forward_t(&xs, false)?;
+                let value = loss::loss(trainer.loss, &prediction, &ys)?.to_kind(Kind::Double) * n as f64;
                 let correct = if classification {
-                    prediction.argmax(1, false).eq_tensor(&ys.argmax(1, false)).sum(tch::Kind::Int64).int64_value(&[])
-                        as usize
+                    prediction.argmax(-1, false).eq_tensor(&ys.argmax(-1, false)).sum(Kind::Double)
                 } else {
-                    0
+                    Tensor::zeros([], (Kind::Double, x.device()))
                 };
-                Ok((loss, correct))
-            })
-        })
+                totals += Tensor::stack(&[value, correct], 0);
+            }
+            Ok(totals)
+        })?;
+        let totals = sync::read(&totals)?;
+        let positions = if classification { y.numel() as f64 / *y.size().last().unwrap_or(&1) as f64 } else { 1.0 };
+        Ok((totals[0] / rows as f64, classification.then(|| totals[1] / positions)))
     }
 
     fn snapshot(&self) -> Vec<Tensor> {
-        self.trainer.model.snapshot()
+        self.trainer.net.snapshot()
     }
 
-    fn restore(&mut self, snapshot: &Vec<Tensor>) {
-        self.trainer.model.restore(snapshot);
+    fn restore(&mut self, snapshot: &Vec<Tensor>) -> Result<()> {
+        self.trainer.net.restore(snapshot)
     }
 
     fn end_epoch(&mut self) {
@@ -186,6 +238,6 @@ impl<O: Optimizer> TrainingLoop for Session<'_, O> {
     }
 
     fn save(&self, path: &std::path::Path) -> Result<()> {
-        self.trainer.model.save(path)
+        self.trainer.net.save(path)
     }
 }

@@ -16,18 +16,15 @@ use anyhow::Result;
 use clap::Parser;
 use examples::table::Table;
 use ndarray::{Array2, ArrayD, IxDyn};
-use scratch::layers::WeightInit;
-use scratch::losses::{CrossEntropyValue, SoftmaxCrossEntropy};
-use scratch::ops::{Activation, Mode};
+use scratch::network::NeuralNetwork;
+use scratch::ops::Activation;
 use scratch::optim::{Decay, Optimizer, SGDMomentum};
 use scratch::rng::RandomState;
-use scratch::rnn::{CellKind, RecurrentSpec};
+use scratch::spec::{book, CellKind, LayerSpec, LossSpec, NetSpec, StateMode, WeightInit};
 use tch::Tensor;
 use torch::convert::{to_tensor, TorchFloat};
-use torch::losses::Loss;
+use torch::layers::Kernel;
 use torch::optim::Optimizer as _;
-use torch::recurrent::Kernel;
-use torch::spec::{LayerSpec, NetSpec};
 
 #[derive(Parser)]
 #[command(about = "Time the from-scratch engine against libtorch (build with --release)")]
@@ -97,30 +94,22 @@ fn gemm_table(reps: usize) -> Table {
     t
 }
 
-/// The networks timed: name, network, batch size.
-fn networks() -> Vec<(&'static str, NetSpec, usize)> {
-    let mlp = |widths: &[usize], hidden: Activation| {
-        let mut layers: Vec<LayerSpec> =
-            widths[1..widths.len() - 1].iter().map(|&n| LayerSpec::dense(n, hidden, WeightInit::Glorot)).collect();
-        layers.push(LayerSpec::dense(widths[widths.len() - 1], Activation::Linear, WeightInit::Glorot));
-        NetSpec::new(&widths[..1], layers)
-    };
+/// The networks timed: name, network, batch size, and the kernel of the libtorch engine's recurrent
+/// layers.
+fn networks() -> Vec<(&'static str, NetSpec, usize, Kernel)> {
+    let mlp = |hidden: &[(usize, Activation)]| book::chapter4_mlp(hidden, Activation::Linear, WeightInit::Glorot, None);
+    // The character-level LSTM of the language-model example: one layer of 256 and a projection back
+    // to the vocabulary, on 25-character windows.
+    let lstm = book::language_model(CellKind::Lstm, 65, 256, 1, StateMode::Reset, 25);
+    let fused = Kernel::Fused;
     vec![
-        ("book 784-89-10 (sigmoid), batch 60", mlp(&[784, 89, 10], Activation::Sigmoid), 60),
-        ("wide 784-512-512-10 (relu), batch 256", mlp(&[784, 512, 512, 10], Activation::ReLU), 256),
-        ("chapter-5 CNN, batch 60", torch::book::chapter5_cnn(), 60),
-        ("chapter-7 ConvNet, batch 60", torch::book::chapter7_convnet(), 60),
-        ("LSTM 256, seq 25, vocab 65, batch 32", lstm(Kernel::Builtin), 32),
-        ("  same, torch step-by-step cells", lstm(Kernel::Cells), 32),
+        ("book 784-89-10 (sigmoid), batch 60", mlp(&[(89, Activation::Sigmoid)]), 60, fused),
+        ("wide 784-512-512-10 (relu), batch 256", mlp(&[(512, Activation::ReLU), (512, Activation::ReLU)]), 256, fused),
+        ("chapter-5 CNN, batch 60", book::chapter5_cnn(), 60, fused),
+        ("chapter-7 ConvNet, batch 60", book::chapter7_convnet(), 60, fused),
+        ("LSTM 256, seq 25, vocab 65, batch 32", lstm.clone(), 32, fused),
+        ("  same, torch step-by-step cells", lstm, 32, Kernel::Cells),
     ]
-}
-
-/// The character-level LSTM of the language-model example: one layer of 256 with an output projection
-/// back to the vocabulary, on 25-character windows; `kernel` is the libtorch engine's.
-fn lstm(kernel: Kernel) -> NetSpec {
-    let (vocab, steps) = (65, 25);
-    let cell = RecurrentSpec::new(CellKind::Lstm, vocab, 256).with_output(vocab);
-    NetSpec::new(&[steps, vocab], vec![LayerSpec::Recurrent(cell, kernel)])
 }
 
 /// Random inputs and random one-hot targets (over the last axis of the network's output).
@@ -139,7 +128,7 @@ fn batch<F: TorchFloat>(spec: &NetSpec, batch: usize, rng: &mut RandomState) -> 
 
 fn scratch_step<F: TorchFloat>(spec: &NetSpec, batch_size: usize, reps: usize) -> Result<f64> {
     let mut rng = RandomState::new(2);
-    let mut net = spec.scratch::<F>(Box::new(SoftmaxCrossEntropy::new()), &mut rng)?;
+    let mut net = NeuralNetwork::<F>::from_spec(spec, LossSpec::CROSS_ENTROPY.build::<F>(), &mut rng)?;
     let mut optim = SGDMomentum::new(0.01, 0.9, Decay::None)?;
     let (x, y) = batch::<F>(spec, batch_size, &mut rng)?;
     let mut failure = None;
@@ -151,10 +140,12 @@ fn scratch_step<F: TorchFloat>(spec: &NetSpec, batch_size: usize, reps: usize) -
     failure.map_or(Ok(t), |e| Err(e.into()))
 }
 
-fn torch_step<F: TorchFloat>(spec: &NetSpec, batch_size: usize, reps: usize) -> Result<f64> {
+/// The project's libtorch engine, as the parity tests and `dlfs` run it: dropout masks from the shared
+/// numpy-compatible stream, drawn on the CPU.
+fn torch_step<F: TorchFloat>(spec: &NetSpec, batch_size: usize, reps: usize, kernel: Kernel) -> Result<f64> {
     let mut rng = RandomState::new(2);
-    let loss = Loss::SoftmaxCrossEntropy(CrossEntropyValue::Categorical);
-    let mut model = spec.torch::<F>(loss, tch::Device::Cpu, &mut rng)?;
+    let vs = torch::var_store::<F>(tch::Device::Cpu);
+    let model = torch::Net::with_options(vs.root(), spec, torch::Options::parity(kernel), &mut rng)?;
     let mut optim = torch::optim::SGDMomentum::new(0.01, 0.9, Decay::None)?;
     let (x, y) = batch::<F>(spec, batch_size, &mut rng)?;
     let (x, y): (Tensor, Tensor) = (to_tensor(&x), to_tensor(&y));
@@ -163,7 +154,8 @@ fn torch_step<F: TorchFloat>(spec: &NetSpec, batch_size: usize, reps: usize) -> 
         if failure.is_none() {
             model.zero_grad();
             failure = model
-                .forward_loss(&x, &y, Mode::Train)
+                .f_forward_t(&x, true)
+                .and_then(|out| torch::loss::loss(LossSpec::CROSS_ENTROPY, &out, &y))
                 .and_then(|loss| {
                     loss.backward();
                     optim.step(&model.named_parameters())
@@ -190,18 +182,18 @@ fn main() -> Result<()> {
         "Training step (forward, backward, momentum update), median",
         &["network", "scratch f32", "torch f32", "ratio f32", "scratch f64", "torch f64", "ratio f64"],
     );
-    for (name, spec, batch) in networks() {
+    for (name, spec, batch, kernel) in networks() {
         if !args.only.as_ref().is_none_or(|only| name.to_lowercase().contains(&only.to_lowercase())) {
             continue;
         }
         let reps = match spec.layers[0] {
-            LayerSpec::Dense { .. } if batch <= 100 => args.reps * 2,
+            LayerSpec::Dense(_) if batch <= 100 => args.reps * 2,
             LayerSpec::Recurrent(..) => args.reps / 4,
             _ => args.reps / 8,
         }
         .max(5);
-        let (s32, t32) = (scratch_step::<f32>(&spec, batch, reps)?, torch_step::<f32>(&spec, batch, reps)?);
-        let (s64, t64) = (scratch_step::<f64>(&spec, batch, reps)?, torch_step::<f64>(&spec, batch, reps)?);
+        let (s32, t32) = (scratch_step::<f32>(&spec, batch, reps)?, torch_step::<f32>(&spec, batch, reps, kernel)?);
+        let (s64, t64) = (scratch_step::<f64>(&spec, batch, reps)?, torch_step::<f64>(&spec, batch, reps, kernel)?);
         let ms = |s: f64| format!("{:.3} ms", s * 1e3);
         t.push(vec![
             name.into(),

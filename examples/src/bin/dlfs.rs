@@ -10,7 +10,7 @@ use examples::language_model::{self, LmOptions};
 use examples::mnist::{self, Engines, RunOptions};
 use examples::table::Table;
 use examples::{boston, divergence, reproduce};
-use scratch::rnn::{CellKind, GruForm};
+use scratch::spec::{CellKind, GruForm};
 use torch::convert::TorchFloat;
 
 #[derive(Parser)]

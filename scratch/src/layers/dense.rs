@@ -1,94 +1,20 @@
 //! The fully connected layer.
 
-use std::marker::PhantomData;
+use ndarray::{ArrayD, IxDyn};
 
-use ndarray::{Array1, Array2, ArrayD};
-
-use super::{Layer, LayerOps, WeightInit};
-use crate::ops::{Activation, BiasAdd, Dropout, DropoutStyle, Mode, Operation, WeightMultiply};
+use super::{Layer, LayerOps};
+use crate::ops::{BiasAdd, Dropout, Mode, Operation, WeightMultiply};
 use crate::param::Param;
 use crate::rng::RandomState;
+use crate::spec::DenseSpec;
 use crate::{Float, Result};
 
-/// The settings of a [`Dense`] layer; build one with [`Dense::builder`].
-#[derive(Clone, Debug)]
-pub struct DenseBuilder<F> {
-    n_in: usize,
-    neurons: usize,
-    activation: Activation,
-    init: WeightInit,
-    dropout: Option<(f64, DropoutStyle)>,
-    float: PhantomData<F>,
-}
-
-impl<F: Float> DenseBuilder<F> {
-    /// The activation applied after `X W + B` (default [`Activation::Linear`]).
-    pub fn activation(mut self, activation: Activation) -> Self {
-        self.activation = activation;
-        self
-    }
-
-    /// The weight initialisation (default [`WeightInit::Standard`], the book's).
-    pub fn init(mut self, init: WeightInit) -> Self {
-        self.init = init;
-        self
-    }
-
-    /// Inverted dropout after the activation, keeping each unit with probability `keep`.
-    pub fn dropout(self, keep: f64) -> Self {
-        self.dropout_with(keep, DropoutStyle::Inverted)
-    }
-
-    /// Dropout after the activation in the given style.
-    pub fn dropout_with(mut self, keep: f64, style: DropoutStyle) -> Self {
-        self.dropout = Some((keep, style));
-        self
-    }
-
-    /// Draws the parameters from `rng` and returns the layer.
-    ///
-    /// # Errors
-    /// If a size is zero or the dropout probability is outside `(0, 1]`.
-    pub fn build(self, rng: &mut RandomState) -> Result<Dense<F>> {
-        if self.n_in == 0 || self.neurons == 0 {
-            return Err(crate::Error::InvalidArgument(format!(
-                "Dense needs at least one input and one neuron, got {} -> {}",
-                self.n_in, self.neurons
-            )));
-        }
-        if let Some((keep, style)) = self.dropout {
-            Dropout::<F>::new(keep, style, RandomState::new(0))?;
-        }
-        let mut layer = Dense { config: self, ops: LayerOps::new(Vec::new(), None) };
-        layer.reinitialize(rng);
-        Ok(layer)
-    }
-}
-
-/// The initial values of a dense layer; both engines initialise from this.
-pub struct DenseDraw {
-    /// The weight in the book's layout `(n_in, neurons)`.
-    pub weight: Array2<f64>,
-    /// The bias `(neurons,)`.
-    pub bias: Array1<f64>,
-    /// The seed of the dropout mask generator, if the layer has dropout.
-    pub dropout_seed: Option<u32>,
-}
-
-impl DenseDraw {
-    /// Draws `W` of shape `(n_in, neurons)`, then `B` of shape `(neurons,)`, in that order (the book's),
-    /// with [`WeightInit::sample`]; with dropout, one more draw seeds the mask generator.
-    pub fn new(rng: &mut RandomState, (n_in, neurons): (usize, usize), init: WeightInit, dropout: bool) -> Self {
-        let weight = init.sample(rng, (n_in, neurons), (n_in, neurons));
-        let bias = init.sample(rng, neurons, (n_in, neurons));
-        DenseDraw { weight, bias, dropout_seed: dropout.then(|| rng.next_u32()) }
-    }
-}
-
-/// A fully connected layer: `Y = activation(X W + B)`, optionally followed by dropout.
+/// A fully connected layer: `Y = activation(X W + B)`, optionally followed by dropout, over the last
+/// axis of its input (as `torch.nn.Linear`).
 ///
 /// ```text
-/// X: (batch, n_in), W: (n_in, neurons), B: (1, neurons)  ->  Y: (batch, neurons)
+/// X: (batch, in), W: (in, neurons), B: (1, neurons)  ->  Y: (batch, neurons)
+/// X: (batch, time, in)                               ->  Y: (batch, time, neurons)   (rows batch·time)
 /// ```
 ///
 /// Its operations are [`WeightMultiply`], [`BiasAdd`], the activation and, if configured, [`Dropout`];
@@ -98,63 +24,115 @@ impl DenseDraw {
 /// use scratch::layers::{Dense, Layer};
 /// use scratch::ops::{Activation, Mode};
 /// use scratch::rng::RandomState;
+/// use scratch::spec::DenseSpec;
 ///
-/// let mut layer: Dense<f64> = Dense::builder(3, 2).activation(Activation::Sigmoid).build(&mut RandomState::new(1))?;
+/// let mut layer = Dense::<f64>::new(3, DenseSpec::new(2).activation(Activation::Sigmoid), &mut RandomState::new(1))?;
 /// let y = layer.forward(ndarray::Array2::zeros((4, 3)).into_dyn(), Mode::Eval)?;
 /// assert_eq!(y.shape(), &[4, 2]);
+/// let y = layer.forward(ndarray::Array3::zeros((4, 7, 3)).into_dyn(), Mode::Eval)?;
+/// assert_eq!(y.shape(), &[4, 7, 2]);
 /// # Ok::<(), scratch::Error>(())
 /// ```
 pub struct Dense<F: Float> {
-    config: DenseBuilder<F>,
+    spec: DenseSpec,
+    inputs: usize,
     /// `WeightMultiply`, `BiasAdd`, activation; then dropout.
     ops: LayerOps<F>,
+    /// The leading axes of the last input when it had more than two (they are merged into rows).
+    leading: Option<Vec<usize>>,
 }
 
 impl<F: Float> Dense<F> {
-    /// Settings for a dense layer from `n_in` inputs to `neurons` outputs.
-    pub fn builder(n_in: usize, neurons: usize) -> DenseBuilder<F> {
-        DenseBuilder {
-            n_in,
-            neurons,
-            activation: Activation::Linear,
-            init: WeightInit::Standard,
-            dropout: None,
-            float: PhantomData,
-        }
+    /// The layer `spec` describes on `inputs` inputs, drawn from `rng` ([`DenseSpec::draw`]).
+    ///
+    /// # Errors
+    /// As [`DenseSpec::validate`].
+    pub fn new(inputs: usize, spec: DenseSpec, rng: &mut RandomState) -> Result<Self> {
+        spec.validate(inputs)?;
+        let mut layer = Dense { spec, inputs, ops: LayerOps::new(Vec::new(), None), leading: None };
+        layer.reinitialize(rng);
+        Ok(layer)
+    }
+
+    /// What the layer is.
+    pub fn spec(&self) -> &DenseSpec {
+        &self.spec
     }
 
     /// The number of inputs.
-    pub fn n_in(&self) -> usize {
-        self.config.n_in
+    pub fn inputs(&self) -> usize {
+        self.inputs
     }
+}
 
-    /// The number of outputs.
-    pub fn neurons(&self) -> usize {
-        self.config.neurons
-    }
+/// `a` with its leading axes merged into rows, `(rows, last)`.
+fn rows<F: Float>(a: ArrayD<F>) -> ArrayD<F> {
+    let last = a.shape().last().copied().unwrap_or(1);
+    let rows = a.len() / last.max(1);
+    a.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&[rows, last])).expect("sizes agree")
+}
+
+/// `a`, `(rows, last)`, reshaped to `leading + [last]`.
+fn unrows<F: Float>(a: ArrayD<F>, leading: &[usize]) -> ArrayD<F> {
+    let shape: Vec<usize> = leading.iter().copied().chain([a.shape()[1]]).collect();
+    a.into_shape_with_order(IxDyn(&shape)).expect("sizes agree")
 }
 
 impl<F: Float> Layer<F> for Dense<F> {
     fn describe(&self) -> String {
-        let c = &self.config;
-        let dropout = c.dropout.map(|(keep, _)| format!(", dropout keep {keep}")).unwrap_or_default();
-        format!("Dense({} -> {}, {}{dropout})", c.n_in, c.neurons, c.activation.name())
+        self.spec.describe(self.inputs)
     }
 
-    delegate_to_ops!();
+    fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
+        if input.ndim() <= 2 {
+            self.leading = None;
+            return self.ops.forward(input, mode);
+        }
+        let leading = input.shape()[..input.ndim() - 1].to_vec();
+        let y = self.ops.forward(rows(input), mode)?;
+        let y = unrows(y, &leading);
+        self.leading = Some(leading);
+        Ok(y)
+    }
 
-    /// Draws fresh values as [`DenseDraw::new`] says.
+    fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
+        match self.leading.clone() {
+            None => self.ops.backward(output_grad),
+            Some(leading) => Ok(unrows(self.ops.backward(rows(output_grad))?, &leading)),
+        }
+    }
+
+    fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {
+        match self.leading {
+            None => self.ops.backward_params(output_grad),
+            Some(_) => self.ops.backward_params(rows(output_grad)),
+        }
+    }
+
+    fn params(&self) -> Vec<(String, &Param<F>)> {
+        self.ops.params()
+    }
+
+    fn params_mut(&mut self) -> Vec<(String, &mut Param<F>)> {
+        self.ops.params_mut()
+    }
+
+    fn dropout_mut(&mut self) -> Option<&mut Dropout<F>> {
+        self.ops.dropout.as_mut()
+    }
+
+    /// Draws fresh values as [`DenseSpec::draw`] says.
     fn reinitialize(&mut self, rng: &mut RandomState) {
-        let c = &self.config;
-        let draw = DenseDraw::new(rng, (c.n_in, c.neurons), c.init, c.dropout.is_some());
+        let spec = &self.spec;
+        let draw = spec.draw(rng, self.inputs);
         let cast = |v: f64| F::cast(v);
         let ops: Vec<Box<dyn Operation<F>>> = vec![
             Box::new(WeightMultiply::new(draw.weight.mapv(cast))),
             Box::new(BiasAdd::new(draw.bias.mapv(cast).insert_axis(ndarray::Axis(0)))),
-            c.activation.operation(),
+            spec.activation.operation(),
         ];
-        let dropout = c.dropout.zip(draw.dropout_seed).map(|((keep, style), seed)| {
-            Dropout::new(keep, style, RandomState::new(seed)).expect("validated by build")
+        let dropout = spec.dropout.zip(draw.dropout_seed).map(|((keep, style), seed)| {
+            Dropout::new(keep, style, RandomState::new(seed)).expect("validated when the layer was built")
         });
         self.ops = LayerOps::new(ops, dropout);
     }

@@ -1,14 +1,35 @@
-//! Layers: groups of operations with their own parameters (the book's `Layer`, `Dense` and `Conv2D`).
+//! Layers: groups of operations with their own parameters (the book's `Layer`, `Dense` and `Conv2D`),
+//! each built from its description in [`crate::spec`].
 
-use ndarray::{Array, ArrayD, IntoDimension};
+use ndarray::ArrayD;
 
-pub use conv::{Conv2D, Conv2DBuilder, ConvDraw, ConvSpec};
-pub use dense::{Dense, DenseBuilder, DenseDraw};
+pub use conv::Conv2D;
+pub use dense::Dense;
 
-use crate::ops::{Dropout, Mode, OpChain, Operation};
+use crate::conv::Pool2D;
+use crate::ops::{Dropout, Flatten, Mode, OpChain, Operation, Reshape};
 use crate::param::Param;
 use crate::rng::RandomState;
+use crate::rnn::Recurrent;
+use crate::spec::LayerSpec;
 use crate::{Float, Result};
+
+/// The from-scratch layer `spec` describes, on inputs of `shape` (without the batch axis), drawn from
+/// `rng`.
+///
+/// # Errors
+/// Invalid settings, or a layer that does not fit `shape` (see [`LayerSpec::output_shape`]).
+pub fn build<F: Float>(spec: &LayerSpec, shape: &[usize], rng: &mut RandomState) -> Result<Box<dyn Layer<F>>> {
+    spec.output_shape(shape)?;
+    Ok(match spec {
+        LayerSpec::Dense(d) => Box::new(Dense::new(*shape.last().expect("checked"), *d, rng)?),
+        LayerSpec::Conv(c) => Box::new(Conv2D::new(*c, rng)?),
+        LayerSpec::Pool(p) => Box::new(OpLayer::new(Pool2D::new(p.kind, p.size, p.stride)?)),
+        LayerSpec::Flatten => Box::new(OpLayer::new(Flatten::new())),
+        LayerSpec::Reshape(target) => Box::new(OpLayer::new(Reshape::new(target))),
+        LayerSpec::Recurrent(r) => Box::new(Recurrent::new(*r, rng)?),
+    })
+}
 
 /// A network layer: a differentiable map with named parameters that can be re-initialised.
 pub trait Layer<F: Float>: Send {
@@ -27,11 +48,11 @@ pub trait Layer<F: Float>: Send {
         self.backward(output_grad).map(drop)
     }
 
-    /// The parameters with their names within the layer (`weight`, `bias`).
-    fn params(&self) -> Vec<(&'static str, &Param<F>)>;
+    /// The parameters with their names within the layer (`weight`, `bias`, `weight_ih_l0`, ...).
+    fn params(&self) -> Vec<(String, &Param<F>)>;
 
     /// Mutable access to the parameters.
-    fn params_mut(&mut self) -> Vec<(&'static str, &mut Param<F>)>;
+    fn params_mut(&mut self) -> Vec<(String, &mut Param<F>)>;
 
     /// Draws fresh parameters from `rng`.
     fn reinitialize(&mut self, rng: &mut RandomState);
@@ -50,59 +71,15 @@ pub trait Layer<F: Float>: Send {
     /// Forgets any state carried between calls (a recurrent layer's hidden state); a no-op for
     /// stateless layers.
     fn reset_state(&mut self) {}
-}
 
-/// How a layer draws its initial weights and biases.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WeightInit {
-    /// Normal with standard deviation 1: the book's default (`np.random.randn`).
-    Standard,
-    /// Glorot (Xavier) normal, standard deviation `sqrt(2 / (fan_in + fan_out))`; the book's current
-    /// code, which applies the same scale to the bias.
-    Glorot,
-    /// The book's 2019 "glorot": standard deviation `2 / (fan_in + fan_out)`, without the square root.
-    BookGlorot2019,
-    /// PyTorch's default for `nn.Linear` and `nn.Conv2d` (Kaiming uniform with `a = √5`): weights and
-    /// biases uniform in `±1 / sqrt(fan_in)`. The book's chapter-7 models use it.
-    PyTorch,
-}
-
-impl WeightInit {
-    /// The standard deviation of a normal initialisation, or the bound of a uniform one, for the given
-    /// fans.
-    pub fn scale(self, fan_in: usize, fan_out: usize) -> f64 {
-        let sum = (fan_in + fan_out) as f64;
-        match self {
-            WeightInit::Standard => 1.0,
-            WeightInit::Glorot => (2.0 / sum).sqrt(),
-            WeightInit::BookGlorot2019 => 2.0 / sum,
-            WeightInit::PyTorch => 1.0 / (fan_in as f64).sqrt(),
-        }
+    /// The layer as a recurrent layer, if it is one (for its final state).
+    fn recurrent(&self) -> Option<&Recurrent<F>> {
+        None
     }
 
-    /// The fans of a `k × k` convolution from `in_channels` to `out_channels`: Glorot and PyTorch count
-    /// every kernel element (`C·k²`, as PyTorch's initialisers do); the book's "glorot" for convolutions
-    /// is `2 / (in_channels + out_channels)` in every version.
-    pub fn conv_fans(self, in_channels: usize, out_channels: usize, k: usize) -> (usize, usize) {
-        match self {
-            WeightInit::Glorot | WeightInit::PyTorch => (in_channels * k * k, out_channels * k * k),
-            WeightInit::Standard | WeightInit::BookGlorot2019 => (in_channels, out_channels),
-        }
-    }
-
-    /// Draws an array of `shape` for a layer with the given fans: `N(0, scale²)`, or `U(−scale, scale)`
-    /// for [`WeightInit::PyTorch`], in row-major order.
-    pub fn sample<Sh: IntoDimension>(
-        self,
-        rng: &mut RandomState,
-        shape: Sh,
-        (fan_in, fan_out): (usize, usize),
-    ) -> Array<f64, Sh::Dim> {
-        let scale = self.scale(fan_in, fan_out);
-        match self {
-            WeightInit::PyTorch => rng.uniform_array::<f64, _>(shape).mapv(|u| (2.0 * u - 1.0) * scale),
-            _ => rng.normal(0.0, scale, shape),
-        }
+    /// The layer as a recurrent layer, mutably (to set its state).
+    fn recurrent_mut(&mut self) -> Option<&mut Recurrent<F>> {
+        None
     }
 }
 
@@ -121,11 +98,11 @@ macro_rules! delegate_to_ops {
             self.ops.backward_params(output_grad)
         }
 
-        fn params(&self) -> Vec<(&'static str, &Param<F>)> {
+        fn params(&self) -> Vec<(String, &Param<F>)> {
             self.ops.params()
         }
 
-        fn params_mut(&mut self) -> Vec<(&'static str, &mut Param<F>)> {
+        fn params_mut(&mut self) -> Vec<(String, &mut Param<F>)> {
             self.ops.params_mut()
         }
 
@@ -175,12 +152,12 @@ impl<F: Float> LayerOps<F> {
         self.chain.backward_params(g)
     }
 
-    fn params(&self) -> Vec<(&'static str, &Param<F>)> {
-        self.chain.ops().iter().filter_map(|op| op.param()).collect()
+    fn params(&self) -> Vec<(String, &Param<F>)> {
+        self.chain.ops().iter().filter_map(|op| op.param()).map(|(name, p)| (name.to_string(), p)).collect()
     }
 
-    fn params_mut(&mut self) -> Vec<(&'static str, &mut Param<F>)> {
-        self.chain.ops_mut().iter_mut().filter_map(|op| op.param_mut()).collect()
+    fn params_mut(&mut self) -> Vec<(String, &mut Param<F>)> {
+        self.chain.ops_mut().iter_mut().filter_map(|op| op.param_mut()).map(|(name, p)| (name.to_string(), p)).collect()
     }
 }
 
@@ -209,11 +186,11 @@ impl<F: Float> Layer<F> for OpLayer<F> {
         self.op.backward(output_grad)
     }
 
-    fn params(&self) -> Vec<(&'static str, &Param<F>)> {
+    fn params(&self) -> Vec<(String, &Param<F>)> {
         Vec::new()
     }
 
-    fn params_mut(&mut self) -> Vec<(&'static str, &mut Param<F>)> {
+    fn params_mut(&mut self) -> Vec<(String, &mut Param<F>)> {
         Vec::new()
     }
 

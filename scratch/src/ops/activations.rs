@@ -147,7 +147,7 @@ impl<F: Float> Operation<F> for Tanh<F> {
 /// `y = max(0, x)`, `∂L/∂x = ∂L/∂y ⊙ [x > 0]`.
 ///
 /// The book's version passes the gradient where `y ≥ 0`, which is everywhere, so negative inputs get a
-/// gradient too (BOOK.md §4, item 8); this one is correct, and matches PyTorch (gradient 0 at `x = 0`).
+/// gradient too; this one is correct, and matches PyTorch (gradient 0 at `x = 0`).
 pub struct ReLU<F> {
     output: Option<ArrayD<F>>,
 }

@@ -7,22 +7,29 @@ use ndarray::{
 };
 use rayon::prelude::*;
 
-use super::spec::{Biases, CellKind, GruForm, RecurrentSpec, StateMode};
 use super::{kernels, simd};
 use crate::layers::Layer;
 use crate::linalg::{matmul, matmul_into, matmul_into_threaded};
 use crate::ops::Mode;
 use crate::param::{Layout, Param};
 use crate::rng::RandomState;
+use crate::spec::{Biases, CellKind, GruForm, RecurrentSpec, StateMode};
 use crate::{Error, Float, Result};
 
-/// A hidden state `h` `(batch, hidden)`, with the cell state `c` for an LSTM.
+/// The hidden state `h` of every cell of a stack, `(layers, batch, hidden)` (PyTorch's `h_n`), with
+/// the cell states `c` of the same shape for an LSTM (`c_n`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct State<F> {
-    /// The hidden state.
-    pub h: Array2<F>,
-    /// The LSTM's cell state.
-    pub c: Option<Array2<F>>,
+    /// The hidden states.
+    pub h: Array3<F>,
+    /// The LSTM's cell states.
+    pub c: Option<Array3<F>>,
+}
+
+/// One cell's state: `h` `(batch, hidden)` and, for an LSTM, `c`.
+struct CellState<F> {
+    h: Array2<F>,
+    c: Option<Array2<F>>,
 }
 
 /// What the forward pass keeps for back-propagation through time (`T` steps, batch `B`, `G` gates of
@@ -45,11 +52,9 @@ struct Cache<F> {
     w_hh: Array2<F>,
 }
 
-/// The backward pass's buffers: the output gradient `(out, T, B)` and the hidden-state gradient
-/// `(H, T, B)` feature-major, and the gate gradients `(G·H, T, B)` (`dah`: the recurrent side of the
-/// PyTorch GRU's).
+/// The backward pass's buffers: the hidden-state gradient `(H, T, B)` feature-major, and the gate
+/// gradients `(G·H, T, B)` (`dah`: the recurrent side of the PyTorch GRU's).
 struct Gradients<F> {
-    dy: Array3<F>,
     d_hidden: Array3<F>,
     da: Array3<F>,
     dah: Array3<F>,
@@ -115,12 +120,15 @@ fn add_to_rows<F: Float>(mut a: ArrayViewMut2<'_, F>, bias: ArrayView1<'_, F>) {
     a += &bias.insert_axis(Axis(1));
 }
 
-/// A recurrent layer (RNN, LSTM or GRU, see [`CellKind`]) over `(batch, time, input)` sequences,
-/// with an optional output projection: the book's `RNNLayer`, `LSTMLayer` and `GRULayer`.
+/// A recurrent layer (RNN, LSTM or GRU, see [`CellKind`]) over `(batch, time, input)` sequences, a
+/// stack of [`RecurrentSpec::layers`] cells: the book's `RNNLayer`, `LSTMLayer` and `GRULayer` (whose
+/// output projection is a [`Dense`](crate::layers::Dense) layer after this one), PyTorch's `nn.RNN`,
+/// `nn.LSTM` and `nn.GRU`.
 ///
-/// The input products of all steps are one matrix product, `(T·B, input) × (input, G·H)`; each step
-/// then adds its recurrent product `(B, H) × (H, G·H)` and applies the cell element-wise. Backward
-/// runs the steps in reverse, and the weight gradients are again one product each over all steps:
+/// For each cell, the input products of all steps are one matrix product, `(T·B, input) × (input,
+/// G·H)`; each step then adds its recurrent product `(B, H) × (H, G·H)` and applies the cell
+/// element-wise. Backward runs the steps in reverse, and the weight gradients are again one product
+/// each over all steps:
 ///
 /// ```text
 /// ∂L/∂W_ih = Σ_t x_tᵀ ∂L/∂a_t        ∂L/∂W_hh = Σ_t h_{t−1}ᵀ ∂L/∂a_t      ∂L/∂b = Σ_t Σ_batch ∂L/∂a_t
@@ -134,26 +142,35 @@ fn add_to_rows<F: Float>(mut a: ArrayViewMut2<'_, F>, bias: ArrayView1<'_, F>) {
 /// use scratch::layers::Layer;
 /// use scratch::ops::Mode;
 /// use scratch::rng::RandomState;
-/// use scratch::rnn::{CellKind, Recurrent, RecurrentSpec};
+/// use scratch::rnn::Recurrent;
+/// use scratch::spec::{CellKind, RecurrentSpec};
 ///
-/// let spec = RecurrentSpec::new(CellKind::Lstm, 5, 8).with_output(3);
+/// let spec = RecurrentSpec::new(CellKind::Lstm, 5, 8).layers(2);
 /// let mut lstm = Recurrent::<f64>::new(spec, &mut RandomState::new(0))?;
 /// let y = lstm.forward(ndarray::Array3::<f64>::ones((2, 7, 5)).into_dyn(), Mode::Train)?;
-/// assert_eq!(y.shape(), &[2, 7, 3]);
+/// assert_eq!(y.shape(), &[2, 7, 8]);
+/// assert_eq!(lstm.final_state().unwrap().h.shape(), &[2, 2, 8]);
 /// # Ok::<(), scratch::Error>(())
 /// ```
 pub struct Recurrent<F: Float> {
     spec: RecurrentSpec,
+    cells: Vec<Cell<F>>,
+    carried: Option<State<F>>,
+    last: Option<State<F>>,
+}
+
+/// One cell of the stack unrolled over the sequence, with back-propagation through time; its spec is
+/// the layer's with this cell's input size and one layer.
+struct Cell<F: Float> {
+    spec: RecurrentSpec,
+    /// The cell's index in the stack: the `k` of its parameters' `_l{k}`.
+    index: usize,
     /// `(input, G·H)`, canonical `(G·H, input)`.
     weight_ih: Param<F>,
     /// `(H, G·H)`, canonical `(G·H, H)`.
     weight_hh: Param<F>,
     bias_ih: Param<F>,
     bias_hh: Option<Param<F>>,
-    /// `weight_out` `(H, output)`, canonical `(output, H)`, and `bias_out`.
-    projection: Option<(Param<F>, Param<F>)>,
-    carried: Option<State<F>>,
-    last: Option<State<F>>,
     cache: Option<Cache<F>>,
     gradients: Option<Gradients<F>>,
 }
@@ -168,25 +185,28 @@ impl<F: Float> Recurrent<F> {
     /// # Errors
     /// Invalid sizes or initialisation.
     pub fn new(spec: RecurrentSpec, rng: &mut RandomState) -> Result<Self> {
-        let values = spec.draw(rng)?;
-        let param = |name: &str, layout: Layout| {
-            let (_, v) = values.iter().find(|(n, _)| *n == name).expect("drawn");
-            Param::new(layout.from_canonical(&v.mapv(F::cast)), layout)
-        };
-        Ok(Recurrent {
-            spec,
-            weight_ih: param("weight_ih", Layout::SwapAxes01),
-            weight_hh: param("weight_hh", Layout::SwapAxes01),
-            bias_ih: param("bias_ih", Layout::Canonical),
-            bias_hh: (spec.biases == Biases::Two).then(|| param("bias_hh", Layout::Canonical)),
-            projection: spec
-                .output
-                .map(|_| (param("weight_out", Layout::SwapAxes01), param("bias_out", Layout::Canonical))),
-            carried: None,
-            last: None,
-            cache: None,
-            gradients: None,
-        })
+        let mut layer = Recurrent { spec, cells: Vec::new(), carried: None, last: None };
+        layer.set_values(spec.draw(rng)?);
+        Ok(layer)
+    }
+
+    /// Rebuilds the cells from drawn values, in the order of [`RecurrentSpec::parameter_shapes`].
+    fn set_values(&mut self, values: Vec<(String, ArrayD<f64>)>) {
+        let mut values = values.into_iter().map(|(_, v)| v);
+        self.cells = (0..self.spec.layers)
+            .map(|index| {
+                let mut next = |layout: Layout| {
+                    let v = values.next().expect("one value per parameter");
+                    Param::new(layout.from_canonical(&v.mapv(F::cast)), layout)
+                };
+                let (weight_ih, weight_hh) = (next(Layout::SwapAxes01), next(Layout::SwapAxes01));
+                let bias_ih = next(Layout::Canonical);
+                let bias_hh = (self.spec.biases == Biases::Two).then(|| next(Layout::Canonical));
+                let spec = RecurrentSpec { input: self.spec.input_of(index), layers: 1, ..self.spec };
+                Cell { spec, index, weight_ih, weight_hh, bias_ih, bias_hh, cache: None, gradients: None }
+            })
+            .collect();
+        self.reset_state();
     }
 
     /// The layer's description.
@@ -194,24 +214,25 @@ impl<F: Float> Recurrent<F> {
         &self.spec
     }
 
-    /// The final state of the last forward pass.
+    /// The final state of the last forward pass: every cell's `h` (and `c`), `(layers, batch, hidden)`.
     pub fn final_state(&self) -> Option<&State<F>> {
         self.last.as_ref()
     }
 
-    /// Sets the state the next call starts from: `h` `(batch or 1, hidden)` and, for an LSTM, `c` of
-    /// the same shape. Used as the carried state of [`StateMode::Carry`] and [`StateMode::CarryMean`]
-    /// (one row is broadcast over the batch).
+    /// Sets the state the next call starts from: `h` `(layers, batch or 1, hidden)` and, for an LSTM,
+    /// `c` of the same shape. Used as the carried state of [`StateMode::Carry`] and
+    /// [`StateMode::CarryMean`] (one row is broadcast over the batch).
     ///
     /// # Errors
     /// If a shape is wrong, `c` is missing for an LSTM or given for another cell, or the layer's mode
     /// is [`StateMode::Reset`].
-    pub fn set_state(&mut self, h: Array2<F>, c: Option<Array2<F>>) -> Result<()> {
+    pub fn set_state(&mut self, h: Array3<F>, c: Option<Array3<F>>) -> Result<()> {
         if self.spec.state == StateMode::Reset {
             return Err(Error::InvalidArgument("set_state on a layer that resets its state at every call".into()));
         }
-        let want = format!("(batch, {})", self.spec.hidden);
-        if h.ncols() != self.spec.hidden || h.nrows() == 0 {
+        let want = format!("({}, batch, {})", self.spec.layers, self.spec.hidden);
+        let (layers, rows, hidden) = h.dim();
+        if layers != self.spec.layers || hidden != self.spec.hidden || rows == 0 {
             return Err(Error::shape("hidden state", want, h.shape()));
         }
         match (&c, self.spec.cell == CellKind::Lstm) {
@@ -225,16 +246,18 @@ impl<F: Float> Recurrent<F> {
         Ok(())
     }
 
-    fn initial_state(&self, batch: usize) -> Result<State<F>> {
+    /// The state cell `k` starts this call from, for a batch of `batch`.
+    fn initial_state(&self, k: usize, batch: usize) -> Result<CellState<F>> {
         let h = self.spec.hidden;
         let zeros = || Array2::zeros((batch, h));
-        let with_lstm_c = |c: Option<Array2<F>>| c.or_else(|| (self.spec.cell == CellKind::Lstm).then(zeros));
+        let lstm = self.spec.cell == CellKind::Lstm;
         let Some(carried) = self.carried.as_ref().filter(|_| self.spec.state != StateMode::Reset) else {
-            return Ok(State { h: zeros(), c: with_lstm_c(None) });
+            return Ok(CellState { h: zeros(), c: lstm.then(zeros) });
         };
-        let fit = |a: &Array2<F>| -> Result<Array2<F>> {
+        let fit = |a: &Array3<F>| -> Result<Array2<F>> {
+            let a = a.index_axis(Axis(0), k);
             if a.nrows() == batch {
-                Ok(a.clone())
+                Ok(a.to_owned())
             } else if a.nrows() == 1 {
                 Ok(a.broadcast((batch, h)).expect("one row broadcasts").to_owned())
             } else {
@@ -245,9 +268,28 @@ impl<F: Float> Recurrent<F> {
                 )))
             }
         };
-        Ok(State { h: fit(&carried.h)?, c: with_lstm_c(carried.c.as_ref().map(fit).transpose()?) })
+        let c = match &carried.c {
+            Some(c) => Some(fit(c)?),
+            None => lstm.then(zeros),
+        };
+        Ok(CellState { h: fit(&carried.h)?, c })
     }
 
+    /// Runs the cells backward from the gradient of the top cell's output; the input gradient of the
+    /// bottom cell if `input_grad`.
+    fn backward_cells(&mut self, output_grad: ArrayD<F>, input_grad: bool) -> Result<Option<ArrayD<F>>> {
+        let mut grad = output_grad;
+        for k in (0..self.cells.len()).rev() {
+            match self.cells[k].backward_impl(grad, input_grad || k > 0)? {
+                Some(g) => grad = g,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(grad))
+    }
+}
+
+impl<F: Float> Cell<F> {
     /// The canonical `(G·H, ·)` weight, contiguous, for the products in the feature-major layout.
     fn canonical(p: &Param<F>, old: Option<Array2<F>>) -> Array2<F> {
         let w = matrix(p);
@@ -351,7 +393,7 @@ impl<F: Float> Recurrent<F> {
 
     /// Runs the cell over the sequence, the batch split in blocks over the threads, in the buffers of
     /// the previous call where they fit.
-    fn unroll(&self, input: ArrayD<F>, start: State<F>, old: Option<Cache<F>>) -> Cache<F> {
+    fn unroll(&self, input: ArrayD<F>, start: CellState<F>, old: Option<Cache<F>>) -> Cache<F> {
         let (batch, steps, h) = (input.shape()[0], input.shape()[1], self.spec.hidden);
         let gh = self.spec.cell.gates() * h;
         let (old_x, old_gates, old_hs, old_cs, old_aux, old_w_ih, old_w_hh) = match old {
@@ -388,17 +430,24 @@ impl<F: Float> Recurrent<F> {
         Cache { x, gates, hs, cs, aux, w_ih, w_hh }
     }
 
-    /// The layer's output from the hidden states `h_1 … h_T`, batch-major `(B, T, ·)`.
-    fn output(&self, cache: &Cache<F>, steps: usize, batch: usize) -> ArrayD<F> {
-        let feature_major = match &self.projection {
-            Some((w, b)) => {
-                let mut y = Array2::from_shape_fn((self.spec.output_width(), steps * batch), |(r, _)| b.value[r]);
-                matmul_into_threaded(&mut y.view_mut(), &matrix(w).t(), &merged(&cache.hs, 1, steps), true);
-                y.into_shape_with_order((self.spec.output_width(), steps, batch)).expect("sizes agree")
-            }
-            None => cache.hs.slice(s![.., 1.., ..]).to_owned(),
+    /// The cell's output, the hidden states `h_1 … h_T` batch-major: `(B, T, H)`.
+    fn output(cache: &Cache<F>) -> ArrayD<F> {
+        cache.hs.slice(s![.., 1.., ..]).permuted_axes([2, 1, 0]).as_standard_layout().into_owned().into_dyn()
+    }
+
+    /// Runs the cell over `input` `(B, T, in)` from `start`: its output and its final state.
+    fn forward(&mut self, input: ArrayD<F>, start: CellState<F>) -> (ArrayD<F>, CellState<F>) {
+        let steps = input.shape()[1];
+        let old = self.cache.take();
+        let cache = self.unroll(input, start, old);
+        let last = CellState {
+            h: cache.hs.index_axis(Axis(1), steps).t().as_standard_layout().into_owned(),
+            c: (self.spec.cell == CellKind::Lstm)
+                .then(|| cache.cs.index_axis(Axis(1), steps).t().as_standard_layout().into_owned()),
         };
-        feature_major.permuted_axes([2, 1, 0]).as_standard_layout().into_owned().into_dyn()
+        let y = Self::output(&cache);
+        self.cache = Some(cache);
+        (y, last)
     }
 
     /// Back-propagation through time over one block of batch columns: fills the gate gradients.
@@ -446,7 +495,7 @@ impl<F: Float> Recurrent<F> {
             self.cache.take().ok_or_else(|| Error::InvalidArgument("Recurrent: backward before forward".into()))?;
         let (h, gh) = (self.spec.hidden, self.spec.cell.gates() * self.spec.hidden);
         let (steps, batch) = (cache.gates.dim().1, cache.gates.dim().2);
-        let want = [batch, steps, self.spec.output_width()];
+        let want = [batch, steps, h];
         if output_grad.shape() != want {
             self.cache = Some(cache);
             return Err(Error::shape("output gradient", format!("{want:?}"), output_grad.shape()));
@@ -454,25 +503,13 @@ impl<F: Float> Recurrent<F> {
         let rows = steps * batch;
         let pytorch_gru = self.spec.cell == CellKind::Gru(GruForm::PyTorch);
         let old = self.gradients.take();
-        let (old_dy, old_dh, old_da, old_dah) = match old {
-            Some(g) => (Some(g.dy), Some(g.d_hidden), Some(g.da), Some(g.dah)),
+        let (old_dh, old_da, old_dah) = match old {
+            Some(g) => (Some(g.d_hidden), Some(g.da), Some(g.dah)),
             None => Default::default(),
         };
-        // (B, T, out) to feature-major (out, T, B).
-        let mut dy = reuse(old_dy, ndarray::Dim([want[2], steps, batch]));
-        dy.assign(&output_grad.into_dimensionality::<Ix3>().expect("checked").permuted_axes([2, 1, 0]));
+        // (B, T, H) to feature-major (H, T, B).
         let mut d_hidden = reuse(old_dh, ndarray::Dim([h, steps, batch]));
-        match &mut self.projection {
-            Some((w, b)) => {
-                let dy = dy.view().into_shape_with_order((want[2], rows)).expect("contiguous");
-                let mut w_grad = w.grad.view_mut().into_dimensionality::<Ix2>().expect("a matrix");
-                matmul_into_threaded(&mut w_grad, &merged(&cache.hs, 1, steps), &dy.t(), false);
-                b.grad = dy.sum_axis(Axis(1)).into_dyn();
-                let mut dh = d_hidden.view_mut().into_shape_with_order((h, rows)).expect("contiguous");
-                matmul_into_threaded(&mut dh, &matrix(w), &dy, false);
-            }
-            None => d_hidden.assign(&dy),
-        }
+        d_hidden.assign(&output_grad.into_dimensionality::<Ix3>().expect("checked").permuted_axes([2, 1, 0]));
 
         let mut da = reuse(old_da, ndarray::Dim([gh, steps, batch]));
         let mut dah = reuse(old_dah, ndarray::Dim([if pytorch_gru { gh } else { 0 }, steps, batch]));
@@ -524,91 +561,99 @@ impl<F: Float> Recurrent<F> {
             let dx = dx.into_shape_with_order((steps, batch, self.spec.input)).expect("sizes agree");
             dx.permuted_axes([1, 0, 2]).as_standard_layout().into_owned().into_dyn()
         });
-        self.gradients = Some(Gradients { dy, d_hidden, da, dah });
+        self.gradients = Some(Gradients { d_hidden, da, dah });
         self.cache = Some(cache);
         Ok(dx)
     }
 }
 
-impl<F: Float> Layer<F> for Recurrent<F> {
-    fn describe(&self) -> String {
-        let s = &self.spec;
-        match s.output {
-            Some(o) => format!("{}({} -> {} -> {o})", s.cell.name(), s.input, s.hidden),
-            None => format!("{}({} -> {})", s.cell.name(), s.input, s.hidden),
-        }
+impl<F: Float> Cell<F> {
+    /// The parameters with their names, `weight_ih_l{k}`, ... (the order of
+    /// [`RecurrentSpec::parameter_shapes`]).
+    fn params(&self) -> Vec<(String, &Param<F>)> {
+        let mut out = vec![&self.weight_ih, &self.weight_hh, &self.bias_ih];
+        out.extend(self.bias_hh.as_ref());
+        self.spec.cell_parameters().iter().map(|name| format!("{name}_l{}", self.index)).zip(out).collect()
     }
 
-    /// `(batch, time, input)` to `(batch, time, output)`.
+    fn params_mut(&mut self) -> Vec<(String, &mut Param<F>)> {
+        let names = self.spec.cell_parameters().iter().map(|name| format!("{name}_l{}", self.index));
+        let mut out = vec![&mut self.weight_ih, &mut self.weight_hh, &mut self.bias_ih];
+        out.extend(self.bias_hh.as_mut());
+        names.zip(out).collect()
+    }
+}
+
+impl<F: Float> Layer<F> for Recurrent<F> {
+    fn describe(&self) -> String {
+        self.spec.describe()
+    }
+
+    /// `(batch, time, input)` to `(batch, time, hidden)`.
     fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
-        let (batch, steps) = match *input.shape() {
-            [b, t, v] if v == self.spec.input && b > 0 && t > 0 => (b, t),
+        let batch = match *input.shape() {
+            [b, t, v] if v == self.spec.input && b > 0 && t > 0 => b,
             _ => {
                 let want = format!("(batch > 0, time > 0, {})", self.spec.input);
                 return Err(Error::shape("input", want, input.shape()));
             }
         };
-        let start = self.initial_state(batch)?;
-        let old = self.cache.take();
-        let cache = self.unroll(input, start, old);
-        let last = State {
-            h: cache.hs.index_axis(Axis(1), steps).t().as_standard_layout().into_owned(),
-            c: (self.spec.cell == CellKind::Lstm)
-                .then(|| cache.cs.index_axis(Axis(1), steps).t().as_standard_layout().into_owned()),
+        let starts = (0..self.cells.len()).map(|k| self.initial_state(k, batch)).collect::<Result<Vec<_>>>()?;
+        let mut y = input;
+        let (mut hs, mut cs) = (Vec::new(), Vec::new());
+        for (cell, start) in self.cells.iter_mut().zip(starts) {
+            let (out, last) = cell.forward(y, start);
+            y = out;
+            hs.push(last.h);
+            cs.extend(last.c);
+        }
+        let stack = |states: Vec<Array2<F>>| {
+            let views: Vec<_> = states.iter().map(|a| a.view()).collect();
+            ndarray::stack(Axis(0), &views).expect("states of one shape")
         };
+        let last = State { h: stack(hs), c: (!cs.is_empty()).then(|| stack(cs)) };
         self.carried = match self.spec.state {
             StateMode::Reset => None,
             StateMode::Carry => Some(last.clone()),
             StateMode::CarryMean => {
-                let mean = |a: &Array2<F>| a.mean_axis(Axis(0)).expect("batch > 0").insert_axis(Axis(0));
+                let mean = |a: &Array3<F>| a.mean_axis(Axis(1)).expect("batch > 0").insert_axis(Axis(1));
                 Some(State { h: mean(&last.h), c: last.c.as_ref().map(mean) })
             }
         };
         self.last = Some(last);
-        let y = self.output(&cache, steps, batch);
-        self.cache = Some(cache);
         Ok(y)
     }
 
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
-        Ok(self.backward_impl(output_grad, true)?.expect("asked for"))
+        Ok(self.backward_cells(output_grad, true)?.expect("asked for"))
     }
 
     fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {
-        self.backward_impl(output_grad, false).map(drop)
+        self.backward_cells(output_grad, false).map(drop)
     }
 
-    fn params(&self) -> Vec<(&'static str, &Param<F>)> {
-        let mut out = vec![("weight_ih", &self.weight_ih), ("weight_hh", &self.weight_hh), ("bias_ih", &self.bias_ih)];
-        out.extend(self.bias_hh.as_ref().map(|b| ("bias_hh", b)));
-        if let Some((w, b)) = &self.projection {
-            out.extend([("weight_out", w), ("bias_out", b)]);
-        }
-        out
+    fn params(&self) -> Vec<(String, &Param<F>)> {
+        self.cells.iter().flat_map(Cell::params).collect()
     }
 
-    fn params_mut(&mut self) -> Vec<(&'static str, &mut Param<F>)> {
-        let mut out = vec![
-            ("weight_ih", &mut self.weight_ih),
-            ("weight_hh", &mut self.weight_hh),
-            ("bias_ih", &mut self.bias_ih),
-        ];
-        out.extend(self.bias_hh.as_mut().map(|b| ("bias_hh", b)));
-        if let Some((w, b)) = &mut self.projection {
-            out.extend([("weight_out", w), ("bias_out", b)]);
-        }
-        out
+    fn params_mut(&mut self) -> Vec<(String, &mut Param<F>)> {
+        self.cells.iter_mut().flat_map(Cell::params_mut).collect()
     }
 
     fn reinitialize(&mut self, rng: &mut RandomState) {
         let values = self.spec.draw(rng).expect("the spec was valid when the layer was built");
-        for ((name, p), (_, v)) in self.params_mut().into_iter().zip(values) {
-            p.set_canonical(&v.mapv(F::cast), name).expect("same shapes");
-        }
-        self.reset_state();
+        self.set_values(values);
     }
 
     fn reset_state(&mut self) {
         self.carried = None;
+    }
+
+    fn recurrent(&self) -> Option<&Recurrent<F>> {
+        Some(self)
+    }
+
+    fn recurrent_mut(&mut self) -> Option<&mut Recurrent<F>> {
+        Some(self)
     }
 }

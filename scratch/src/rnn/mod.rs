@@ -2,17 +2,16 @@
 //! the character-level language model they are trained as.
 //!
 //! One [`Recurrent`] layer covers the book's `RNNLayer`, `LSTMLayer` and `GRULayer`; its
-//! [`CellKind`] picks the cell. Parameters are laid out as PyTorch's `nn.RNN`, `nn.LSTM` and
-//! `nn.GRU` lay them out (see [`RecurrentSpec`]), so that a checkpoint of either engine loads into
-//! the other. Layers stack as any other layers do: a network of `Recurrent` layers followed by a
-//! softmax cross-entropy over the last axis is the book's `RNNModel`.
+//! [`CellKind`](crate::spec::CellKind) picks the cell. Parameters are named and laid out as PyTorch's
+//! `nn.RNN`, `nn.LSTM` and `nn.GRU` name and lay them out (see
+//! [`RecurrentSpec`](crate::spec::RecurrentSpec)), so that a checkpoint moves between either engine
+//! and PyTorch. A `Recurrent` layer, a dense projection over the last axis and a softmax
+//! cross-entropy are the book's `RNNModel` ([`crate::spec::book::language_model`]).
 
 mod kernels;
 mod language_model;
 mod layer;
 mod simd;
-mod spec;
 
 pub use language_model::{one_hot, sample_index, CharWindows};
 pub use layer::{Recurrent, State};
-pub use spec::{Biases, CellKind, GruForm, RecurrentInit, RecurrentSpec, StateMode};

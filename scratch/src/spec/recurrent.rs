@@ -79,8 +79,7 @@ pub enum StateMode {
 /// How the initial weights are drawn.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum RecurrentInit {
-    /// `U(−1/√hidden, 1/√hidden)` for every parameter, as PyTorch's recurrent layers (and its `Linear`
-    /// on `hidden` inputs, for the output projection).
+    /// `U(−1/√hidden, 1/√hidden)` for every parameter, as PyTorch's recurrent layers.
     PyTorch,
     /// `N(0, std²)` for every parameter: the book's `weight_scale`.
     Normal(f64),
@@ -95,15 +94,27 @@ pub enum Biases {
     Two,
 }
 
-/// A recurrent layer: `(batch, time, input)` in, `(batch, time, output)` out, where the output is the
-/// hidden state or, with an output projection (the book's `W_v`, `B_v`), `h W_outᵀ + b_out`.
+/// A recurrent layer: `(batch, time, input)` in, `(batch, time, hidden)` out: the hidden states of
+/// the last of `layers` stacked cells (the first reads the input, each next one the hidden states of
+/// the one before), as `torch.nn.RNN`, `nn.LSTM` and `nn.GRU` with `num_layers` and
+/// `batch_first=True`. The book's output projection (`W_v`) is a [`DenseSpec`](super::DenseSpec)
+/// after the layer, applied over the last axis.
 ///
-/// Its parameters, named and shaped as PyTorch would (`G` gate blocks of `hidden`):
+/// Its parameters, named and shaped as PyTorch's (`G` gate blocks of `hidden`, `k` the cell's index
+/// in the stack, `in_k` the input size for `k = 0` and `hidden` after):
 ///
 /// ```text
-/// weight_ih  (G·hidden, input)     weight_hh  (G·hidden, hidden)
-/// bias_ih    (G·hidden)            bias_hh    (G·hidden)          (Biases::Two only)
-/// weight_out (output, hidden)      bias_out   (output)            (with an output projection)
+/// weight_ih_l{k}  (G·hidden, in_k)     weight_hh_l{k}  (G·hidden, hidden)
+/// bias_ih_l{k}    (G·hidden)           bias_hh_l{k}    (G·hidden)          (Biases::Two only)
+/// ```
+///
+/// ```
+/// use scratch::spec::{CellKind, RecurrentSpec};
+///
+/// let lstm = RecurrentSpec::new(CellKind::Lstm, 76, 256).layers(2);
+/// let names: Vec<String> = lstm.parameter_shapes().into_iter().map(|(name, _)| name).collect();
+/// assert_eq!(names[..4], ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]);
+/// assert_eq!(lstm.parameter_shapes()[4].1, vec![4 * 256, 256]);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RecurrentSpec {
@@ -111,11 +122,11 @@ pub struct RecurrentSpec {
     pub cell: CellKind,
     /// Input features per step.
     pub input: usize,
-    /// Hidden units.
+    /// Hidden units of every cell.
     pub hidden: usize,
-    /// The width of the output projection, if there is one.
-    pub output: Option<usize>,
-    /// One or two bias vectors.
+    /// Stacked cells (PyTorch's `num_layers`).
+    pub layers: usize,
+    /// One or two bias vectors per cell.
     pub biases: Biases,
     /// Initial weights.
     pub init: RecurrentInit,
@@ -124,35 +135,51 @@ pub struct RecurrentSpec {
 }
 
 impl RecurrentSpec {
-    /// A layer with PyTorch's defaults: two biases, its initialisation, no output projection, state
-    /// reset at every call.
+    /// One cell with PyTorch's defaults: two biases, its initialisation, state reset at every call.
     pub fn new(cell: CellKind, input: usize, hidden: usize) -> Self {
         RecurrentSpec {
             cell,
             input,
             hidden,
-            output: None,
+            layers: 1,
             biases: Biases::Two,
             init: RecurrentInit::PyTorch,
             state: StateMode::Reset,
         }
     }
 
-    /// With an output projection to `output` features.
-    pub fn with_output(mut self, output: usize) -> Self {
-        self.output = Some(output);
+    /// With `layers` stacked cells.
+    pub fn layers(mut self, layers: usize) -> Self {
+        self.layers = layers;
+        self
+    }
+
+    /// With `biases` bias vectors per cell.
+    pub fn biases(mut self, biases: Biases) -> Self {
+        self.biases = biases;
+        self
+    }
+
+    /// With the initialisation `init`.
+    pub fn init(mut self, init: RecurrentInit) -> Self {
+        self.init = init;
         self
     }
 
     /// With `state` between calls.
-    pub fn with_state(mut self, state: StateMode) -> Self {
+    pub fn state(mut self, state: StateMode) -> Self {
         self.state = state;
         self
     }
 
-    /// The features per step the layer emits.
-    pub fn output_width(&self) -> usize {
-        self.output.unwrap_or(self.hidden)
+    /// The input features of cell `layer` of the stack: the layer's input for the first, the hidden
+    /// size after.
+    pub fn input_of(&self, layer: usize) -> usize {
+        if layer == 0 {
+            self.input
+        } else {
+            self.hidden
+        }
     }
 
     /// Checks that every size is positive and the initialisation is finite.
@@ -160,8 +187,11 @@ impl RecurrentSpec {
     /// # Errors
     /// Naming the offending setting.
     pub fn validate(&self) -> Result<()> {
-        if self.input == 0 || self.hidden == 0 || self.output == Some(0) {
-            return Err(Error::InvalidArgument(format!("recurrent layer {self:?}: every size must be positive")));
+        if self.input == 0 || self.hidden == 0 || self.layers == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "{}: input, hidden size and layers must be positive",
+                self.describe()
+            )));
         }
         if let RecurrentInit::Normal(std) = self.init {
             if !(std.is_finite() && std >= 0.0) {
@@ -171,26 +201,39 @@ impl RecurrentSpec {
         Ok(())
     }
 
-    /// The parameters' names and canonical (PyTorch) shapes, in drawing order.
-    pub fn parameter_shapes(&self) -> Vec<(&'static str, Vec<usize>)> {
-        let gh = self.cell.gates() * self.hidden;
-        let mut shapes = vec![("weight_ih", vec![gh, self.input]), ("weight_hh", vec![gh, self.hidden])];
-        shapes.push(("bias_ih", vec![gh]));
-        if self.biases == Biases::Two {
-            shapes.push(("bias_hh", vec![gh]));
+    /// The short names of one cell's parameters, without the `_l{k}` suffix, in drawing order:
+    /// `weight_ih`, `weight_hh`, `bias_ih` and, with two biases, `bias_hh`.
+    pub fn cell_parameters(&self) -> &'static [&'static str] {
+        match self.biases {
+            Biases::One => &["weight_ih", "weight_hh", "bias_ih"],
+            Biases::Two => &["weight_ih", "weight_hh", "bias_ih", "bias_hh"],
         }
-        if let Some(out) = self.output {
-            shapes.push(("weight_out", vec![out, self.hidden]));
-            shapes.push(("bias_out", vec![out]));
-        }
-        shapes
     }
 
-    /// Draws every parameter, in the order of [`RecurrentSpec::parameter_shapes`], in canonical layout.
+    /// Every parameter's name (`weight_ih_l0`, ...) and canonical (PyTorch) shape, in drawing order:
+    /// the one list both engines name their parameters from.
+    pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let gh = self.cell.gates() * self.hidden;
+        (0..self.layers)
+            .flat_map(|k| {
+                self.cell_parameters().iter().map(move |&name| {
+                    let shape = match name {
+                        "weight_ih" => vec![gh, self.input_of(k)],
+                        "weight_hh" => vec![gh, self.hidden],
+                        _ => vec![gh],
+                    };
+                    (format!("{name}_l{k}"), shape)
+                })
+            })
+            .collect()
+    }
+
+    /// Draws every parameter, in the order of [`RecurrentSpec::parameter_shapes`], in canonical layout:
+    /// `U(−1/√hidden, 1/√hidden)` ([`RecurrentInit::PyTorch`]) or `N(0, std²)`.
     ///
     /// # Errors
     /// As [`RecurrentSpec::validate`].
-    pub fn draw(&self, rng: &mut RandomState) -> Result<Vec<(&'static str, ArrayD<f64>)>> {
+    pub fn draw(&self, rng: &mut RandomState) -> Result<Vec<(String, ArrayD<f64>)>> {
         self.validate()?;
         Ok(self
             .parameter_shapes()
@@ -207,5 +250,11 @@ impl RecurrentSpec {
                 (name, value)
             })
             .collect())
+    }
+
+    /// A one-line description, e.g. `LSTM(76 -> 256)` or `GRU(76 -> 256, 2 layers)`.
+    pub fn describe(&self) -> String {
+        let layers = if self.layers == 1 { String::new() } else { format!(", {} layers", self.layers) };
+        format!("{}({} -> {}{layers})", self.cell.name(), self.input, self.hidden)
     }
 }

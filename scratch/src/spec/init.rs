@@ -1,0 +1,59 @@
+//! How a layer's weights start.
+
+use ndarray::{Array, IntoDimension};
+
+use crate::rng::RandomState;
+
+/// How a layer draws its initial weights and biases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightInit {
+    /// Normal with standard deviation 1: the book's default (`np.random.randn`).
+    Standard,
+    /// Glorot (Xavier) normal, standard deviation `sqrt(2 / (fan_in + fan_out))`; the book's current
+    /// code, which applies the same scale to the bias.
+    Glorot,
+    /// The book's 2019 "glorot": standard deviation `2 / (fan_in + fan_out)`, without the square root.
+    BookGlorot2019,
+    /// PyTorch's default for `nn.Linear` and `nn.Conv2d` (Kaiming uniform with `a = √5`): weights and
+    /// biases uniform in `±1 / sqrt(fan_in)`. The book's chapter-7 models use it.
+    PyTorch,
+}
+
+impl WeightInit {
+    /// The standard deviation of a normal initialisation, or the bound of a uniform one, for the given
+    /// fans.
+    pub fn scale(self, fan_in: usize, fan_out: usize) -> f64 {
+        let sum = (fan_in + fan_out) as f64;
+        match self {
+            WeightInit::Standard => 1.0,
+            WeightInit::Glorot => (2.0 / sum).sqrt(),
+            WeightInit::BookGlorot2019 => 2.0 / sum,
+            WeightInit::PyTorch => 1.0 / (fan_in as f64).sqrt(),
+        }
+    }
+
+    /// The fans of a `k × k` convolution from `in_channels` to `out_channels`: Glorot and PyTorch count
+    /// every kernel element (`C·k²`, as PyTorch's initialisers do); the book's "glorot" for convolutions
+    /// is `2 / (in_channels + out_channels)` in every version.
+    pub fn conv_fans(self, in_channels: usize, out_channels: usize, k: usize) -> (usize, usize) {
+        match self {
+            WeightInit::Glorot | WeightInit::PyTorch => (in_channels * k * k, out_channels * k * k),
+            WeightInit::Standard | WeightInit::BookGlorot2019 => (in_channels, out_channels),
+        }
+    }
+
+    /// Draws an array of `shape` for a layer with the given fans: `N(0, scale²)`, or `U(−scale, scale)`
+    /// for [`WeightInit::PyTorch`], in row-major order.
+    pub fn sample<Sh: IntoDimension>(
+        self,
+        rng: &mut RandomState,
+        shape: Sh,
+        (fan_in, fan_out): (usize, usize),
+    ) -> Array<f64, Sh::Dim> {
+        let scale = self.scale(fan_in, fan_out);
+        match self {
+            WeightInit::PyTorch => rng.uniform_array::<f64, _>(shape).mapv(|u| (2.0 * u - 1.0) * scale),
+            _ => rng.normal(0.0, scale, shape),
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The fully connected layer on libtorch.
+
+use std::borrow::Borrow;
+
+use scratch::param::Layout;
+use scratch::rng::RandomState;
+use scratch::spec::DenseSpec;
+use tch::{nn, Tensor};
+
+use super::{activate, module_by_checked_forward, parameter, set_values, Dropout, Layer};
+use crate::Result;
+
+/// A fully connected layer, `activation(x Wᵀ + b)` over the last axis, then optional dropout: the
+/// book's chapter-7 `DenseLayer` (`nn.Linear`, activation, `nn.Dropout`).
+///
+/// Parameters `weight: (neurons, inputs)` and `bias: (neurons,)`, PyTorch's layout and names.
+#[derive(Debug)]
+pub struct Dense {
+    spec: DenseSpec,
+    inputs: usize,
+    weight: Tensor,
+    bias: Tensor,
+    dropout: Option<Dropout>,
+}
+
+/// A dense layer on `inputs` inputs as `spec` describes, its parameters `weight` and `bias` under
+/// `path` (of the path's kind and device), drawn from `rng` as the from-scratch `Dense` draws them;
+/// the counterpart of `tch::nn::linear`.
+///
+/// # Errors
+/// Invalid settings (see [`DenseSpec::validate`]).
+pub fn dense<'a>(
+    path: impl Borrow<nn::Path<'a>>,
+    inputs: usize,
+    spec: DenseSpec,
+    rng: &mut RandomState,
+) -> Result<Dense> {
+    spec.validate(inputs)?;
+    let path = path.borrow();
+    let weight = parameter(path, "weight", &[spec.neurons, inputs]);
+    let bias = parameter(path, "bias", &[spec.neurons]);
+    let dropout = spec.dropout.map(|(keep, style)| Dropout::new(keep, style, 0));
+    let layer = Dense { spec, inputs, weight, bias, dropout };
+    layer.reinitialize(rng);
+    Ok(layer)
+}
+
+impl Layer for Dense {
+    fn describe(&self) -> String {
+        self.spec.describe(self.inputs)
+    }
+
+    fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let size = xs.size();
+        if !(2..=3).contains(&size.len()) || size.last() != Some(&(self.inputs as i64)) {
+            let want = format!("(batch, {})", self.inputs);
+            return Err(scratch::Error::shape("input", want, size).into());
+        }
+        let y = activate(&xs.linear(&self.weight, Some(&self.bias)), self.spec.activation);
+        match &self.dropout {
+            Some(d) => d.f_forward_t(&y, train),
+            None => Ok(y),
+        }
+    }
+
+    fn parameters(&self) -> Vec<(String, Tensor)> {
+        vec![("weight".into(), self.weight.shallow_clone()), ("bias".into(), self.bias.shallow_clone())]
+    }
+
+    /// Draws as [`DenseSpec::draw`] says, then turns the book's `(inputs, neurons)` weight into
+    /// `(neurons, inputs)` with the from-scratch engine's own conversion ([`Layout`]).
+    fn reinitialize(&self, rng: &mut RandomState) {
+        let draw = self.spec.draw(rng, self.inputs);
+        set_values(&self.weight, &Layout::SwapAxes01.to_canonical(&draw.weight.into_dyn()));
+        set_values(&self.bias, &draw.bias.into_dyn());
+        if let (Some(d), Some(seed)) = (&self.dropout, draw.dropout_seed) {
+            d.reseed(seed);
+        }
+    }
+
+    fn reseeds_in_book(&self) -> bool {
+        true
+    }
+
+    fn dropout(&self) -> Option<&Dropout> {
+        self.dropout.as_ref()
+    }
+}
+
+module_by_checked_forward!(Dense);

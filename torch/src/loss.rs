@@ -1,0 +1,142 @@
+//! Losses on libtorch, as functions of the prediction and the target (as in PyTorch), with the same
+//! reductions and target forms as the from-scratch engine's.
+
+use scratch::spec::{CrossEntropyValue, LossSpec, MseReduction, Reduction};
+use tch::{Kind, Tensor};
+
+use crate::Result;
+
+/// The loss `spec` describes, of `prediction` against `target`, as a scalar tensor to call `backward`
+/// on.
+///
+/// # Errors
+/// Shapes that do not fit (naming the loss and both shapes), an empty batch, or class indices out of
+/// range.
+pub fn loss(spec: LossSpec, prediction: &Tensor, target: &Tensor) -> Result<Tensor> {
+    match spec {
+        LossSpec::MeanSquaredError(reduction) => mse(prediction, target, reduction),
+        LossSpec::SoftmaxCrossEntropy { reduction, value } => cross_entropy(prediction, target, reduction, value),
+    }
+}
+
+fn empty(name: &str) -> crate::Error {
+    scratch::Error::InvalidArgument(format!("{name}: empty batch")).into()
+}
+
+/// Mean squared error: `Σ (p − y)² / D`, `D` the rows (the book's), the elements (`nn.MSELoss()`) or 1
+/// (`reduction='sum'`).
+///
+/// # Errors
+/// Shapes that differ, or an empty batch.
+pub fn mse(prediction: &Tensor, target: &Tensor, reduction: MseReduction) -> Result<Tensor> {
+    let (p, y) = (prediction.size(), target.size());
+    if p != y {
+        let want = format!("the prediction's shape {p:?}");
+        return Err(scratch::Error::shape("MeanSquaredError: target", want, y).into());
+    }
+    if prediction.numel() == 0 {
+        return Err(empty("MeanSquaredError"));
+    }
+    let sum = (prediction - target).square().sum(prediction.kind());
+    Ok(match reduction {
+        MseReduction::Rows => sum / p[0] as f64,
+        MseReduction::Mean => sum / prediction.numel() as f64,
+        MseReduction::Sum => sum,
+    })
+}
+
+/// Softmax then cross-entropy on logits, the classes on the last axis (`(N, C)` or `(batch, time, C)`,
+/// whose positions are the rows), against one-hot (or probability) targets of the same shape, or class
+/// indices (any integer or float kind holding whole numbers) shaped like the prediction without its
+/// last axis; reduced by the mean or the sum over the rows. With [`CrossEntropyValue::BookBinarySum`]
+/// the *value* is the book's printed quantity while the gradient stays that of the categorical
+/// cross-entropy, as in the from-scratch engine.
+///
+/// ```
+/// use scratch::spec::{CrossEntropyValue, Reduction};
+/// use tch::Tensor;
+///
+/// let logits = Tensor::from_slice(&[2.0f64, 0.0, -1.0, 0.5, 0.5, 3.0]).reshape([2, 3]);
+/// let indices = Tensor::from_slice(&[0i64, 2]);
+/// let one_hot = Tensor::from_slice(&[1.0f64, 0.0, 0.0, 0.0, 0.0, 1.0]).reshape([2, 3]);
+/// let a = torch::loss::cross_entropy(&logits, &indices, Reduction::Mean, CrossEntropyValue::Categorical)?;
+/// let b = torch::loss::cross_entropy(&logits, &one_hot, Reduction::Mean, CrossEntropyValue::Categorical)?;
+/// assert!((a.double_value(&[]) - b.double_value(&[])).abs() < 1e-15);
+/// # Ok::<(), torch::Error>(())
+/// ```
+///
+/// # Errors
+/// A target of another shape, an empty batch, or a class index that is not a whole number in `0..C`.
+pub fn cross_entropy(
+    logits: &Tensor,
+    target: &Tensor,
+    reduction: Reduction,
+    value: CrossEntropyValue,
+) -> Result<Tensor> {
+    let name = "SoftmaxCrossEntropy";
+    let (p, y) = (logits.size(), target.size());
+    let Some((&classes, outer)) = p.split_last().filter(|(_, outer)| !outer.is_empty()) else {
+        return Err(scratch::Error::shape(
+            format!("{name}: prediction"),
+            "(rows, classes) or (batch, time, classes)",
+            p,
+        )
+        .into());
+    };
+    if logits.numel() == 0 {
+        return Err(empty(name));
+    }
+    let kind = logits.kind();
+    let targets = if y == p {
+        target.to_kind(kind)
+    } else if y == outer {
+        let indices = target.to_kind(Kind::Double);
+        let valid =
+            indices.ge(0.0).logical_and(&indices.lt(classes as f64)).logical_and(&indices.eq_tensor(&indices.floor()));
+        if valid.all().int64_value(&[]) == 0 {
+            return Err(scratch::Error::InvalidArgument(format!(
+                "{name}: a target class index is not a whole number in 0..{classes}"
+            ))
+            .into());
+        }
+        indices.to_kind(Kind::Int64).one_hot(classes).to_kind(kind)
+    } else {
+        let want = format!("one-hot rows of the prediction's shape {p:?} or class indices of shape {outer:?}");
+        return Err(scratch::Error::shape(format!("{name}: target"), want, y).into());
+    };
+    let rows = outer.iter().product::<i64>() as f64;
+    let n = match reduction {
+        Reduction::Mean => rows,
+        Reduction::Sum => 1.0,
+    };
+    let log_p = logits.log_softmax(-1, kind);
+    let categorical = -(&targets * &log_p).sum(kind) / n;
+    Ok(match value {
+        CrossEntropyValue::Categorical => categorical,
+        CrossEntropyValue::BookBinarySum => {
+            let binary = book_binary_sum(logits, &targets) / n;
+            // The book's value, the categorical gradient.
+            &categorical + (binary.to_kind(kind) - &categorical).detach()
+        }
+    })
+}
+
+/// The book's printed value summed over the rows, computed as the from-scratch engine computes it: in
+/// f64 whatever the kind (in f32, 1 − 1e-9 rounds to 1), `1 − p_j` as the sum of the other classes'
+/// probabilities (exclusive prefix and suffix sums, no cancellation near `p = 1`), and the clipping of
+/// `p` to `[1e-9, 1 − 1e-9]` as a clamp of both logarithms.
+fn book_binary_sum(logits: &Tensor, targets: &Tensor) -> Tensor {
+    let x = logits.to_kind(Kind::Double);
+    let classes = *x.size().last().expect("checked by the caller");
+    let e = (&x - x.amax(-1, true)).exp();
+    let sum = e.sum_dim_intlist(-1, true, Kind::Double);
+    let zero = e.narrow(-1, 0, 1).zeros_like();
+    let before = Tensor::cat(&[&zero, &e.cumsum(-1, Kind::Double).narrow(-1, 0, classes - 1)], -1);
+    let after = Tensor::cat(&[&e.flip([-1]).cumsum(-1, Kind::Double).narrow(-1, 0, classes - 1).flip([-1]), &zero], -1);
+    let (lo, hi) = (1e-9f64.ln(), (-1e-9f64).ln_1p());
+    let log_p = (&e / &sum).log().clamp(lo, hi);
+    let log_q = ((before + after) / &sum).log().clamp(lo, hi);
+    let y = targets.to_kind(Kind::Double);
+    let not_y: Tensor = 1.0 - &y;
+    -(&y * log_p + not_y * log_q).sum(Kind::Double)
+}
