@@ -64,6 +64,29 @@ fn boston_malformed_files() {
 }
 
 #[test]
+fn boston_values_must_be_finite_and_not_absurd() {
+    let dir = scratch_dir("boston-values");
+    for (cell, shown) in [
+        ("NaN", "NaN"),
+        ("inf", "inf"),
+        ("-infinity", "-infinity"),
+        ("1e308", "1e308"),
+        ("1e400", "1e400"),
+        ("-2e9", "-2e9"),
+    ] {
+        let path = dir.join("values.csv");
+        write(&path, format!("{STDLIB_HEAD}{ROW}{}", ROW.replace("6.575", cell)).as_bytes());
+        let err = message(boston::load(&path).unwrap_err());
+        let expected = format!("values.csv: line 3: column 6 (RM) is {shown}: values must be finite and at most 1e9");
+        assert!(err.contains(&expected), "{cell}: {err}");
+    }
+    // The bound itself is accepted.
+    let path = dir.join("bound.csv");
+    write(&path, format!("{STDLIB_HEAD}{}", ROW.replace("6.575", "-1e9")).as_bytes());
+    assert_eq!(boston::load(&path).unwrap().features[[0, 5]], -1e9);
+}
+
+#[test]
 fn boston_small_files_in_both_formats_parse_the_same() {
     let dir = scratch_dir("boston-small");
     write(&dir.join("a.csv"), format!("{STDLIB_HEAD}{ROW}{ROW}").as_bytes());
