@@ -1,8 +1,9 @@
 //! Opening the files the parsers read: only regular files, never more bytes than the format or a stated
 //! maximum allows, and every size checked before anything is allocated.
 //!
-//! The IDX, CSV and text loaders open their files through [`open`], so that a device (`/dev/zero`), a
-//! FIFO or a directory is refused with a clear error instead of being read without end.
+//! Every parser of the crate (the IDX, CSV and text loaders and [`crate::checkpoint::load`]) opens its
+//! file through [`open`], so that a device (`/dev/zero`), a FIFO or a directory is refused with a clear
+//! error instead of being read without end.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
