@@ -157,8 +157,12 @@ fn mnist_small_files_plain_and_gzipped() {
         write_small_mnist(&dir, 4, gz);
         let m = mnist::load(&dir).unwrap();
         assert_eq!((m.train_images.dim(), m.rows, m.cols), ((4, 6), 2, 3));
-        assert_eq!((m.train_labels, m.test_labels), (vec![3; 4], vec![9]));
+        assert_eq!((&m.train_labels[..], &m.test_labels[..]), (&[3; 4][..], &[9][..]));
         assert_eq!(m.test_images.row(0).to_vec(), vec![0, 255, 0, 0, 0, 0]);
+        // Every training pixel is 7: the sets are centred, not divided by a deviation of 0.
+        let (train, test) = m.book_scaled::<f64>();
+        assert!(train.iter().all(|&v| v == 0.0), "{train}");
+        assert_eq!(test.row(0).to_vec(), vec![-7.0, 248.0, -7.0, -7.0, -7.0, -7.0]);
     }
 }
 

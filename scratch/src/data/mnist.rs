@@ -213,9 +213,12 @@ pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
 impl Mnist {
     /// The book's chapter-4 scaling: subtract the mean of all training pixels and divide by their
     /// (population) standard deviation, both sets with the training statistics. Returns
-    /// `(train, test)`, each `(count, rows · cols)`.
+    /// `(train, test)`, each `(count, rows · cols)`. If every training pixel has the same value, the
+    /// sets are only centred (the deviation is taken as 1, as [`super::StandardScaler`] does), rather
+    /// than divided by 0.
     pub fn book_scaled<F: Float>(&self) -> (Array2<F>, Array2<F>) {
         let (mean, std) = pixel_statistics(&self.train_images);
+        let std = if std == 0.0 { 1.0 } else { std };
         let scale = |a: &Array2<u8>| a.mapv(|p| F::cast((f64::from(p) - mean) / std));
         (scale(&self.train_images), scale(&self.test_images))
     }
