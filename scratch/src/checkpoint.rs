@@ -11,23 +11,36 @@
 //! * the metadata key `format` is `dlfs-checkpoint/1`; callers may add their own keys.
 //!
 //! Saving is atomic: the bytes go to `<file>.partial`, are flushed to disk, and only then renamed over
-//! the target, so a process killed during a save leaves the previous checkpoint intact.
+//! the target, so a process killed during a save leaves the previous checkpoint intact; a save that
+//! fails removes its `.partial` file. Loading reads only the named file, never a `.partial` one.
+//!
+//! Loading trusts nothing in the file: it reads a regular file of at most [`MAX_FILE_BYTES`], parses the
+//! header strictly (a name given twice, an unknown field or dtype, offsets that overlap, leave gaps or
+//! disagree with a shape are errors), checks every size with checked arithmetic against the file's real
+//! length before decoding, and refuses a tensor holding a NaN or an infinity, naming it.
 //!
 //! [safetensors]: https://huggingface.co/docs/safetensors
 
-use std::collections::{BTreeMap, HashMap};
+mod header;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, IxDyn};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, TensorView};
 
+use crate::data::read;
 use crate::param::Param;
 use crate::{Error, Float, Result};
 
 /// The value of the `format` metadata key.
 pub const FORMAT: &str = "dlfs-checkpoint/1";
+
+/// The largest checkpoint [`load`] reads: 4 GiB, a billion `f32` parameters (the book's models have
+/// under a million). A larger file is refused before anything is read.
+pub const MAX_FILE_BYTES: u64 = 4 << 30;
 
 /// A parameter name and its value in the canonical layout.
 pub type NamedArray<F> = (String, ArrayD<F>);
@@ -53,27 +66,44 @@ fn encode<F: Float>(values: &ArrayD<F>) -> (Dtype, Vec<u8>) {
     }
 }
 
-fn decode<F: Float>(path: &Path, name: &str, view: &TensorView<'_>) -> Result<ArrayD<F>> {
-    let data = view.data();
-    let values: Vec<F> = match view.dtype() {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|c| F::cast(f64::from(f32::from_le_bytes(c.try_into().expect("4 bytes")))))
-            .collect(),
-        Dtype::F64 => {
-            data.chunks_exact(8).map(|c| F::cast(f64::from_le_bytes(c.try_into().expect("8 bytes")))).collect()
+/// The values of tensor `name` from its little-endian `bytes`, converted to `F`; refuses a value that is
+/// not finite, or that is not finite once converted (an `f64` beyond `f32`'s range), naming the tensor.
+fn decode<F: Float>(path: &Path, name: &str, dtype: header::Dtype, bytes: &[u8]) -> Result<Vec<F>> {
+    let values: Vec<f64> = match dtype {
+        header::Dtype::F32 => {
+            bytes.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect()
         }
-        other => return Err(bad(path, format!("tensor {name} has dtype {other:?}; checkpoints hold F32 or F64"))),
+        header::Dtype::F64 => bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect(),
     };
-    ArrayD::from_shape_vec(IxDyn(view.shape()), values)
-        .map_err(|_| bad(path, format!("tensor {name}: its data does not match its shape {:?}", view.shape())))
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let converted = F::cast(v);
+            if !v.is_finite() {
+                Err(bad(path, format!("tensor {name}: element {i} is {v}; a checkpoint must hold finite values")))
+            } else if !converted.is_finite() {
+                Err(bad(path, format!("tensor {name}: element {i} is {v:e}, beyond the range of {}", F::NAME)))
+            } else {
+                Ok(converted)
+            }
+        })
+        .collect()
 }
 
 /// Writes `tensors` to `path` atomically (see the [module documentation](self)).
 ///
 /// # Errors
-/// If the file cannot be written; the previous file at `path`, if any, is then unchanged.
+/// [`Error::InvalidArgument`] if two tensors have the same name; otherwise if the file cannot be
+/// written: the previous file at `path`, if any, is then unchanged, and no `.partial` file is left.
 pub fn save<F: Float>(path: &Path, tensors: &[NamedArray<F>], metadata: &BTreeMap<String, String>) -> Result<()> {
+    let mut names = BTreeSet::new();
+    if let Some((name, _)) = tensors.iter().find(|(n, _)| !names.insert(n.as_str())) {
+        return Err(Error::InvalidArgument(format!("checkpoint {}: two tensors are named {name}", path.display())));
+    }
     let encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(n, a)| {
@@ -104,11 +134,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     }
     let partial = partial_path(path);
-    let mut file = File::create(&partial).map_err(io_error(&partial))?;
-    file.write_all(bytes).map_err(io_error(&partial))?;
-    file.sync_all().map_err(io_error(&partial))?;
-    drop(file);
-    std::fs::rename(&partial, path).map_err(io_error(path))?;
+    let written = write_and_rename(&partial, path, bytes);
+    if written.is_err() {
+        // Best effort: the error being reported is the write's, not this one's.
+        let _ = std::fs::remove_file(&partial);
+    }
+    written?;
     // Make the rename itself durable.
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if let Ok(d) = File::open(dir) {
@@ -116,6 +147,15 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes `bytes` to `partial`, flushes it to disk and renames it to `path`.
+fn write_and_rename(partial: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = File::create(partial).map_err(io_error(partial))?;
+    file.write_all(bytes).map_err(io_error(partial))?;
+    file.sync_all().map_err(io_error(partial))?;
+    drop(file);
+    std::fs::rename(partial, path).map_err(io_error(path))
 }
 
 /// A checkpoint read from a file.
@@ -127,28 +167,45 @@ pub struct Checkpoint<F> {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// Reads a checkpoint, converting its values to `F`.
+/// Reads a checkpoint, converting its values to `F` (see the [module documentation](self) for what is
+/// checked).
 ///
 /// # Errors
-/// A missing file, or one that is not a safetensors file of F32/F64 tensors.
+/// A missing file; a path that is not a regular file or is larger than [`MAX_FILE_BYTES`]; a file that is
+/// not a safetensors file of F32/F64 tensors, or whose header is malformed or disagrees with its data; a
+/// tensor holding a value that is not finite (or, for an `f32` model, beyond `f32`'s range).
 pub fn load<F: Float>(path: &Path) -> Result<Checkpoint<F>> {
-    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => {
-            Error::MissingFile { path: path.to_owned(), hint: "save a checkpoint there first".into() }
-        }
-        _ => Error::Io { path: path.to_owned(), source },
-    })?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| bad(path, format!("not a safetensors file: {e:?}")))?;
-    let (_, header) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| bad(path, format!("not a safetensors file: {e:?}")))?;
-    let metadata: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
-    let mut tensors = file
-        .tensors()
-        .iter()
-        .map(|(name, view)| Ok((name.clone(), decode(path, name, view)?)))
-        .collect::<Result<Vec<_>>>()?;
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(Checkpoint { tensors, metadata })
+    let bytes = read::read(path, "save a checkpoint there first", MAX_FILE_BYTES, "checkpoint::MAX_FILE_BYTES")?;
+    let not_safetensors = |reason: String| bad(path, format!("not a safetensors file: {reason}"));
+    let Some((len_bytes, rest)) = bytes.split_first_chunk::<8>() else {
+        return Err(not_safetensors(format!("{} bytes is too short for the header's length", bytes.len())));
+    };
+    let header_len = u64::from_le_bytes(*len_bytes);
+    let Some(header_bytes) = usize::try_from(header_len).ok().and_then(|n| rest.get(..n)) else {
+        return Err(not_safetensors(format!(
+            "the header's length is {header_len} bytes but only {} follow it",
+            rest.len()
+        )));
+    };
+    let data = &rest[header_bytes.len()..];
+    std::str::from_utf8(header_bytes).map_err(|_| not_safetensors("the header is not UTF-8 text".into()))?;
+    let mut header =
+        header::parse(header_bytes).map_err(|reason| bad(path, format!("safetensors header: {reason}")))?;
+    header.validate(data.len()).map_err(|reason| bad(path, reason))?;
+    let tensors = header
+        .tensors
+        .into_iter()
+        .map(|t| {
+            let (start, end) = t.offsets;
+            let bytes =
+                data.get(start..end).ok_or_else(|| bad(path, format!("tensor {}: offsets out of range", t.name)))?;
+            let values = decode::<F>(path, &t.name, t.dtype, bytes)?;
+            let array = ArrayD::from_shape_vec(IxDyn(&t.shape), values)
+                .map_err(|e| bad(path, format!("tensor {}: shape {:?}: {e}", t.name, t.shape)))?;
+            Ok((t.name, array))
+        })
+        .collect::<Result<BTreeMap<_, _>>>()?;
+    Ok(Checkpoint { tensors: tensors.into_iter().collect(), metadata: header.metadata })
 }
 
 /// Every difference between the tensors a model expects (`expected`: name and canonical shape) and

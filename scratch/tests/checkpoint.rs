@@ -86,6 +86,144 @@ fn bad_files() {
     assert!(err.contains("junk.safetensors") && err.contains("not a safetensors file"), "{err}");
 }
 
+/// A safetensors file with the header `json` and the data `data`.
+fn safetensors_file(json: &str, data: &[u8]) -> Vec<u8> {
+    [&(json.len() as u64).to_le_bytes()[..], json.as_bytes(), data].concat()
+}
+
+#[test]
+fn malformed_headers_and_offsets_are_errors() {
+    let d = dir("malformed");
+    let f64s = |n: usize| vec![0u8; 8 * n];
+    let entry = |name: &str, dtype: &str, shape: &str, offsets: &str| {
+        format!(r#""{name}":{{"dtype":"{dtype}","shape":{shape},"data_offsets":{offsets}}}"#)
+    };
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            safetensors_file(
+                &format!("{{{},{}}}", entry("a", "F64", "[1]", "[0,8]"), entry("a", "F64", "[1]", "[8,16]")),
+                &f64s(2),
+            ),
+            "tensor name \"a\" appears twice",
+        ),
+        (
+            safetensors_file(
+                &format!("{{{},{}}}", entry("a", "F64", "[2]", "[0,16]"), entry("b", "F64", "[1]", "[8,16]")),
+                &f64s(2),
+            ),
+            "tensor b: data_offsets [8, 16] overlap",
+        ),
+        (
+            safetensors_file(&format!("{{{}}}", entry("a", "F64", "[4]", "[0,32]")), &f64s(2)),
+            "go past the end of the data (16 bytes",
+        ),
+        (
+            safetensors_file(&format!("{{{}}}", entry("a", "F64", "[1]", "[0,8]")), &f64s(2)),
+            "cover 8 bytes of data but the file holds 16",
+        ),
+        (safetensors_file(&format!("{{{}}}", entry("a", "F64", "[3]", "[0,16]")), &f64s(2)), "needs 24 bytes"),
+        (
+            safetensors_file(&format!("{{{}}}", entry("a", "BF16", "[4]", "[0,8]")), &f64s(1)),
+            "dtype \"BF16\"; checkpoints hold F32 or F64",
+        ),
+        // Offsets near 2⁶⁴: the size agrees with the shape, and adding them to the header's length
+        // wraps around.
+        (
+            safetensors_file(
+                &format!("{{{}}}", entry("a", "F64", "[2305843009213693951]", "[0,18446744073709551608]")),
+                &f64s(1),
+            ),
+            "go past the end of the data",
+        ),
+        (
+            safetensors_file(&format!("{{{}}}", entry("a", "F64", "[4294967296,4294967296]", "[0,8]")), &f64s(1)),
+            "overflows",
+        ),
+        (
+            [&u64::MAX.to_le_bytes()[..], b"{}"].concat(),
+            "the header's length is 18446744073709551615 bytes but only 2 follow it",
+        ),
+        (vec![1, 2, 3], "3 bytes is too short"),
+    ];
+    for (i, (bytes, expected)) in cases.into_iter().enumerate() {
+        let path = d.join(format!("case{i}.safetensors"));
+        std::fs::write(&path, bytes).unwrap();
+        let err = checkpoint::load::<f64>(&path).unwrap_err().to_string();
+        assert!(err.contains(&format!("case{i}.safetensors")) && err.contains(expected), "case {i}: {err}");
+    }
+}
+
+#[test]
+fn non_finite_values_are_refused_naming_the_tensor() {
+    let d = dir("non-finite");
+    let path = d.join("model.safetensors");
+    for bad in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+        let mut weight = ArrayD::zeros(IxDyn(&[2, 3]));
+        weight[[1, 0]] = bad;
+        let tensors =
+            [("layers.0.bias".to_string(), ArrayD::zeros(IxDyn(&[2]))), ("layers.0.weight".to_string(), weight)];
+        checkpoint::save::<f64>(&path, &tensors, &Default::default()).unwrap();
+        let err = checkpoint::load::<f64>(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "model.safetensors: tensor layers.0.weight: element 3 is {bad}; a checkpoint must hold finite values"
+            )),
+            "{err}"
+        );
+        let err = net::<f64>(&[3, 2], 1).load(&path).unwrap_err().to_string();
+        assert!(err.contains("layers.0.weight: element 3"), "{err}");
+    }
+    // A finite f64 beyond f32's range loads as f64 but not as f32.
+    let tensors = [("w".to_string(), ArrayD::from_elem(IxDyn(&[1]), 1e300))];
+    checkpoint::save::<f64>(&path, &tensors, &Default::default()).unwrap();
+    assert_eq!(checkpoint::load::<f64>(&path).unwrap().tensors[0].1[[0]], 1e300);
+    let err = checkpoint::load::<f32>(&path).unwrap_err().to_string();
+    assert!(err.contains("tensor w: element 0 is 1e300, beyond the range of f32"), "{err}");
+}
+
+#[test]
+fn paths_that_are_not_regular_files_are_refused() {
+    let d = dir("not-regular");
+    let err = checkpoint::load::<f64>(&d).unwrap_err().to_string();
+    assert!(err.contains("not-regular: is a directory, not a file"), "{err}");
+    if Path::new("/dev/zero").exists() {
+        let err = checkpoint::load::<f64>(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(err.contains("/dev/zero: is not a regular file"), "{err}");
+    }
+    // A sparse file beyond the maximum is refused by its length alone.
+    let big = d.join("big.safetensors");
+    std::fs::File::create(&big).unwrap().set_len(checkpoint::MAX_FILE_BYTES + 1).unwrap();
+    let err = checkpoint::load::<f64>(&big).unwrap_err().to_string();
+    assert!(err.contains("big.safetensors: the file has 4294967297 bytes, more than the 4294967296"), "{err}");
+    std::fs::remove_file(&big).unwrap();
+}
+
+#[test]
+fn a_failed_save_leaves_no_partial_file_and_loading_ignores_partial_files() {
+    let d = dir("failed-save");
+    let model = net::<f64>(&[3, 2], 1);
+    // The target is a non-empty folder: the rename over it fails.
+    let target = d.join("model.safetensors");
+    std::fs::create_dir_all(target.join("inside")).unwrap();
+    let err = model.save(&target).unwrap_err().to_string();
+    assert!(err.contains("model.safetensors"), "{err}");
+    assert!(!partial_path(&target).exists(), "the failed save left {}", partial_path(&target).display());
+    assert!(target.join("inside").exists());
+
+    // Only a partial file: loading the target does not pick it up.
+    let other = d.join("other.safetensors");
+    model.save(&other).unwrap();
+    std::fs::rename(&other, partial_path(&other)).unwrap();
+    let err = net::<f64>(&[3, 2], 2).load(&other).unwrap_err().to_string();
+    assert!(err.contains("other.safetensors not found"), "{err}");
+
+    // Two tensors with one name are refused before anything is written.
+    let twice = [("w".to_string(), ArrayD::<f64>::zeros(IxDyn(&[1]))), ("w".to_string(), ArrayD::zeros(IxDyn(&[1])))];
+    let err = checkpoint::save(&d.join("twice.safetensors"), &twice, &Default::default()).unwrap_err().to_string();
+    assert!(err.contains("two tensors are named w"), "{err}");
+    assert!(!d.join("twice.safetensors").exists() && !partial_path(&d.join("twice.safetensors")).exists());
+}
+
 const CHILD_ENV: &str = "DLFS_CHECKPOINT_CRASH_CHILD";
 
 /// In the child process: save a large checkpoint to the given path (the parent kills it mid-way).

@@ -64,6 +64,29 @@ fn boston_malformed_files() {
 }
 
 #[test]
+fn boston_values_must_be_finite_and_not_absurd() {
+    let dir = scratch_dir("boston-values");
+    for (cell, shown) in [
+        ("NaN", "NaN"),
+        ("inf", "inf"),
+        ("-infinity", "-infinity"),
+        ("1e308", "1e308"),
+        ("1e400", "1e400"),
+        ("-2e9", "-2e9"),
+    ] {
+        let path = dir.join("values.csv");
+        write(&path, format!("{STDLIB_HEAD}{ROW}{}", ROW.replace("6.575", cell)).as_bytes());
+        let err = message(boston::load(&path).unwrap_err());
+        let expected = format!("values.csv: line 3: column 6 (RM) is {shown}: values must be finite and at most 1e9");
+        assert!(err.contains(&expected), "{cell}: {err}");
+    }
+    // The bound itself is accepted.
+    let path = dir.join("bound.csv");
+    write(&path, format!("{STDLIB_HEAD}{}", ROW.replace("6.575", "-1e9")).as_bytes());
+    assert_eq!(boston::load(&path).unwrap().features[[0, 5]], -1e9);
+}
+
+#[test]
 fn boston_small_files_in_both_formats_parse_the_same() {
     let dir = scratch_dir("boston-small");
     write(&dir.join("a.csv"), format!("{STDLIB_HEAD}{ROW}{ROW}").as_bytes());
@@ -134,8 +157,12 @@ fn mnist_small_files_plain_and_gzipped() {
         write_small_mnist(&dir, 4, gz);
         let m = mnist::load(&dir).unwrap();
         assert_eq!((m.train_images.dim(), m.rows, m.cols), ((4, 6), 2, 3));
-        assert_eq!((m.train_labels, m.test_labels), (vec![3; 4], vec![9]));
+        assert_eq!((&m.train_labels[..], &m.test_labels[..]), (&[3; 4][..], &[9][..]));
         assert_eq!(m.test_images.row(0).to_vec(), vec![0, 255, 0, 0, 0, 0]);
+        // Every training pixel is 7: the sets are centred, not divided by a deviation of 0.
+        let (train, test) = m.book_scaled::<f64>();
+        assert!(train.iter().all(|&v| v == 0.0), "{train}");
+        assert_eq!(test.row(0).to_vec(), vec![-7.0, 248.0, -7.0, -7.0, -7.0, -7.0]);
     }
 }
 
@@ -174,6 +201,129 @@ fn mnist_bad_files() {
     write(&gz, b"not gzip");
     let err = message(mnist::read_labels(&gz).unwrap_err());
     assert!(err.contains("not a valid gzip file"), "{err}");
+}
+
+#[test]
+fn idx_headers_that_overflow_wrap_or_promise_too_much_are_refused() {
+    let dir = scratch_dir("mnist-headers");
+    let cases: [(&[u32], &[u8], &str); 6] = [
+        (&[u32::MAX; 3], &[0; 6], "header says [4294967295, 4294967295, 4294967295], whose product overflows 64 bits"),
+        // 2²² · 2²¹ · 2²¹ = 2⁶⁴, which wraps around to the empty payload's 0.
+        (&[1 << 22, 1 << 21, 1 << 21], &[], "header says [4194304, 2097152, 2097152], whose product overflows 64 bits"),
+        // 3340214413 · 4141967055 · 8 = 6 · 2⁶⁴ + 24, which wraps around to the payload's 24 bytes.
+        (
+            &[3_340_214_413, 4_141_967_055, 8],
+            &[0; 24],
+            "header says [3340214413, 4141967055, 8], whose product overflows",
+        ),
+        (&[u32::MAX, 1, 1], &[0; 6], "(4294967295 bytes of data), more than the 1073741824 this loader accepts"),
+        (&[0, 28, 28], &[], "header says [0, 28, 28]: no data"),
+        (&[1 << 10, 1 << 10, 1 << 10], &[0; 6], "(1073741824 bytes of data) but the file has 6 (truncated?)"),
+    ];
+    for (dims, payload, expected) in cases {
+        let bytes = idx(0x803, dims, payload);
+        for gz in [false, true] {
+            let path = dir.join(if gz { "images.gz" } else { "images" });
+            if gz {
+                let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                enc.write_all(&bytes).unwrap();
+                write(&path, &enc.finish().unwrap());
+            } else {
+                write(&path, &bytes);
+            }
+            let err = message(mnist::read_images(&path).unwrap_err());
+            assert!(err.contains("images") && err.contains(expected), "{dims:?} (gzip: {gz}): {err}");
+        }
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+#[test]
+fn multi_member_gzip_is_read_whole_and_trailing_data_refused() {
+    let dir = scratch_dir("mnist-members");
+    let pixels: Vec<u8> = (0..4 * 6).collect();
+    let bytes = idx(0x803, &[4, 2, 3], &pixels);
+    let path = dir.join("images.gz");
+    // `cat a.gz b.gz c.gz`, cut inside the header, inside the data, and with an empty member.
+    for cuts in [[2, 10, 30], [16, 16, 40], [0, 0, bytes.len()]] {
+        let members = [&bytes[..cuts[0]], &bytes[cuts[0]..cuts[1]], &bytes[cuts[1]..cuts[2]], &bytes[cuts[2]..]];
+        write(&path, &members.iter().flat_map(|m| gzip(m)).collect::<Vec<u8>>());
+        let (images, rows, cols) = mnist::read_images(&path).unwrap();
+        assert_eq!((images.dim(), rows, cols), ((4, 6), 2, 3));
+        assert_eq!(images.iter().copied().collect::<Vec<u8>>(), pixels);
+    }
+    // More data than the header says, in one member or in a second one.
+    for file in [gzip(&[&bytes[..], &[1]].concat()), [gzip(&bytes), gzip(&[1, 2])].concat()] {
+        write(&path, &file);
+        let err = message(mnist::read_images(&path).unwrap_err());
+        assert!(err.contains("images.gz") && err.contains("the file holds more: trailing data"), "{err}");
+    }
+    // Bytes after the last member that are not gzip.
+    write(&path, &[gzip(&bytes), b"junk".to_vec()].concat());
+    let err = message(mnist::read_images(&path).unwrap_err());
+    assert!(err.contains("images.gz") && err.contains("not a valid gzip file"), "{err}");
+}
+
+/// Each loader, given `path`: the error it reports.
+fn every_loader(path: &Path) -> Vec<String> {
+    vec![
+        message(mnist::read_images(path).unwrap_err()),
+        message(mnist::read_labels(path).unwrap_err()),
+        message(boston::load(path).unwrap_err()),
+        message(text::load(path).unwrap_err()),
+    ]
+}
+
+#[test]
+fn paths_that_are_not_regular_files_are_refused() {
+    let dir = scratch_dir("not-regular");
+    for err in every_loader(&dir) {
+        assert!(err.contains("not-regular: is a directory, not a file"), "{err}");
+    }
+    if Path::new("/dev/zero").exists() {
+        for err in every_loader(Path::new("/dev/zero")) {
+            assert!(err.contains("/dev/zero: is not a regular file"), "{err}");
+        }
+    }
+    // A FIFO would block a reader that opened it: it is refused before it is opened.
+    let fifo = dir.join("fifo");
+    match std::process::Command::new("mkfifo").arg(&fifo).status() {
+        Ok(status) if status.success() => {
+            for err in every_loader(&fifo) {
+                assert!(err.contains("fifo: is not a regular file"), "{err}");
+            }
+        }
+        _ => eprintln!("skipped the FIFO case: no mkfifo here"),
+    }
+}
+
+#[test]
+fn files_beyond_the_stated_maximum_are_refused_before_reading() {
+    let dir = scratch_dir("too-large");
+    // Sparse files: only their length is looked at. (IDX files are bounded by their header, above.)
+    let text_path = dir.join("text.txt");
+    std::fs::File::create(&text_path).unwrap().set_len(text::MAX_FILE_BYTES + 1).unwrap();
+    let err = message(text::load(&text_path).unwrap_err());
+    assert!(
+        err.contains("text.txt: the file has 268435457 bytes, more than the 268435456 this loader accepts"),
+        "{err}"
+    );
+
+    let csv = dir.join("boston.csv");
+    let file = std::fs::File::create(&csv).unwrap();
+    file.set_len(boston::MAX_FILE_BYTES + 1).unwrap();
+    let err = message(boston::load(&csv).unwrap_err());
+    assert!(err.contains("boston.csv: the file has 16777217 bytes, more than the 16777216"), "{err}");
+    // At the limit the file is read, and found not to be a Boston CSV.
+    file.set_len(boston::MAX_FILE_BYTES).unwrap();
+    let err = message(boston::load(&csv).unwrap_err());
+    assert!(err.contains("expected the 14 column names"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

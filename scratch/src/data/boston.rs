@@ -21,6 +21,16 @@ use crate::{Error, Float, Result};
 /// The number of feature columns.
 pub const FEATURES: usize = 13;
 
+/// The largest file [`load`] reads: 16 MiB (the real files are under 50 kB). A larger file is refused
+/// before anything is read.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// The largest magnitude a value may have: 10⁹. The real data's largest value is 711 (`TAX`); a larger
+/// one, or a NaN or infinity, is a corrupt file, and is refused naming its line and column. Below this
+/// bound, squares and their sums over any file [`load`] accepts stay finite even in `f32`, the narrowest
+/// type the models train in.
+pub const MAX_ABS_VALUE: f64 = 1e9;
+
 /// The raw data set.
 #[derive(Clone, Debug)]
 pub struct Boston {
@@ -56,11 +66,13 @@ impl<F: Float> Split<F> {
 /// Reads a Boston CSV in either format (see the [module documentation](self)).
 ///
 /// # Errors
-/// A missing file (with the command that fetches it), or one that is not a Boston CSV: a wrong header, a
-/// row without 14 numbers, a row count that disagrees with scikit-learn's header.
+/// A missing file (with the command that fetches it), a path that is not a regular file or is larger
+/// than [`MAX_FILE_BYTES`], or one that is not a Boston CSV: a wrong header, a row without 14 numbers, a
+/// value that is not finite or is larger than [`MAX_ABS_VALUE`] in magnitude (named by line and column),
+/// a row count that disagrees with scikit-learn's header.
 pub fn load(path: impl AsRef<Path>) -> Result<Boston> {
     let path = path.as_ref();
-    let bytes = read(path, SETUP_HINT)?;
+    let bytes = read::read(path, SETUP_HINT, MAX_FILE_BYTES, "boston::MAX_FILE_BYTES")?;
     let text = std::str::from_utf8(&bytes).map_err(|_| Error::bad_file(path, "not a text file"))?;
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     let bad = |line: usize, reason: String| Error::bad_file(path, format!("line {}: {reason}", line + 1));
@@ -68,14 +80,15 @@ pub fn load(path: impl AsRef<Path>) -> Result<Boston> {
     let (mut n, first) = lines.next().ok_or_else(|| Error::bad_file(path, "the file is empty"))?;
     let first_fields: Vec<&str> = first.split(',').map(str::trim).collect();
     // scikit-learn's file starts with "506,13,,...": the row and feature counts.
-    let declared_rows = match (first_fields.first(), first_fields.get(1)) {
-        (Some(a), Some(b)) if a.parse::<usize>().is_ok() && b.parse::<usize>().is_ok() => {
-            if *b != FEATURES.to_string() {
-                return Err(bad(n, format!("declares {b} features, expected {FEATURES}")));
+    let counts = (first_fields.first().map(|a| a.parse::<usize>()), first_fields.get(1).map(|b| b.parse::<usize>()));
+    let declared_rows = match counts {
+        (Some(Ok(declared)), Some(Ok(features))) => {
+            if features != FEATURES {
+                return Err(bad(n, format!("declares {features} features, expected {FEATURES}")));
             }
             let header = lines.next().ok_or_else(|| bad(n, "no column names follow the counts".into()))?;
             n = header.0;
-            Some((a.parse::<usize>().expect("checked"), header.1))
+            Some((declared, header.1))
         }
         _ => None,
     };
@@ -92,11 +105,20 @@ pub fn load(path: impl AsRef<Path>) -> Result<Boston> {
         if fields.len() != FEATURES + 1 {
             return Err(bad(i, format!("expected {} comma-separated values, got {}", FEATURES + 1, fields.len())));
         }
-        for (j, f) in fields.iter().enumerate() {
-            let v: f64 = f
-                .trim()
-                .parse()
-                .map_err(|_| bad(i, format!("column {} ({}) is not a number: {f:?}", j + 1, names[j])))?;
+        for ((j, f), name) in fields.iter().enumerate().zip(&names) {
+            let v: f64 =
+                f.trim().parse().map_err(|_| bad(i, format!("column {} ({name}) is not a number: {f:?}", j + 1)))?;
+            if !v.is_finite() || v.abs() > MAX_ABS_VALUE {
+                return Err(bad(
+                    i,
+                    format!(
+                        "column {} ({name}) is {}: values must be finite and at most {MAX_ABS_VALUE:e} in magnitude \
+                         (boston::MAX_ABS_VALUE)",
+                        j + 1,
+                        f.trim()
+                    ),
+                ));
+            }
             values.push(v);
         }
         rows += 1;
@@ -112,7 +134,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<Boston> {
             ));
         }
     }
-    let table = Array2::from_shape_vec((rows, FEATURES + 1), values).expect("rows of 14 values");
+    let table = Array2::from_shape_vec((rows, FEATURES + 1), values).expect("every row pushed 14 values");
     Ok(Boston {
         features: table.slice(ndarray::s![.., ..FEATURES]).to_owned(),
         target: table.index_axis(Axis(1), FEATURES).to_owned(),

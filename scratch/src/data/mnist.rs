@@ -4,12 +4,14 @@
 //! number of dimensions), one `u32` per dimension, then the data in row-major order. Images are
 //! `0x0803` (count, rows, columns), labels `0x0801` (count). Files may be gzip-compressed (`.gz`).
 
-use std::io::Read;
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
+use flate2::read::MultiGzDecoder;
 use ndarray::Array2;
 
-use super::{read, SETUP_HINT};
+use super::read::{self, Opened};
+use super::SETUP_HINT;
 use crate::{Error, Float, Result};
 
 /// A training and a test set of images and labels.
@@ -32,8 +34,10 @@ pub struct Mnist {
 /// The four files of a data set under `dir`, or their `.gz` versions.
 ///
 /// # Errors
-/// A missing file (naming it and the command that fetches it), or a malformed one: a wrong magic number,
-/// a size that disagrees with the header, a label above 9, different numbers of images and labels.
+/// A missing file (naming it and the command that fetches it), a path that is not a regular file, or a
+/// malformed one: a wrong magic number, dimensions whose product overflows or exceeds
+/// [`MAX_DATA_BYTES`] or is 0, data shorter or longer than the header says, a corrupt gzip stream, a
+/// label above 9, different numbers of images and labels.
 pub fn load(dir: impl AsRef<Path>) -> Result<Mnist> {
     let dir = dir.as_ref();
     let (train_images, rows, cols) = read_images(&locate(dir, "train-images-idx3-ubyte"))?;
@@ -75,45 +79,111 @@ fn hint_for(path: &Path) -> String {
     }
 }
 
-/// The file's bytes, decompressed if it ends in `.gz`.
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = read(path, &hint_for(path))?;
+/// The most data bytes (the product of the dimensions) an IDX file may declare: 1 GiB, over twenty times
+/// MNIST's largest file (60000 · 28 · 28 bytes, 47 MB). A header that declares more is refused before
+/// any data is read, so that a corrupt or hostile header (or a small gzip file that decompresses to
+/// gigabytes) cannot make the loader read or allocate without bound.
+pub const MAX_DATA_BYTES: u64 = 1 << 30;
+
+/// How many times its size deflate can expand a stream at most (1032); only used to size a buffer.
+const DEFLATE_MAX_RATIO: u64 = 1032;
+
+/// Reads an IDX file (gzip-compressed if its name ends in `.gz`) with `magic` as its magic number (its
+/// low byte is the number of dimensions); returns the dimensions and the data, whose length is their
+/// product.
+///
+/// Every size comes from the header and is checked before it is used: the product of the dimensions
+/// with checked arithmetic, against [`MAX_DATA_BYTES`], and, for a plain file, against the file's
+/// length before the data is read. A gzip file is decompressed as a stream (all its members, as `cat
+/// a.gz b.gz` makes), and never beyond one byte more than the header promises.
+fn read_idx(path: &Path, magic: u32, what: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+    let hint = hint_for(path);
+    let Opened { file, len } = read::open(path, &hint)?;
     if path.extension().is_some_and(|e| e == "gz") {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| Error::bad_file(path, format!("not a valid gzip file: {e}")))?;
-        Ok(out)
+        let gzip_error = |e: std::io::Error| match e.kind() {
+            ErrorKind::InvalidInput | ErrorKind::InvalidData | ErrorKind::UnexpectedEof => {
+                Error::bad_file(path, format!("not a valid gzip file: {e}"))
+            }
+            _ => Error::Io { path: path.to_owned(), source: e },
+        };
+        let capacity_bound = len.saturating_mul(DEFLATE_MAX_RATIO);
+        parse_idx(path, MultiGzDecoder::new(file), None, capacity_bound, magic, what, gzip_error)
     } else {
-        Ok(raw)
+        let io_error = |e| read::io_error(path, &hint, e);
+        parse_idx(path, file, Some(len), len, magic, what, io_error)
     }
 }
 
-/// Parses an IDX header with `dims` dimensions and the given magic number; returns the dimensions and
-/// checks that the payload has exactly their product of bytes.
-fn parse_idx<'a>(path: &Path, bytes: &'a [u8], magic: u32, what: &str) -> Result<(Vec<usize>, &'a [u8])> {
+/// Parses an IDX stream (see [`read_idx`]). `file_len` is the length of a plain file, known before
+/// reading; `capacity_bound` is an upper bound on the data's length, to size the buffer.
+fn parse_idx(
+    path: &Path,
+    mut source: impl Read,
+    file_len: Option<u64>,
+    capacity_bound: u64,
+    magic: u32,
+    what: &str,
+    read_error: impl Fn(std::io::Error) -> Error,
+) -> Result<(Vec<usize>, Vec<u8>)> {
     let dims = (magic & 0xff) as usize;
     let header_len = 4 + 4 * dims;
-    if bytes.len() < header_len {
-        return Err(Error::bad_file(path, format!("{} bytes is too short for an IDX {what} header", bytes.len())));
+    let header = read::read_at_most(&mut source, header_len as u64, header_len).map_err(&read_error)?;
+    if header.len() < header_len {
+        return Err(Error::bad_file(path, format!("{} bytes is too short for an IDX {what} header", header.len())));
     }
-    let word = |i: usize| u32::from_be_bytes(bytes[4 * i..4 * i + 4].try_into().expect("four bytes"));
-    if word(0) != magic {
+    let words: Vec<u32> = header.chunks_exact(4).map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]])).collect();
+    if words[0] != magic {
         return Err(Error::bad_file(
             path,
-            format!("magic number {:#010x} is not that of IDX {what} ({magic:#010x})", word(0)),
+            format!("magic number {:#010x} is not that of IDX {what} ({magic:#010x})", words[0]),
         ));
     }
-    let shape: Vec<usize> = (1..=dims).map(|i| word(i) as usize).collect();
-    let expected = shape.iter().product::<usize>();
-    let payload = &bytes[header_len..];
-    if payload.len() != expected {
+    let shape = &words[1..];
+    let Some(expected) = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(u64::from(d))) else {
         return Err(Error::bad_file(
             path,
-            format!("header says {shape:?} ({expected} bytes of data) but the file has {} (truncated?)", payload.len()),
+            format!("header says {shape:?}, whose product overflows 64 bits: the header is corrupt"),
+        ));
+    };
+    if expected == 0 {
+        return Err(Error::bad_file(path, format!("header says {shape:?}: no data (a dimension is 0)")));
+    }
+    if expected > MAX_DATA_BYTES {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "header says {shape:?} ({expected} bytes of data), more than the {MAX_DATA_BYTES} this loader \
+                 accepts (mnist::MAX_DATA_BYTES)"
+            ),
         ));
     }
-    Ok((shape, payload))
+    let truncated = |got: u64| {
+        Error::bad_file(
+            path,
+            format!("header says {shape:?} ({expected} bytes of data) but the file has {got} (truncated?)"),
+        )
+    };
+    if let Some(len) = file_len {
+        let got = len.saturating_sub(header_len as u64);
+        if got != expected {
+            return Err(truncated(got));
+        }
+    }
+    // A capacity hint only: the smaller of the header's promise and what the file can hold.
+    let capacity = usize::try_from(expected.min(capacity_bound)).unwrap_or(0);
+    let data = read::read_at_most(source, expected + 1, capacity).map_err(&read_error)?;
+    let got = data.len() as u64;
+    if got > expected {
+        return Err(Error::bad_file(
+            path,
+            format!("header says {shape:?} ({expected} bytes of data) but the file holds more: trailing data"),
+        ));
+    }
+    if got < expected {
+        return Err(truncated(got));
+    }
+    let shape = shape.iter().map(|&d| d as usize).collect();
+    Ok((shape, data))
 }
 
 /// Reads an IDX image file: `(count, rows · cols)` pixels and the image size.
@@ -121,10 +191,10 @@ fn parse_idx<'a>(path: &Path, bytes: &'a [u8], magic: u32, what: &str) -> Result
 /// # Errors
 /// As [`load`].
 pub fn read_images(path: &Path) -> Result<(Array2<u8>, usize, usize)> {
-    let bytes = read_maybe_gz(path)?;
-    let (shape, payload) = parse_idx(path, &bytes, 0x0803, "images")?;
+    let (shape, data) = read_idx(path, 0x0803, "images")?;
     let (n, rows, cols) = (shape[0], shape[1], shape[2]);
-    let images = Array2::from_shape_vec((n, rows * cols), payload.to_vec()).expect("size checked");
+    let images =
+        Array2::from_shape_vec((n, rows * cols), data).expect("read_idx returns n · rows · cols bytes, at most 1 GiB");
     Ok((images, rows, cols))
 }
 
@@ -133,20 +203,22 @@ pub fn read_images(path: &Path) -> Result<(Array2<u8>, usize, usize)> {
 /// # Errors
 /// As [`load`].
 pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
-    let bytes = read_maybe_gz(path)?;
-    let (_, payload) = parse_idx(path, &bytes, 0x0801, "labels")?;
-    if let Some((i, &l)) = payload.iter().enumerate().find(|(_, &l)| l > 9) {
+    let (_, labels) = read_idx(path, 0x0801, "labels")?;
+    if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l > 9) {
         return Err(Error::bad_file(path, format!("label {i} is {l}, not a digit 0-9")));
     }
-    Ok(payload.to_vec())
+    Ok(labels)
 }
 
 impl Mnist {
     /// The book's chapter-4 scaling: subtract the mean of all training pixels and divide by their
     /// (population) standard deviation, both sets with the training statistics. Returns
-    /// `(train, test)`, each `(count, rows · cols)`.
+    /// `(train, test)`, each `(count, rows · cols)`. If every training pixel has the same value, the
+    /// sets are only centred (the deviation is taken as 1, as [`super::StandardScaler`] does), rather
+    /// than divided by 0.
     pub fn book_scaled<F: Float>(&self) -> (Array2<F>, Array2<F>) {
         let (mean, std) = pixel_statistics(&self.train_images);
+        let std = if std == 0.0 { 1.0 } else { std };
         let scale = |a: &Array2<u8>| a.mapv(|p| F::cast((f64::from(p) - mean) / std));
         (scale(&self.train_images), scale(&self.test_images))
     }
@@ -167,6 +239,9 @@ pub fn pixel_statistics(images: &Array2<u8>) -> (f64, f64) {
 }
 
 /// One-hot rows: row `i` has a 1 in column `labels[i]`, `(count, classes)`.
+///
+/// # Panics
+/// If a label is not below `classes` (labels from [`read_labels`] are digits, below 10).
 pub fn one_hot<F: Float>(labels: &[u8], classes: usize) -> Array2<F> {
     let mut out = Array2::zeros((labels.len(), classes));
     for (i, &l) in labels.iter().enumerate() {

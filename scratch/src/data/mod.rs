@@ -6,6 +6,7 @@
 pub mod boston;
 mod loader;
 pub mod mnist;
+pub(crate) mod read;
 mod scaler;
 pub mod text;
 
@@ -15,7 +16,6 @@ pub use loader::DataLoader;
 pub use scaler::StandardScaler;
 
 use crate::rng::RandomState;
-use crate::{Error, Result};
 
 /// The command that downloads the default data sets.
 pub const SETUP_HINT: &str = "run `make setup` (or `python3 scripts/setup.py`) in the repository root to download it";
@@ -44,14 +44,6 @@ pub fn available(relative: &str) -> Option<PathBuf> {
     }
     eprintln!("skipped: {} not found (run `make setup` to download the data sets)", dir.join(relative).display());
     None
-}
-
-/// Reads a whole file; a missing file is [`Error::MissingFile`] with `hint`.
-pub(crate) fn read(path: &Path, hint: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => Error::MissingFile { path: path.to_owned(), hint: hint.to_owned() },
-        _ => Error::Io { path: path.to_owned(), source },
-    })
 }
 
 /// The row indices of scikit-learn's `train_test_split(..., test_size, random_state=seed)` for `n` rows:
