@@ -16,11 +16,13 @@ setup-cuda:
 tour: setup
 	$(CARGO) run --release -p examples --bin dlfs -- tour
 
+# The tests build in the release profile, as the tour does, so that the second command reuses every
+# dependency the first one compiled (libtorch's C++ bindings above all) instead of building them again.
 # DLFS_REQUIRE_DATA turns a missing data set into a test failure instead of a skipped test.
 test: setup
-	DLFS_REQUIRE_DATA=1 $(CARGO) test --workspace
+	DLFS_REQUIRE_DATA=1 $(CARGO) test --release --workspace
 
 lint:
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --no-deps --workspace
