@@ -281,7 +281,7 @@ pub fn run(data_dir: &Path, engines: Engines, quiet: bool) -> Result<BostonResul
         let short = name.split(':').next().unwrap_or(name);
         let book = Some((book_mae, book_rmse, 2));
         if use_scratch {
-            let mut trainer = Trainer::new(chapter3_network(hidden, seed)?, SGD::new(0.01));
+            let mut trainer = Trainer::new(chapter3_network(hidden, seed)?, SGD::new(0.01)?);
             let mut progress = ProgressObserver::new(format!("{short} scratch"), quiet);
             let report = trainer.fit(&train, &test, &chapter3_options(seed), &mut progress)?;
             let preds = trainer.net.predict(&data.x_test)?;

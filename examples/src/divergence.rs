@@ -46,7 +46,7 @@ pub struct Divergence {
 pub fn run(data_dir: &Path, rates: &[f64]) -> Result<Vec<Divergence>> {
     let m = mnist::load(data_dir.join("mnist"))?;
     let (x, _) = m.book_scaled::<f64>();
-    let y: Array2<f64> = mnist::one_hot(&m.train_labels, 10);
+    let y: Array2<f64> = mnist::one_hot(&m.train_labels, 10)?;
     let train =
         Dataset::new(x.slice(s![..6000, ..]).to_owned().into_dyn(), y.slice(s![..6000, ..]).to_owned().into_dyn())?;
     let hidden = [(178, Activation::Tanh), (46, Activation::Tanh)];

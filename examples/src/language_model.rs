@@ -343,7 +343,7 @@ fn sample(model: &dyn LanguageModel, corpus: &Corpus, opts: &LmOptions, prompt: 
         let last = scores.index_axis(Axis(0), 0);
         let last = last.index_axis(Axis(0), last.shape()[0] - 1);
         let c = sample_index(last.view().into_dimensionality()?, opts.temperature, &mut rng)?;
-        out.push(corpus.vocab.char(c));
+        out.push(corpus.vocab.char(c)?);
         scores = next_scores(&one_hot::<f32>(&[c], 1, vocab)?)?;
     }
     Ok(out)

@@ -348,8 +348,8 @@ pub struct MnistData<F> {
 pub fn load<F: TorchFloat>(dir: &Path) -> Result<MnistData<F>> {
     let m: Mnist = mnist::load(dir)?;
     let (x_train, x_test) = m.book_scaled::<F>();
-    let y_train: Array2<F> = mnist::one_hot(&m.train_labels, 10);
-    let y_test: Array2<F> = mnist::one_hot(&m.test_labels, 10);
+    let y_train: Array2<F> = mnist::one_hot(&m.train_labels, 10)?;
+    let y_test: Array2<F> = mnist::one_hot(&m.test_labels, 10)?;
     Ok(MnistData {
         train: Dataset::new(x_train.into_dyn(), y_train.into_dyn())?,
         test: Dataset::new(x_test.into_dyn(), y_test.into_dyn())?,
@@ -413,7 +413,7 @@ fn run_scratch<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOpt
     let options = FitOptions { checkpoint: opts.checkpoint_path(e, "scratch-best")?, ..fit_options(e, opts) };
     let (report, mut net) = match e.optim {
         OptimChoice::Sgd { lr } => {
-            let mut t = scratch::train::Trainer::new(net, scratch::optim::SGD::new(lr));
+            let mut t = scratch::train::Trainer::new(net, scratch::optim::SGD::new(lr)?);
             (t.fit(&train, &test, &options, &mut progress)?, t.net)
         }
         OptimChoice::Momentum { lr, decay } => {

@@ -113,7 +113,7 @@ pub fn targets<F: TorchFloat>(loss: LossSpec, batch: usize, outputs: usize, rng:
     if loss.is_classification() {
         let mut y = ArrayD::zeros(IxDyn(&[batch, outputs]));
         for i in 0..batch {
-            y[[i, rng.randint(0, outputs as i64) as usize]] = F::one();
+            y[[i, rng.randint(0, outputs as i64).unwrap() as usize]] = F::one();
         }
         y
     } else {

@@ -32,7 +32,7 @@ fn a_model_trained_from_scratch_runs_in_torch_and_back() {
     let x: ArrayD<f64> = rng.randn(IxDyn(&[40, 5]));
     let y = targets::<f64>(LossSpec::MSE, 40, 3, &mut rng);
     let (net, _) = dense_pair::<f64>(5, &layers(WeightInit::Glorot), LossSpec::MSE, 1);
-    let mut trainer = Trainer::new(net, SGD::new(0.05));
+    let mut trainer = Trainer::new(net, SGD::new(0.05).unwrap());
     let data = Dataset::new(x.clone(), y).unwrap();
     let options = FitOptions { epochs: 5, eval_every: 5, batch_size: 8, restart: false, ..Default::default() };
     trainer.fit(&data, &data, &options, &mut ()).unwrap();

@@ -20,7 +20,8 @@ use torch::convert::TorchFloat;
 /// seeded sample of the grid.
 fn conv_grid<F: TorchFloat>(cases: usize) {
     let mut rng = RandomState::new(11);
-    let pick = |rng: &mut RandomState, options: &[usize]| options[rng.randint(0, options.len() as i64) as usize];
+    let pick =
+        |rng: &mut RandomState, options: &[usize]| options[rng.randint(0, options.len() as i64).unwrap() as usize];
     let mut done = 0;
     while done < cases {
         let (batch, c_in, c_out) =
@@ -159,7 +160,7 @@ fn chapter5_cnn_100_steps_on_mnist() {
     let images = |x: &Array2<f64>, n: usize| {
         x.slice(s![..n, ..]).to_owned().into_shape_with_order((n, 1, 28, 28)).unwrap().into_dyn()
     };
-    let labels = |l: &[u8], n: usize| mnist::one_hot::<f64>(&l[..n], 10).into_dyn();
+    let labels = |l: &[u8], n: usize| mnist::one_hot::<f64>(&l[..n], 10).unwrap().into_dyn();
     let train = Dataset::new(images(&x_train, 1000), labels(&m.train_labels, 1000)).unwrap();
     let test = Dataset::new(images(&x_test, 200), labels(&m.test_labels, 200)).unwrap();
     let (net, model) = model_pair::<f64>(&chapter5_cnn(true), LossSpec::CROSS_ENTROPY, 7);

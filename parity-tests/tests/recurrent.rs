@@ -106,7 +106,8 @@ fn language_model_networks_agree() {
                 let spec = scratch::spec::book::language_model(cell, vocab, hidden, 2, StateMode::Reset, steps);
                 let (mut net, model) = model_pair_with::<f64>(&spec, loss, 5, kernel);
                 let mut rng = RandomState::new(6);
-                let labels: Vec<usize> = (0..batch * steps).map(|_| rng.randint(0, vocab as i64) as usize).collect();
+                let labels: Vec<usize> =
+                    (0..batch * steps).map(|_| rng.randint(0, vocab as i64).unwrap() as usize).collect();
                 let y = one_hot::<f64>(&labels, batch, vocab).unwrap().into_dyn();
                 let x = rng.randn::<f64, _>((batch, steps, vocab)).into_dyn();
                 let label = format!("2 x {} {kernel:?} B{batch} T{steps} H{hidden} {loss:?}", cell.name());
@@ -173,7 +174,7 @@ fn training_trajectories_with_clipping_agree() {
                 let theirs = topt::Clipped::new(topt::AdaGrad::new(0.05, Decay::None).unwrap(), clip);
                 train_steps(net, model, ours, theirs, &text, vocab)
             } else {
-                let ours = optim::Clipped::new(optim::SGD::new(0.01), clip);
+                let ours = optim::Clipped::new(optim::SGD::new(0.01).unwrap(), clip);
                 let theirs = topt::Clipped::new(topt::SGD::new(0.01, Decay::None).unwrap(), clip);
                 train_steps(net, model, ours, theirs, &text, vocab)
             };

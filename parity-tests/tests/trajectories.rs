@@ -69,8 +69,8 @@ fn mnist_subset(rows: usize, test_rows: usize) -> Option<(Dataset<f64>, Dataset<
     let dir = data_dir_or_skip("mnist/train-images-idx3-ubyte")?;
     let m = mnist::load(dir.join("mnist")).unwrap();
     let (x_train, x_test) = m.book_scaled::<f64>();
-    let y_train: Array2<f64> = mnist::one_hot(&m.train_labels, 10);
-    let y_test: Array2<f64> = mnist::one_hot(&m.test_labels, 10);
+    let y_train: Array2<f64> = mnist::one_hot(&m.train_labels, 10).unwrap();
+    let y_test: Array2<f64> = mnist::one_hot(&m.test_labels, 10).unwrap();
     let train = Dataset::new(
         x_train.slice(s![..rows, ..]).to_owned().into_dyn(),
         y_train.slice(s![..rows, ..]).to_owned().into_dyn(),

@@ -152,10 +152,18 @@ impl RandomState {
 
     /// A uniform integer in `[low, high)`: `np.random.randint(low, high)` with the default `int64` dtype.
     ///
-    /// # Panics
-    /// If `low >= high`, as numpy raises `ValueError`.
-    pub fn randint(&mut self, low: i64, high: i64) -> i64 {
-        assert!(low < high, "randint: low ({low}) must be below high ({high})");
+    /// # Errors
+    /// If `low >= high` (numpy raises `ValueError`).
+    pub fn randint(&mut self, low: i64, high: i64) -> crate::Result<i64> {
+        if low >= high {
+            return Err(crate::Error::InvalidArgument(format!("randint: low ({low}) must be below high ({high})")));
+        }
+        Ok(self.randint_below(low, high))
+    }
+
+    /// [`RandomState::randint`] for bounds the caller has checked: `low < high`.
+    pub(crate) fn randint_below(&mut self, low: i64, high: i64) -> i64 {
+        debug_assert!(low < high);
         let range = (high - 1).wrapping_sub(low) as u64;
         if range == 0 {
             return low;
@@ -268,7 +276,7 @@ mod tests {
     #[test]
     fn randint_matches_numpy_seed_0() {
         let mut rng = RandomState::new(0);
-        let draws: Vec<i64> = (0..5).map(|_| rng.randint(0, 10)).collect();
+        let draws: Vec<i64> = (0..5).map(|_| rng.randint(0, 10).unwrap()).collect();
         assert_eq!(draws, vec![5, 0, 3, 3, 7]);
     }
 
@@ -286,16 +294,16 @@ mod tests {
         // np.random.seed(190220); randint(0, 5), randint(0, 3) print 4 and 0; the stream continues with
         // randint(0, 2), randint(0, 7) -> 0, 2 and randint(0, 3) -> 2 (chapter 5 notebook).
         let mut rng = RandomState::new(190_220);
-        assert_eq!((rng.randint(0, 5), rng.randint(0, 3)), (4, 0));
-        assert_eq!((rng.randint(0, 2), rng.randint(0, 7)), (0, 2));
-        assert_eq!(rng.randint(0, 3), 2);
+        assert_eq!((rng.randint(0, 5).unwrap(), rng.randint(0, 3).unwrap()), (4, 0));
+        assert_eq!((rng.randint(0, 2).unwrap(), rng.randint(0, 7).unwrap()), (0, 2));
+        assert_eq!(rng.randint(0, 3).unwrap(), 2);
     }
 
     #[test]
     fn chapter_5_math_notebook_pooling_grid() {
         // np.random.seed(20190420); np.random.randint(0, 10, (4, 4))
         let mut rng = RandomState::new(20_190_420);
-        let grid: Vec<i64> = (0..16).map(|_| rng.randint(0, 10)).collect();
+        let grid: Vec<i64> = (0..16).map(|_| rng.randint(0, 10).unwrap()).collect();
         assert_eq!(grid, vec![5, 1, 0, 6, 3, 5, 5, 6, 9, 0, 3, 2, 4, 7, 0, 7]);
     }
 
@@ -326,8 +334,8 @@ mod tests {
     #[test]
     fn large_ranges_use_64_bit_draws() {
         let mut rng = RandomState::new(1);
-        let v = rng.randint(0, 1 << 40);
+        let v = rng.randint(0, 1 << 40).unwrap();
         assert!((0..1 << 40).contains(&v));
-        assert_eq!(rng.randint(3, 4), 3);
+        assert_eq!(rng.randint(3, 4).unwrap(), 3);
     }
 }

@@ -449,7 +449,7 @@ impl<F: Float, O: Optimizer<F>> Trainer<F, O> {
     /// let x = ndarray::Array2::from_shape_fn((64, 1), |(i, _)| i as f64 / 64.0).into_dyn();
     /// let data = Dataset::new(x.clone(), x.mapv(|v| 2.0 * v + 1.0))?;
     /// let layer = Dense::new(1, DenseSpec::new(1), &mut RandomState::new(0))?;
-    /// let mut trainer = Trainer::new(NeuralNetwork::new(vec![Box::new(layer)], MeanSquaredError::new()), SGD::new(0.2));
+    /// let mut trainer = Trainer::new(NeuralNetwork::new(vec![Box::new(layer)], MeanSquaredError::new()), SGD::new(0.2)?);
     /// let mut loader = DataLoader::new(&data, 16)?.shuffle(3);
     /// let options = FitOptions { epochs: 200, eval_every: 50, early_stopping: false, ..Default::default() };
     /// let report = trainer.fit_loader(&mut loader, &data, &options, &mut ())?;

@@ -29,7 +29,7 @@ fn fit(hidden: &[usize]) -> Option<(FitReport, f64, f64)> {
     let data = boston::load_book_split(&dir).unwrap();
     let train = Dataset::new(data.x_train.into_dyn(), data.y_train.into_dyn()).unwrap();
     let test = Dataset::new(data.x_test.clone().into_dyn(), data.y_test.clone().into_dyn()).unwrap();
-    let mut trainer = Trainer::new(book_network(hidden), SGD::new(0.01));
+    let mut trainer = Trainer::new(book_network(hidden), SGD::new(0.01).unwrap());
     let options = FitOptions {
         epochs: 50,
         eval_every: 10,

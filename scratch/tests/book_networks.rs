@@ -137,7 +137,7 @@ fn batch(spec: &NetSpec, loss: LossSpec, rows: usize, rng: &mut RandomState) -> 
     let y = if loss.is_classification() {
         let positions: Vec<usize> = std::iter::once(rows).chain(out[..out.len() - 1].iter().copied()).collect();
         let classes = *out.last().unwrap() as i64;
-        ArrayD::from_shape_fn(IxDyn(&positions), |_| rng.randint(0, classes) as f32)
+        ArrayD::from_shape_fn(IxDyn(&positions), |_| rng.randint(0, classes).unwrap() as f32)
     } else if out == spec.input {
         x.clone()
     } else {

@@ -112,7 +112,7 @@ fn boston_real_files_agree_and_give_the_books_split() {
     assert_eq!(&test[146..], &[469, 101, 406, 312, 287, 204]);
     assert_eq!(&train[..4], &[4, 410, 380, 378]);
     assert_eq!(&train[349..], &[466, 391, 13, 81, 23]);
-    let split = boston::book_split(&sklearn);
+    let split = boston::book_split(&sklearn).unwrap();
     let x0: Vec<f64> = split.x_train.row(0).iter().take(3).map(|&v| round(v, 8)).collect();
     assert_eq!(x0, vec![-0.41248185, -0.48772236, -1.30687771]);
     assert_eq!(split.y_train.column(0).iter().take(3).copied().collect::<Vec<_>>(), vec![36.2, 15.0, 10.4]);
@@ -340,7 +340,8 @@ fn mnist_real_files_and_the_books_scaling() {
     for (lo, hi) in [range(&train), range(&test)] {
         assert!((lo - -0.424073894391566).abs() < 1e-12 && (hi - 2.821543345689335).abs() < 1e-12, "{lo} {hi}");
     }
-    let one_hot = mnist::one_hot::<f32>(&m.train_labels[..3], 10);
+    let one_hot = mnist::one_hot::<f32>(&m.train_labels[..3], 10).unwrap();
+    assert!(mnist::one_hot::<f32>(&[10], 10).is_err(), "a label beyond the classes is an error");
     assert_eq!(one_hot.row(0).to_vec(), vec![0., 0., 0., 0., 0., 1., 0., 0., 0., 0.]);
 }
 

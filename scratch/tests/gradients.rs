@@ -164,8 +164,8 @@ fn whole_networks_with_each_loss() {
         let (batch, n_out) = (7, *widths.last().unwrap());
         let x = input::<f64>(&mut rng, batch, widths[0]);
         let y: ArrayD<f64> = rng.randn((batch, n_out)).into_dyn();
-        let labels: Vec<u8> = (0..batch).map(|_| rng.randint(0, n_out as i64) as u8).collect();
-        let one_hot = scratch::data::mnist::one_hot::<f64>(&labels, n_out).into_dyn();
+        let labels: Vec<u8> = (0..batch).map(|_| rng.randint(0, n_out as i64).unwrap() as u8).collect();
+        let one_hot = scratch::data::mnist::one_hot::<f64>(&labels, n_out).unwrap().into_dyn();
         let cases: Vec<(NeuralNetwork<f64>, ArrayD<f64>)> = vec![
             (deep_network(&widths, MeanSquaredError::new(), &mut rng), y.clone()),
             (deep_network(&widths, MeanSquaredError::with_reduction(MseReduction::Mean), &mut rng), y),

@@ -101,7 +101,7 @@ impl Mutator {
         if n == 0 {
             0
         } else {
-            self.rng.randint(0, n as i64) as usize
+            self.rng.randint(0, n as i64).unwrap() as usize
         }
     }
 

@@ -59,7 +59,7 @@ fn a_stack_and_its_projection_under_a_sequence_loss_match_central_differences() 
         );
         let mut net = NeuralNetwork::<f64>::from_spec(&spec, SoftmaxCrossEntropy::new(), &mut rng).unwrap();
         let (batch, steps) = (3, 9);
-        let labels: Vec<usize> = (0..batch * steps).map(|_| rng.randint(0, vocab as i64) as usize).collect();
+        let labels: Vec<usize> = (0..batch * steps).map(|_| rng.randint(0, vocab as i64).unwrap() as usize).collect();
         let target = scratch::rnn::one_hot::<f64>(&labels, batch, vocab).unwrap().into_dyn();
         let x = sequence(&mut rng, batch, steps, vocab);
         let report = check(&mut NetworkProbe::new(&mut net, target), &x, &GradCheckConfig::default()).unwrap();

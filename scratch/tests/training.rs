@@ -42,7 +42,7 @@ fn overshooting_problem() -> (Dataset<f64>, Dataset<f64>) {
 fn early_stopping_restores_the_best_evaluated_model() {
     let (train, test) = overshooting_problem();
     let options = FitOptions { epochs: 100, eval_every: 2, batch_size: 1, restart: false, ..Default::default() };
-    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.02));
+    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.02).unwrap());
     let mut recorder = Recorder::default();
     let report = trainer.fit(&train, &test, &options, &mut recorder).unwrap();
 
@@ -57,12 +57,12 @@ fn early_stopping_restores_the_best_evaluated_model() {
     let restored = trainer.net.forward_loss(&test.x, &test.y, Mode::Eval).unwrap().1;
     assert_eq!(restored, best.loss);
 
-    let mut replay = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.02));
+    let mut replay = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.02).unwrap());
     let plain = FitOptions { epochs: best.epoch, eval_every: best.epoch, early_stopping: false, ..options.clone() };
     replay.fit(&train, &test, &plain, &mut ()).unwrap();
     assert_eq!(weights(&trainer.net), weights(&replay.net));
     let book_snapshot = {
-        let mut t = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.02));
+        let mut t = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.02).unwrap());
         t.fit(&train, &test, &FitOptions { epochs: stopped - 1, eval_every: 1000, ..plain }, &mut ()).unwrap();
         weights(&t.net)
     };
@@ -80,7 +80,7 @@ fn without_early_stopping_training_runs_every_epoch() {
         early_stopping: false,
         ..Default::default()
     };
-    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.02));
+    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.02).unwrap());
     let report = trainer.fit(&train, &test, &options, &mut ()).unwrap();
     assert_eq!((report.epochs_trained, report.evaluations.len(), report.stopped_after), (30, 15, None));
     assert_eq!(report.batch_losses.len(), 30);
@@ -98,7 +98,7 @@ fn divergence_names_the_epoch_and_batch() {
         early_stopping: false,
         ..Default::default()
     };
-    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(10.0));
+    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(10.0).unwrap());
     let err = trainer.fit(&train, &train, &options, &mut ()).unwrap_err();
     match &err {
         Error::Diverged { epoch, batch, what } => {
@@ -128,7 +128,7 @@ fn an_input_of_the_wrong_width_names_the_layer_and_both_shapes() {
 #[test]
 fn invalid_options_are_rejected() {
     let (train, test) = overshooting_problem();
-    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.1));
+    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.1).unwrap());
     let err = trainer.fit(&train, &test, &FitOptions { batch_size: 0, ..Default::default() }, &mut ()).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)));
 }
@@ -163,10 +163,10 @@ fn restart_makes_training_independent_of_the_starting_weights() {
     let y = x.sum_axis(ndarray::Axis(1)).insert_axis(ndarray::Axis(1));
     let data = Dataset::new(x.into_dyn(), y.into_dyn()).unwrap();
     let options = FitOptions { epochs: 3, eval_every: 1, batch_size: 8, seed: 9, ..Default::default() };
-    let mut a = Trainer::new(two_hidden_layers(), SGD::new(0.01));
+    let mut a = Trainer::new(two_hidden_layers(), SGD::new(0.01).unwrap());
     let mut other = two_hidden_layers();
     other.reinitialize(&mut RandomState::new(99), InitSeeding::Stream);
-    let mut b = Trainer::new(other, SGD::new(0.01));
+    let mut b = Trainer::new(other, SGD::new(0.01).unwrap());
     let ra = a.fit(&data, &data, &options, &mut ()).unwrap();
     let rb = b.fit(&data, &data, &options, &mut ()).unwrap();
     assert_eq!(ra.batch_losses, rb.batch_losses);
@@ -179,12 +179,12 @@ fn drop_last_leaves_out_the_partial_batch() {
     let data = Dataset::new(x.clone(), x).unwrap();
     let options = FitOptions { epochs: 2, eval_every: 1, batch_size: 4, early_stopping: false, ..Default::default() };
     for (drop_last, per_epoch) in [(false, 3), (true, 2)] {
-        let mut trainer = Trainer::new(one_weight_net(0.5, 0.0), SGD::new(0.01));
+        let mut trainer = Trainer::new(one_weight_net(0.5, 0.0), SGD::new(0.01).unwrap());
         let report = trainer.fit(&data, &data, &FitOptions { drop_last, ..options.clone() }, &mut ()).unwrap();
         assert_eq!(report.batch_losses.len(), 2 * per_epoch, "drop_last {drop_last}");
     }
     let small = Dataset::new(Array2::<f64>::zeros((3, 1)).into_dyn(), Array2::<f64>::zeros((3, 1)).into_dyn()).unwrap();
-    let mut trainer = Trainer::new(one_weight_net(0.5, 0.0), SGD::new(0.01));
+    let mut trainer = Trainer::new(one_weight_net(0.5, 0.0), SGD::new(0.01).unwrap());
     let err = trainer.fit(&small, &small, &FitOptions { drop_last: true, ..options.clone() }, &mut ()).unwrap_err();
     assert!(err.to_string().contains("no full batch"), "{err}");
 }
@@ -205,7 +205,7 @@ fn the_checkpoint_holds_the_best_evaluated_model() {
         checkpoint: Some(path.clone()),
         ..Default::default()
     };
-    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.05));
+    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.05).unwrap());
     let report = trainer.fit(&data, &test, &options, &mut ()).unwrap();
     let best = report.best.unwrap();
     assert!(report.evaluations.last().unwrap().loss > best.loss, "{:?}", report.evaluations);
@@ -233,13 +233,13 @@ fn fit_loader_trains_on_the_loaders_batches() {
         early_stopping: false,
         ..Default::default()
     };
-    let mut fitted = Trainer::new(one_weight_net(0.1, 0.0), SGD::new(0.1));
+    let mut fitted = Trainer::new(one_weight_net(0.1, 0.0), SGD::new(0.1).unwrap());
     let mut loader = DataLoader::new(&data, 4).unwrap().shuffle(5).drop_last(true);
     let report = fitted.fit_loader(&mut loader, &data, &options, &mut ()).unwrap();
     assert_eq!(report.batch_losses.len(), 3 * 2);
     assert_eq!(report.evaluations.len(), 3);
 
-    let mut by_hand = Trainer::new(one_weight_net(0.1, 0.0), SGD::new(0.1));
+    let mut by_hand = Trainer::new(one_weight_net(0.1, 0.0), SGD::new(0.1).unwrap());
     let mut loader = DataLoader::new(&data, 4).unwrap().shuffle(5).drop_last(true);
     let losses: Vec<f64> = (1..=3).flat_map(|epoch| by_hand.train_epoch(&mut loader, epoch).unwrap()).collect();
     assert_eq!(report.batch_losses, losses);
@@ -247,7 +247,7 @@ fn fit_loader_trains_on_the_loaders_batches() {
 
     let (train, test) = overshooting_problem();
     let options = FitOptions { epochs: 100, eval_every: 2, restart: false, ..Default::default() };
-    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.02));
+    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.02).unwrap());
     let report = trainer.fit_loader(&mut DataLoader::new(&train, 1).unwrap(), &test, &options, &mut ()).unwrap();
     assert!(report.stopped_after.is_some(), "the test loss rises, so training stops early");
     let restored = trainer.net.forward_loss(&test.x, &test.y, Mode::Eval).unwrap().1;

@@ -121,8 +121,8 @@ fn batch<F: TorchFloat>(spec: &NetSpec, batch: usize, rng: &mut RandomState) -> 
     out.extend(spec.shapes()?.last().expect("a network has layers"));
     let classes = *out.last().expect("an output has features");
     let rows = out.iter().product::<usize>() / classes;
-    let labels: Vec<u8> = (0..rows).map(|_| rng.randint(0, classes as i64) as u8).collect();
-    let y = scratch::data::mnist::one_hot::<F>(&labels, classes).into_shape_with_order(IxDyn(&out))?;
+    let labels = (0..rows).map(|_| Ok(rng.randint(0, classes as i64)? as u8)).collect::<Result<Vec<_>>>()?;
+    let y = scratch::data::mnist::one_hot::<F>(&labels, classes)?.into_shape_with_order(IxDyn(&out))?;
     Ok((x, y))
 }
 

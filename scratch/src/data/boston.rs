@@ -145,16 +145,19 @@ pub fn load(path: impl AsRef<Path>) -> Result<Boston> {
 /// The book's preparation: standardise every feature over all rows, then split with
 /// `train_test_split(test_size=0.3, random_state=80718)` (354 training and 152 test rows for the full
 /// data set). Targets are not scaled.
-pub fn book_split(data: &Boston) -> Split<f64> {
-    let (_, scaled) = StandardScaler::fit_transform(&data.features);
+///
+/// # Errors
+/// If `data` has no rows.
+pub fn book_split(data: &Boston) -> Result<Split<f64>> {
+    let (_, scaled) = StandardScaler::fit_transform(&data.features)?;
     let (train, test) = train_test_split(scaled.nrows(), 0.3, 80718);
     let y = data.target.clone().insert_axis(Axis(1));
-    Split {
+    Ok(Split {
         x_train: scaled.select(Axis(0), &train),
         y_train: y.select(Axis(0), &train),
         x_test: scaled.select(Axis(0), &test),
         y_test: y.select(Axis(0), &test),
-    }
+    })
 }
 
 /// `book_split` of the file `boston/boston_house_prices.csv` under `data_dir`.
@@ -162,5 +165,5 @@ pub fn book_split(data: &Boston) -> Split<f64> {
 /// # Errors
 /// As [`load`].
 pub fn load_book_split(data_dir: impl AsRef<Path>) -> Result<Split<f64>> {
-    Ok(book_split(&load(data_dir.as_ref().join("boston").join("boston_house_prices.csv"))?))
+    book_split(&load(data_dir.as_ref().join("boston").join("boston_house_prices.csv"))?)
 }

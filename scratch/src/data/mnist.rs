@@ -240,12 +240,15 @@ pub fn pixel_statistics(images: &Array2<u8>) -> (f64, f64) {
 
 /// One-hot rows: row `i` has a 1 in column `labels[i]`, `(count, classes)`.
 ///
-/// # Panics
+/// # Errors
 /// If a label is not below `classes` (labels from [`read_labels`] are digits, below 10).
-pub fn one_hot<F: Float>(labels: &[u8], classes: usize) -> Array2<F> {
+pub fn one_hot<F: Float>(labels: &[u8], classes: usize) -> Result<Array2<F>> {
     let mut out = Array2::zeros((labels.len(), classes));
-    for (i, &l) in labels.iter().enumerate() {
-        out[[i, usize::from(l)]] = F::one();
+    for (mut row, &l) in out.rows_mut().into_iter().zip(labels) {
+        let cell = row
+            .get_mut(usize::from(l))
+            .ok_or_else(|| Error::InvalidArgument(format!("one_hot: label {l} is not below the {classes} classes")))?;
+        *cell = F::one();
     }
-    out
+    Ok(out)
 }

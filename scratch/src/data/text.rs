@@ -73,8 +73,13 @@ impl Vocabulary {
     }
 
     /// The character at `index`.
-    pub fn char(&self, index: usize) -> char {
-        self.chars[index]
+    ///
+    /// # Errors
+    /// If `index` is not below the vocabulary's size.
+    pub fn char(&self, index: usize) -> Result<char> {
+        self.chars.get(index).copied().ok_or_else(|| {
+            Error::InvalidArgument(format!("index {index} is outside a vocabulary of {} characters", self.chars.len()))
+        })
     }
 
     /// The indices of every character of `text`.
@@ -98,9 +103,10 @@ mod tests {
     fn vocabulary_is_sorted_and_round_trips() {
         let v = Vocabulary::new("hello world");
         assert_eq!(v.len(), 8);
-        assert_eq!(v.char(0), ' ');
+        assert_eq!(v.char(0).unwrap(), ' ');
+        assert!(v.char(v.len()).is_err());
         let idx = v.encode("low").unwrap();
-        assert_eq!(idx.iter().map(|&i| v.char(i)).collect::<String>(), "low");
+        assert_eq!(idx.iter().map(|&i| v.char(i).unwrap()).collect::<String>(), "low");
         assert!(v.encode("z").is_err());
     }
 }

@@ -154,10 +154,10 @@ pub struct SGD {
 impl SGD {
     /// SGD with a constant learning rate.
     ///
-    /// # Panics
+    /// # Errors
     /// If `lr` is not positive and finite.
-    pub fn new(lr: f64) -> Self {
-        Self::with_decay(lr, Decay::None).expect("the learning rate must be positive")
+    pub fn new(lr: f64) -> Result<Self> {
+        Self::with_decay(lr, Decay::None)
     }
 
     /// SGD with learning-rate decay.

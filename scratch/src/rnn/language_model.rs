@@ -71,7 +71,7 @@ impl CharWindows {
         let starts: Vec<usize> = match &mut self.random {
             Some(rng) => {
                 let last = (self.text.len() - self.steps) as i64;
-                (0..self.batch).map(|_| rng.randint(0, last) as usize).collect()
+                (0..self.batch).map(|_| rng.randint_below(0, last) as usize).collect()
             }
             None => {
                 if self.position + self.steps + self.batch + 1 > self.text.len() {
