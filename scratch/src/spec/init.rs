@@ -57,3 +57,32 @@ impl WeightInit {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_are_the_documented_formulas() {
+        // Glorot has the square root; the book's 2019 "glorot" does not; PyTorch's bound is 1/√fan_in.
+        assert_eq!(WeightInit::Standard.scale(784, 89), 1.0);
+        assert!((WeightInit::Glorot.scale(784, 89) - (2.0f64 / 873.0).sqrt()).abs() < 1e-16);
+        assert!((WeightInit::BookGlorot2019.scale(784, 89) - 2.0 / 873.0).abs() < 1e-16);
+        assert!((WeightInit::PyTorch.scale(784, 89) - 1.0 / 28.0).abs() < 1e-16);
+        // Convolution fans: Glorot and PyTorch count the kernel's elements, the book's forms the channels.
+        assert_eq!(WeightInit::Glorot.conv_fans(1, 16, 5), (25, 400));
+        assert_eq!(WeightInit::BookGlorot2019.conv_fans(1, 16, 5), (1, 16));
+    }
+
+    #[test]
+    fn pytorch_draws_are_uniform_in_the_bound_and_normal_draws_have_the_scale() {
+        let mut rng = RandomState::new(0);
+        let bound = WeightInit::PyTorch.scale(100, 10);
+        let u = WeightInit::PyTorch.sample(&mut rng, (100, 1000), (100, 10));
+        assert!(u.iter().all(|v| v.abs() <= bound));
+        assert!(u.iter().any(|v| v.abs() > 0.99 * bound), "the draws reach the bound");
+        let n = WeightInit::Glorot.sample(&mut rng, (100, 1000), (100, 10));
+        let std = (n.iter().map(|v| v * v).sum::<f64>() / n.len() as f64).sqrt();
+        assert!((std / WeightInit::Glorot.scale(100, 10) - 1.0).abs() < 0.01, "{std}");
+    }
+}
