@@ -2,10 +2,11 @@
 #   make tour   set up, then run the side-by-side tour of the book's experiments
 #   make test   set up, then run the whole test suite
 # `make setup` is idempotent: with everything in place it only verifies files (no network access).
+#   make fixtures  regenerate the PyTorch fixtures of parity-tests (needs Python 3; the tests do not)
 
 CARGO ?= cargo
 
-.PHONY: setup setup-cuda tour test lint
+.PHONY: setup setup-cuda tour test lint fixtures
 
 setup:
 	python3 scripts/setup.py
@@ -26,3 +27,13 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --no-deps --workspace
+
+# The golden fixtures of parity-tests/tests/pytorch_fixtures.rs, computed by PyTorch itself in a virtual
+# environment of their own (git-ignored); the tests read the committed files and need no Python.
+FIXTURES_VENV ?= .venv-fixtures
+PYTHON ?= python3
+
+fixtures:
+	test -x $(FIXTURES_VENV)/bin/python || $(PYTHON) -m venv $(FIXTURES_VENV)
+	$(FIXTURES_VENV)/bin/pip install torch==2.11.0 safetensors numpy
+	$(FIXTURES_VENV)/bin/python parity-tests/fixtures/generate.py
