@@ -44,3 +44,33 @@ fn losses_f64() {
 fn losses_f32() {
     check::<f32>();
 }
+
+/// PyTorch's `reduction='none'` in both engines: every element of an MSE, every row of a cross-entropy
+/// (one-hot and class-index targets), equal between the engines and reducing to the loss.
+#[test]
+fn unreduced_losses_agree_and_reduce_to_the_loss() {
+    let mut rng = RandomState::new(8);
+    for loss in LOSSES {
+        let (batch, time, classes) = (3, 4, 5);
+        let p: ArrayD<f64> = rng.randn::<f64, _>(IxDyn(&[batch, time, classes])).mapv(|v| v * 3.0);
+        let y = if loss.is_classification() {
+            ndarray::ArrayD::from_shape_fn(IxDyn(&[batch, time]), |_| rng.randint(0, classes as i64).unwrap() as f64)
+        } else {
+            rng.randn(IxDyn(&[batch, time, classes]))
+        };
+        let ours = scratch::losses::unreduced(loss, &p, &y).unwrap();
+        let to = |a: &ArrayD<f64>| torch::convert::to_tensor(a).to_device(parity_tests::device());
+        let theirs = torch::loss::unreduced(loss, &to(&p), &to(&y)).unwrap();
+        assert_close_tensor(&format!("{loss:?} unreduced"), &ours, &theirs, parity_tests::F64);
+        let reduced = loss.build::<f64>().forward(&p, &y).unwrap();
+        let divisor = match loss {
+            scratch::spec::LossSpec::MeanSquaredError(scratch::spec::MseReduction::Rows) => batch as f64,
+            scratch::spec::LossSpec::MeanSquaredError(scratch::spec::MseReduction::Mean) => ours.len() as f64,
+            scratch::spec::LossSpec::SoftmaxCrossEntropy { reduction: scratch::spec::Reduction::Mean, .. } => {
+                ours.len() as f64
+            }
+            _ => 1.0,
+        };
+        assert!((ours.sum() / divisor - reduced).abs() <= 1e-12 * reduced.abs().max(1.0), "{loss:?}");
+    }
+}

@@ -214,37 +214,103 @@ pub fn class_targets<F: Float>(prediction: &[usize], target: &ArrayD<F>) -> Resu
     Ok(one_hot)
 }
 
-/// The book's printed value summed over the rows of logits `x` against targets `y`, both `(N, C)`:
-/// `Σ [−y log p − (1 − y) log(1 − p)]` with `p` the softmax clipped to `[1e-9, 1 − 1e-9]`, computed in
+/// The book's printed value for each row of logits `x` against targets `y`, both `(N, C)`:
+/// `Σ_c [−y log p − (1 − y) log(1 − p)]` with `p` the softmax clipped to `[1e-9, 1 − 1e-9]`, computed in
 /// f64 without cancellation: `1 − p_j` is the sum of the other classes' probabilities (not a
 /// difference, which near `p = 1` keeps only a few digits), and clipping `p` is clamping both
 /// logarithms to `[ln 1e-9, ln(1 − 1e-9)]`. The libtorch engine computes it the same way.
-fn book_binary_sum<F: Float>(x: &ndarray::ArrayView2<'_, F>, y: &Array2<F>) -> f64 {
+fn book_binary_rows<F: Float>(x: &ndarray::ArrayView2<'_, F>, y: &Array2<F>) -> Vec<f64> {
     let (lo, hi) = (1e-9f64.ln(), (-1e-9f64).ln_1p());
-    let mut total = 0.0;
-    for (row, targets) in x.outer_iter().zip(y.outer_iter()) {
-        let max = row.iter().fold(f64::NEG_INFINITY, |m, v| m.max(v.as_f64()));
-        let e: Vec<f64> = row.iter().map(|v| (v.as_f64() - max).exp()).collect();
-        let sum: f64 = e.iter().sum();
-        // others[j] = Σ_{i ≠ j} e_i, from exclusive prefix and suffix sums.
-        let mut others = vec![0.0; e.len()];
-        let mut prefix = 0.0;
-        for (o, &v) in others.iter_mut().zip(&e) {
-            *o = prefix;
-            prefix += v;
+    x.outer_iter()
+        .zip(y.outer_iter())
+        .map(|(row, targets)| {
+            let max = row.iter().fold(f64::NEG_INFINITY, |m, v| m.max(v.as_f64()));
+            let e: Vec<f64> = row.iter().map(|v| (v.as_f64() - max).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            // others[j] = Σ_{i ≠ j} e_i, from exclusive prefix and suffix sums.
+            let mut others = vec![0.0; e.len()];
+            let mut prefix = 0.0;
+            for (o, &v) in others.iter_mut().zip(&e) {
+                *o = prefix;
+                prefix += v;
+            }
+            let mut suffix = 0.0;
+            for (o, &v) in others.iter_mut().zip(&e).rev() {
+                *o += suffix;
+                suffix += v;
+            }
+            e.iter().zip(&others).zip(&targets).fold(0.0, |total, ((&v, &o), &t)| {
+                let (log_p, log_q) = ((v / sum).ln().clamp(lo, hi), (o / sum).ln().clamp(lo, hi));
+                let t = t.as_f64();
+                total - t * log_p - (1.0 - t) * log_q
+            })
+        })
+        .collect()
+}
+
+/// `log softmax` of every row of `x`, `(N, C)`, stable for any magnitude: `x − logsumexp(x)`.
+fn log_softmax_rows<F: Float>(x: &ndarray::ArrayView2<'_, F>) -> Array2<F> {
+    let mut log_p = x.to_owned();
+    for mut row in log_p.axis_iter_mut(Axis(0)) {
+        let max = row.iter().copied().fold(F::neg_infinity(), F::max);
+        let lse = max + row.iter().map(|&v| (v - max).exp()).sum::<F>().ln();
+        row.mapv_inplace(|v| v - lse);
+    }
+    log_p
+}
+
+/// The value of every row: `−Σ_c y log p` or the book's printed value.
+fn cross_entropy_rows<F: Float>(
+    value: CrossEntropyValue,
+    x: &ndarray::ArrayView2<'_, F>,
+    log_p: &Array2<F>,
+    y: &Array2<F>,
+) -> Vec<F> {
+    match value {
+        CrossEntropyValue::Categorical => log_p
+            .outer_iter()
+            .zip(y.outer_iter())
+            .map(|(lp, t)| -lp.iter().zip(&t).fold(F::zero(), |acc, (&lp, &t)| acc + t * lp))
+            .collect(),
+        // In f64 whatever F is: in f32, 1 − 1e-9 rounds to 1 and log(1 − p) to −∞.
+        CrossEntropyValue::BookBinarySum => book_binary_rows(x, y).into_iter().map(F::cast).collect(),
+    }
+}
+
+/// PyTorch's `reduction='none'`: the loss of every element of a mean squared error, `(p − y)²` shaped
+/// like the prediction, or of every row of a softmax cross-entropy (the prediction's shape without its
+/// last axis). Reducing it as the loss's reduction says gives the loss's value; no gradient is kept.
+///
+/// ```
+/// use ndarray::array;
+/// use scratch::losses::{unreduced, LossSpec};
+///
+/// let logits = array![[2.0, 0.0], [0.0, 3.0]].into_dyn();
+/// let per_row = unreduced(LossSpec::CROSS_ENTROPY_SUM, &logits, &array![0.0, 1.0].into_dyn())?;
+/// assert_eq!(per_row.shape(), &[2]);
+/// assert!((per_row.sum() - LossSpec::CROSS_ENTROPY_SUM.build::<f64>().forward(&logits, &array![0.0, 1.0].into_dyn())?).abs() < 1e-15);
+/// # Ok::<(), scratch::Error>(())
+/// ```
+///
+/// # Errors
+/// As the loss's forward pass: targets of another shape, an empty batch, a bad class index.
+pub fn unreduced<F: Float>(spec: LossSpec, prediction: &ArrayD<F>, target: &ArrayD<F>) -> Result<ArrayD<F>> {
+    match spec {
+        LossSpec::MeanSquaredError(_) => {
+            check_same_shape("MeanSquaredError", prediction, target)?;
+            Ok((prediction - target).mapv(|d| d * d))
         }
-        let mut suffix = 0.0;
-        for (o, &v) in others.iter_mut().zip(&e).rev() {
-            *o += suffix;
-            suffix += v;
-        }
-        for ((&v, &o), &t) in e.iter().zip(&others).zip(&targets) {
-            let (log_p, log_q) = ((v / sum).ln().clamp(lo, hi), (o / sum).ln().clamp(lo, hi));
-            let t = t.as_f64();
-            total -= t * log_p + (1.0 - t) * log_q;
+        LossSpec::SoftmaxCrossEntropy { value, .. } => {
+            if prediction.is_empty() {
+                return Err(Error::InvalidArgument("SoftmaxCrossEntropy: empty batch".into()));
+            }
+            let y = class_targets(prediction.shape(), target)?;
+            let x = as_rows(prediction, "SoftmaxCrossEntropy: prediction")?;
+            let rows = cross_entropy_rows(value, &x.view(), &log_softmax_rows(&x.view()), &y);
+            let shape = &prediction.shape()[..prediction.ndim() - 1];
+            Ok(ArrayD::from_shape_vec(IxDyn(shape), rows).expect("one value per row"))
         }
     }
-    total
 }
 
 impl<F: Float> Loss<F> for SoftmaxCrossEntropy<F> {
@@ -258,22 +324,15 @@ impl<F: Float> Loss<F> for SoftmaxCrossEntropy<F> {
         }
         let y = class_targets(prediction.shape(), target)?;
         let x = as_rows(prediction, "SoftmaxCrossEntropy: prediction")?;
-        let prediction_rows = x.view();
-        let rows = x.nrows();
         let n = match self.reduction {
-            Reduction::Mean => F::cast(rows as f64),
+            Reduction::Mean => F::cast(x.nrows() as f64),
             Reduction::Sum => F::one(),
         };
-        let mut log_p = x.to_owned();
-        for mut row in log_p.axis_iter_mut(Axis(0)) {
-            let max = row.iter().copied().fold(F::neg_infinity(), F::max);
-            let lse = max + row.iter().map(|&v| (v - max).exp()).sum::<F>().ln();
-            row.mapv_inplace(|v| v - lse);
-        }
+        let log_p = log_softmax_rows(&x.view());
         let loss = match self.value {
             CrossEntropyValue::Categorical => -Zip::from(&log_p).and(&y).fold(F::zero(), |acc, &lp, &t| acc + t * lp),
-            // In f64 whatever F is: in f32, 1 − 1e-9 rounds to 1 and log(1 − p) to −∞.
-            CrossEntropyValue::BookBinarySum => F::cast(book_binary_sum(&prediction_rows, &y)),
+            // In f64 whatever F is, and summed in f64 (the rows' values are f64).
+            CrossEntropyValue::BookBinarySum => F::cast(book_binary_rows(&x.view(), &y).iter().sum()),
         } / n;
         let mut grad = log_p;
         Zip::from(&mut grad).and(&y).for_each(|g, &t| *g = (g.exp() - t) / n);

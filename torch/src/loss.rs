@@ -23,12 +23,8 @@ fn empty(name: &str) -> crate::Error {
     scratch::Error::InvalidArgument(format!("{name}: empty batch")).into()
 }
 
-/// Mean squared error: `Σ (p − y)² / D`, `D` the rows (the book's), the elements (`nn.MSELoss()`) or 1
-/// (`reduction='sum'`).
-///
-/// # Errors
-/// Shapes that differ, or an empty batch.
-pub fn mse(prediction: &Tensor, target: &Tensor, reduction: MseReduction) -> Result<Tensor> {
+/// Checks a mean squared error's operands: the same shape, not empty.
+fn same_shape(prediction: &Tensor, target: &Tensor) -> Result<()> {
     let (p, y) = (prediction.size(), target.size());
     if p != y {
         let want = format!("the prediction's shape {p:?}");
@@ -37,9 +33,19 @@ pub fn mse(prediction: &Tensor, target: &Tensor, reduction: MseReduction) -> Res
     if prediction.numel() == 0 {
         return Err(empty("MeanSquaredError"));
     }
+    Ok(())
+}
+
+/// Mean squared error: `Σ (p − y)² / D`, `D` the rows (the book's), the elements (`nn.MSELoss()`) or 1
+/// (`reduction='sum'`).
+///
+/// # Errors
+/// Shapes that differ, or an empty batch.
+pub fn mse(prediction: &Tensor, target: &Tensor, reduction: MseReduction) -> Result<Tensor> {
+    same_shape(prediction, target)?;
     let sum = (prediction - target).square().sum(prediction.kind());
     Ok(match reduction {
-        MseReduction::Rows => sum / p[0] as f64,
+        MseReduction::Rows => sum / prediction.size()[0] as f64,
         MseReduction::Mean => sum / prediction.numel() as f64,
         MseReduction::Sum => sum,
     })
@@ -73,40 +79,10 @@ pub fn cross_entropy(
     reduction: Reduction,
     value: CrossEntropyValue,
 ) -> Result<Tensor> {
-    let name = "SoftmaxCrossEntropy";
-    let (p, y) = (logits.size(), target.size());
-    let Some((&classes, outer)) = p.split_last().filter(|(_, outer)| !outer.is_empty()) else {
-        return Err(scratch::Error::shape(
-            format!("{name}: prediction"),
-            "(rows, classes) or (batch, time, classes)",
-            p,
-        )
-        .into());
-    };
-    if logits.numel() == 0 {
-        return Err(empty(name));
-    }
-    let kind = logits.kind();
-    let targets = if y == p {
-        target.to_kind(kind)
-    } else if y == outer {
-        let indices = target.to_kind(Kind::Double);
-        let valid =
-            indices.ge(0.0).logical_and(&indices.lt(classes as f64)).logical_and(&indices.eq_tensor(&indices.floor()));
-        if valid.all().int64_value(&[]) == 0 {
-            return Err(scratch::Error::InvalidArgument(format!(
-                "{name}: a target class index is not a whole number in 0..{classes}"
-            ))
-            .into());
-        }
-        indices.to_kind(Kind::Int64).one_hot(classes).to_kind(kind)
-    } else {
-        let want = format!("one-hot rows of the prediction's shape {p:?} or class indices of shape {outer:?}");
-        return Err(scratch::Error::shape(format!("{name}: target"), want, y).into());
-    };
-    let rows = outer.iter().product::<i64>() as f64;
+    let targets = class_targets(logits, target)?;
+    let (kind, p) = (logits.kind(), logits.size());
     let n = match reduction {
-        Reduction::Mean => rows,
+        Reduction::Mean => p[..p.len() - 1].iter().product::<i64>() as f64,
         Reduction::Sum => 1.0,
     };
     let log_p = logits.log_softmax(-1, kind);
@@ -114,20 +90,78 @@ pub fn cross_entropy(
     Ok(match value {
         CrossEntropyValue::Categorical => categorical,
         CrossEntropyValue::BookBinarySum => {
-            let binary = book_binary_sum(logits, &targets) / n;
+            let binary = book_binary_rows(logits, &targets).sum(Kind::Double) / n;
             // The book's value, the categorical gradient.
             &categorical + (binary.to_kind(kind) - &categorical).detach()
         }
     })
 }
 
-/// The book's printed value summed over the rows, computed as the from-scratch engine computes it: in
-/// f64 whatever the kind (in f32, 1 − 1e-9 rounds to 1), `1 − p_j` as the sum of the other classes'
-/// probabilities (exclusive prefix and suffix sums, no cancellation near `p = 1`), and the clipping of
-/// `p` to `[1e-9, 1 − 1e-9]` as a clamp of both logarithms.
-fn book_binary_sum(logits: &Tensor, targets: &Tensor) -> Tensor {
+/// PyTorch's `reduction='none'`: the loss of every element of a mean squared error, `(p − y)²` shaped
+/// like the prediction, or of every row of a softmax cross-entropy (the prediction's shape without its
+/// last axis), as the from-scratch engine's `scratch::losses::unreduced` computes them.
+///
+/// # Errors
+/// As [`loss`].
+pub fn unreduced(spec: LossSpec, prediction: &Tensor, target: &Tensor) -> Result<Tensor> {
+    match spec {
+        LossSpec::MeanSquaredError(_) => {
+            same_shape(prediction, target)?;
+            Ok((prediction - target).square())
+        }
+        LossSpec::SoftmaxCrossEntropy { value, .. } => {
+            let targets = class_targets(prediction, target)?;
+            let kind = prediction.kind();
+            Ok(match value {
+                CrossEntropyValue::Categorical => {
+                    -(&targets * prediction.log_softmax(-1, kind)).sum_dim_intlist(-1, false, kind)
+                }
+                CrossEntropyValue::BookBinarySum => book_binary_rows(prediction, &targets).to_kind(kind),
+            })
+        }
+    }
+}
+
+/// The targets of a softmax cross-entropy as probability rows of the logits' shape and kind: `target`
+/// itself when it has the logits' shape, or the one-hot rows of its class indices (checked: one read
+/// from the device) when it has the logits' shape without the class axis.
+fn class_targets(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
+    let name = "SoftmaxCrossEntropy";
+    let (p, y) = (logits.size(), target.size());
+    let Some((&classes, outer)) = p.split_last().filter(|(_, outer)| !outer.is_empty()) else {
+        let want = "(rows, classes) or (batch, time, classes)";
+        return Err(scratch::Error::shape(format!("{name}: prediction"), want, p).into());
+    };
+    if logits.numel() == 0 {
+        return Err(empty(name));
+    }
+    if y == p {
+        return Ok(target.to_kind(logits.kind()));
+    }
+    if y != outer {
+        let want = format!("one-hot rows of the prediction's shape {p:?} or class indices of shape {outer:?}");
+        return Err(scratch::Error::shape(format!("{name}: target"), want, y).into());
+    }
+    let indices = target.to_kind(Kind::Double);
+    let valid =
+        indices.ge(0.0).logical_and(&indices.lt(classes as f64)).logical_and(&indices.eq_tensor(&indices.floor()));
+    if crate::sync::read(&valid.all())?[0] == 0.0 {
+        return Err(scratch::Error::InvalidArgument(format!(
+            "{name}: a target class index is not a whole number in 0..{classes}"
+        ))
+        .into());
+    }
+    Ok(indices.to_kind(Kind::Int64).one_hot(classes).to_kind(logits.kind()))
+}
+
+/// The book's printed value of every row (a tensor of the logits' shape without the class axis),
+/// computed as the from-scratch engine computes it: in f64 whatever the kind (in f32, 1 − 1e-9 rounds
+/// to 1), `1 − p_j` as the sum of the other classes' probabilities (exclusive prefix and suffix sums, no
+/// cancellation near `p = 1`), and the clipping of `p` to `[1e-9, 1 − 1e-9]` as a clamp of both
+/// logarithms.
+fn book_binary_rows(logits: &Tensor, targets: &Tensor) -> Tensor {
     let x = logits.to_kind(Kind::Double);
-    let classes = *x.size().last().expect("checked by the caller");
+    let classes = *x.size().last().expect("class_targets checked the shape");
     let e = (&x - x.amax(-1, true)).exp();
     let sum = e.sum_dim_intlist(-1, true, Kind::Double);
     let zero = e.narrow(-1, 0, 1).zeros_like();
@@ -138,5 +172,5 @@ fn book_binary_sum(logits: &Tensor, targets: &Tensor) -> Tensor {
     let log_q = ((before + after) / &sum).log().clamp(lo, hi);
     let y = targets.to_kind(Kind::Double);
     let not_y: Tensor = 1.0 - &y;
-    -(&y * log_p + not_y * log_q).sum(Kind::Double)
+    -(&y * log_p + not_y * log_q).sum_dim_intlist(-1, false, Kind::Double)
 }
