@@ -15,21 +15,24 @@
 //! fails removes its `.partial` file. Loading reads only the named file, never a `.partial` one.
 //!
 //! Loading trusts nothing in the file: it reads a regular file of at most [`MAX_FILE_BYTES`], parses the
-//! header strictly (a name given twice, an unknown field or dtype, offsets that overlap, leave gaps or
-//! disagree with a shape are errors), checks every size with checked arithmetic against the file's real
-//! length before decoding, and refuses a tensor holding a NaN or an infinity, naming it.
+//! header (of at most the format's 100 MB) with the `safetensors` crate's types and checks (offsets that
+//! overlap, leave gaps or disagree with a shape are errors, sizes are computed with checked arithmetic),
+//! refuses a tensor name or metadata key given twice, compares the tensors' extent with the file's real
+//! length before decoding, and refuses a dtype other than F32 and F64, and a tensor holding a NaN or an
+//! infinity, naming the tensor.
 //!
 //! [safetensors]: https://huggingface.co/docs/safetensors
 
 mod header;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, IxDyn};
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensorError};
 
 use crate::data::read;
 use crate::param::Param;
@@ -41,6 +44,9 @@ pub const FORMAT: &str = "dlfs-checkpoint/1";
 /// The largest checkpoint [`load`] reads: 4 GiB, a billion `f32` parameters (the book's models have
 /// under a million). A larger file is refused before anything is read.
 pub const MAX_FILE_BYTES: u64 = 4 << 30;
+
+/// The longest header [`load`] parses: the safetensors format's limit.
+const MAX_HEADER_BYTES: u64 = 100_000_000;
 
 /// A parameter name and its value in the canonical layout.
 pub type NamedArray<F> = (String, ArrayD<F>);
@@ -66,17 +72,17 @@ fn encode<F: Float>(values: &ArrayD<F>) -> (Dtype, Vec<u8>) {
     }
 }
 
-/// The values of tensor `name` from its little-endian `bytes`, converted to `F`; refuses a value that is
-/// not finite, or that is not finite once converted (an `f64` beyond `f32`'s range), naming the tensor.
-fn decode<F: Float>(path: &Path, name: &str, dtype: header::Dtype, bytes: &[u8]) -> Result<Vec<F>> {
+/// The values of tensor `name` from its little-endian `bytes`, converted to `F`; refuses a dtype other than
+/// F32 and F64, and a value that is not finite, or that is not finite once converted (an `f64` beyond
+/// `f32`'s range), naming the tensor.
+fn decode<F: Float>(path: &Path, name: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<F>> {
     let values: Vec<f64> = match dtype {
-        header::Dtype::F32 => {
-            bytes.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect()
-        }
-        header::Dtype::F64 => bytes
+        Dtype::F32 => bytes.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect(),
+        Dtype::F64 => bytes
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
             .collect(),
+        other => return Err(bad(path, format!("tensor {name} has dtype \"{other}\"; checkpoints hold F32 or F64"))),
     };
     values
         .into_iter()
@@ -100,6 +106,7 @@ fn decode<F: Float>(path: &Path, name: &str, dtype: header::Dtype, bytes: &[u8])
 /// [`Error::InvalidArgument`] if two tensors have the same name; otherwise if the file cannot be
 /// written: the previous file at `path`, if any, is then unchanged, and no `.partial` file is left.
 pub fn save<F: Float>(path: &Path, tensors: &[NamedArray<F>], metadata: &BTreeMap<String, String>) -> Result<()> {
+    // Checked here: the crate's serialiser indexes out of bounds on a repeated name.
     let mut names = BTreeSet::new();
     if let Some((name, _)) = tensors.iter().find(|(n, _)| !names.insert(n.as_str())) {
         return Err(Error::InvalidArgument(format!("checkpoint {}: two tensors are named {name}", path.display())));
@@ -111,14 +118,15 @@ pub fn save<F: Float>(path: &Path, tensors: &[NamedArray<F>], metadata: &BTreeMa
             (n.clone(), dtype, a.shape().to_vec(), bytes)
         })
         .collect();
-    let views = encoded.iter().map(|(n, dtype, shape, bytes)| {
-        let view = TensorView::new(*dtype, shape.clone(), bytes).expect("the byte count matches the shape");
-        (n.as_str(), view)
-    });
-    let mut info: HashMap<String, String> = metadata.clone().into_iter().collect();
-    info.insert("format".into(), FORMAT.into());
-    let bytes = safetensors::tensor::serialize(views, &Some(info))
-        .map_err(|e| bad(path, format!("cannot serialise the checkpoint: {e:?}")))?;
+    let views = encoded
+        .iter()
+        .map(|(n, dtype, shape, bytes)| Ok((n.as_str(), TensorView::new(*dtype, shape.clone(), bytes)?)))
+        .collect::<std::result::Result<Vec<_>, SafeTensorError>>();
+    // `format` last, so that it replaces a caller's key of that name.
+    let info = metadata.clone().into_iter().chain([("format".to_owned(), FORMAT.to_owned())]).collect();
+    let bytes = views
+        .and_then(|views| safetensors::serialize(views, Some(info)))
+        .map_err(|e| bad(path, format!("cannot serialise the checkpoint: {e}")))?;
     write_atomically(path, &bytes)
 }
 
@@ -187,22 +195,26 @@ pub fn load<F: Float>(path: &Path) -> Result<Checkpoint<F>> {
             rest.len()
         )));
     };
+    if header_len > MAX_HEADER_BYTES {
+        return Err(not_safetensors(format!(
+            "the header's length is {header_len} bytes, more than the format's {MAX_HEADER_BYTES}"
+        )));
+    }
     let data = &rest[header_bytes.len()..];
-    std::str::from_utf8(header_bytes).map_err(|_| not_safetensors("the header is not UTF-8 text".into()))?;
-    let mut header =
-        header::parse(header_bytes).map_err(|reason| bad(path, format!("safetensors header: {reason}")))?;
-    header.validate(data.len()).map_err(|reason| bad(path, reason))?;
+    let text = std::str::from_utf8(header_bytes).map_err(|_| not_safetensors("the header is not UTF-8 text".into()))?;
+    let header =
+        header::parse(text, data.len()).map_err(|reason| bad(path, format!("safetensors header: {reason}")))?;
     let tensors = header
         .tensors
         .into_iter()
-        .map(|t| {
-            let (start, end) = t.offsets;
+        .map(|(name, info)| {
+            let (start, end) = info.data_offsets;
             let bytes =
-                data.get(start..end).ok_or_else(|| bad(path, format!("tensor {}: offsets out of range", t.name)))?;
-            let values = decode::<F>(path, &t.name, t.dtype, bytes)?;
-            let array = ArrayD::from_shape_vec(IxDyn(&t.shape), values)
-                .map_err(|e| bad(path, format!("tensor {}: shape {:?}: {e}", t.name, t.shape)))?;
-            Ok((t.name, array))
+                data.get(start..end).ok_or_else(|| bad(path, format!("tensor {name}: offsets out of range")))?;
+            let values = decode::<F>(path, &name, info.dtype, bytes)?;
+            let array = ArrayD::from_shape_vec(IxDyn(&info.shape), values)
+                .map_err(|e| bad(path, format!("tensor {name}: shape {:?}: {e}", info.shape)))?;
+            Ok((name, array))
         })
         .collect::<Result<BTreeMap<_, _>>>()?;
     Ok(Checkpoint { tensors: tensors.into_iter().collect(), metadata: header.metadata })

@@ -98,6 +98,12 @@ fn malformed_headers_and_offsets_are_errors() {
     let entry = |name: &str, dtype: &str, shape: &str, offsets: &str| {
         format!(r#""{name}":{{"dtype":"{dtype}","shape":{shape},"data_offsets":{offsets}}}"#)
     };
+    let size = ((1u64 << 58) - 1) * 8;
+    let near_2_64: Vec<String> = (0..8)
+        .map(|i| {
+            entry(&format!("t{i}"), "F64", &format!("[{}]", size / 8), &format!("[{},{}]", i * size, (i + 1) * size))
+        })
+        .collect();
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (
             safetensors_file(
@@ -121,20 +127,17 @@ fn malformed_headers_and_offsets_are_errors() {
             safetensors_file(&format!("{{{}}}", entry("a", "F64", "[1]", "[0,8]")), &f64s(2)),
             "cover 8 bytes of data but the file holds 16",
         ),
-        (safetensors_file(&format!("{{{}}}", entry("a", "F64", "[3]", "[0,16]")), &f64s(2)), "needs 24 bytes"),
+        (
+            safetensors_file(&format!("{{{}}}", entry("a", "F64", "[3]", "[0,16]")), &f64s(2)),
+            "data_offsets do not span the bytes its shape and dtype need",
+        ),
         (
             safetensors_file(&format!("{{{}}}", entry("a", "BF16", "[4]", "[0,8]")), &f64s(1)),
             "dtype \"BF16\"; checkpoints hold F32 or F64",
         ),
-        // Offsets near 2⁶⁴: the size agrees with the shape, and adding them to the header's length
-        // wraps around.
-        (
-            safetensors_file(
-                &format!("{{{}}}", entry("a", "F64", "[2305843009213693951]", "[0,18446744073709551608]")),
-                &f64s(1),
-            ),
-            "go past the end of the data",
-        ),
+        // Offsets near 2⁶⁴: eight tensors of 2⁵⁸ - 1 values, each one's size agreeing with its shape,
+        // end 64 bytes before 2⁶⁴, and adding the header's length to that wraps around.
+        (safetensors_file(&format!("{{{}}}", near_2_64.join(",")), &f64s(1)), "go past the end of the data"),
         (
             safetensors_file(&format!("{{{}}}", entry("a", "F64", "[4294967296,4294967296]", "[0,8]")), &f64s(1)),
             "overflows",

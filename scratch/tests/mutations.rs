@@ -611,9 +611,10 @@ fn extreme_checkpoint_header(m: &mut Mutator, bytes: &mut Vec<u8>) {
 /// A checkpoint's tensors (name, shape, values as `f64`) and metadata.
 type Reading = (Vec<(String, Vec<usize>, Vec<f64>)>, BTreeMap<String, String>);
 
-/// The reference reading of safetensors `bytes`, by the `safetensors` crate (which may panic on some
-/// corrupt files: a panic counts as no reading), if every tensor is F32 or F64.
+/// The reference reading of safetensors `bytes`, by release 0.3 of the `safetensors` crate (which may
+/// panic on some corrupt files: a panic counts as no reading), if every tensor is F32 or F64.
 fn checkpoint_reference(bytes: &[u8]) -> Option<Reading> {
+    use safetensors03 as safetensors;
     catch_unwind(|| {
         let file = safetensors::SafeTensors::deserialize(bytes).ok()?;
         let (_, header) = safetensors::SafeTensors::read_metadata(bytes).ok()?;

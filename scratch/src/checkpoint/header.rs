@@ -1,365 +1,135 @@
-//! The JSON header of a safetensors file, parsed strictly and without recursion: an object whose keys
-//! are tensor names, each `{"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}`, and an optional
-//! `__metadata__` object of strings.
+//! The JSON header of a safetensors file: an object whose keys are tensor names, each
+//! `{"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}`, and an optional `__metadata__` object of
+//! strings.
 //!
-//! The `safetensors` crate keeps only the last of two entries with the same name, and adds offsets read
-//! from the file without checking for overflow; this parser reports both, and [`Header::validate`]
-//! checks every tensor's offsets and size with checked arithmetic against the data section's real
-//! length before any tensor is decoded.
+//! The entries are decoded into the `safetensors` crate's [`TensorInfo`] and checked by its
+//! [`Metadata::new`]: the tensors, in offset order, tile the data from byte 0 without gaps or overlaps,
+//! and each one's offsets span exactly the bytes of its shape and dtype, computed with checked
+//! arithmetic. This module adds what the crate's own reader leaves out:
+//!
+//! * a tensor name or metadata key given twice is an error (the format forbids it, but the crate
+//!   deserialises the header into maps that keep the last);
+//! * the end of the last tensor is compared with the data's real length without adding the header's
+//!   length to it (the crate's sum can overflow: a debug build panics on a header whose offsets approach
+//!   2⁶⁴);
+//! * each entry is decoded straight from the header's text, rather than through the crate's buffered
+//!   (`flatten`) deserialisation, which holds some 30 bytes of memory per byte of header.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::marker::PhantomData;
 
-/// The element types a checkpoint may hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Dtype {
-    /// Little-endian IEEE 754 single precision.
-    F32,
-    /// Little-endian IEEE 754 double precision.
-    F64,
-}
+use safetensors::tensor::{Metadata, TensorInfo};
+use safetensors::SafeTensorError;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
-impl Dtype {
-    /// Bytes per element.
-    pub(super) fn size(self) -> usize {
-        match self {
-            Dtype::F32 => 4,
-            Dtype::F64 => 8,
-        }
-    }
-}
-
-/// One tensor's entry in the header.
-#[derive(Debug)]
-pub(super) struct Entry {
-    /// The tensor's name.
-    pub name: String,
-    /// Its element type.
-    pub dtype: Dtype,
-    /// Its shape.
-    pub shape: Vec<usize>,
-    /// Where its bytes start and end in the data section (which follows the header).
-    pub offsets: (usize, usize),
-}
-
-/// A parsed header.
+/// A parsed and validated header.
 #[derive(Debug)]
 pub(super) struct Header {
-    /// The tensors, in the file's order.
-    pub tensors: Vec<Entry>,
+    /// The tensors, in the order of their offsets.
+    pub tensors: Vec<(String, TensorInfo)>,
     /// The `__metadata__` strings.
     pub metadata: BTreeMap<String, String>,
 }
 
-/// Parses `text`, the header (which may end with spaces, as writers pad it to 8 bytes).
-pub(super) fn parse(text: &[u8]) -> Result<Header, String> {
-    let mut p = Parser { text, pos: 0 };
-    let mut header = Header { tensors: Vec::new(), metadata: BTreeMap::new() };
-    let mut names = std::collections::BTreeSet::new();
-    let mut seen_metadata = false;
-    if text.first() != Some(&b'{') {
-        return Err(p.error("the header does not start with '{'"));
-    }
-    p.object(|p, key| {
-        if key == "__metadata__" {
-            if std::mem::replace(&mut seen_metadata, true) {
-                return Err("__metadata__ appears twice".into());
+/// A JSON object's entries in the text's order, a key given twice included.
+struct Entries<V>(Vec<(String, V)>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor<V>(PhantomData<V>);
+
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for EntriesVisitor<V> {
+            type Value = Entries<V>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
             }
-            p.object(|p, key| {
-                let value = p.string()?;
-                match header.metadata.insert(key.clone(), value) {
-                    Some(_) => Err(format!("metadata key {key:?} appears twice")),
-                    None => Ok(()),
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<V>, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
                 }
-            })
-        } else {
-            if !names.insert(key.clone()) {
-                return Err(format!("tensor name {key:?} appears twice"));
+                Ok(Entries(entries))
             }
-            let entry = p.tensor(&key)?;
-            header.tensors.push(entry);
-            Ok(())
         }
+
+        deserializer.deserialize_map(EntriesVisitor(PhantomData))
+    }
+}
+
+/// The first key of `entries` that an earlier entry already has.
+fn repeated<V>(entries: &[(String, V)]) -> Option<&str> {
+    let mut seen = BTreeSet::new();
+    entries.iter().map(|(key, _)| key.as_str()).find(|key| !seen.insert(*key))
+}
+
+/// Parses `text`, the header, and validates it against `data_len`, the length of the data that follows.
+pub(super) fn parse(text: &str, data_len: usize) -> Result<Header, String> {
+    let Entries(entries) = serde_json::from_str::<Entries<&RawValue>>(text).map_err(|e| e.to_string())?;
+    if let Some(name) = repeated(&entries) {
+        let what = if name == "__metadata__" { "" } else { "tensor name " };
+        return Err(format!("{what}{name:?} appears twice"));
+    }
+    let mut header = Header { tensors: Vec::new(), metadata: BTreeMap::new() };
+    for (name, value) in entries {
+        if name == "__metadata__" {
+            let Entries(metadata) = serde_json::from_str(value.get()).map_err(|e| format!("__metadata__: {e}"))?;
+            if let Some(key) = repeated(&metadata) {
+                return Err(format!("metadata key {key:?} appears twice"));
+            }
+            header.metadata = metadata.into_iter().collect();
+        } else {
+            let info = serde_json::from_str(value.get()).map_err(|e| format!("tensor {name}: {e}"))?;
+            header.tensors.push((name, info));
+        }
+    }
+    header.tensors.sort_by_key(|(_, info)| info.data_offsets);
+    // The crate's checks, which need the tensors in offset order; the `Metadata` they build is not needed.
+    Metadata::new(None, header.tensors.clone()).map_err(|e| match e {
+        SafeTensorError::InvalidOffset(name) => {
+            let offsets = header.tensors.iter().find(|(n, _)| *n == name).map(|(_, t)| t.data_offsets);
+            let offsets = offsets.map(|(start, end)| format!(" [{start}, {end}]")).unwrap_or_default();
+            format!(
+                "tensor {name}: data_offsets{offsets} overlap another tensor's, leave bytes unused before them, or \
+                 end before they start"
+            )
+        }
+        SafeTensorError::TensorInvalidInfo => {
+            "a tensor's data_offsets do not span the bytes its shape and dtype need".to_owned()
+        }
+        SafeTensorError::ValidationOverflow => "a tensor's shape overflows: its size does not fit in memory".into(),
+        other => other.to_string(),
     })?;
-    p.whitespace();
-    if p.pos != text.len() {
-        return Err(p.error("unexpected bytes after the header's closing brace"));
+    let end = header.tensors.last().map_or(0, |(_, info)| info.data_offsets.1);
+    if end > data_len {
+        return Err(format!(
+            "the tensors' data_offsets go past the end of the data ({data_len} bytes; truncated?): the last ends at \
+             byte {end}"
+        ));
+    }
+    if end < data_len {
+        return Err(format!("the tensors cover {end} bytes of data but the file holds {data_len}"));
     }
     Ok(header)
-}
-
-impl Header {
-    /// Checks that the tensors tile the data section of `data_len` bytes exactly, in some order, without
-    /// gaps or overlaps, and that each one's offsets span the bytes its shape and dtype need (computed
-    /// with checked arithmetic). Sorts the tensors by offset.
-    pub(super) fn validate(&mut self, data_len: usize) -> Result<(), String> {
-        self.tensors.sort_by_key(|t| t.offsets);
-        let mut covered = 0usize;
-        for t in &self.tensors {
-            let (start, end) = t.offsets;
-            if end < start {
-                return Err(format!("tensor {}: data_offsets [{start}, {end}] end before they start", t.name));
-            }
-            if start < covered {
-                return Err(format!("tensor {}: data_offsets [{start}, {end}] overlap another tensor's", t.name));
-            }
-            if start > covered {
-                return Err(format!(
-                    "tensor {}: data_offsets [{start}, {end}] leave bytes {covered}..{start} unused",
-                    t.name
-                ));
-            }
-            let needed = t
-                .shape
-                .iter()
-                .try_fold(t.dtype.size(), |n, &d| n.checked_mul(d))
-                .ok_or_else(|| format!("tensor {}: shape {:?} overflows", t.name, t.shape))?;
-            if end - start != needed {
-                return Err(format!(
-                    "tensor {}: shape {:?} of {:?} needs {needed} bytes but its data_offsets [{start}, {end}] \
-                     span {}",
-                    t.name,
-                    t.shape,
-                    t.dtype,
-                    end - start
-                ));
-            }
-            if end > data_len {
-                return Err(format!(
-                    "tensor {}: data_offsets [{start}, {end}] go past the end of the data ({data_len} bytes; \
-                     truncated?)",
-                    t.name
-                ));
-            }
-            covered = end;
-        }
-        if covered != data_len {
-            return Err(format!("the tensors cover {covered} bytes of data but the file holds {data_len}"));
-        }
-        Ok(())
-    }
-}
-
-/// A cursor over the header's bytes.
-struct Parser<'a> {
-    text: &'a [u8],
-    pos: usize,
-}
-
-impl Parser<'_> {
-    fn error(&self, what: &str) -> String {
-        format!("header byte {}: {what}", self.pos)
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.text.get(self.pos).copied()
-    }
-
-    fn whitespace(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.pos += 1;
-        }
-    }
-
-    /// Skips whitespace, then consumes `byte` or fails naming `what` was expected.
-    fn expect(&mut self, byte: u8, what: &str) -> Result<(), String> {
-        self.whitespace();
-        if self.peek() == Some(byte) {
-            self.pos += 1;
-            Ok(())
-        } else {
-            Err(self.error(&format!("expected {what}")))
-        }
-    }
-
-    /// An object, calling `member` with the parser positioned at each key's value. Keys are strings.
-    fn object(&mut self, mut member: impl FnMut(&mut Self, String) -> Result<(), String>) -> Result<(), String> {
-        self.expect(b'{', "'{'")?;
-        self.whitespace();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-            return Ok(());
-        }
-        loop {
-            let key = self.string()?;
-            self.expect(b':', "':'")?;
-            member(self, key)?;
-            self.whitespace();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.error("expected ',' or '}'")),
-            }
-        }
-    }
-
-    /// A JSON string, escapes decoded.
-    fn string(&mut self) -> Result<String, String> {
-        self.expect(b'"', "a string")?;
-        let mut out = Vec::new();
-        loop {
-            let Some(byte) = self.peek() else { return Err(self.error("unterminated string")) };
-            self.pos += 1;
-            match byte {
-                b'"' => break,
-                b'\\' => {
-                    let Some(escape) = self.peek() else { return Err(self.error("unterminated string")) };
-                    self.pos += 1;
-                    let decoded = match escape {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'u' => self.unicode_escape()?,
-                        _ => return Err(self.error("invalid escape in a string")),
-                    };
-                    out.extend_from_slice(decoded.encode_utf8(&mut [0; 4]).as_bytes());
-                }
-                0..=0x1f => return Err(self.error("control character in a string")),
-                _ => out.push(byte),
-            }
-        }
-        // The header was checked to be UTF-8, and strings only split it at ASCII bytes.
-        String::from_utf8(out).map_err(|_| self.error("a string is not UTF-8"))
-    }
-
-    /// The character of a `\uXXXX` escape (the `\u` consumed), with a surrogate pair's second half.
-    fn unicode_escape(&mut self) -> Result<char, String> {
-        let high = self.hex4()?;
-        let code = if (0xD800..0xDC00).contains(&high) {
-            if self.text.get(self.pos..self.pos + 2) != Some(b"\\u") {
-                return Err(self.error("unpaired surrogate in a \\u escape"));
-            }
-            self.pos += 2;
-            let low = self.hex4()?;
-            if !(0xDC00..0xE000).contains(&low) {
-                return Err(self.error("unpaired surrogate in a \\u escape"));
-            }
-            0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
-        } else {
-            high
-        };
-        char::from_u32(code).ok_or_else(|| self.error("unpaired surrogate in a \\u escape"))
-    }
-
-    fn hex4(&mut self) -> Result<u32, String> {
-        let digits = self.text.get(self.pos..self.pos + 4).ok_or_else(|| self.error("short \\u escape"))?;
-        let mut value = 0;
-        for &d in digits {
-            let digit = char::from(d).to_digit(16).ok_or_else(|| self.error("invalid \\u escape"))?;
-            value = value * 16 + digit;
-        }
-        self.pos += 4;
-        Ok(value)
-    }
-
-    /// A non-negative integer that fits in `usize`.
-    fn integer(&mut self) -> Result<usize, String> {
-        self.whitespace();
-        let start = self.pos;
-        let mut value: usize = 0;
-        while let Some(d @ b'0'..=b'9') = self.peek() {
-            value = value
-                .checked_mul(10)
-                .and_then(|v| v.checked_add(usize::from(d - b'0')))
-                .ok_or_else(|| self.error("integer too large"))?;
-            self.pos += 1;
-        }
-        let digits = self.pos - start;
-        if digits == 0 || matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
-            return Err(self.error("expected a non-negative integer"));
-        }
-        if digits > 1 && self.text.get(start) == Some(&b'0') {
-            return Err(self.error("integer with a leading zero"));
-        }
-        Ok(value)
-    }
-
-    /// An array of non-negative integers.
-    fn integers(&mut self) -> Result<Vec<usize>, String> {
-        self.expect(b'[', "'['")?;
-        let mut out = Vec::new();
-        self.whitespace();
-        if self.peek() == Some(b']') {
-            self.pos += 1;
-            return Ok(out);
-        }
-        loop {
-            out.push(self.integer()?);
-            self.whitespace();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(out);
-                }
-                _ => return Err(self.error("expected ',' or ']'")),
-            }
-        }
-    }
-
-    /// A tensor's entry: exactly the fields `dtype`, `shape` and `data_offsets`, in any order.
-    fn tensor(&mut self, name: &str) -> Result<Entry, String> {
-        let (mut dtype, mut shape, mut offsets) = (None, None, None);
-        self.object(|p, key| {
-            let duplicate = match key.as_str() {
-                "dtype" => {
-                    let value = p.string()?;
-                    let parsed = match value.as_str() {
-                        "F32" => Dtype::F32,
-                        "F64" => Dtype::F64,
-                        _ => return Err(format!("tensor {name} has dtype {value:?}; checkpoints hold F32 or F64")),
-                    };
-                    dtype.replace(parsed).is_some()
-                }
-                "shape" => {
-                    let value = p.integers()?;
-                    shape.replace(value).is_some()
-                }
-                "data_offsets" => {
-                    let value = p.integers()?;
-                    let [start, end] = value[..] else {
-                        return Err(format!("tensor {name}: data_offsets {value:?} is not [start, end]"));
-                    };
-                    offsets.replace((start, end)).is_some()
-                }
-                _ => return Err(format!("tensor {name}: unknown field {key:?}")),
-            };
-            if duplicate {
-                return Err(format!("tensor {name}: field {key} appears twice"));
-            }
-            Ok(())
-        })?;
-        let missing = |field: &str| format!("tensor {name}: no {field}");
-        Ok(Entry {
-            name: name.to_owned(),
-            dtype: dtype.ok_or_else(|| missing("dtype"))?,
-            shape: shape.ok_or_else(|| missing("shape"))?,
-            offsets: offsets.ok_or_else(|| missing("data_offsets"))?,
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use safetensors::Dtype;
 
     #[test]
-    fn parses_what_the_writer_writes_and_decodes_escapes() {
-        let text = br#"{"__metadata__":{"format":"dlfs-checkpoint/1","note":"caf\u00e9 \ud83d\ude00 \"q\""},"b":{"dtype":"F64","shape":[],"data_offsets":[24,32]} , "a" : {"shape":[2,3],"data_offsets":[0,24],"dtype":"F32"}}   "#;
-        let mut h = parse(text).unwrap();
+    fn parses_what_the_writer_writes_in_offset_order() {
+        let text = r#"{"__metadata__":{"format":"dlfs-checkpoint/1","note":"caf\u00e9 \ud83d\ude00 \"q\""},"b":{"dtype":"F64","shape":[],"data_offsets":[24,32]} , "a" : {"shape":[2,3],"data_offsets":[0,24],"dtype":"F32"}}   "#;
+        let h = parse(text, 32).unwrap();
         assert_eq!(h.metadata["note"], "café 😀 \"q\"");
-        h.validate(32).unwrap();
-        let names: Vec<&str> = h.tensors.iter().map(|t| t.name.as_str()).collect();
+        let names: Vec<&str> = h.tensors.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
-        assert_eq!((h.tensors[0].dtype, &h.tensors[0].shape[..]), (Dtype::F32, &[2, 3][..]));
-        assert_eq!(h.tensors[1].offsets, (24, 32));
+        assert_eq!((h.tensors[0].1.dtype, &h.tensors[0].1.shape[..]), (Dtype::F32, &[2, 3][..]));
+        assert_eq!(h.tensors[1].1.data_offsets, (24, 32));
     }
 
     #[test]
@@ -367,44 +137,60 @@ mod tests {
         let entry =
             |name: &str, offsets: &str| format!(r#""{name}":{{"dtype":"F32","shape":[1],"data_offsets":{offsets}}}"#);
         let cases = [
-            (format!("{{{},{}}}", entry("a", "[0,4]"), entry("a", "[4,8]")), "tensor name \"a\" appears twice"),
-            (r#"{"a":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]}}"#.into(), "dtype \"BF16\""),
-            (r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}}"#.into(), "unknown field"),
-            (r#"{"a":{"dtype":"F32","shape":[1]}}"#.into(), "no data_offsets"),
-            (r#"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"#.into(), "non-negative integer"),
-            (r#"{"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}}"#.into(), "non-negative integer"),
-            (r#"{"a":{"dtype":"F32","shape":[99999999999999999999],"data_offsets":[0,4]}}"#.into(), "too large"),
-            (r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}}"#.into(), "not [start, end]"),
+            // The same tensor twice, at the same offsets: the crate alone would read one tensor.
+            (format!("{{{},{}}}", entry("a", "[0,4]"), entry("a", "[0,4]")), "tensor name \"a\" appears twice"),
+            (r#"{"__metadata__":{},"__metadata__":{}}"#.into(), "\"__metadata__\" appears twice"),
             (r#"{"__metadata__":{"k":"v","k":"w"}}"#.into(), "metadata key \"k\" appears twice"),
-            (r#"{"__metadata__":{"k":1}}"#.into(), "expected a string"),
-            (r#"{"a":"#.into(), "expected '{'"),
-            ("{} x".into(), "after the header's closing brace"),
-            (" {}".into(), "does not start with '{'"),
-            (r#"{"\ud800":1}"#.into(), "unpaired surrogate"),
+            (r#"{"__metadata__":{"k":1}}"#.into(), "__metadata__: invalid type: integer `1`, expected a string"),
+            (r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"dtype":"F64"}}"#.into(), "duplicate field"),
+            (r#"{"a":{"dtype":"f32","shape":[1],"data_offsets":[0,4]}}"#.into(), "tensor a: unknown variant `f32`"),
+            (r#"{"a":{"dtype":"F32","shape":[1]}}"#.into(), "tensor a: missing field `data_offsets`"),
+            (r#"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"#.into(), "tensor a: invalid value"),
+            (r#"{"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}}"#.into(), "tensor a: invalid type"),
+            (r#"{"a":{"dtype":"F32","shape":[01],"data_offsets":[0,4]}}"#.into(), "invalid number"),
+            (r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}}"#.into(), "tensor a: trailing characters"),
+            (r#"{"a":"#.into(), "EOF while parsing"),
+            ("{} x".into(), "trailing characters"),
+            ("[]".into(), "expected a JSON object"),
+            // Nesting deep enough to overflow a recursive parser's stack.
+            (format!(r#"{{"a":{}{}}}"#, "[".repeat(1 << 20), "]".repeat(1 << 20)), "tensor a: "),
+            (r#"{"\ud800":1}"#.into(), "hex escape"),
         ];
         for (text, expected) in cases {
-            let err = parse(text.as_bytes()).unwrap_err();
-            assert!(err.contains(expected), "{text}: {err}");
+            let err = parse(&text, 4).unwrap_err();
+            assert!(err.contains(expected), "{}: {err}", &text[..text.len().min(100)]);
         }
     }
 
     #[test]
     fn validation_checks_offsets_against_shapes_and_the_data() {
-        let header = |entries: &str| parse(format!("{{{entries}}}").as_bytes()).unwrap();
         let t = |name: &str, shape: &str, offsets: &str| {
             format!(r#""{name}":{{"dtype":"F64","shape":{shape},"data_offsets":{offsets}}}"#)
         };
+        // Eight tensors of 2⁵⁸ - 1 values, each one's size without overflow: together they end 64 bytes
+        // before 2⁶⁴.
+        let size = ((1u64 << 58) - 1) * 8;
+        let huge: Vec<String> = (0..8)
+            .map(|i| {
+                t(&format!("t{i}"), &format!("[{}]", (1u64 << 58) - 1), &format!("[{},{}]", i * size, (i + 1) * size))
+            })
+            .collect();
         let cases = [
-            (t("a", "[1]", "[0,8]") + "," + &t("b", "[1]", "[4,12]"), 12, "overlap"),
-            (t("a", "[1]", "[8,16]"), 16, "leave bytes 0..8 unused"),
-            (t("a", "[2]", "[0,8]"), 8, "needs 16 bytes"),
+            (t("a", "[1]", "[0,8]") + "," + &t("b", "[1]", "[4,12]"), 12, "tensor b: data_offsets [4, 12] overlap"),
+            (t("a", "[1]", "[8,16]"), 16, "tensor a: data_offsets [8, 16] overlap another tensor's, leave bytes"),
+            (t("a", "[2]", "[0,8]"), 8, "do not span the bytes its shape and dtype need"),
             (t("a", "[1]", "[8,0]"), 8, "end before they start"),
             (t("a", "[4294967296,4294967296]", "[0,8]"), 8, "overflows"),
-            (t("a", "[2305843009213693951]", "[0,18446744073709551608]"), 8, "go past the end"),
+            (t("a", "[2305843009213693951]", "[0,18446744073709551608]"), 8, "overflows"),
+            (
+                huge.join(","),
+                0,
+                "go past the end of the data (0 bytes; truncated?): the last ends at byte 18446744073709551552",
+            ),
             (t("a", "[1]", "[0,8]"), 16, "cover 8 bytes of data but the file holds 16"),
         ];
         for (entries, data_len, expected) in cases {
-            let err = header(&entries).validate(data_len).unwrap_err();
+            let err = parse(&format!("{{{entries}}}"), data_len).unwrap_err();
             assert!(err.contains(expected), "{entries}: {err}");
         }
     }
