@@ -537,8 +537,12 @@ pub fn fit_to(opts: &LmOptions, corpus: &Corpus) -> Result<LmOptions> {
             opts.steps + 1
         );
     }
-    let mut missing: Vec<char> = opts.prompt.chars().filter(|&c| corpus.vocab.index(c).is_none()).collect();
-    missing.dedup();
+    let mut missing: Vec<char> = Vec::new();
+    for c in opts.prompt.chars().filter(|&c| corpus.vocab.index(c).is_none()) {
+        if !missing.contains(&c) {
+            missing.push(c);
+        }
+    }
     if !missing.is_empty() {
         let vocabulary: String = (0..corpus.vocab.len()).map(|i| corpus.vocab.char(i)).collect();
         bail!(
