@@ -3,9 +3,11 @@
 //! PNG of test images beside their reconstructions, and a PNG of the 10 000 test codes projected onto
 //! their first two principal components, coloured by digit.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Result;
+use std::rc::Rc;
+
+use anyhow::{Context, Result};
 use ndarray::{Array2, Axis, Ix2, IxDyn};
 use scratch::data::mnist::{self, Mnist};
 use scratch::network::NeuralNetwork;
@@ -17,14 +19,22 @@ use scratch::spec::{LossSpec, MseReduction};
 use scratch::train::{Dataset, FitOptions, FitReport};
 use torch::convert::{to_array, to_tensor, TorchFloat};
 
+use crate::engine::{Engine, Engines};
+use crate::experiments::options::Dtype;
+use crate::experiments::{resume, Cache, Experiment, Opt, Outputs, Prepared, Ran, Settings};
 use crate::metrics::Metrics;
-use crate::mnist::Engines;
 use crate::plot::{fit_chart, image_grid, scatter};
 use crate::progress::ProgressObserver;
 use crate::table::Table;
 
 /// The test MSE the book printed after one epoch (on its `[-1, 1]` scaling).
 pub const BOOK_TEST_MSE: f64 = 0.069_289_825_856_685_64;
+
+/// The options the autoencoder takes: those of the MNIST classifiers.
+pub const OPTIONS: &[Opt] = crate::mnist::OPTIONS;
+
+/// The book's seed of the chapter-7 autoencoder, the default.
+pub const SEED: u32 = 20_190_504;
 
 /// How the autoencoder is trained.
 #[derive(Clone, Debug)]
@@ -41,15 +51,14 @@ pub struct AeOptions {
     pub device: torch::Device,
     /// Start both engines from this checkpoint instead of fresh weights.
     pub resume: Option<PathBuf>,
-    /// Write each engine's final model (`ch7-autoencoder-<engine>.safetensors`) and best evaluated one
-    /// (`-best`) into this folder.
-    pub checkpoints: Option<PathBuf>,
+    /// Where each engine's final model and best evaluated one are saved.
+    pub outputs: Outputs,
 }
 
 /// What one engine reached.
 pub struct AeResult {
-    /// `scratch` or `torch`.
-    pub engine: &'static str,
+    /// The engine.
+    pub engine: Engine,
     /// The fit.
     pub report: FitReport,
     /// Mean squared error over the 10 000 test images.
@@ -73,20 +82,17 @@ fn scaled<F: TorchFloat>(m: &Mnist) -> Result<(Dataset<F>, Dataset<F>)> {
     Ok((to(&m.train_images)?, to(&m.test_images)?))
 }
 
-/// The experiment's name, in file names.
-const NAME: &str = "ch7-autoencoder";
-
-fn options(opts: &AeOptions, engine: &str) -> Result<FitOptions> {
-    Ok(FitOptions {
+fn options(opts: &AeOptions, engine: Engine) -> FitOptions {
+    FitOptions {
         epochs: opts.epochs,
         eval_every: 1,
         batch_size: 60,
         seed: opts.seed,
         restart: opts.resume.is_none(),
         early_stopping: false,
-        checkpoint: crate::checkpoint_path(opts.checkpoints.as_deref(), NAME, &format!("{engine}-best"))?,
+        checkpoint: Some(opts.outputs.best_checkpoint(engine)),
         ..Default::default()
-    })
+    }
 }
 
 /// Shown images: the first of each digit in the test set.
@@ -94,24 +100,25 @@ fn shown(labels: &[u8]) -> Vec<usize> {
     (0..10u8).filter_map(|d| labels.iter().position(|&l| l == d)).collect()
 }
 
-fn run_engine<F: TorchFloat>(engine: &'static str, m: &Mnist, opts: &AeOptions) -> Result<AeResult> {
+/// The autoencoder's loss: the mean squared error over every pixel.
+const LOSS: LossSpec = LossSpec::MeanSquaredError(MseReduction::Mean);
+
+fn run_engine<F: TorchFloat>(engine: Engine, m: &Mnist, opts: &AeOptions) -> Result<AeResult> {
     let (train, test) = scaled::<F>(m)?;
     let spec = book::autoencoder();
-    let loss = LossSpec::MeanSquaredError(MseReduction::Mean);
-    let mut progress = ProgressObserver::new(format!("{NAME} {engine}"), opts.quiet);
+    let loss = LOSS;
+    let mut progress = ProgressObserver::new(format!("{} {engine}", opts.outputs.experiment()), opts.quiet);
     let index = shown(&m.test_labels);
     let chunks: Vec<usize> = (0..test.len()).step_by(500).collect();
-    let (report, recon, codes) = if engine == "scratch" {
+    let (report, recon, codes) = if engine == Engine::Scratch {
         let mut net = NeuralNetwork::<F>::from_spec(&spec, loss.build::<F>(), &mut RandomState::new(opts.seed))?;
         if let Some(path) = &opts.resume {
             net.load(path)?;
         }
         let mut trainer = scratch::train::Trainer::new(net, SGDMomentum::new(0.01, 0.9, Decay::None)?);
-        let report = trainer.fit(&train, &test, &options(opts, engine)?, &mut progress)?;
+        let report = trainer.fit(&train, &test, &options(opts, engine), &mut progress)?;
         let net = &mut trainer.net;
-        if let Some(path) = crate::checkpoint_path(opts.checkpoints.as_deref(), NAME, engine)? {
-            net.save(path)?;
-        }
+        net.save(opts.outputs.checkpoint(engine))?;
         let recon = net.forward(&test.select(&index).x, Mode::Eval)?.mapv(|v| v.as_f64());
         let mut codes = Vec::new();
         for &start in &chunks {
@@ -130,11 +137,9 @@ fn run_engine<F: TorchFloat>(engine: &'static str, m: &Mnist, opts: &AeOptions) 
         }
         let optim = torch::optim::SGDMomentum::new(0.01, 0.9, Decay::None)?;
         let mut trainer = torch::train::Trainer::new(model, loss, optim);
-        let report = trainer.fit(&train, &test, &options(opts, engine)?, &mut progress)?;
+        let report = trainer.fit(&train, &test, &options(opts, engine), &mut progress)?;
         let model = &trainer.net;
-        if let Some(path) = crate::checkpoint_path(opts.checkpoints.as_deref(), NAME, engine)? {
-            model.save(path)?;
-        }
+        model.save(opts.outputs.checkpoint(engine))?;
         let recon = tch::no_grad(|| model.f_forward_t(&model.input(&to_tensor(&test.select(&index).x)), false))?;
         let recon = to_array::<f64>(&recon);
         let mut codes = Vec::new();
@@ -155,15 +160,18 @@ fn run_engine<F: TorchFloat>(engine: &'static str, m: &Mnist, opts: &AeOptions) 
     Ok(AeResult { engine, report, test_mse, reconstructions, codes })
 }
 
-/// Trains the autoencoder with the selected engines in `F`; returns the MNIST data and each engine's
-/// result.
+/// Trains the autoencoder on `m` with the selected engines in `F`; returns each engine's result.
 ///
 /// # Errors
-/// Missing data, an unavailable device, or a training failure.
-pub fn run<F: TorchFloat>(data_dir: &Path, opts: &AeOptions) -> Result<(Mnist, Vec<AeResult>)> {
-    let m = mnist::load(data_dir)?;
-    let results = opts.engines.names().into_iter().map(|e| run_engine::<F>(e, &m, opts)).collect::<Result<_>>()?;
-    Ok((m, results))
+/// An unavailable device, a checkpoint that does not fit, a training failure, or a file that cannot
+/// be written.
+pub fn run<F: TorchFloat>(m: &Mnist, opts: &AeOptions) -> Result<Vec<AeResult>> {
+    opts.outputs.create_dir()?;
+    let name = opts.outputs.experiment();
+    opts.engines
+        .iter()
+        .map(|e| run_engine::<F>(e, m, opts).with_context(|| format!("{name}: the {e} engine")))
+        .collect()
 }
 
 /// The first two principal components of the rows of `x`, by power iteration on the covariance
@@ -191,44 +199,67 @@ pub fn principal_components(x: &Array2<f64>) -> Array2<f64> {
     centred.dot(&components)
 }
 
-/// The results as a table.
-pub fn table(results: &[AeResult]) -> Table {
+/// The results as a table, beside the book's test MSE (`book`, on MNIST only).
+pub fn table(results: &[AeResult], book: Option<f64>) -> Table {
     let mut t = Table::new(
-        "Convolutional autoencoder on MNIST ([-1, 1] scaling): test mean squared error",
+        "Convolutional autoencoder ([-1, 1] scaling): test mean squared error",
         &["engine", "epochs", "test MSE", "book", "s/epoch"],
     );
     for r in results {
         t.push(vec![
-            r.engine.into(),
+            r.engine.to_string(),
             r.report.epochs_trained.to_string(),
             format!("{:.4}", r.test_mse),
-            format!("{BOOK_TEST_MSE:.4}"),
+            book.map_or("-".into(), |b| format!("{b:.4}")),
             format!("{:.1}", r.report.seconds_per_epoch()),
         ]);
     }
     t
 }
 
-/// The metrics of the run: each engine's training and test-loss curves and its final numbers.
-pub fn metrics(dtype: &str, results: &[AeResult]) -> Metrics {
-    let mut m = Metrics::new(NAME, dtype, "epoch");
+/// The metrics of the run of experiment `name`: each engine's training and test-loss curves and its
+/// final numbers.
+pub fn metrics(name: &str, dtype: &str, results: &[AeResult]) -> Metrics {
+    let mut m = Metrics::new(name, dtype, "epoch");
     for r in results {
         m.fit_curves(r.engine, &r.report, 1.0);
         let epochs = r.report.epochs_trained as f64;
         m.summary(
-            r.engine,
+            r.engine.name(),
             &[("test_mse", r.test_mse), ("epochs", epochs), ("seconds_per_epoch", r.report.seconds_per_epoch())],
         );
     }
     m
 }
 
-/// Writes the PNGs: test images above each engine's reconstructions, and each engine's codes projected
-/// onto two principal components.
+/// Test images above each engine's reconstructions: `<experiment>-reconstructions.png`.
+fn reconstructions_chart(out: &Outputs) -> PathBuf {
+    out.file("reconstructions.png")
+}
+
+/// `engine`'s codes of the test images: `<experiment>-codes-<engine>.png`.
+fn codes_chart(out: &Outputs, engine: Engine) -> PathBuf {
+    out.file(&format!("codes-{engine}.png"))
+}
+
+/// The files the autoencoder writes: its PNGs, its metrics, and each engine's final and best evaluated
+/// model.
+pub fn files(out: &Outputs, engines: Engines) -> Vec<PathBuf> {
+    let mut files = vec![reconstructions_chart(out), out.loss_chart()];
+    files.extend(engines.iter().map(|engine| codes_chart(out, engine)));
+    files.extend(out.metrics());
+    for engine in engines.iter() {
+        files.extend([out.checkpoint(engine), out.best_checkpoint(engine)]);
+    }
+    files
+}
+
+/// Writes the PNGs: test images above each engine's reconstructions, the loss curves, and each
+/// engine's codes projected onto two principal components.
 ///
 /// # Errors
 /// If a file cannot be written.
-pub fn plots(out: &Path, m: &Mnist, results: &[AeResult]) -> Result<Vec<PathBuf>> {
+pub fn plots(out: &Outputs, m: &Mnist, results: &[AeResult]) -> Result<Vec<PathBuf>> {
     let index = shown(&m.test_labels);
     let (lo, hi) = m.train_images.iter().fold((u8::MAX, u8::MIN), |(a, b), &v| (a.min(v), b.max(v)));
     let span = f64::from(hi - lo).max(1.0);
@@ -238,22 +269,84 @@ pub fn plots(out: &Path, m: &Mnist, results: &[AeResult]) -> Result<Vec<PathBuf>
         .collect();
     let mut rows = vec![("test images".to_string(), originals)];
     rows.extend(results.iter().map(|r| (format!("{} output", r.engine), r.reconstructions.clone())));
-    let grid = out.join(format!("{NAME}-reconstructions.png"));
+    let grid = reconstructions_chart(out);
     image_grid(&grid, &rows, 28, 3)?;
     let runs: Vec<_> = results.iter().map(|r| (r.engine, &r.report)).collect();
-    let title = format!("{NAME}: Autoencoder(28), test mean squared error");
-    let mut paths = vec![grid, fit_chart(out, NAME, &title, &runs)?];
+    let title = format!("{}: Autoencoder(28), test mean squared error", out.experiment());
+    fit_chart(&out.loss_chart(), &title, &runs)?;
+    let mut paths = vec![grid, out.loss_chart()];
     let classes: Vec<String> = (0..10).map(|d| d.to_string()).collect();
     for r in results {
         let projected = principal_components(&r.codes);
         let points: Vec<(f64, f64, usize)> =
             projected.outer_iter().zip(&m.test_labels).map(|(p, &l)| (p[0], p[1], usize::from(l))).collect();
-        let path = out.join(format!("{NAME}-codes-{}.png", r.engine));
+        let path = codes_chart(out, r.engine);
         let title = format!("{} codes of the 10 000 test images, first two principal components", r.engine);
         scatter(&path, &title, &points, &classes)?;
         paths.push(path);
     }
     Ok(paths)
+}
+
+/// The autoencoder with its images loaded and its options checked.
+struct AeRun<F> {
+    experiment: &'static Experiment,
+    images: Rc<Mnist>,
+    mnist: bool,
+    opts: AeOptions,
+    dtype: std::marker::PhantomData<F>,
+}
+
+impl<F: TorchFloat> Prepared for AeRun<F> {
+    fn run(self: Box<Self>) -> Result<Ran> {
+        let (m, opts) = (&*self.images, &self.opts);
+        let results = run::<F>(m, opts)?;
+        let book = self.experiment.book.and_then(|b| b.printed.value()).filter(|_| self.mnist);
+        println!("{}", table(&results, book).render());
+        let mut files = plots(&opts.outputs, m, &results)?;
+        files.extend(metrics(self.experiment.name, F::NAME, &results).write(&opts.outputs)?);
+        for engine in opts.engines.iter() {
+            files.push(opts.outputs.checkpoint(engine));
+            files.extend(Some(opts.outputs.best_checkpoint(engine)).filter(|p| p.exists()));
+        }
+        Ok(Ran { files, checks: Vec::new() })
+    }
+}
+
+/// Loads the images (once for all experiments of a run that use them) and checks a checkpoint to
+/// resume from.
+///
+/// # Errors
+/// Missing or malformed data, or a checkpoint of another network.
+pub fn prepare(e: &'static Experiment, settings: Settings, cache: &mut Cache) -> Result<Box<dyn Prepared>> {
+    match settings.options.dtype() {
+        Dtype::F32 => prepare_typed::<f32>(e, settings, cache),
+        Dtype::F64 => prepare_typed::<f64>(e, settings, cache),
+    }
+}
+
+fn prepare_typed<F: TorchFloat>(
+    e: &'static Experiment,
+    settings: Settings,
+    cache: &mut Cache,
+) -> Result<Box<dyn Prepared>> {
+    let o = &settings.options;
+    let dir = settings.data.join(o.dataset().folder());
+    let images = cache.get(dir.display().to_string(), || Ok(mnist::load(&dir)?))?;
+    if let Some(path) = &o.resume {
+        resume::check::<F>(path, &book::autoencoder(), LOSS, e.name)?;
+    }
+    let opts = AeOptions {
+        engines: o.engines(),
+        epochs: o.epochs.unwrap_or(1),
+        seed: o.seed.unwrap_or(SEED),
+        quiet: settings.quiet,
+        device: o.device(),
+        resume: o.resume.clone(),
+        outputs: settings.outputs,
+    };
+    let mnist = o.dataset() == crate::experiments::options::ImageSet::Mnist;
+    Ok(Box::new(AeRun::<F> { experiment: e, images, mnist, opts, dtype: std::marker::PhantomData }))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! `NeuralNetwork`s of chapter 3, with the book's seeds, so that the numbers can be compared with the
 //! book's, and chapter 7's `BostonModel` (tanh hidden layer with dropout).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -14,7 +14,8 @@ use scratch::prelude::*;
 use scratch::spec::MseReduction;
 use scratch::train::FitReport;
 
-use crate::mnist::Engines;
+use crate::engine::{Engine, Engines};
+use crate::experiments::{Opt, Outputs, Prepared, Ran, Settings};
 use crate::plot::{line_chart, Chart, Series};
 use crate::progress::ProgressObserver;
 use crate::table::Table;
@@ -25,7 +26,7 @@ pub struct Outcome {
     /// The model's name.
     pub model: String,
     /// The engine that trained it.
-    pub engine: &'static str,
+    pub engine: Engine,
     /// Mean absolute error on the test set.
     pub mae: f64,
     /// Root mean squared error on the test set.
@@ -136,7 +137,7 @@ impl Chapter2Model for torch::fundamentals::TwoLayerNet {
 
 /// Trains a chapter-2 model built by `init` from the seeded generator; returns its outcome and losses.
 fn chapter2_run<M: Chapter2Model>(
-    (model, engine, book): (&str, &'static str, Option<(f64, f64, usize)>),
+    (model, engine, book): (&str, Engine, Option<(f64, f64, usize)>),
     seed: u32,
     iterations: usize,
     init: impl FnOnce(&mut RandomState) -> M,
@@ -182,13 +183,24 @@ fn datasets(data: &Split<f64>) -> Result<(Dataset<f64>, Dataset<f64>)> {
     ))
 }
 
-/// Trains every chapter-2 and chapter-3 model with the selected engines.
+/// The options `boston` takes: the book's schedules are fixed, in f64 on the CPU.
+pub const OPTIONS: &[Opt] = &[Opt::Engine];
+
+/// Loads the book's split of the Boston housing data under `data_dir` and trains every model of
+/// chapters 2, 3 and 7 with the selected engines.
 ///
 /// # Errors
 /// Missing or malformed data, or a training failure.
 pub fn run(data_dir: &Path, engines: Engines, quiet: bool) -> Result<BostonResults> {
-    let data = boston::load_book_split(data_dir)?;
-    let (use_scratch, use_torch) = (engines != Engines::Torch, engines != Engines::Scratch);
+    run_on(&boston::load_book_split(data_dir)?, engines, quiet)
+}
+
+/// Trains every model of chapters 2, 3 and 7 on `data` with the selected engines.
+///
+/// # Errors
+/// A training failure.
+pub fn run_on(data: &Split<f64>, engines: Engines, quiet: bool) -> Result<BostonResults> {
+    let (use_scratch, use_torch) = (engines.contains(Engine::Scratch), engines.contains(Engine::Torch));
     let mut outcomes = Vec::new();
     let mut chapter2_losses = Vec::new();
 
@@ -197,10 +209,10 @@ pub fn run(data_dir: &Path, engines: Engines, quiet: bool) -> Result<BostonResul
     if use_scratch {
         let start = Instant::now();
         let ls = fundamentals::least_squares(&data.x_train, &data.y_train)?;
-        let (m, r) = evaluate(&ls.predict(&data.x_test.view()), &data);
+        let (m, r) = evaluate(&ls.predict(&data.x_test.view()), data);
         outcomes.push(Outcome {
             model: ls_name.into(),
-            engine: "scratch",
+            engine: Engine::Scratch,
             mae: m,
             rmse: r,
             book: ls_book,
@@ -210,10 +222,10 @@ pub fn run(data_dir: &Path, engines: Engines, quiet: bool) -> Result<BostonResul
     if use_torch {
         let start = Instant::now();
         let ls = torch::fundamentals::least_squares(&data.x_train, &data.y_train);
-        let (m, r) = evaluate(&ls.predict(&data.x_test.view()), &data);
+        let (m, r) = evaluate(&ls.predict(&data.x_test.view()), data);
         outcomes.push(Outcome {
             model: ls_name.into(),
-            engine: "torch",
+            engine: Engine::Torch,
             mae: m,
             rmse: r,
             book: ls_book,
@@ -225,18 +237,23 @@ pub fn run(data_dir: &Path, engines: Engines, quiet: bool) -> Result<BostonResul
     let lr_book = Some((3.5644, 5.0497, 4));
     let features = boston::FEATURES;
     if use_scratch {
-        let (o, l) =
-            chapter2_run((lr_name, "scratch", lr_book), 180_708, 1000, |r| LinearRegression::init(features, r), &data)?;
+        let (o, l) = chapter2_run(
+            (lr_name, Engine::Scratch, lr_book),
+            180_708,
+            1000,
+            |r| LinearRegression::init(features, r),
+            data,
+        )?;
         outcomes.push(o);
         chapter2_losses.push(("linear regression".to_string(), l));
     }
     if use_torch {
         let (o, l) = chapter2_run(
-            (lr_name, "torch", lr_book),
+            (lr_name, Engine::Torch, lr_book),
             180_708,
             1000,
             |r| torch::fundamentals::LinearRegression::init(features, r),
-            &data,
+            data,
         )?;
         outcomes.push(o);
         if !use_scratch {
@@ -250,22 +267,22 @@ pub fn run(data_dir: &Path, engines: Engines, quiet: bool) -> Result<BostonResul
         let short = label.trim_start_matches("ch2 ").to_string();
         if use_scratch {
             let (o, l) = chapter2_run(
-                (label, "scratch", book),
+                (label, Engine::Scratch, book),
                 180_807,
                 10_000,
                 |r| TwoLayerNet::init(features, 13, quirk, r),
-                &data,
+                data,
             )?;
             outcomes.push(o);
             chapter2_losses.push((short.clone(), l));
         }
         if use_torch {
             let (o, l) = chapter2_run(
-                (label, "torch", book),
+                (label, Engine::Torch, book),
                 180_807,
                 10_000,
                 |r| torch::fundamentals::TwoLayerNet::init(features, 13, quirk, r),
-                &data,
+                data,
             )?;
             outcomes.push(o);
             if !use_scratch {
@@ -274,7 +291,7 @@ pub fn run(data_dir: &Path, engines: Engines, quiet: bool) -> Result<BostonResul
         }
     }
 
-    let (train, test) = datasets(&data)?;
+    let (train, test) = datasets(data)?;
     let mut chapter3_validation = Vec::new();
     for (name, hidden, (book_mae, book_rmse)) in CHAPTER3_MODELS {
         let seed = 20_190_501;
@@ -288,7 +305,7 @@ pub fn run(data_dir: &Path, engines: Engines, quiet: bool) -> Result<BostonResul
             let seconds = report.train_time.as_secs_f64();
             outcomes.push(Outcome {
                 model: name.into(),
-                engine: "scratch",
+                engine: Engine::Scratch,
                 mae: mae(&preds, &test.y),
                 rmse: rmse(&preds, &test.y),
                 book,
@@ -300,10 +317,10 @@ pub fn run(data_dir: &Path, engines: Engines, quiet: bool) -> Result<BostonResul
             ));
         }
         if use_torch {
-            let (m, r, report) = chapter3_torch(short, hidden, seed, &data, quiet)?;
+            let (m, r, report) = chapter3_torch(short, hidden, seed, data, quiet)?;
             outcomes.push(Outcome {
                 model: name.into(),
-                engine: "torch",
+                engine: Engine::Torch,
                 mae: m,
                 rmse: r,
                 book,
@@ -315,8 +332,8 @@ pub fn run(data_dir: &Path, engines: Engines, quiet: bool) -> Result<BostonResul
             ));
         }
     }
-    for engine in engines.names() {
-        let (outcome, curve) = chapter7(engine, &data, quiet)?;
+    for engine in engines.iter() {
+        let (outcome, curve) = chapter7(engine, data, quiet)?;
         outcomes.push(outcome);
         chapter3_validation.push((format!("ch7 BostonModel {engine}"), curve));
     }
@@ -326,7 +343,7 @@ pub fn run(data_dir: &Path, engines: Engines, quiet: bool) -> Result<BostonResul
 /// Trains chapter 7's `BostonModel` ([`book::boston_model`]) with `engine`: PyTorch's mean
 /// squared error, momentum SGD (0.001, 0.9), 100 epochs of batches of 32 (the book printed a test MSE
 /// of 14.37 after one unseeded run). Returns the test outcome and the validation curve.
-fn chapter7(engine: &'static str, data: &Split<f64>, quiet: bool) -> Result<(Outcome, Vec<(f64, f64)>)> {
+fn chapter7(engine: Engine, data: &Split<f64>, quiet: bool) -> Result<(Outcome, Vec<(f64, f64)>)> {
     const SEED: u32 = 20_190_325;
     let options = FitOptions {
         epochs: 100,
@@ -340,7 +357,7 @@ fn chapter7(engine: &'static str, data: &Split<f64>, quiet: bool) -> Result<(Out
     let spec = book::boston_model();
     let loss = LossSpec::MeanSquaredError(MseReduction::Mean);
     let mut progress = ProgressObserver::new(format!("ch7 BostonModel {engine}"), quiet);
-    let (preds, report) = if engine == "scratch" {
+    let (preds, report) = if engine == Engine::Scratch {
         let net = NeuralNetwork::from_spec(&spec, loss.build::<f64>(), &mut RandomState::new(SEED))?;
         let mut trainer = Trainer::new(net, scratch::optim::SGDMomentum::new(0.001, 0.9, scratch::optim::Decay::None)?);
         let report = trainer.fit(&train, &test, &options, &mut progress)?;
@@ -381,7 +398,7 @@ impl BostonResults {
             };
             t.push(vec![
                 o.model.clone(),
-                o.engine.into(),
+                o.engine.to_string(),
                 format!("{:.4}", o.mae),
                 format!("{:.4}", o.rmse),
                 book_mae,
@@ -392,12 +409,12 @@ impl BostonResults {
         t
     }
 
-    /// Writes the loss curves as two PNG charts under `out_dir`; returns their paths.
+    /// Writes the loss curves as two PNG charts ([`files`]); returns their paths.
     ///
     /// # Errors
     /// If a file cannot be written.
-    pub fn plot(&self, out_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
-        let ch2 = out_dir.join("boston-chapter2-training-loss.png");
+    pub fn plot(&self, out: &Outputs) -> Result<Vec<PathBuf>> {
+        let [ch2, ch3] = charts(out);
         line_chart(
             &ch2,
             &Chart {
@@ -408,7 +425,6 @@ impl BostonResults {
                 log_y: true,
             },
         )?;
-        let ch3 = out_dir.join("boston-chapter3-validation-loss.png");
         line_chart(
             &ch3,
             &Chart {
@@ -424,10 +440,10 @@ impl BostonResults {
 }
 
 impl BostonResults {
-    /// The metrics: every model's test MAE, RMSE and training seconds, by engine, and the chapter-3
-    /// validation curves.
-    pub fn metrics(&self) -> crate::metrics::Metrics {
-        let mut m = crate::metrics::Metrics::new("boston", "f64", "epoch");
+    /// The metrics of experiment `name`: every model's test MAE, RMSE and training seconds, by engine,
+    /// and the chapter-3 validation curves.
+    pub fn metrics(&self, name: &str) -> crate::metrics::Metrics {
+        let mut m = crate::metrics::Metrics::new(name, "f64", "epoch");
         for o in &self.outcomes {
             m.summary(
                 format!("{} / {}", o.engine, o.model),
@@ -447,4 +463,41 @@ impl BostonResults {
         }
         m
     }
+}
+
+/// The two charts: chapter 2's training losses and chapter 3's validation losses.
+fn charts(out: &Outputs) -> [PathBuf; 2] {
+    [out.file("chapter2-training-loss.png"), out.file("chapter3-validation-loss.png")]
+}
+
+/// The files `boston` writes: its two charts and its metrics.
+pub fn files(out: &Outputs) -> Vec<PathBuf> {
+    charts(out).into_iter().chain(out.metrics()).collect()
+}
+
+/// `boston` with its data loaded.
+struct BostonRun {
+    data: Split<f64>,
+    engines: Engines,
+    settings: Settings,
+}
+
+impl Prepared for BostonRun {
+    fn run(self: Box<Self>) -> Result<Ran> {
+        let out = &self.settings.outputs;
+        let results = run_on(&self.data, self.engines, self.settings.quiet)?;
+        println!("{}", results.table().render());
+        let mut files = results.plot(out)?;
+        files.extend(results.metrics(out.experiment()).write(out)?);
+        Ok(Ran { files, checks: crate::reproduce::boston(&results) })
+    }
+}
+
+/// Loads the book's split of the Boston housing data.
+///
+/// # Errors
+/// Missing or malformed data.
+pub fn prepare(settings: Settings) -> Result<Box<dyn Prepared>> {
+    let data = boston::load_book_split(&settings.data)?;
+    Ok(Box::new(BostonRun { data, engines: settings.options.engines(), settings }))
 }

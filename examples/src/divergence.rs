@@ -4,7 +4,7 @@
 //! from scratch, from scratch with one weight changed by one part in 10¹⁵, and on libtorch; and prints
 //! how far apart the batch losses are as training goes on, at the book's learning rate and at a lower one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use ndarray::{s, Array2};
@@ -16,6 +16,7 @@ use scratch::rng::RandomState;
 use scratch::spec::{book, LossSpec, WeightInit};
 use scratch::train::{Dataset, FitOptions, Observer, Trainer};
 
+use crate::experiments::{Opt, Outputs, Prepared, Ran, Settings};
 use crate::table::Table;
 
 /// Records every batch loss.
@@ -26,6 +27,12 @@ impl Observer for Losses {
         self.0.push(loss);
     }
 }
+
+/// The options `divergence` takes: none, its settings are fixed and it always runs both engines.
+pub const OPTIONS: &[Opt] = &[];
+
+/// The learning rates compared: the book's, and one at which training is stable.
+pub const RATES: [f64; 2] = [0.2, 0.03];
 
 /// The steps at which the losses are compared.
 pub const STEPS: [usize; 7] = [10, 50, 100, 200, 400, 1000, 2000];
@@ -39,16 +46,22 @@ pub struct Divergence {
     pub differences: Vec<(f64, f64)>,
 }
 
-/// Runs the experiment at each of `rates`.
+/// The first 6 000 MNIST training images under `data_dir`, with the book's scaling.
 ///
 /// # Errors
-/// Missing data, or a training failure.
-pub fn run(data_dir: &Path, rates: &[f64]) -> Result<Vec<Divergence>> {
+/// Missing or malformed data.
+pub fn load(data_dir: &Path) -> Result<Dataset<f64>> {
     let m = mnist::load(data_dir.join("mnist"))?;
     let (x, _) = m.book_scaled::<f64>();
     let y: Array2<f64> = mnist::one_hot(&m.train_labels, 10)?;
-    let train =
-        Dataset::new(x.slice(s![..6000, ..]).to_owned().into_dyn(), y.slice(s![..6000, ..]).to_owned().into_dyn())?;
+    Ok(Dataset::new(x.slice(s![..6000, ..]).to_owned().into_dyn(), y.slice(s![..6000, ..]).to_owned().into_dyn())?)
+}
+
+/// Runs the experiment on `train` at each of `rates`.
+///
+/// # Errors
+/// A training failure.
+pub fn run(train: &Dataset<f64>, rates: &[f64]) -> Result<Vec<Divergence>> {
     let hidden = [(178, Activation::Tanh), (46, Activation::Tanh)];
     let spec = book::chapter4_mlp(&hidden, Activation::Linear, WeightInit::Glorot, None);
     let loss = LossSpec::CROSS_ENTROPY;
@@ -76,7 +89,7 @@ pub fn run(data_dir: &Path, rates: &[f64]) -> Result<Vec<Divergence>> {
             }
             let mut trainer = Trainer::new(net, SGDMomentum::new(lr, 0.9, decay)?);
             let mut losses = Losses(Vec::new());
-            trainer.fit(&train, &train, &options, &mut losses)?;
+            trainer.fit(train, train, &options, &mut losses)?;
             Ok(losses.0)
         };
         let (a, b) = (scratch_run(false)?, scratch_run(true)?);
@@ -84,7 +97,7 @@ pub fn run(data_dir: &Path, rates: &[f64]) -> Result<Vec<Divergence>> {
         let model = torch::Net::new(vs.root(), &spec, &mut RandomState::new(1))?;
         let mut trainer = torch::train::Trainer::new(model, loss, torch::optim::SGDMomentum::new(lr, 0.9, decay)?);
         let mut losses = Losses(Vec::new());
-        trainer.fit(&train, &train, &options, &mut losses)?;
+        trainer.fit(train, train, &options, &mut losses)?;
         let c = losses.0;
         let rel = |p: f64, q: f64| (p - q).abs() / q.abs();
         let differences = STEPS.iter().map(|&s| (rel(b[s - 1], a[s - 1]), rel(c[s - 1], a[s - 1]))).collect();
@@ -107,4 +120,29 @@ pub fn table(results: &[Divergence]) -> Table {
         }
     }
     t
+}
+
+/// The files `divergence` writes: none, it prints a table.
+pub fn files(_: &Outputs) -> Vec<PathBuf> {
+    Vec::new()
+}
+
+/// `divergence` with its images loaded.
+struct DivergenceRun {
+    train: Dataset<f64>,
+}
+
+impl Prepared for DivergenceRun {
+    fn run(self: Box<Self>) -> Result<Ran> {
+        println!("{}", table(&run(&self.train, &RATES)?).render());
+        Ok(Ran::default())
+    }
+}
+
+/// Loads the images.
+///
+/// # Errors
+/// Missing or malformed data.
+pub fn prepare(settings: Settings) -> Result<Box<dyn Prepared>> {
+    Ok(Box::new(DivergenceRun { train: load(&settings.data)? }))
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ndarray::{s, Array3, ArrayD, Axis};
 use scratch::data::text::{self, Vocabulary};
@@ -15,11 +15,14 @@ use scratch::ops::Mode;
 use scratch::optim::{AdaGrad, Adam, AdamConfig, Clip, Clipped, Decay, WeightDecay};
 use scratch::rng::RandomState;
 use scratch::rnn::{one_hot, sample_index, CharWindows};
-use scratch::spec::{book, CellKind, GruForm, LossSpec, NetSpec, StateMode};
+use scratch::spec::{book, CellKind, LossSpec, NetSpec, StateMode};
+use scratch::train::Divergence;
 use tch::Tensor;
 use torch::convert::{to_array, to_tensor, TorchFloat};
 
-use crate::mnist::Engines;
+use crate::engine::{Engine, Engines};
+use crate::experiments::options::Dtype;
+use crate::experiments::{resume, Experiment, Opt, Outputs, Prepared, Ran, Settings};
 use crate::plot::{line_chart, Chart, Series};
 use crate::table::Table;
 
@@ -29,8 +32,40 @@ pub const WORKS: [&str; 8] =
     ["hamlet", "macbeth", "othello", "lear", "romeo_and_juliet", "julius_caesar", "tempest", "twelfth_night"];
 
 /// The validation loss the book printed for its chapter-7 character LSTM (mean cross-entropy in nats
-/// per character, one epoch of Adam on a 100 000-character text).
+/// per character, one epoch of Adam on its own 100 000-character text).
 pub const BOOK_VALIDATION_LOSS: f64 = 2.331;
+
+/// The options the chapter-6 language models take.
+pub const OPTIONS: &[Opt] = &[
+    Opt::Engine,
+    Opt::Dtype,
+    Opt::Seed,
+    Opt::Device,
+    Opt::Resume,
+    Opt::Iterations,
+    Opt::Hidden,
+    Opt::Layers,
+    Opt::Lr,
+    Opt::BookWindows,
+    Opt::Temperature,
+    Opt::Prompt,
+];
+
+/// The options of chapter 7's language model: those of chapter 6 but `--book-windows` (it always
+/// trains on the book's windows).
+pub const CHAPTER7_OPTIONS: &[Opt] = &[
+    Opt::Engine,
+    Opt::Dtype,
+    Opt::Seed,
+    Opt::Device,
+    Opt::Resume,
+    Opt::Iterations,
+    Opt::Hidden,
+    Opt::Layers,
+    Opt::Lr,
+    Opt::Temperature,
+    Opt::Prompt,
+];
 
 /// At most this many held-out characters are scored at each evaluation.
 const VALIDATION_CHARS: usize = 50_000;
@@ -85,29 +120,14 @@ pub struct LmOptions {
     pub temperature: f64,
     /// Characters per sample.
     pub sample_length: usize,
+    /// The text each sample starts from.
+    pub prompt: String,
     /// No progress output.
     pub quiet: bool,
     /// Where the torch engine computes.
     pub device: torch::Device,
     /// A checkpoint (of either engine) to start from instead of fresh weights.
     pub resume: Option<PathBuf>,
-    /// Where each engine's final model is saved, if anywhere.
-    pub checkpoints: Option<PathBuf>,
-}
-
-impl LmOptions {
-    /// The experiment's name: `ch6-lstm`, `ch6-gru`, `ch6-gru-book`, `ch6-rnn`, or `ch7-lstm` (Adam).
-    pub fn name(&self) -> &'static str {
-        if matches!(self.optimizer, LmOptimizer::Adam { .. }) {
-            return "ch7-lstm";
-        }
-        match self.cell {
-            CellKind::Lstm => "ch6-lstm",
-            CellKind::Gru(GruForm::PyTorch) => "ch6-gru",
-            CellKind::Gru(GruForm::Book) => "ch6-gru-book",
-            CellKind::Rnn => "ch6-rnn",
-        }
-    }
 }
 
 impl LmOptions {
@@ -150,10 +170,10 @@ impl Default for LmOptions {
             seed: 20_190_825,
             temperature: 0.7,
             sample_length: 300,
+            prompt: "ROMEO.".into(),
             quiet: false,
             device: torch::Device::Cpu,
             resume: None,
-            checkpoints: None,
         }
     }
 }
@@ -201,8 +221,10 @@ const LOSS: LossSpec = LossSpec::CROSS_ENTROPY;
 /// What one engine reached.
 #[derive(Clone, Debug)]
 pub struct LmResult {
-    /// `scratch` or `torch`.
-    pub engine: &'static str,
+    /// The engine.
+    pub engine: Engine,
+    /// The validation loss of the model before training (the reference of the divergence rule).
+    pub initial_validation: f64,
     /// Training loss of every iteration (nats per character).
     pub train_losses: Vec<f64>,
     /// `(iteration, validation loss)`.
@@ -332,13 +354,13 @@ fn validate(model: &mut dyn LanguageModel, corpus: &Corpus, steps: usize) -> Res
     Ok(total / windows as f64)
 }
 
-/// Generates `opts.sample_length` characters after `prompt`, one at a time.
-fn sample(model: &dyn LanguageModel, corpus: &Corpus, opts: &LmOptions, prompt: &str) -> Result<String> {
+/// Generates `opts.sample_length` characters after `opts.prompt`, one at a time.
+fn sample(model: &dyn LanguageModel, corpus: &Corpus, opts: &LmOptions) -> Result<String> {
     let vocab = corpus.vocab.len();
     let mut next_scores = model.sampler(opts, vocab)?;
     let mut rng = RandomState::new(opts.seed);
-    let mut out = prompt.to_string();
-    let mut scores = next_scores(&one_hot::<f32>(&corpus.vocab.encode(prompt)?, 1, vocab)?)?;
+    let mut out = opts.prompt.clone();
+    let mut scores = next_scores(&one_hot::<f32>(&corpus.vocab.encode(&opts.prompt)?, 1, vocab)?)?;
     for _ in 0..opts.sample_length {
         let last = scores.index_axis(Axis(0), 0);
         let last = last.index_axis(Axis(0), last.shape()[0] - 1);
@@ -372,13 +394,15 @@ fn say(bar: &ProgressBar, quiet: bool, line: String) {
     }
 }
 
-/// Trains one engine's model and samples from it.
+/// Trains one engine's model and samples from it. Training stops with [`scratch::Error::Diverged`] by
+/// the rule of [`scratch::train::divergence`], the model's validation loss before training being the
+/// first evaluation (so that a run of a few iterations is judged too).
 fn train(
-    engine: &'static str,
+    engine: Engine,
     model: &mut dyn LanguageModel,
     corpus: &Corpus,
     opts: &LmOptions,
-    prompt: &str,
+    outputs: &Outputs,
 ) -> Result<LmResult> {
     let vocab = corpus.vocab.len();
     let mut windows = if opts.book_windows {
@@ -386,9 +410,14 @@ fn train(
     } else {
         CharWindows::random(corpus.train.clone(), opts.batch, opts.steps, opts.seed)?
     };
-    let bar = progress_bar(engine, opts.iterations, opts.quiet);
+    let bar = progress_bar(engine.name(), opts.iterations, opts.quiet);
+    let mut divergence = Divergence::default();
+    let initial_validation = validate(model, corpus, opts.steps)?;
+    divergence.evaluation(initial_validation, 1, 0)?;
+    say(&bar, opts.quiet, format!("{engine:>16} before training: validation loss {initial_validation:.4} nats/char"));
     let mut result = LmResult {
         engine,
+        initial_validation,
         train_losses: Vec::new(),
         validations: Vec::new(),
         train_time: Duration::ZERO,
@@ -402,6 +431,7 @@ fn train(
         let start = Instant::now();
         let loss = model.step(&x, &y, iteration)?;
         result.train_time += start.elapsed();
+        divergence.batch(loss, 1, iteration)?;
         result.train_losses.push(loss);
         let s = smoothed.map_or(loss, |s: f64| 0.98 * s + 0.02 * loss);
         smoothed = Some(s);
@@ -409,73 +439,119 @@ fn train(
         bar.set_message(format!("loss {s:.3}"));
         if iteration % opts.eval_every == 0 || iteration == opts.iterations {
             let v = validate(model, corpus, opts.steps)?;
+            divergence.evaluation(v, 1, iteration)?;
             result.validations.push((iteration, v));
             say(&bar, opts.quiet, format!("{engine:>16} iteration {iteration}: validation loss {v:.4} nats/char"));
         }
     }
     bar.finish_and_clear();
-    result.sample = sample(model, corpus, opts, prompt)?;
-    if let Some(path) = crate::checkpoint_path(opts.checkpoints.as_deref(), opts.name(), engine)? {
-        model.save(&path)?;
-    }
+    result.sample = sample(model, corpus, opts)?;
+    model.save(&outputs.checkpoint(engine))?;
     Ok(result)
 }
 
 /// Trains one engine's copy of the network with `O` (scratch) or `P` (torch).
 fn train_engine<F: TorchFloat, O: scratch::optim::Optimizer<F>, P: torch::optim::Optimizer>(
-    engine: &'static str,
-    (corpus, opts, prompt): (&Corpus, &LmOptions, &str),
+    engine: Engine,
+    (corpus, opts, outputs): (&Corpus, &LmOptions, &Outputs),
     (ours, theirs): (O, P),
 ) -> Result<LmResult> {
     let spec = network(opts, corpus.vocab.len());
-    if engine == "scratch" {
-        let mut net = NeuralNetwork::<F>::from_spec(&spec, LOSS.build::<F>(), &mut RandomState::new(opts.seed))?;
-        if let Some(path) = &opts.resume {
-            net.load(path)?;
+    match engine {
+        Engine::Scratch => {
+            let mut net = NeuralNetwork::<F>::from_spec(&spec, LOSS.build::<F>(), &mut RandomState::new(opts.seed))?;
+            if let Some(path) = &opts.resume {
+                net.load(path)?;
+            }
+            let mut model = ScratchLm { trainer: scratch::train::Trainer::new(net, Clipped::new(ours, opts.clip)) };
+            train(engine, &mut model, corpus, opts, outputs)
         }
-        let mut model = ScratchLm { trainer: scratch::train::Trainer::new(net, Clipped::new(ours, opts.clip)) };
-        train(engine, &mut model, corpus, opts, prompt)
-    } else {
-        let vs = torch::var_store::<F>(opts.device.resolve()?);
-        let model = torch::Net::new(vs.root(), &spec, &mut RandomState::new(opts.seed))?;
-        if let Some(path) = &opts.resume {
-            model.load(path)?;
+        Engine::Torch => {
+            let vs = torch::var_store::<F>(opts.device.resolve()?);
+            let model = torch::Net::new(vs.root(), &spec, &mut RandomState::new(opts.seed))?;
+            if let Some(path) = &opts.resume {
+                model.load(path)?;
+            }
+            let trainer = torch::train::Trainer::new(model, LOSS, torch::optim::Clipped::new(theirs, opts.clip));
+            train(engine, &mut TorchLm { trainer }, corpus, opts, outputs)
         }
-        let trainer = torch::train::Trainer::new(model, LOSS, torch::optim::Clipped::new(theirs, opts.clip));
-        train(engine, &mut TorchLm { trainer }, corpus, opts, prompt)
     }
 }
 
-fn run_typed<F: TorchFloat>(corpus: &Corpus, opts: &LmOptions, prompt: &str) -> Result<Vec<LmResult>> {
+/// Trains the language model with the selected engines in `F` on `corpus` (options already fitted to it
+/// by [`fit_to`]), saving each engine's final model; returns each engine's result.
+///
+/// # Errors
+/// An unavailable device, a checkpoint that does not fit, a divergence, or a file that cannot be
+/// written.
+pub fn train_all<F: TorchFloat>(corpus: &Corpus, opts: &LmOptions, outputs: &Outputs) -> Result<Vec<LmResult>> {
+    outputs.create_dir()?;
     let mut results = Vec::new();
-    for engine in opts.engines.names() {
-        let run = (corpus, opts, prompt);
-        results.push(match opts.optimizer {
+    for engine in opts.engines.iter() {
+        let run = (corpus, opts, outputs);
+        let result = match opts.optimizer {
             LmOptimizer::AdaGrad => train_engine::<F, _, _>(
                 engine,
                 run,
                 (AdaGrad::new(opts.lr, Decay::None)?, torch::optim::AdaGrad::new(opts.lr, Decay::None)?),
-            )?,
+            ),
             LmOptimizer::Adam { weight_decay } => {
                 let config = AdamConfig { weight_decay: WeightDecay::L2(weight_decay), ..Default::default() };
                 let ours = Adam::with_config(opts.lr, Decay::None, config)?;
                 let theirs = torch::optim::Adam::with_config(opts.lr, Decay::None, config)?;
-                train_engine::<F, _, _>(engine, run, (ours, theirs))?
+                train_engine::<F, _, _>(engine, run, (ours, theirs))
             }
-        });
+        };
+        results.push(result.with_context(|| format!("{}: the {engine} engine", outputs.experiment()))?);
     }
     Ok(results)
 }
 
-/// Trains the language model with the selected engines in `F`, on the works [`WORKS`]; returns the
-/// corpus, the options as run (a hidden size or iteration count of 0 resolved to the vocabulary's size
-/// and one epoch) and each engine's result.
+/// `opts` fitted to `corpus`: a hidden size of 0 becomes the vocabulary's size, and 0 iterations one
+/// epoch of the book's windows.
 ///
 /// # Errors
-/// Missing data, an unavailable device, or a training failure.
-pub fn run<F: TorchFloat>(data_dir: &Path, opts: &LmOptions) -> Result<(Corpus, LmOptions, Vec<LmResult>)> {
-    let corpus =
-        corpus(data_dir, &WORKS, opts.corpus_chars, opts.validation_share).context("loading the Shakespeare corpus")?;
+/// A corpus too short for one batch of training windows or for one validation window, or a prompt
+/// with a character outside the corpus's vocabulary: each found before anything trains, with what to
+/// change.
+pub fn fit_to(opts: &LmOptions, corpus: &Corpus) -> Result<LmOptions> {
+    let need = opts.batch + opts.steps + 1;
+    if corpus.train.len() < need {
+        bail!(
+            "the corpus is too short: its training part has {} characters, and one batch of {} windows of {} \
+             characters needs {need}; point --data at a folder holding the Shakespeare corpus \
+             (text/shakespeare, which `make setup` downloads)",
+            corpus.train.len(),
+            opts.batch,
+            opts.steps
+        );
+    }
+    if corpus.validation.len() <= opts.steps {
+        bail!(
+            "the corpus is too short: its held-out part (the last {} %) has {} characters, and one validation \
+             window of {} characters needs {}; point --data at a folder holding the Shakespeare corpus \
+             (text/shakespeare, which `make setup` downloads)",
+            opts.validation_share * 100.0,
+            corpus.validation.len(),
+            opts.steps,
+            opts.steps + 1
+        );
+    }
+    let mut missing: Vec<char> = Vec::new();
+    for c in opts.prompt.chars().filter(|&c| corpus.vocab.index(c).is_none()) {
+        if !missing.contains(&c) {
+            missing.push(c);
+        }
+    }
+    if !missing.is_empty() {
+        let vocabulary: String = corpus.vocab.chars().iter().collect();
+        bail!(
+            "--prompt {:?}: {missing:?} not in the vocabulary of the training text; use only its {} characters, \
+             {vocabulary:?}",
+            opts.prompt,
+            corpus.vocab.len()
+        );
+    }
     let mut opts = opts.clone();
     if opts.hidden == 0 {
         opts.hidden = corpus.vocab.len();
@@ -484,12 +560,14 @@ pub fn run<F: TorchFloat>(data_dir: &Path, opts: &LmOptions) -> Result<(Corpus, 
         // One epoch: the book's windows move on by a batch per iteration.
         opts.iterations = (corpus.train.len() - opts.steps - 1) / opts.batch;
     }
-    let results = run_typed::<F>(&corpus, &opts, "ROMEO.")?;
-    Ok((corpus, opts, results))
+    Ok(opts)
 }
 
-/// The results as a table.
-pub fn table(opts: &LmOptions, corpus: &Corpus, results: &[LmResult]) -> Table {
+/// The results as a table, with the book's number when it printed one for this experiment.
+pub fn table(opts: &LmOptions, corpus: &Corpus, results: &[LmResult], book: Option<f64>) -> Table {
+    let mut headers = vec!["engine", "validation nats/char", "best"];
+    headers.extend(book.map(|_| "book"));
+    headers.push("s/iteration");
     let mut t = Table::new(
         format!(
             "Character language model: {} x {} {} on {} training characters (vocabulary {}), {} iterations of {} x {}",
@@ -502,29 +580,25 @@ pub fn table(opts: &LmOptions, corpus: &Corpus, results: &[LmResult]) -> Table {
             opts.batch,
             opts.steps
         ),
-        &["engine", "validation nats/char", "best", "book (ch. 7)", "s/iteration"],
+        &headers,
     );
     for r in results {
         let best = r.validations.iter().map(|v| v.1).fold(f64::INFINITY, f64::min);
-        t.push(vec![
-            r.engine.into(),
-            format!("{:.4}", r.final_validation()),
-            format!("{best:.4}"),
-            format!("{BOOK_VALIDATION_LOSS}"),
-            format!("{:.4}", r.seconds_per_iteration()),
-        ]);
+        let mut row = vec![r.engine.to_string(), format!("{:.4}", r.final_validation()), format!("{best:.4}")];
+        row.extend(book.map(|b| format!("{b}")));
+        row.push(format!("{:.4}", r.seconds_per_iteration()));
+        t.push(row);
     }
     t
 }
 
 /// Plots the training loss (averaged over the evaluation interval) and the validation loss of each
-/// engine against the iteration.
+/// engine against the iteration, into the experiment's `<experiment>-loss.png`.
 ///
 /// # Errors
 /// If the file cannot be written.
-pub fn plot(out_dir: &Path, opts: &LmOptions, results: &[LmResult]) -> Result<PathBuf> {
-    let path =
-        out_dir.join(format!("ch6-{}-loss.png", opts.cell.name().split(' ').next().unwrap_or("rnn").to_lowercase()));
+pub fn plot(out: &Outputs, opts: &LmOptions, results: &[LmResult]) -> Result<PathBuf> {
+    let path = out.loss_chart();
     let mut series = Vec::new();
     for r in results {
         series.push(Series::smoothed(
@@ -540,7 +614,7 @@ pub fn plot(out_dir: &Path, opts: &LmOptions, results: &[LmResult]) -> Result<Pa
     line_chart(
         &path,
         &Chart {
-            title: format!("Character {} on Shakespeare (nats per character)", opts.cell.name()),
+            title: format!("{}: character {} on Shakespeare (nats per character)", out.experiment(), opts.cell.name()),
             x_label: "iteration".into(),
             y_label: "loss".into(),
             series,
@@ -552,12 +626,12 @@ pub fn plot(out_dir: &Path, opts: &LmOptions, results: &[LmResult]) -> Result<Pa
 
 /// The metrics of a run: each engine's validation curve, its training loss averaged over each
 /// evaluation interval, and its final numbers.
-pub fn metrics(opts: &LmOptions, dtype: &str, results: &[LmResult]) -> crate::metrics::Metrics {
-    let mut m = crate::metrics::Metrics::new(opts.name(), dtype, "iteration");
+pub fn metrics(name: &str, opts: &LmOptions, dtype: &str, results: &[LmResult]) -> crate::metrics::Metrics {
+    let mut m = crate::metrics::Metrics::new(name, dtype, "iteration");
     for r in results {
         for (i, chunk) in r.train_losses.chunks(opts.eval_every.max(1)).enumerate() {
             m.curves.push(crate::metrics::Point {
-                engine: r.engine.into(),
+                engine: r.engine.to_string(),
                 split: "train",
                 at: (i * opts.eval_every.max(1) + chunk.len()) as f64,
                 loss: chunk.iter().sum::<f64>() / chunk.len() as f64,
@@ -566,7 +640,7 @@ pub fn metrics(opts: &LmOptions, dtype: &str, results: &[LmResult]) -> crate::me
         }
         for &(at, loss) in &r.validations {
             m.curves.push(crate::metrics::Point {
-                engine: r.engine.into(),
+                engine: r.engine.to_string(),
                 split: "validation",
                 at: at as f64,
                 loss,
@@ -575,8 +649,9 @@ pub fn metrics(opts: &LmOptions, dtype: &str, results: &[LmResult]) -> crate::me
         }
         let best = r.validations.iter().map(|v| v.1).fold(f64::INFINITY, f64::min);
         m.summary(
-            r.engine,
+            r.engine.name(),
             &[
+                ("initial_validation_nats_per_char", r.initial_validation),
                 ("final_validation_nats_per_char", r.final_validation()),
                 ("best_validation_nats_per_char", best),
                 ("iterations", r.train_losses.len() as f64),
@@ -585,4 +660,80 @@ pub fn metrics(opts: &LmOptions, dtype: &str, results: &[LmResult]) -> crate::me
         );
     }
     m
+}
+
+/// The files a language model writes: its loss curves, its metrics, and each engine's final model.
+pub fn files(out: &Outputs, engines: Engines) -> Vec<PathBuf> {
+    let mut files = vec![out.loss_chart()];
+    files.extend(out.metrics());
+    files.extend(engines.iter().map(|engine| out.checkpoint(engine)));
+    files
+}
+
+/// A language model with its corpus loaded and its options checked against it.
+struct LmRun<F> {
+    experiment: &'static Experiment,
+    corpus: Corpus,
+    opts: LmOptions,
+    outputs: Outputs,
+    dtype: std::marker::PhantomData<F>,
+}
+
+impl<F: TorchFloat> Prepared for LmRun<F> {
+    fn run(self: Box<Self>) -> Result<Ran> {
+        let (corpus, opts, outputs) = (&self.corpus, &self.opts, &self.outputs);
+        let results = train_all::<F>(corpus, opts, outputs)?;
+        for r in &results {
+            println!("--- {} sample (temperature {}) ---\n{}\n", r.engine, opts.temperature, r.sample);
+        }
+        let book = self.experiment.book.and_then(|b| b.printed.value());
+        println!("{}", table(opts, corpus, &results, book).render());
+        let mut files = vec![plot(outputs, opts, &results)?];
+        files.extend(metrics(self.experiment.name, opts, F::NAME, &results).write(outputs)?);
+        files.extend(opts.engines.iter().map(|engine| outputs.checkpoint(engine)));
+        Ok(Ran { files, checks: Vec::new() })
+    }
+}
+
+/// Loads the corpus and checks the options against it (its length, the prompt's characters, a
+/// checkpoint to resume from), from the experiment's `defaults` and the options given.
+///
+/// # Errors
+/// A missing or unreadable corpus, or an option that does not fit it.
+pub fn prepare(e: &'static Experiment, defaults: LmOptions, settings: Settings) -> Result<Box<dyn Prepared>> {
+    match settings.options.dtype() {
+        Dtype::F32 => prepare_typed::<f32>(e, defaults, settings),
+        Dtype::F64 => prepare_typed::<f64>(e, defaults, settings),
+    }
+}
+
+fn prepare_typed<F: TorchFloat>(
+    e: &'static Experiment,
+    defaults: LmOptions,
+    settings: Settings,
+) -> Result<Box<dyn Prepared>> {
+    let o = &settings.options;
+    let opts = LmOptions {
+        engines: o.engines(),
+        hidden: o.hidden.unwrap_or(defaults.hidden),
+        layers: o.layers.unwrap_or(defaults.layers),
+        iterations: o.iterations.unwrap_or(defaults.iterations),
+        lr: o.lr.unwrap_or(defaults.lr),
+        book_windows: o.book_windows || defaults.book_windows,
+        seed: o.seed.unwrap_or(defaults.seed),
+        temperature: o.temperature.unwrap_or(defaults.temperature),
+        prompt: o.prompt.clone().unwrap_or_else(|| defaults.prompt.clone()),
+        quiet: settings.quiet,
+        device: o.device(),
+        resume: o.resume.clone(),
+        ..defaults
+    };
+    let corpus = corpus(&settings.data, &WORKS, opts.corpus_chars, opts.validation_share)
+        .context("loading the Shakespeare corpus")?;
+    let opts = fit_to(&opts, &corpus)?;
+    if let Some(path) = &opts.resume {
+        resume::check::<F>(path, &network(&opts, corpus.vocab.len()), LOSS, e.name)?;
+    }
+    let outputs = settings.outputs;
+    Ok(Box::new(LmRun::<F> { experiment: e, corpus, opts, outputs, dtype: std::marker::PhantomData }))
 }

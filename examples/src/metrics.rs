@@ -3,11 +3,14 @@
 //! `<out>/<experiment>-metrics.csv` (one row per point of a curve, then one per summary value).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use scratch::train::FitReport;
 use serde::Serialize;
+
+use crate::engine::Engine;
+use crate::experiments::Outputs;
 
 /// One point of a loss curve.
 #[derive(Clone, Debug, Serialize)]
@@ -63,15 +66,16 @@ impl Metrics {
     /// Adds the curves of a [`FitReport`] of `engine`: the mean training loss of every epoch and every
     /// validation (at fractional epochs for those within an epoch), accuracies multiplied by
     /// `accuracy_scale` (100 for percent).
-    pub fn fit_curves(&mut self, engine: &str, report: &FitReport, accuracy_scale: f64) {
+    pub fn fit_curves(&mut self, engine: Engine, report: &FitReport, accuracy_scale: f64) {
         let batches = report.batches_per_epoch();
         for (i, epoch) in report.batch_losses.chunks(batches).enumerate() {
             let loss = epoch.iter().sum::<f64>() / epoch.len() as f64;
-            self.curves.push(Point { engine: engine.into(), split: "train", at: (i + 1) as f64, loss, accuracy: None });
+            let engine = engine.to_string();
+            self.curves.push(Point { engine, split: "train", at: (i + 1) as f64, loss, accuracy: None });
         }
         for v in &report.evaluations {
             self.curves.push(Point {
-                engine: engine.into(),
+                engine: engine.to_string(),
                 split: "validation",
                 at: report.position(v),
                 loss: v.loss,
@@ -80,13 +84,14 @@ impl Metrics {
         }
     }
 
-    /// Writes `<out>/<experiment>-metrics.json` and `.csv`; returns their paths.
+    /// Writes the experiment's `<experiment>-metrics.json` and `.csv` ([`Outputs::metrics`]); returns
+    /// their paths.
     ///
     /// # Errors
     /// If a file cannot be written.
-    pub fn write(&self, out: &Path) -> Result<[PathBuf; 2]> {
-        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-        let json = out.join(format!("{}-metrics.json", self.experiment));
+    pub fn write(&self, out: &Outputs) -> Result<[PathBuf; 2]> {
+        out.create_dir()?;
+        let [json, csv_path] = out.metrics();
         std::fs::write(&json, serde_json::to_string_pretty(self)?)
             .with_context(|| format!("writing {}", json.display()))?;
         // Curves, then summaries: `at` is in the run's unit (epochs or iterations).
@@ -101,7 +106,6 @@ impl Metrics {
                 csv.push_str(&format!("{},{},{},summary,{name},,{value},\n", self.experiment, self.dtype, s.engine));
             }
         }
-        let csv_path = out.join(format!("{}-metrics.csv", self.experiment));
         std::fs::write(&csv_path, csv).with_context(|| format!("writing {}", csv_path.display()))?;
         Ok([json, csv_path])
     }

@@ -3,43 +3,30 @@
 //! dropout, the same masks).
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
 use ndarray::Array2;
 use scratch::data::mnist::{self, Mnist};
 use scratch::network::{InitSeeding, NeuralNetwork};
-use scratch::ops::Activation;
 use scratch::optim::Decay;
 use scratch::rng::RandomState;
-use scratch::spec::{book, LossSpec, NetSpec, WeightInit};
+use scratch::spec::{LossSpec, NetSpec};
 use scratch::train::{Dataset, FitOptions, FitReport, EVAL_CHUNK};
 use torch::convert::{to_array, to_tensor, TorchFloat};
 use torch::layers::Masks;
 
+use crate::engine::{Engine, Engines};
+use crate::experiments::options::{Dtype, ImageSet};
+use crate::experiments::{resume, Cache, Experiment, Opt, Outputs, Prepared, Ran, Settings};
 use crate::progress::ProgressObserver;
 use crate::table::Table;
 
-/// Which engines to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Engines {
-    /// The from-scratch engine only.
-    Scratch,
-    /// The libtorch engine only.
-    Torch,
-    /// Both, side by side.
-    Both,
-}
+/// The book's chapter-4 seed, the default of every MNIST classifier.
+pub const SEED: u32 = 190_119;
 
-impl Engines {
-    /// The engine names this selects.
-    pub fn names(self) -> Vec<&'static str> {
-        match self {
-            Engines::Scratch => vec!["scratch"],
-            Engines::Torch => vec!["torch"],
-            Engines::Both => vec!["scratch", "torch"],
-        }
-    }
-}
+/// The options an MNIST classifier takes.
+pub const OPTIONS: &[Opt] = &[Opt::Engine, Opt::Dtype, Opt::Epochs, Opt::Seed, Opt::Device, Opt::Dataset, Opt::Resume];
 
 /// The loss of an experiment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,15 +64,9 @@ pub enum OptimChoice {
     },
 }
 
-/// One of the book's MNIST experiments.
+/// How an MNIST classifier is trained (its registry entry says what it is).
 #[derive(Clone, Debug)]
-pub struct Experiment {
-    /// Name on the command line.
-    pub name: &'static str,
-    /// The book's chapter.
-    pub chapter: u8,
-    /// What it shows.
-    pub description: &'static str,
+pub struct Classifier {
     /// The network.
     pub network: fn() -> NetSpec,
     /// The loss.
@@ -101,192 +82,20 @@ pub struct Experiment {
     /// Stop at the first evaluation that does not improve (the book's runs), or train the whole
     /// schedule and report the final model (ours).
     pub early_stopping: bool,
-    /// The book's test accuracy in percent, and which of its runs it comes from (BOOK.md §2).
-    pub book: Option<(f64, &'static str)>,
 }
 
-fn mlp(hidden: &[(usize, Activation)], output: Activation, init: WeightInit, dropout: Option<f64>) -> NetSpec {
-    book::chapter4_mlp(hidden, output, init, dropout)
-}
-
-const SIGMOID_89: &[(usize, Activation)] = &[(89, Activation::Sigmoid)];
-const TANH_89: &[(usize, Activation)] = &[(89, Activation::Tanh)];
-const TANH_178_46: &[(usize, Activation)] = &[(178, Activation::Tanh), (46, Activation::Tanh)];
-
-const EXP_DECAY: Decay = Decay::Exponential { final_lr: 0.05 };
-
-/// A chapter-4 experiment with the book's defaults (softmax cross-entropy, early stopping).
-const fn ch4(
-    name: &'static str,
-    description: &'static str,
-    network: fn() -> NetSpec,
-    optim: OptimChoice,
-    epochs: usize,
-    eval_every: usize,
-    book: (f64, &'static str),
-) -> Experiment {
-    Experiment {
-        name,
-        chapter: 4,
-        description,
-        network,
-        loss: LossChoice::SoftmaxCrossEntropy,
-        optim,
-        epochs,
-        eval_every,
-        eval_batches: None,
-        early_stopping: true,
-        book: Some(book),
-    }
-}
-
-/// Every experiment: chapter 4's with the book's settings, in the book's order, then the two networks
-/// behind the book's best results with our learning-rate schedules, then the CNNs of chapters 5 and 7.
-pub const EXPERIMENTS: [Experiment; 13] = [
-    Experiment {
-        loss: LossChoice::Mse,
-        ..ch4(
-            "ch4-mse",
-            "sigmoid output trained with MSE",
-            || mlp(SIGMOID_89, Activation::Sigmoid, WeightInit::Standard, None),
-            OptimChoice::Sgd { lr: 0.1 },
-            50,
-            5,
-            (57.16, "4a-1"),
-        )
-    },
-    ch4(
-        "ch4-softmax",
-        "softmax cross-entropy",
-        || mlp(SIGMOID_89, Activation::Linear, WeightInit::Standard, None),
-        OptimChoice::Sgd { lr: 0.1 },
-        50,
-        5,
-        (92.61, "4a-3"),
-    ),
-    ch4(
-        "ch4-momentum",
-        "momentum",
-        || mlp(SIGMOID_89, Activation::Linear, WeightInit::Standard, None),
-        OptimChoice::Momentum { lr: 0.1, decay: Decay::None },
-        50,
-        5,
-        (94.10, "4a-4"),
-    ),
-    ch4(
-        "ch4-linear-decay",
-        "momentum, linear decay 0.15 -> 0.05",
-        || mlp(SIGMOID_89, Activation::Linear, WeightInit::Standard, None),
-        OptimChoice::Momentum { lr: 0.15, decay: Decay::Linear { final_lr: 0.05 } },
-        25,
-        5,
-        (94.76, "4a-5"),
-    ),
-    ch4(
-        "ch4-exp-decay",
-        "momentum, exponential decay 0.2 -> 0.05",
-        || mlp(SIGMOID_89, Activation::Linear, WeightInit::Standard, None),
-        OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY },
-        25,
-        5,
-        (94.81, "4a-6"),
-    ),
-    ch4(
-        "ch4-glorot",
-        "Glorot initialisation (784-89-10)",
-        || mlp(SIGMOID_89, Activation::Linear, WeightInit::Glorot, None),
-        OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY },
-        25,
-        5,
-        (97.46, "4a-7"),
-    ),
-    ch4(
-        "ch4-dropout",
-        "tanh, Glorot, dropout 0.8 (784-89-10)",
-        || mlp(TANH_89, Activation::Linear, WeightInit::Glorot, Some(0.8)),
-        OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY },
-        50,
-        10,
-        (96.77, "4b-l"),
-    ),
-    ch4(
-        "ch4-deep",
-        "deep 784-178-46-10, tanh, Glorot, no dropout",
-        || mlp(TANH_178_46, Activation::Linear, WeightInit::Glorot, None),
-        OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY },
-        100,
-        10,
-        (96.08, "4b-n"),
-    ),
-    ch4(
-        "ch4-deep-dropout",
-        "deep 784-178-46-10, tanh, Glorot, dropout 0.8",
-        || mlp(TANH_178_46, Activation::Linear, WeightInit::Glorot, Some(0.8)),
-        OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY },
-        100,
-        10,
-        (97.34, "4b-m"),
-    ),
-    Experiment {
-        early_stopping: false,
-        ..ch4(
-            "ch4-best-89",
-            "ch4-glorot with momentum 0.1 -> 0.01 and the full schedule",
-            || mlp(SIGMOID_89, Activation::Linear, WeightInit::Glorot, None),
-            OptimChoice::Momentum { lr: 0.1, decay: Decay::Exponential { final_lr: 0.01 } },
-            25,
-            5,
-            (97.46, "4a-7"),
-        )
-    },
-    Experiment {
-        early_stopping: false,
-        ..ch4(
-            "ch4-best-deep",
-            "ch4-deep-dropout with momentum 0.03 -> 0.003, 50 epochs, full schedule",
-            || mlp(TANH_178_46, Activation::Linear, WeightInit::Glorot, Some(0.8)),
-            OptimChoice::Momentum { lr: 0.03, decay: Decay::Exponential { final_lr: 0.003 } },
-            50,
-            10,
-            (97.34, "4b-m"),
-        )
-    },
-    Experiment {
-        name: "ch5-cnn",
-        chapter: 5,
-        description: "Conv2D(16, 5x5, tanh, dropout 0.8), Dense(10), momentum 0.1, one epoch",
-        network: book::chapter5_cnn,
-        loss: LossChoice::SoftmaxCrossEntropy,
-        optim: OptimChoice::Momentum { lr: 0.1, decay: Decay::None },
-        epochs: 1,
-        eval_every: 1,
-        eval_batches: Some(100),
-        early_stopping: false,
-        book: Some((90.31, "5-demo")),
-    },
-    Experiment {
-        name: "ch7-convnet",
-        chapter: 7,
-        description: "MNIST_ConvNet: two convolutions and a dense layer, dropout 0.8, momentum 0.01",
-        network: book::chapter7_convnet,
-        loss: LossChoice::SoftmaxCrossEntropy,
-        optim: OptimChoice::Momentum { lr: 0.01, decay: Decay::None },
-        epochs: 1,
-        eval_every: 1,
-        eval_batches: Some(250),
-        early_stopping: false,
-        book: Some((96.98, "7")),
-    },
-];
-
-/// The experiment named `name`.
-///
-/// # Errors
-/// If there is none.
-pub fn experiment(name: &str) -> Result<&'static Experiment> {
-    match EXPERIMENTS.iter().find(|e| e.name == name) {
-        Some(e) => Ok(e),
-        None => bail!("unknown experiment {name:?}; `dlfs list` shows them"),
+impl Classifier {
+    /// A chapter-4 network with the book's other settings: softmax cross-entropy, early stopping.
+    pub const fn chapter4(network: fn() -> NetSpec, optim: OptimChoice, epochs: usize, eval_every: usize) -> Self {
+        Classifier {
+            network,
+            loss: LossChoice::SoftmaxCrossEntropy,
+            optim,
+            epochs,
+            eval_every,
+            eval_batches: None,
+            early_stopping: true,
+        }
     }
 }
 
@@ -297,7 +106,7 @@ pub struct RunOptions {
     pub engines: Engines,
     /// Epochs instead of the book's.
     pub epochs: Option<usize>,
-    /// The seed of the weights and the batch order (the book's chapter-4 seed by default).
+    /// The seed of the weights and the batch order.
     pub seed: u32,
     /// No progress output.
     pub quiet: bool,
@@ -305,26 +114,16 @@ pub struct RunOptions {
     pub device: torch::Device,
     /// A checkpoint (of either engine) to start from instead of fresh weights.
     pub resume: Option<PathBuf>,
-    /// Where each engine's final model (`<experiment>-<engine>.safetensors`) and its best evaluated
-    /// model (`<experiment>-<engine>-best.safetensors`, rewritten at every improvement) are saved.
-    pub checkpoints: Option<PathBuf>,
-}
-
-impl RunOptions {
-    /// The checkpoint file of `engine`'s final model of experiment `e`, its folder created.
-    ///
-    /// # Errors
-    /// If the folder cannot be created.
-    pub fn checkpoint_path(&self, e: &Experiment, engine: &str) -> Result<Option<PathBuf>> {
-        crate::checkpoint_path(self.checkpoints.as_deref(), e.name, engine)
-    }
+    /// Where each engine's final model and its best evaluated model (rewritten at every improvement)
+    /// are saved.
+    pub outputs: Outputs,
 }
 
 /// What one engine reached.
 #[derive(Clone, Debug)]
 pub struct EngineResult {
-    /// `scratch` or `torch`.
-    pub engine: &'static str,
+    /// The engine.
+    pub engine: Engine,
     /// The fit's report (evaluations, batch losses, times).
     pub report: FitReport,
     /// Test accuracy of the final (with early stopping: the best evaluated) model, in percent.
@@ -365,20 +164,20 @@ fn shaped<F: TorchFloat>(data: &Dataset<F>, input: &[usize]) -> Result<Dataset<F
     Ok(Dataset::new(x, data.y.clone())?)
 }
 
-fn fit_options(e: &Experiment, opts: &RunOptions) -> FitOptions {
-    let epochs = opts.epochs.unwrap_or(e.epochs);
+fn fit_options(c: &Classifier, opts: &RunOptions, engine: Engine) -> FitOptions {
+    let epochs = opts.epochs.unwrap_or(c.epochs);
     FitOptions {
         epochs,
-        eval_every: e.eval_every.min(epochs),
+        eval_every: c.eval_every.min(epochs),
         batch_size: 60,
         seed: opts.seed,
         // Resuming keeps the loaded weights.
         restart: opts.resume.is_none(),
         init_seeding: InitSeeding::Stream,
-        early_stopping: e.early_stopping,
-        eval_batches: e.eval_batches,
+        early_stopping: c.early_stopping,
+        eval_batches: c.eval_batches,
         drop_last: false,
-        checkpoint: None,
+        checkpoint: Some(opts.outputs.best_checkpoint(engine)),
     }
 }
 
@@ -402,16 +201,20 @@ fn test_accuracy<F: TorchFloat>(
     Ok(correct / test.len() as f64)
 }
 
-fn run_scratch<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOptions) -> Result<EngineResult> {
-    let spec = (e.network)();
-    let mut net = NeuralNetwork::from_spec(&spec, e.loss.spec().build::<F>(), &mut RandomState::new(opts.seed))?;
+fn run_scratch<F: TorchFloat>(
+    (name, c): (&str, &Classifier),
+    data: &MnistData<F>,
+    opts: &RunOptions,
+) -> Result<EngineResult> {
+    let spec = (c.network)();
+    let mut net = NeuralNetwork::from_spec(&spec, c.loss.spec().build::<F>(), &mut RandomState::new(opts.seed))?;
     if let Some(path) = &opts.resume {
         net.load(path)?;
     }
     let (train, test) = (shaped(&data.train, &spec.input)?, shaped(&data.test, &spec.input)?);
-    let mut progress = ProgressObserver::new(format!("{} scratch {}", e.name, F::NAME), opts.quiet);
-    let options = FitOptions { checkpoint: opts.checkpoint_path(e, "scratch-best")?, ..fit_options(e, opts) };
-    let (report, mut net) = match e.optim {
+    let mut progress = ProgressObserver::new(format!("{name} scratch {}", F::NAME), opts.quiet);
+    let options = fit_options(c, opts, Engine::Scratch);
+    let (report, mut net) = match c.optim {
         OptimChoice::Sgd { lr } => {
             let mut t = scratch::train::Trainer::new(net, scratch::optim::SGD::new(lr)?);
             (t.fit(&train, &test, &options, &mut progress)?, t.net)
@@ -422,29 +225,31 @@ fn run_scratch<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOpt
         }
     };
     let accuracy = test_accuracy(&test, &data.labels, |x| Ok(net.predict(&x)?))?;
-    if let Some(path) = opts.checkpoint_path(e, "scratch")? {
-        net.save(path)?;
-    }
-    Ok(EngineResult { engine: "scratch", report, accuracy })
+    net.save(opts.outputs.checkpoint(Engine::Scratch))?;
+    Ok(EngineResult { engine: Engine::Scratch, report, accuracy })
 }
 
-fn run_torch<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOptions) -> Result<EngineResult> {
+fn run_torch<F: TorchFloat>(
+    (name, c): (&str, &Classifier),
+    data: &MnistData<F>,
+    opts: &RunOptions,
+) -> Result<EngineResult> {
     let device = opts.device.resolve()?;
-    let spec = (e.network)();
+    let spec = (c.network)();
     // The same dropout masks as the from-scratch engine on the CPU; libtorch's own generator on a GPU
     // (the numpy-compatible stream runs on the CPU).
     let masks = if device.is_cuda() { Masks::Torch } else { Masks::Shared };
     let vs = torch::var_store::<F>(device);
     let options = torch::Options { masks, ..Default::default() };
     let model = torch::Net::with_options(vs.root(), &spec, options, &mut RandomState::new(opts.seed))?;
-    let loss = e.loss.spec();
+    let loss = c.loss.spec();
     if let Some(path) = &opts.resume {
         model.load(path)?;
     }
     let (train, test) = (shaped(&data.train, &spec.input)?, shaped(&data.test, &spec.input)?);
-    let mut progress = ProgressObserver::new(format!("{} torch {}", e.name, F::NAME), opts.quiet);
-    let options = FitOptions { checkpoint: opts.checkpoint_path(e, "torch-best")?, ..fit_options(e, opts) };
-    let (report, model) = match e.optim {
+    let mut progress = ProgressObserver::new(format!("{name} torch {}", F::NAME), opts.quiet);
+    let options = fit_options(c, opts, Engine::Torch);
+    let (report, model) = match c.optim {
         OptimChoice::Sgd { lr } => {
             let mut t = torch::train::Trainer::new(model, loss, torch::optim::SGD::new(lr, Decay::None)?);
             (t.fit(&train, &test, &options, &mut progress)?, t.net)
@@ -458,61 +263,80 @@ fn run_torch<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOptio
         let scores = tch::no_grad(|| model.f_forward_t(&model.input(&to_tensor(&x)), false))?;
         Ok(to_array::<F>(&scores))
     })?;
-    if let Some(path) = opts.checkpoint_path(e, "torch")? {
-        model.save(path)?;
-    }
-    Ok(EngineResult { engine: "torch", report, accuracy })
+    model.save(opts.outputs.checkpoint(Engine::Torch))?;
+    Ok(EngineResult { engine: Engine::Torch, report, accuracy })
 }
 
-/// Runs experiment `e` with the selected engines, printing each engine's evaluations as it goes.
+/// Runs experiment `name` (trained as `c` says) with the selected engines, printing each engine's
+/// evaluations as it goes.
 ///
 /// # Errors
-/// Missing data, an unavailable device, or a training failure.
-pub fn run<F: TorchFloat>(e: &Experiment, data: &MnistData<F>, opts: &RunOptions) -> Result<Vec<EngineResult>> {
+/// An unavailable device, a checkpoint that does not fit, a training failure, or a file that cannot be
+/// written.
+pub fn run<F: TorchFloat>(
+    (name, c): (&str, &Classifier),
+    data: &MnistData<F>,
+    opts: &RunOptions,
+) -> Result<Vec<EngineResult>> {
+    opts.outputs.create_dir()?;
     let mut results = Vec::new();
-    for engine in opts.engines.names() {
-        results.push(match engine {
-            "scratch" => run_scratch(e, data, opts)?,
-            _ => run_torch(e, data, opts)?,
-        });
+    for engine in opts.engines.iter() {
+        let result = match engine {
+            Engine::Scratch => run_scratch((name, c), data, opts),
+            Engine::Torch => run_torch((name, c), data, opts),
+        };
+        results.push(result.with_context(|| format!("{name}: the {engine} engine"))?);
     }
     Ok(results)
 }
 
-/// A table of the results of several experiments; `book` shows the book's accuracies (on MNIST only).
-pub fn table(rows: &[(&Experiment, String, Vec<EngineResult>)], book: bool) -> Table {
+/// The files a classifier writes: its loss curves, its metrics, and each engine's final and best
+/// evaluated model.
+pub fn files(out: &Outputs, engines: Engines) -> Vec<PathBuf> {
+    let mut files = vec![out.loss_chart()];
+    files.extend(out.metrics());
+    for engine in engines.iter() {
+        files.extend([out.checkpoint(engine), out.best_checkpoint(engine)]);
+    }
+    files
+}
+
+/// A table of the results of experiment `e` in `dtype`; `book` shows the book's accuracy (on MNIST
+/// only).
+pub fn table(e: &Experiment, dtype: &str, results: &[EngineResult], book: bool) -> Table {
     let mut t = Table::new(
         "Test accuracy (10 000 images) of the final model (with early stopping, the best evaluated)",
         &["experiment", "dtype", "engine", "epochs", "best val loss", "accuracy %", "book %", "s/epoch"],
     );
-    for (e, dtype, results) in rows {
-        for r in results {
-            let best = r.report.best.map_or("-".into(), |b| format!("{:.4} (ep {})", b.loss, b.epoch));
-            t.push(vec![
-                e.name.into(),
-                dtype.clone(),
-                r.engine.into(),
-                r.report.epochs_trained.to_string(),
-                best,
-                format!("{:.2}", r.accuracy),
-                e.book.filter(|_| book).map_or("-".into(), |(b, _)| format!("{b:.2}")),
-                format!("{:.2}", r.report.seconds_per_epoch()),
-            ]);
-        }
+    let printed = e.book.and_then(|b| b.printed.value()).filter(|_| book);
+    for r in results {
+        let best = r.report.best.map_or("-".into(), |b| format!("{:.4} (ep {})", b.loss, b.epoch));
+        t.push(vec![
+            e.name.into(),
+            dtype.into(),
+            r.engine.to_string(),
+            r.report.epochs_trained.to_string(),
+            best,
+            format!("{:.2}", r.accuracy),
+            printed.map_or("-".into(), |b| format!("{b:.2}")),
+            format!("{:.2}", r.report.seconds_per_epoch()),
+        ]);
     }
     t
 }
 
-/// Plots validation-loss curves (one per engine) and smoothed training losses of one experiment.
+/// Plots validation-loss curves (one per engine) and smoothed training losses of experiment `e`.
 ///
 /// # Errors
 /// If the file cannot be written.
-pub fn plot(out_dir: &Path, e: &Experiment, results: &[EngineResult]) -> Result<std::path::PathBuf> {
+pub fn plot(out: &Outputs, e: &Experiment, results: &[EngineResult]) -> Result<PathBuf> {
     let runs: Vec<_> = results.iter().map(|r| (r.engine, &r.report)).collect();
-    crate::plot::fit_chart(out_dir, e.name, &format!("{}: {}", e.name, e.description), &runs)
+    let path = out.loss_chart();
+    crate::plot::fit_chart(&path, &format!("{}: {}", e.name, e.what), &runs)?;
+    Ok(path)
 }
 
-/// The metrics of one experiment: each engine's validation curve (with accuracy), its per-epoch mean
+/// The metrics of experiment `e`: each engine's validation curve (with accuracy), its per-epoch mean
 /// training loss, and its final numbers.
 pub fn metrics(e: &Experiment, dtype: &str, results: &[EngineResult]) -> crate::metrics::Metrics {
     let mut m = crate::metrics::Metrics::new(e.name, dtype, "epoch");
@@ -520,7 +344,7 @@ pub fn metrics(e: &Experiment, dtype: &str, results: &[EngineResult]) -> crate::
         m.fit_curves(r.engine, &r.report, 100.0);
         let best = r.report.best.map_or(f64::NAN, |b| b.loss);
         m.summary(
-            r.engine,
+            r.engine.name(),
             &[
                 ("test_accuracy_percent", r.accuracy),
                 ("best_validation_loss", best),
@@ -530,4 +354,68 @@ pub fn metrics(e: &Experiment, dtype: &str, results: &[EngineResult]) -> crate::
         );
     }
     m
+}
+
+/// A classifier with its data loaded, its options checked.
+struct ClassifierRun<F> {
+    experiment: &'static Experiment,
+    classifier: &'static Classifier,
+    data: Rc<MnistData<F>>,
+    images: ImageSet,
+    opts: RunOptions,
+}
+
+impl<F: TorchFloat> Prepared for ClassifierRun<F> {
+    fn run(self: Box<Self>) -> Result<Ran> {
+        let (e, opts) = (self.experiment, &self.opts);
+        let results = run((e.name, self.classifier), &self.data, opts)?;
+        println!("{}", table(e, F::NAME, &results, self.images == ImageSet::Mnist).render());
+        let mut files = vec![plot(&opts.outputs, e, &results)?];
+        files.extend(metrics(e, F::NAME, &results).write(&opts.outputs)?);
+        for engine in opts.engines.iter() {
+            files.push(opts.outputs.checkpoint(engine));
+            files.extend(Some(opts.outputs.best_checkpoint(engine)).filter(|p| p.exists()));
+        }
+        Ok(Ran { files, checks: Vec::new() })
+    }
+}
+
+/// Loads the images (once for all classifiers of a run) and checks a checkpoint to resume from.
+///
+/// # Errors
+/// Missing or malformed data, or a checkpoint of another network.
+pub fn prepare(
+    e: &'static Experiment,
+    c: &'static Classifier,
+    settings: Settings,
+    cache: &mut Cache,
+) -> Result<Box<dyn Prepared>> {
+    match settings.options.dtype() {
+        Dtype::F32 => prepare_typed::<f32>(e, c, settings, cache),
+        Dtype::F64 => prepare_typed::<f64>(e, c, settings, cache),
+    }
+}
+
+fn prepare_typed<F: TorchFloat>(
+    e: &'static Experiment,
+    c: &'static Classifier,
+    settings: Settings,
+    cache: &mut Cache,
+) -> Result<Box<dyn Prepared>> {
+    let o = &settings.options;
+    let dir = settings.data.join(o.dataset().folder());
+    let data = cache.get(dir.display().to_string(), || load::<F>(&dir))?;
+    if let Some(path) = &o.resume {
+        resume::check::<F>(path, &(c.network)(), c.loss.spec(), e.name)?;
+    }
+    let opts = RunOptions {
+        engines: o.engines(),
+        epochs: o.epochs,
+        seed: o.seed.unwrap_or(SEED),
+        quiet: settings.quiet,
+        device: o.device(),
+        resume: o.resume.clone(),
+        outputs: settings.outputs,
+    };
+    Ok(Box::new(ClassifierRun { experiment: e, classifier: c, data, images: o.dataset(), opts }))
 }

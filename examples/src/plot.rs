@@ -11,6 +11,8 @@ use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 use scratch::train::FitReport;
 
+use crate::engine::Engine;
+
 /// One line of a chart.
 #[derive(Clone, Debug)]
 pub struct Series {
@@ -108,14 +110,13 @@ fn bounds(series: &[Series], log_y: bool) -> (f64, f64, f64, f64) {
     }
 }
 
-/// `<out>/<experiment>-loss.png`: each engine's training loss (averaged over windows of batches: an
-/// epoch, or fewer batches when there are few epochs, so that a short run still shows a curve) and its
-/// validation losses (on a log scale when they span a decade); returns the path.
+/// The loss curves of a fit at `path`: each engine's training loss (averaged over windows of batches:
+/// an epoch, or fewer batches when there are few epochs, so that a short run still shows a curve) and
+/// its validation losses (on a log scale when they span a decade).
 ///
 /// # Errors
 /// If the file cannot be written.
-pub fn fit_chart(out: &Path, experiment: &str, title: &str, runs: &[(&str, &FitReport)]) -> Result<PathBuf> {
-    let path = out.join(format!("{experiment}-loss.png"));
+pub fn fit_chart(path: &Path, title: &str, runs: &[(Engine, &FitReport)]) -> Result<()> {
     let mut series = Vec::new();
     for (engine, report) in runs {
         let batches = report.batches_per_epoch();
@@ -132,8 +133,7 @@ pub fn fit_chart(out: &Path, experiment: &str, title: &str, runs: &[(&str, &FitR
     let (lo, hi) = losses.fold((f64::INFINITY, 0.0_f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
     let log_y = hi > 10.0 * lo;
     let chart = Chart { title: title.into(), x_label: "epoch".into(), y_label: "loss".into(), series, log_y };
-    line_chart(&path, &chart)?;
-    Ok(path)
+    line_chart(path, &chart)
 }
 
 /// Draws `chart` into a 900×560 PNG at `path`, creating its folder.

@@ -48,14 +48,16 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// Training produced a non-finite loss or gradient.
-    #[error("training diverged at epoch {epoch}, batch {batch}: {what} is not finite")]
+    /// Training diverged (see [`crate::train::divergence`]): a loss or gradient is not finite, or the
+    /// evaluation loss grew past its bound.
+    #[error("training diverged at epoch {epoch}, batch {batch}: {what}")]
     Diverged {
         /// Epoch, counted from 1.
         epoch: usize,
-        /// Batch within the epoch, counted from 1.
+        /// Batch within the epoch, counted from 1 (for an evaluation, the batch it followed).
         batch: usize,
-        /// The quantity that became NaN or infinite (`loss`, or a parameter's gradient by name).
+        /// What went wrong: `the loss is not finite`, `the gradient of layers.0.weight is not finite`,
+        /// `the evaluation loss … is more than 1000 times the first evaluation's …`.
         what: String,
     },
 
@@ -80,6 +82,12 @@ impl Error {
             Error::InvalidArgument(msg) => Error::InvalidArgument(format!("{outer}: {msg}")),
             other => other,
         }
+    }
+
+    /// A [`Error::Diverged`]: `quantity` (`the loss`, `the gradient of layers.0.weight`) is NaN or
+    /// infinite after batch `batch` of epoch `epoch`.
+    pub fn not_finite(epoch: usize, batch: usize, quantity: impl std::fmt::Display) -> Self {
+        Error::Diverged { epoch, batch, what: format!("{quantity} is not finite") }
     }
 
     /// A [`Error::BadFile`] for `path`.

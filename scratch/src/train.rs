@@ -14,6 +14,9 @@
 //! The book restores a copy taken at the start of the failing epoch instead, which is neither the best
 //! model nor the one its message names; this trainer restores the best one.
 //!
+//! Training stops with [`Error::Diverged`] when a loss stops being finite or the evaluation loss grows
+//! a thousandfold: see [`divergence`] for the rule and why.
+//!
 //! [`Trainer::fit_loader`] runs the same loop on the batches of a [`DataLoader`] (chapter 7's
 //! `train_dataloader`): the loader's own batch size, shuffling and `drop_last` replace step 2's.
 
@@ -29,6 +32,10 @@ use crate::optim::Optimizer;
 use crate::rng::RandomState;
 use crate::{Error, Float, Result};
 
+pub mod divergence;
+
+pub use divergence::Divergence;
+
 /// Inputs and targets with the same number of rows (the first axis).
 #[derive(Clone, Debug)]
 pub struct Dataset<F> {
@@ -42,11 +49,23 @@ impl<F: Float> Dataset<F> {
     /// Pairs `x` and `y`.
     ///
     /// # Errors
-    /// If they have different numbers of rows, or none.
+    /// If they have different numbers of rows, or none, or a value that is not finite (naming the
+    /// array, the row and the column: the position within the row's values in row-major order).
     pub fn new(x: ArrayD<F>, y: ArrayD<F>) -> Result<Self> {
         let (nx, ny) = (x.shape().first().copied(), y.shape().first().copied());
         if nx != ny || nx.unwrap_or(0) == 0 {
             return Err(Error::shape("dataset", format!("targets with the inputs' {nx:?} rows"), y.shape()));
+        }
+        for (name, array) in [("x (the inputs)", &x), ("y (the targets)", &y)] {
+            if let Some(at) = array.iter().position(|v| !v.is_finite()) {
+                let per_row = array.len() / array.shape()[0];
+                let value = array.iter().nth(at).map_or(f64::NAN, |v| v.as_f64());
+                return Err(Error::InvalidArgument(format!(
+                    "dataset: {name} row {}, column {} is {value}; every input and target must be finite",
+                    at / per_row,
+                    at % per_row
+                )));
+            }
         }
         Ok(Dataset { x, y })
     }
@@ -226,15 +245,6 @@ pub fn correct_rows<F: Float>(prediction: &ArrayD<F>, target: &ArrayD<F>) -> Res
     Ok(p.outer_iter().zip(y.outer_iter()).filter(|(p, t)| argmax(p.view()) == argmax(t.view())).count())
 }
 
-/// Fails with [`Error::Diverged`] if `value` is not finite.
-fn check_finite(value: f64, epoch: usize, batch: usize, what: impl FnOnce() -> String) -> Result<()> {
-    if value.is_finite() {
-        Ok(())
-    } else {
-        Err(Error::Diverged { epoch, batch, what: what() })
-    }
-}
-
 /// Where the batches of each epoch come from, when not from [`FitOptions`]: a [`DataLoader`].
 pub trait BatchOrder {
     /// The rows per batch.
@@ -292,7 +302,8 @@ pub trait TrainingLoop {
 /// `drop_last` (the seed still draws the initial weights).
 ///
 /// # Errors
-/// Invalid options, or whatever a training step or an evaluation returns.
+/// Invalid options, whatever a training step or an evaluation returns, or a divergence
+/// ([`Error::Diverged`], by the rule of [`divergence`]).
 pub fn fit_loop<T: TrainingLoop>(
     trainer: &mut T,
     rows: usize,
@@ -329,6 +340,7 @@ pub fn fit_loop<T: TrainingLoop>(
         .into());
     }
     observer.on_start(options.epochs, batches);
+    let mut divergence = Divergence::default();
     let mut report = FitReport::default();
     let mut best: Option<(Evaluation, T::Snapshot)> = None;
     let mut order: Vec<usize> = (0..rows).collect();
@@ -344,11 +356,13 @@ pub fn fit_loop<T: TrainingLoop>(
         trainer.start_epoch(&order);
         for (b, rows) in order.chunks(batch_size).take(batches).enumerate() {
             let loss = trainer.train_batch(Batch { rows, start: b * batch_size, epoch, index: b + 1 })?;
+            divergence.batch(loss, epoch, b + 1)?;
             report.batch_losses.push(loss);
             observer.on_batch(epoch, b + 1, loss);
             if options.eval_batches.is_some_and(|n| (b + 1) % n == 0) {
                 let evaluating = Instant::now();
                 let (loss, accuracy) = trainer.evaluate()?;
+                divergence.evaluation(loss, epoch, b + 1)?;
                 monitoring += evaluating.elapsed();
                 let eval = Evaluation { epoch, batch: Some(b + 1), loss, accuracy };
                 report.evaluations.push(eval);
@@ -360,6 +374,7 @@ pub fn fit_loop<T: TrainingLoop>(
 
         if epoch % options.eval_every == 0 {
             let (loss, accuracy) = trainer.evaluate()?;
+            divergence.evaluation(loss, epoch, batches)?;
             let eval = Evaluation { epoch, batch: None, loss, accuracy };
             let improved = best.as_ref().is_none_or(|(b, _)| eval.loss < b.loss);
             report.evaluations.push(eval);
@@ -406,10 +421,12 @@ impl<F: Float, O: Optimizer<F>> Trainer<F, O> {
         E: Dimension,
     {
         let loss = self.net.train_batch(x, y)?.as_f64();
-        check_finite(loss, epoch, batch, || "loss".into())?;
+        Divergence::default().batch(loss, epoch, batch)?;
         for (name, p) in self.net.params() {
             let sum = p.grad.iter().fold(F::zero(), |acc, &g| acc + g).as_f64();
-            check_finite(sum, epoch, batch, || format!("the gradient of {name}"))?;
+            if !sum.is_finite() {
+                return Err(Error::not_finite(epoch, batch, format_args!("the gradient of {name}")));
+            }
         }
         self.optim.step(self.net.params_mut())?;
         Ok(loss)
@@ -426,8 +443,8 @@ impl<F: Float, O: Optimizer<F>> Trainer<F, O> {
     /// Trains on `train`, evaluating on `test`; see the [module documentation](self) for the loop.
     ///
     /// # Errors
-    /// Invalid options, shapes that do not fit the network (naming the layer), or a non-finite loss or
-    /// gradient ([`Error::Diverged`], naming the epoch and batch).
+    /// Invalid options, shapes that do not fit the network (naming the layer), or a divergence
+    /// ([`Error::Diverged`], naming the epoch and batch; see [`divergence`]).
     pub fn fit(
         &mut self,
         train: &Dataset<F>,

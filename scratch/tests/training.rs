@@ -90,9 +90,10 @@ fn without_early_stopping_training_runs_every_epoch() {
 fn divergence_names_the_epoch_and_batch() {
     let x: Array2<f64> = Array2::from_shape_fn((8, 1), |(i, _)| i as f64);
     let train = Dataset::new(x.clone().into_dyn(), (&x * 3.0).into_dyn()).unwrap();
+    // No evaluation until the last epoch: the loss itself overflows first.
     let options = FitOptions {
         epochs: 50,
-        eval_every: 1,
+        eval_every: 50,
         batch_size: 4,
         restart: false,
         early_stopping: false,
@@ -103,11 +104,73 @@ fn divergence_names_the_epoch_and_batch() {
     match &err {
         Error::Diverged { epoch, batch, what } => {
             assert!(*epoch >= 1 && (1..=2).contains(batch), "{err}");
-            assert!(what == "loss" || what.contains("gradient"), "{err}");
+            assert!(what == "the loss is not finite" || what.contains("gradient"), "{err}");
+            assert!(what.ends_with("is not finite"), "{err}");
         }
         other => panic!("expected a divergence error, got {other}"),
     }
     assert!(err.to_string().starts_with("training diverged at epoch"));
+}
+
+/// Eight rows of `x = 1, y = 3` in one batch, from `w = b = 0`: at a learning rate of 1 every step
+/// multiplies the error by −3, so the loss (the squared error) grows ninefold an epoch and stays
+/// finite for hundreds of epochs: 81 after the first, 9⁵ = 59 049 (729 times 81) after the fourth,
+/// 9⁶ (6561 times) after the fifth.
+#[test]
+fn an_evaluation_loss_a_thousand_times_the_first_stops_training() {
+    let train = Dataset::new(Array2::ones((8, 1)).into_dyn(), Array2::from_elem((8, 1), 3.0).into_dyn()).unwrap();
+    let options = FitOptions {
+        epochs: 100,
+        eval_every: 1,
+        batch_size: 8,
+        restart: false,
+        early_stopping: false,
+        ..Default::default()
+    };
+    let mut recorder = Recorder::default();
+    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(1.0).unwrap());
+    let err = trainer.fit(&train, &train, &options, &mut recorder).unwrap_err();
+    let losses: Vec<f64> = recorder.evals.iter().map(|(e, _)| e.loss).collect();
+    assert_eq!(losses.len(), 4, "{losses:?}");
+    assert!((losses[0] - 81.0).abs() < 1e-9 && (losses[3] - 59_049.0).abs() < 1e-6, "{losses:?}");
+    match &err {
+        Error::Diverged { epoch: 5, batch: 1, what } => {
+            assert!(
+                what.contains("531441.0000") && what.contains("1000 times the first evaluation's 81.0000"),
+                "{what}"
+            );
+        }
+        other => panic!("expected a divergence at epoch 5, batch 1, got {other}"),
+    }
+}
+
+#[test]
+fn a_test_set_that_is_not_finite_cannot_give_a_best_loss() {
+    // Built field by field, past `Dataset::new`'s check: the evaluation itself must catch it.
+    let test = Dataset { x: array![[1.0]].into_dyn(), y: array![[f64::NAN]].into_dyn() };
+    let (train, _) = overshooting_problem();
+    let options = FitOptions { epochs: 3, eval_every: 1, batch_size: 1, restart: false, ..Default::default() };
+    let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.1).unwrap());
+    let err = trainer.fit(&train, &test, &options, &mut ()).unwrap_err();
+    assert!(matches!(err, Error::Diverged { epoch: 1, batch: 1, .. }), "{err}");
+    assert!(err.to_string().ends_with("the evaluation loss is not finite"), "{err}");
+}
+
+#[test]
+fn datasets_refuse_values_that_are_not_finite_naming_the_array_row_and_column() {
+    let mut x = Array2::<f64>::zeros((3, 2));
+    x[[1, 1]] = f64::NAN;
+    let err = Dataset::new(x.into_dyn(), Array2::<f64>::zeros((3, 1)).into_dyn()).unwrap_err().to_string();
+    assert!(err.contains("x (the inputs) row 1, column 1 is NaN"), "{err}");
+    let mut y = Array2::<f32>::zeros((3, 1));
+    y[[2, 0]] = f32::INFINITY;
+    let err = Dataset::new(Array2::<f32>::zeros((3, 2)).into_dyn(), y.into_dyn()).unwrap_err().to_string();
+    assert!(err.contains("y (the targets) row 2, column 0 is inf"), "{err}");
+    // Images: the column counts the row's values in row-major order.
+    let mut images = ndarray::Array4::<f64>::zeros((2, 1, 2, 2));
+    images[[1, 0, 1, 0]] = f64::NEG_INFINITY;
+    let err = Dataset::new(images.into_dyn(), Array2::<f64>::zeros((2, 1)).into_dyn()).unwrap_err().to_string();
+    assert!(err.contains("x (the inputs) row 1, column 2 is -inf"), "{err}");
 }
 
 #[test]

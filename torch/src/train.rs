@@ -28,8 +28,8 @@ pub struct Trainer<O: Optimizer> {
     pub optim: O,
 }
 
-fn diverged(epoch: usize, batch: usize, what: String) -> crate::Error {
-    scratch::Error::Diverged { epoch, batch, what }.into()
+fn diverged(epoch: usize, batch: usize, quantity: String) -> crate::Error {
+    scratch::Error::not_finite(epoch, batch, quantity).into()
 }
 
 impl<O: Optimizer> Trainer<O> {
@@ -70,7 +70,7 @@ impl<O: Optimizer> Trainer<O> {
         }
         let checks = sync::read(&Tensor::cat(&checks, 0))?;
         if !checks[0].is_finite() {
-            return Err(diverged(epoch, batch, "loss".into()));
+            return Err(diverged(epoch, batch, "the loss".into()));
         }
         if let Some(((name, _), _)) = params.iter().zip(&checks[1..]).find(|(_, &finite)| finite == 0.0) {
             return Err(diverged(epoch, batch, format!("the gradient of {name}")));

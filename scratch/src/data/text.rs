@@ -72,6 +72,11 @@ impl Vocabulary {
         self.chars.binary_search(&c).ok()
     }
 
+    /// Every character, in index order (sorted).
+    pub fn chars(&self) -> &[char] {
+        &self.chars
+    }
+
     /// The character at `index`.
     ///
     /// # Errors
