@@ -9,6 +9,22 @@
 //! | f32 | 1e-5 | 1e-4 |
 //!
 //! A failing comparison names the tensor, the index of its worst element and both values.
+//!
+//! The libtorch side computes on [`device`] (`DLFS_TEST_DEVICE=cuda` for a GPU), the from-scratch side
+//! on the CPU. Whether a GPU's kernels meet these tolerances is measured, not assumed: on CUDA (or with
+//! `DLFS_PARITY_REPORT=1`) every comparison reports on standard error each time it sets a new worst for
+//! its test, as a line
+//!
+//! ```text
+//! parity-worst <test> ratio <r> diff <|a − b|> <what>
+//! ```
+//!
+//! where `r` is how far the difference goes into its tolerance (at most 1 within it); the last such
+//! line of a test is its worst comparison (up to the first failure, which ends the test). Run the tests
+//! with `--nocapture` to see them.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 use ndarray::{ArrayD, IxDyn};
 use scratch::gradcheck::unravel;
@@ -47,13 +63,45 @@ pub fn tolerance<F: TorchFloat>() -> Tolerance {
 /// The device the libtorch engine computes on in these tests: `DLFS_TEST_DEVICE` (`cpu`, the default,
 /// or `cuda`), while the from-scratch engine always computes on the CPU.
 ///
+/// On CUDA, `DLFS_TEST_CUDNN=0` turns cuDNN off, so that convolutions and recurrent layers run on
+/// libtorch's own CUDA kernels instead: a diagnosis, when a comparison fails on the GPU, of whether
+/// cuDNN's algorithms (which libtorch lets use TensorFloat-32 for `f32` by default) are the cause.
+///
 /// # Panics
 /// If the variable names an unknown device, or CUDA is asked for and not usable (a test run that asks
 /// for the GPU must not pass on the CPU).
 pub fn device() -> tch::Device {
     let name = std::env::var("DLFS_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
     let device: torch::Device = name.parse().unwrap_or_else(|e| panic!("DLFS_TEST_DEVICE: {e}"));
-    device.resolve().unwrap_or_else(|e| panic!("DLFS_TEST_DEVICE={name}: {e}"))
+    let device = device.resolve().unwrap_or_else(|e| panic!("DLFS_TEST_DEVICE={name}: {e}"));
+    if device.is_cuda() && std::env::var("DLFS_TEST_CUDNN").is_ok_and(|v| v == "0") {
+        tch::Cuda::set_user_enabled_cudnn(false);
+    }
+    device
+}
+
+/// Whether comparisons report their worst differences: on CUDA, or when `DLFS_PARITY_REPORT=1`.
+fn reporting() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("DLFS_PARITY_REPORT").is_ok_and(|v| v == "1") || device().is_cuda())
+}
+
+/// Notes a comparison for the report (see the [crate documentation](crate)): `ratio` is its worst
+/// difference over what its tolerance allows there (at most 1 when it passes), `diff` that difference,
+/// `what` names it. Prints a line when it is the worst of the running test so far.
+pub fn record(what: &str, ratio: f64, diff: f64) {
+    if !reporting() {
+        return;
+    }
+    static WORST: OnceLock<Mutex<HashMap<String, f64>>> = OnceLock::new();
+    let test = std::thread::current().name().unwrap_or("unnamed").to_string();
+    let mut worst = WORST.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let ratio = if ratio.is_nan() { f64::INFINITY } else { ratio };
+    let previous = worst.entry(test.clone()).or_insert(-1.0);
+    if ratio > *previous {
+        *previous = ratio;
+        eprintln!("parity-worst {test} ratio {ratio:.3e} diff {diff:.3e} {what}");
+    }
 }
 
 /// A [`tch::nn::VarStore`] on the test [`device`] holding `F`.
@@ -81,6 +129,7 @@ pub fn worst<F: TorchFloat>(a: &ArrayD<F>, b: &ArrayD<F>, tol: Tolerance) -> (Ve
 pub fn assert_close<F: TorchFloat>(name: &str, scratch: &ArrayD<F>, torch: &ArrayD<F>, tol: Tolerance) {
     assert_eq!(scratch.shape(), torch.shape(), "{name}: shapes differ (scratch vs torch)");
     let (index, a, b, ratio) = worst(scratch, torch, tol);
+    record(name, ratio, (a - b).abs());
     assert!(
         ratio <= 1.0,
         "{name}: worst element {index:?}: scratch {a:e}, torch {b:e}, |diff| {:e} > {:e} + {:e}·|torch|",
@@ -214,6 +263,48 @@ pub fn reinitialize_both<F: TorchFloat>(net: &mut NeuralNetwork<F>, model: &Net,
 }
 
 pub use scratch::data::available as data_dir_or_skip;
+
+/// Panics unless the two sets of named parameters are within `limit` of each other by
+/// [`max_relative_difference`] (the criterion of training trajectories); the message names the worst
+/// tensor.
+pub fn assert_same_parameters<F: TorchFloat>(
+    label: &str,
+    scratch: &[(String, ArrayD<F>)],
+    torch: &[(String, ArrayD<F>)],
+    limit: f64,
+) {
+    let (diff, name) = max_relative_difference(scratch, torch);
+    record(&format!("{label}: parameters ({name}), relative to each tensor's largest value"), diff / limit, diff);
+    assert!(diff <= limit, "{label}: {name} differs by {diff:e} relative (more than {limit:e})");
+}
+
+/// Panics unless every `scratch[i]` is within `rel · |torch[i]|` of `torch[i]` (sequences of losses
+/// along a trajectory); the message names the first one that is not.
+pub fn assert_relative_sequence(label: &str, scratch: &[f64], torch: &[f64], rel: f64) {
+    assert_eq!(scratch.len(), torch.len(), "{label}: lengths (scratch vs torch)");
+    // |x − y| / (rel·|y|): 0 where they are equal, infinite where that is NaN.
+    let ratio = |x: f64, y: f64| {
+        let d = (x - y).abs();
+        if d == 0.0 {
+            0.0
+        } else if (d / (rel * y.abs())).is_nan() {
+            f64::INFINITY
+        } else {
+            d / (rel * y.abs())
+        }
+    };
+    if let Some((i, (x, y))) = scratch
+        .iter()
+        .zip(torch)
+        .enumerate()
+        .max_by(|(_, (a, b)), (_, (c, d))| ratio(**a, **b).total_cmp(&ratio(**c, **d)))
+    {
+        record(&format!("{label}: value {} of {}", i + 1, scratch.len()), ratio(*x, *y), (x - y).abs());
+    }
+    for (i, (x, y)) in scratch.iter().zip(torch).enumerate() {
+        assert!(ratio(*x, *y) <= 1.0, "{label}: value {}: scratch {x}, torch {y} (relative limit {rel:e})", i + 1);
+    }
+}
 
 /// The largest difference between two sets of named parameters, relative to the largest magnitude of
 /// each tensor: `max |a − b| / max |b|`, with the name of the worst tensor.

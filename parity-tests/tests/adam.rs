@@ -3,7 +3,7 @@
 //! gradient sequences, without weight decay, with L2 weight decay and with decoupled weight decay.
 
 use ndarray::{ArrayD, IxDyn};
-use parity_tests::{assert_close_tensor, leaf, F64};
+use parity_tests::{assert_close_tensor, device, leaf, F64};
 use scratch::optim::{Adam, AdamConfig, Decay, Optimizer as _, WeightDecay};
 use scratch::param::{Layout, Param};
 use scratch::rng::RandomState;
@@ -19,7 +19,7 @@ const LR: f64 = 0.01;
 fn set_grad(p: &Tensor, g: &ArrayD<f64>) {
     let mut p = p.shallow_clone();
     p.zero_grad();
-    (&p * to_tensor(g)).sum(tch::Kind::Double).backward();
+    (&p * to_tensor(g).to_device(p.device())).sum(tch::Kind::Double).backward();
 }
 
 fn compare(weight_decay: WeightDecay) {
@@ -47,7 +47,7 @@ fn compare(weight_decay: WeightDecay) {
     };
     let engine: Vec<(String, Tensor)> = names.iter().zip(&init).map(|(n, v)| (n.clone(), leaf(v))).collect();
 
-    let mut vs = nn::VarStore::new(tch::Device::Cpu);
+    let mut vs = nn::VarStore::new(device());
     vs.set_kind(tch::Kind::Double);
     let reference: Vec<Tensor> = names.iter().zip(&init).map(|(n, v)| vs.root().var_copy(n, &to_tensor(v))).collect();
     let mut libtorch = match weight_decay {
@@ -65,7 +65,11 @@ fn compare(weight_decay: WeightDecay) {
         }
         torch_adam.step(&engine).unwrap();
         libtorch.zero_grad();
-        let loss = reference.iter().zip(g).map(|(p, g)| (p * to_tensor(g)).sum(tch::Kind::Double)).sum::<Tensor>();
+        let loss = reference
+            .iter()
+            .zip(g)
+            .map(|(p, g)| (p * to_tensor(g).to_device(p.device())).sum(tch::Kind::Double))
+            .sum::<Tensor>();
         loss.backward();
         libtorch.step();
         for ((p, (_, e)), r) in ours.iter().zip(&engine).zip(&reference) {

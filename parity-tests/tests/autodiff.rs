@@ -2,11 +2,20 @@
 //! values and gradients of every input, including nodes reached by several paths, plain numbers on
 //! either side of an operator, and gradients accumulated over two backward passes.
 
+use parity_tests::{device, record};
 use scratch::autodiff::Var;
 use tch::Tensor;
 
+/// `x` on the test device, recording gradients.
 fn leaf(x: f64) -> Tensor {
-    Tensor::from(x).set_requires_grad(true)
+    Tensor::from(x).to_device(device()).set_requires_grad(true)
+}
+
+/// `|x − y| ≤ 1e-12 · max(|y|, 1)`, noted for the report as `what`.
+fn close(what: &str, x: f64, y: f64) -> bool {
+    let limit = 1e-12 * y.abs().max(1.0);
+    record(what, (x - y).abs() / limit, (x - y).abs());
+    (x - y).abs() <= limit
 }
 
 /// Evaluates `ours` on `Var`s and `theirs` on scalar tensors at `inputs`, runs backward in both, and
@@ -17,11 +26,15 @@ fn compare(label: &str, inputs: &[f64], ours: impl Fn(&[Var]) -> Var, theirs: im
     let (a, b) = (ours(&vars), theirs(&tensors));
     a.backward();
     b.backward();
-    let close = |x: f64, y: f64| (x - y).abs() <= 1e-12 * y.abs().max(1.0);
-    assert!(close(a.value(), b.double_value(&[])), "{label}: value {} vs {}", a.value(), b.double_value(&[]));
+    let value = b.double_value(&[]);
+    assert!(close(&format!("{label}: value"), a.value(), value), "{label}: value {} vs {value}", a.value());
     for (i, (v, t)) in vars.iter().zip(&tensors).enumerate() {
         let g = t.grad().double_value(&[]);
-        assert!(close(v.grad(), g), "{label}: input {i}: grad {} vs libtorch {g}", v.grad());
+        assert!(
+            close(&format!("{label}: input {i} grad"), v.grad(), g),
+            "{label}: input {i}: grad {} vs libtorch {g}",
+            v.grad()
+        );
     }
 }
 
@@ -95,5 +108,6 @@ fn gradients_accumulate_over_backward_passes() {
         ((&t * &t).sigmoid() * &t).backward();
     }
     let g = t.grad().double_value(&[]);
+    record("accumulated gradient", (a.grad() - g).abs() / 1e-12, (a.grad() - g).abs());
     assert!((a.grad() - g).abs() < 1e-12, "{} vs {g}", a.grad());
 }

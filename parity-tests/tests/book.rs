@@ -2,7 +2,7 @@
 //! the book's printed numbers) as the from-scratch ones.
 
 use ndarray::Array2;
-use parity_tests::{assert_close, data_dir_or_skip, F64};
+use parity_tests::{assert_close, assert_same_parameters, data_dir_or_skip, device, F64};
 use scratch::data::boston;
 use scratch::fundamentals::{self, BiasGradient, TrainConfig};
 use scratch::rng::RandomState;
@@ -23,7 +23,7 @@ fn chapter2_linear_regression_and_least_squares() {
     let config = TrainConfig { iterations: 1000, learning_rate: 0.001, batch_size: 23 };
     let (mut ra, mut rb) = (RandomState::new(180_708), RandomState::new(180_708));
     let mut ours = fundamentals::LinearRegression::init(13, &mut ra);
-    let mut theirs = torch::fundamentals::LinearRegression::init(13, &mut rb);
+    let mut theirs = torch::fundamentals::LinearRegression::init(13, &mut rb).to_device(device());
     let la = fundamentals::train(&mut ours, &data.x_train, &data.y_train, &config, &mut ra).unwrap();
     let lb = fundamentals::train(&mut theirs, &data.x_train, &data.y_train, &config, &mut rb).unwrap();
     assert_close("linear regression losses", &ndarray::arr1(&la).into_dyn(), &ndarray::arr1(&lb).into_dyn(), F64);
@@ -32,7 +32,8 @@ fn chapter2_linear_regression_and_least_squares() {
 
     let a = fundamentals::least_squares(&data.x_train, &data.y_train).unwrap();
     let b = torch::fundamentals::least_squares(&data.x_train, &data.y_train);
-    // Two different solvers (normal equations, SVD): equal to the conditioning of the problem.
+    // Two different solvers (normal equations, SVD): equal to the conditioning of the problem. (On the
+    // CPU: libtorch's SVD-based `gelsd` driver has no CUDA kernel.)
     let tol = parity_tests::Tolerance { abs: 1e-9, rel: 1e-9 };
     assert_close("least squares W", &a.w.into_dyn(), &matrix(&b.w).into_dyn(), tol);
 }
@@ -44,7 +45,7 @@ fn chapter2_network_with_and_without_the_books_bias_bug() {
     for quirk in [BiasGradient::BookCollapsed, BiasGradient::Correct] {
         let (mut ra, mut rb) = (RandomState::new(180_807), RandomState::new(180_807));
         let mut ours = fundamentals::TwoLayerNet::init(13, 13, quirk, &mut ra);
-        let mut theirs = torch::fundamentals::TwoLayerNet::init(13, 13, quirk, &mut rb);
+        let mut theirs = torch::fundamentals::TwoLayerNet::init(13, 13, quirk, &mut rb).to_device(device());
         fundamentals::train(&mut ours, &data.x_train, &data.y_train, &config, &mut ra).unwrap();
         fundamentals::train(&mut theirs, &data.x_train, &data.y_train, &config, &mut rb).unwrap();
         // 2000 training steps: the trajectory criterion, 1e-8 relative to each tensor's magnitude.
@@ -52,10 +53,11 @@ fn chapter2_network_with_and_without_the_books_bias_bug() {
             ["W1", "B1", "W2", "B2"].iter().zip(w).map(|(n, a)| (n.to_string(), a.clone().into_dyn())).collect()
         };
         let theirs = [matrix(&theirs.w1), matrix(&theirs.b1), matrix(&theirs.w2), matrix(&theirs.b2)];
-        let (diff, name) = parity_tests::max_relative_difference(
+        assert_same_parameters(
+            &format!("{quirk:?}"),
             &named([&ours.w1, &ours.b1, &ours.w2, &ours.b2]),
             &named([&theirs[0], &theirs[1], &theirs[2], &theirs[3]]),
+            1e-8,
         );
-        assert!(diff <= 1e-8, "{quirk:?}: {name} differs by {diff:e}");
     }
 }

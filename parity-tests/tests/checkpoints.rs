@@ -10,11 +10,22 @@ use scratch::spec::WeightInit;
 use scratch::train::{Dataset, FitOptions, Trainer};
 use torch::convert::to_tensor;
 
+/// An empty folder for this test process (under the system's temporary folder, `$TMPDIR`, so that the
+/// test binary runs wherever it is copied); the test removes it when it passes.
 fn dir(name: &str) -> std::path::PathBuf {
-    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("parity-checkpoints").join(name);
+    let d = std::env::temp_dir().join(format!("dlfs-parity-checkpoints-{}", std::process::id())).join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// Removes a folder of [`dir`], and the process's folder if that is then empty.
+fn clean(d: &std::path::Path) {
+    std::fs::remove_dir_all(d).unwrap();
+    if let Some(parent) = d.parent() {
+        // Fails, harmlessly, while another test of the process still has its folder there.
+        let _ = std::fs::remove_dir(parent);
+    }
 }
 
 fn layers(init: WeightInit) -> [DenseSpec; 3] {
@@ -61,6 +72,7 @@ fn a_model_trained_from_scratch_runs_in_torch_and_back() {
     assert_eq!(back.predict(&x).unwrap(), expected);
     let file = scratch::checkpoint::load::<f64>(&d.join("torch.safetensors")).unwrap();
     assert_eq!(file.metadata["engine"], "torch");
+    clean(&d);
 }
 
 #[test]
@@ -81,4 +93,5 @@ fn torch_lists_the_mismatches_of_a_scratch_checkpoint() {
         assert!(err.contains(expected), "{expected:?} not in:\n{err}");
     }
     assert_eq!(model.named_arrays::<f64>(), before, "a failed load changes nothing");
+    clean(&d);
 }

@@ -4,8 +4,8 @@
 
 use ndarray::{s, Array2, ArrayD, IxDyn};
 use parity_tests::{
-    compare_networks, data_dir_or_skip, max_relative_difference, model_pair, targets, DenseSpec, LayerSpec, LossSpec,
-    NetSpec,
+    assert_relative_sequence, assert_same_parameters, compare_networks, data_dir_or_skip, model_pair, targets,
+    DenseSpec, LayerSpec, LossSpec, NetSpec,
 };
 use scratch::data::mnist;
 use scratch::network::InitSeeding;
@@ -183,12 +183,9 @@ fn chapter5_cnn_100_steps_on_mnist() {
     let ra = a.fit(&train, &test, &options, &mut ()).unwrap();
     let rb = b.fit(&train, &test, &options, &mut ()).unwrap();
     assert_eq!(ra.batch_losses.len(), 100);
-    for (i, (x, y)) in ra.batch_losses.iter().zip(&rb.batch_losses).enumerate() {
-        assert!((x - y).abs() <= 1e-8 * y.abs(), "batch {}: scratch {x}, torch {y}", i + 1);
-    }
-    let (diff, name) = max_relative_difference(&a.net.named_parameters(), &b.net.named_arrays::<f64>());
-    eprintln!("chapter-5 CNN, 100 steps: largest relative difference {diff:e} ({name})");
-    assert!(diff <= 1e-8, "{name} differs by {diff:e}");
+    assert_relative_sequence("chapter-5 CNN: batch losses", &ra.batch_losses, &rb.batch_losses, 1e-8);
+    let (ours, theirs) = (a.net.named_parameters(), b.net.named_arrays::<f64>());
+    assert_same_parameters("chapter-5 CNN after 100 steps", &ours, &theirs, 1e-8);
 }
 
 /// The chapter-7 models the examples train ([`book`]): `BostonModel` (tanh, dropout with shared

@@ -2,7 +2,7 @@
 //! forward and autograd, over a grid of shapes, in f64 and f32.
 
 use ndarray::{ArrayD, IxDyn};
-use parity_tests::{assert_close, assert_close_tensor, leaf, tolerance};
+use parity_tests::{assert_close, assert_close_tensor, device, leaf, tolerance};
 use scratch::ops::{Activation, BiasAdd, Dropout, DropoutStyle, Mode, Operation, WeightMultiply};
 use scratch::rng::RandomState;
 use tch::Tensor;
@@ -133,7 +133,7 @@ fn dropout_with_an_injected_shared_mask() {
                     let dx = op.backward(g.clone()).unwrap();
 
                     let torch_op = torch::layers::Dropout::new(keep, style, 0);
-                    torch_op.inject_mask(to_tensor(&mask));
+                    torch_op.inject_mask(to_tensor(&mask).to_device(device()));
                     let xt = leaf(&x);
                     let yt = torch_forward_backward(&xt, |x| torch_op.f_forward_t(x, mode == Mode::Train).unwrap(), &g);
                     let label = format!("Dropout keep {keep} {style:?} {mode:?} {batch}x{n}");

@@ -17,7 +17,7 @@ const DECAYS: [Decay; 3] = [Decay::None, Decay::Linear { final_lr: 0.01 }, Decay
 fn set_torch_grads(params: &[(String, Tensor)], grads: &[ArrayD<impl TorchFloat>]) {
     for ((_, p), g) in params.iter().zip(grads) {
         p.shallow_clone().zero_grad();
-        (p * to_tensor(g)).sum(p.kind()).backward();
+        (p * to_tensor(g).to_device(p.device())).sum(p.kind()).backward();
     }
 }
 

@@ -7,8 +7,8 @@
 
 use ndarray::ArrayD;
 use parity_tests::{
-    assert_close_tensor, assert_same_names, compare_networks, leaf, max_relative_difference, model_pair_with,
-    tolerance, var_store, DenseSpec, LayerSpec, LossSpec, NetSpec,
+    assert_close_tensor, assert_relative_sequence, assert_same_names, assert_same_parameters, compare_networks, device,
+    leaf, model_pair_with, tolerance, var_store, DenseSpec, LayerSpec, LossSpec, NetSpec,
 };
 use scratch::layers::Layer as _;
 use scratch::ops::Mode;
@@ -125,7 +125,7 @@ fn tch_modules_compute_the_same_sequences() {
     for (cell, layers) in [(CellKind::Lstm, 1), (CellKind::Lstm, 2), (CellKind::Gru(GruForm::PyTorch), 2)] {
         let spec = RecurrentSpec::new(cell, 6, 20).layers(layers);
         let mut ours = Recurrent::<f64>::new(spec, &mut RandomState::new(4)).unwrap();
-        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let vs = nn::VarStore::new(device());
         let config = nn::RNNConfig { batch_first: true, num_layers: layers as i64, ..Default::default() };
         let x = RandomState::new(5).randn::<f64, _>((3, 11, 6)).into_dyn();
         let y = ours.forward(x.clone(), Mode::Eval).unwrap();
@@ -139,7 +139,7 @@ fn tch_modules_compute_the_same_sequences() {
             let t = variables.get_mut(&name).unwrap_or_else(|| panic!("tch has no {name}"));
             tch::no_grad(|| t.copy_(&to_tensor(&p.to_canonical()).to_kind(t.kind())));
         }
-        let xt = to_tensor(&x).to_kind(tch::Kind::Float);
+        let xt = to_tensor(&x).to_device(device()).to_kind(tch::Kind::Float);
         let out = match (lstm, gru) {
             (Some(m), _) => m.seq(&xt).0,
             (_, Some(m)) => m.seq(&xt).0,
@@ -178,17 +178,14 @@ fn training_trajectories_with_clipping_agree() {
                 let theirs = topt::Clipped::new(topt::SGD::new(0.01, Decay::None).unwrap(), clip);
                 train_steps(net, model, ours, theirs, &text, vocab)
             };
-            for (step, (x, y)) in losses_a.iter().zip(&losses_b).enumerate() {
-                assert!((x - y).abs() <= 1e-9 * y.abs(), "{label}: step {step}: scratch {x} torch {y}");
-            }
+            assert_relative_sequence(&format!("{label}: losses"), &losses_a, &losses_b, 1e-9);
             assert!(
                 losses_a[49] < 0.8 * losses_a[0],
                 "{label}: the model learns ({} -> {})",
                 losses_a[0],
                 losses_a[49]
             );
-            let (diff, name) = max_relative_difference(&a, &b);
-            assert!(diff <= 1e-8, "{label}: {name} differs by {diff:e} relative after 50 steps");
+            assert_same_parameters(&format!("{label} after 50 steps"), &a, &b, 1e-8);
         }
     }
 }

@@ -282,7 +282,12 @@ pub trait TrainingLoop {
     /// Training starts for `epochs` epochs (the optimizer sets up its schedule).
     fn start(&mut self, epochs: usize);
     /// An epoch starts; its batches are consecutive chunks of `order` (training row indices).
-    fn start_epoch(&mut self, _order: &[usize]) {}
+    ///
+    /// # Errors
+    /// Whatever the engine returns (the torch engine copies the order to its device here).
+    fn start_epoch(&mut self, _order: &[usize]) -> std::result::Result<(), Self::Error> {
+        Ok(())
+    }
     /// Trains on one batch: forward, loss, backward, optimizer step. Returns the loss.
     fn train_batch(&mut self, batch: Batch<'_>) -> std::result::Result<f64, Self::Error>;
     /// The loss on the whole test set in evaluation mode and, for one-hot targets, the accuracy.
@@ -353,7 +358,7 @@ pub fn fit_loop<T: TrainingLoop>(
                 perm.iter().map(|&i| order[i]).collect()
             }
         };
-        trainer.start_epoch(&order);
+        trainer.start_epoch(&order)?;
         for (b, rows) in order.chunks(batch_size).take(batches).enumerate() {
             let loss = trainer.train_batch(Batch { rows, start: b * batch_size, epoch, index: b + 1 })?;
             divergence.batch(loss, epoch, b + 1)?;

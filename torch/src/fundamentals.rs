@@ -5,6 +5,10 @@
 //! gradient of `Σ (y − P)²` for linear regression, of `½ Σ (y − P)²` for the network), so both engines
 //! print the same numbers; [`BiasGradient::BookCollapsed`] reproduces the book's hidden-bias bug by
 //! replacing that gradient with its sum.
+//!
+//! They start on the CPU; [`LinearRegression::to_device`] and [`TwoLayerNet::to_device`] move them,
+//! and each step then copies its batch to their device and reads its loss back (one read, through
+//! [`crate::sync::read`]).
 
 use ndarray::{Array2, ArrayView2};
 use scratch::fundamentals::{BiasGradient, StepByStep};
@@ -19,6 +23,23 @@ fn leaf(a: &Array2<f64>) -> Tensor {
 
 fn values(t: &Tensor) -> Array2<f64> {
     to_array::<f64>(t).into_dimensionality().expect("a matrix")
+}
+
+/// A copy of the parameter `p` on `device`, a leaf that records gradients.
+fn moved(p: &Tensor, device: tch::Device) -> Tensor {
+    p.detach().to_device(device).set_requires_grad(true)
+}
+
+/// `a` on `device`.
+fn on(a: &ArrayView2<f64>, device: tch::Device) -> Tensor {
+    to_tensor(&a.to_owned()).to_device(device)
+}
+
+/// The mean of `residual²`, read from the device.
+fn mean_square(residual: &Tensor) -> scratch::Result<f64> {
+    let value = crate::sync::read(&residual.square().mean(Kind::Double))
+        .map_err(|e| scratch::Error::InvalidArgument(format!("reading the loss from the device: {e}")))?;
+    Ok(value[0])
 }
 
 /// Linear regression `P = X W + B` on libtorch (f64).
@@ -47,9 +68,14 @@ impl LinearRegression {
         LinearRegression { w: leaf(&w), b: leaf(&b) }
     }
 
+    /// The same model with its parameters on `device`.
+    pub fn to_device(&self, device: tch::Device) -> Self {
+        LinearRegression { w: moved(&self.w, device), b: moved(&self.b, device) }
+    }
+
     /// `X W + B`.
     pub fn predict(&self, x: &ArrayView2<f64>) -> Array2<f64> {
-        tch::no_grad(|| values(&(to_tensor(&x.to_owned()).matmul(&self.w) + &self.b)))
+        tch::no_grad(|| values(&(on(x, self.w.device()).matmul(&self.w) + &self.b)))
     }
 }
 
@@ -66,12 +92,12 @@ fn descend(params: &mut [&mut Tensor], lr: f64) {
 
 impl StepByStep<f64> for LinearRegression {
     fn train_step(&mut self, x: &ArrayView2<f64>, y: &ArrayView2<f64>, lr: f64) -> scratch::Result<f64> {
-        let (x, y) = (to_tensor(&x.to_owned()), to_tensor(&y.to_owned()));
+        let (x, y) = (on(x, self.w.device()), on(y, self.w.device()));
         let p = x.matmul(&self.w) + &self.b;
         let residual = &y - &p;
         residual.square().sum(Kind::Double).backward();
         descend(&mut [&mut self.w, &mut self.b], lr);
-        Ok(residual.square().mean(Kind::Double).double_value(&[]))
+        mean_square(&residual)
     }
 }
 
@@ -99,19 +125,25 @@ impl TwoLayerNet {
         TwoLayerNet { w1: leaf(&w1), b1: leaf(&b1), w2: leaf(&w2), b2: leaf(&b2), bias_gradient }
     }
 
+    /// The same model with its parameters on `device`.
+    pub fn to_device(&self, device: tch::Device) -> Self {
+        let [w1, b1, w2, b2] = [&self.w1, &self.b1, &self.w2, &self.b2].map(|p| moved(p, device));
+        TwoLayerNet { w1, b1, w2, b2, bias_gradient: self.bias_gradient }
+    }
+
     fn forward(&self, x: &Tensor) -> Tensor {
         (x.matmul(&self.w1) + &self.b1).sigmoid().matmul(&self.w2) + &self.b2
     }
 
     /// `σ(X W1 + B1) W2 + B2`.
     pub fn predict(&self, x: &ArrayView2<f64>) -> Array2<f64> {
-        tch::no_grad(|| values(&self.forward(&to_tensor(&x.to_owned()))))
+        tch::no_grad(|| values(&self.forward(&on(x, self.w1.device()))))
     }
 }
 
 impl StepByStep<f64> for TwoLayerNet {
     fn train_step(&mut self, x: &ArrayView2<f64>, y: &ArrayView2<f64>, lr: f64) -> scratch::Result<f64> {
-        let (x, y) = (to_tensor(&x.to_owned()), to_tensor(&y.to_owned()));
+        let (x, y) = (on(x, self.w1.device()), on(y, self.w1.device()));
         let residual = &y - self.forward(&x);
         (residual.square().sum(Kind::Double) * 0.5).backward();
         if self.bias_gradient == BiasGradient::BookCollapsed {
@@ -119,6 +151,6 @@ impl StepByStep<f64> for TwoLayerNet {
             tch::no_grad(|| self.b1.grad().copy_(&collapsed));
         }
         descend(&mut [&mut self.w1, &mut self.b1, &mut self.w2, &mut self.b2], lr);
-        Ok(residual.square().mean(Kind::Double).double_value(&[]))
+        mean_square(&residual)
     }
 }

@@ -13,9 +13,40 @@ use crate::Result;
 /// Shapes that do not fit (naming the loss and both shapes), an empty batch, or class indices out of
 /// range.
 pub fn loss(spec: LossSpec, prediction: &Tensor, target: &Tensor) -> Result<Tensor> {
+    let (value, valid) = loss_unchecked(spec, prediction, target)?;
+    match valid {
+        Some(valid) => check_indices(&valid, prediction).map(|()| value),
+        None => Ok(value),
+    }
+}
+
+/// [`loss`], without reading from the device: with class-index targets, also a scalar tensor that is 1
+/// if every index is valid and 0 if not (which the caller must read and check; rows of invalid indices
+/// count as all-zero targets until then). For the training step, which reads it with everything else.
+pub(crate) fn loss_unchecked(spec: LossSpec, prediction: &Tensor, target: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
     match spec {
-        LossSpec::MeanSquaredError(reduction) => mse(prediction, target, reduction),
-        LossSpec::SoftmaxCrossEntropy { reduction, value } => cross_entropy(prediction, target, reduction, value),
+        LossSpec::MeanSquaredError(reduction) => Ok((mse(prediction, target, reduction)?, None)),
+        LossSpec::SoftmaxCrossEntropy { reduction, value } => {
+            cross_entropy_unchecked(prediction, target, reduction, value)
+        }
+    }
+}
+
+/// The error for class indices that are not whole numbers in `0..C`, `C` the last axis of `logits`.
+pub(crate) fn invalid_indices(logits: &Tensor) -> crate::Error {
+    let classes = logits.size().last().copied().unwrap_or(0);
+    scratch::Error::InvalidArgument(format!(
+        "SoftmaxCrossEntropy: a target class index is not a whole number in 0..{classes}"
+    ))
+    .into()
+}
+
+/// Reads `valid` (see [`loss_unchecked`]): one read.
+fn check_indices(valid: &Tensor, logits: &Tensor) -> Result<()> {
+    if crate::sync::read(valid)?[0] == 1.0 {
+        Ok(())
+    } else {
+        Err(invalid_indices(logits))
     }
 }
 
@@ -79,7 +110,21 @@ pub fn cross_entropy(
     reduction: Reduction,
     value: CrossEntropyValue,
 ) -> Result<Tensor> {
-    let targets = class_targets(logits, target)?;
+    let (loss, valid) = cross_entropy_unchecked(logits, target, reduction, value)?;
+    match valid {
+        Some(valid) => check_indices(&valid, logits).map(|()| loss),
+        None => Ok(loss),
+    }
+}
+
+/// [`cross_entropy`] without the read: see [`loss_unchecked`].
+fn cross_entropy_unchecked(
+    logits: &Tensor,
+    target: &Tensor,
+    reduction: Reduction,
+    value: CrossEntropyValue,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let (targets, valid) = class_targets(logits, target)?;
     let (kind, p) = (logits.kind(), logits.size());
     let n = match reduction {
         Reduction::Mean => p[..p.len() - 1].iter().product::<i64>() as f64,
@@ -87,14 +132,15 @@ pub fn cross_entropy(
     };
     let log_p = logits.log_softmax(-1, kind);
     let categorical = -(&targets * &log_p).sum(kind) / n;
-    Ok(match value {
+    let loss = match value {
         CrossEntropyValue::Categorical => categorical,
         CrossEntropyValue::BookBinarySum => {
             let binary = book_binary_rows(logits, &targets).sum(Kind::Double) / n;
             // The book's value, the categorical gradient.
             &categorical + (binary.to_kind(kind) - &categorical).detach()
         }
-    })
+    };
+    Ok((loss, valid))
 }
 
 /// PyTorch's `reduction='none'`: the loss of every element of a mean squared error, `(p − y)²` shaped
@@ -110,7 +156,10 @@ pub fn unreduced(spec: LossSpec, prediction: &Tensor, target: &Tensor) -> Result
             Ok((prediction - target).square())
         }
         LossSpec::SoftmaxCrossEntropy { value, .. } => {
-            let targets = class_targets(prediction, target)?;
+            let (targets, valid) = class_targets(prediction, target)?;
+            if let Some(valid) = valid {
+                check_indices(&valid, prediction)?;
+            }
             let kind = prediction.kind();
             Ok(match value {
                 CrossEntropyValue::Categorical => {
@@ -123,9 +172,9 @@ pub fn unreduced(spec: LossSpec, prediction: &Tensor, target: &Tensor) -> Result
 }
 
 /// The targets of a softmax cross-entropy as probability rows of the logits' shape and kind: `target`
-/// itself when it has the logits' shape, or the one-hot rows of its class indices (checked: one read
-/// from the device) when it has the logits' shape without the class axis.
-fn class_targets(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
+/// itself when it has the logits' shape, or the one-hot rows of its class indices when it has the
+/// logits' shape without the class axis, with the flag of [`one_hot_indices`] (not read here).
+fn class_targets(logits: &Tensor, target: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
     let name = "SoftmaxCrossEntropy";
     let (p, y) = (logits.size(), target.size());
     let Some((&classes, outer)) = p.split_last().filter(|(_, outer)| !outer.is_empty()) else {
@@ -136,22 +185,30 @@ fn class_targets(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
         return Err(empty(name));
     }
     if y == p {
-        return Ok(target.to_kind(logits.kind()));
+        return Ok((target.to_kind(logits.kind()), None));
     }
     if y != outer {
         let want = format!("one-hot rows of the prediction's shape {p:?} or class indices of shape {outer:?}");
         return Err(scratch::Error::shape(format!("{name}: target"), want, y).into());
     }
+    let (rows, valid) = one_hot_indices(target, classes, logits.kind());
+    Ok((rows, Some(valid)))
+}
+
+/// Class indices (any kind, shape `S`) as one-hot rows `S × classes` of `kind`, and a scalar tensor,
+/// 1 if every index is a whole number in `0..classes` and 0 if not; on the indices' device, without
+/// reading from it. Each row is `index == arange(classes)`, so that an invalid index gives a row of
+/// zeros rather than an error (libtorch's `one_hot` checks its indices with reads on the CPU, and with
+/// a device-side assertion, which ends the process's use of the GPU, on CUDA).
+fn one_hot_indices(target: &Tensor, classes: i64, kind: Kind) -> (Tensor, Tensor) {
     let indices = target.to_kind(Kind::Double);
-    let valid =
-        indices.ge(0.0).logical_and(&indices.lt(classes as f64)).logical_and(&indices.eq_tensor(&indices.floor()));
-    if crate::sync::read(&valid.all())?[0] == 0.0 {
-        return Err(scratch::Error::InvalidArgument(format!(
-            "{name}: a target class index is not a whole number in 0..{classes}"
-        ))
-        .into());
-    }
-    Ok(indices.to_kind(Kind::Int64).one_hot(classes).to_kind(logits.kind()))
+    let valid = indices
+        .ge(0.0)
+        .logical_and(&indices.lt(classes as f64))
+        .logical_and(&indices.eq_tensor(&indices.floor()))
+        .all();
+    let range = Tensor::arange(classes, (Kind::Double, indices.device()));
+    (indices.unsqueeze(-1).eq_tensor(&range).to_kind(kind), valid)
 }
 
 /// The book's printed value of every row (a tensor of the logits' shape without the class axis),

@@ -3,8 +3,9 @@
 //! stopping that restores the best evaluated model.
 //!
 //! The step is written for a GPU: the data sit on the device for the whole fit, each epoch's batch
-//! order is copied there once, and a step reads back from the device once (the loss and the
-//! finiteness of every gradient, gathered into one tensor; see [`crate::sync`]).
+//! order is copied there once, and a step reads back from the device once (the loss, the finiteness
+//! of every gradient and, for class-index targets, their validity, gathered into one tensor; see
+//! [`crate::sync`]). An evaluation reads once too.
 
 use scratch::losses::class_targets;
 use scratch::network::InitSeeding;
@@ -49,34 +50,43 @@ impl<O: Optimizer> Trainer<O> {
         Ok((prediction, value))
     }
 
-    /// One step on a batch: forward, loss, backward, update, with one read from the device. Returns the
-    /// loss.
+    /// One step on a batch: forward, loss, backward, update, with one read from the device (whatever the
+    /// optimizer, clipping included, and with one-hot or class-index targets). Returns the loss.
     ///
     /// # Errors
-    /// Shapes that do not fit, or a non-finite loss or gradient (naming `epoch` and `batch`).
+    /// Shapes that do not fit, class indices out of range (nothing is updated then), or a non-finite
+    /// loss or gradient (naming `epoch` and `batch`).
     pub fn train_batch(&mut self, x: &Tensor, y: &Tensor, (epoch, batch): (usize, usize)) -> Result<f64> {
         self.net.zero_grad();
-        let (_, value) = self.forward_loss(x, y, true)?;
+        let prediction = self.net.f_forward_t(&self.net.input(x), true)?;
+        let (value, valid) = loss::loss_unchecked(self.loss, &prediction, &y.to_device(self.net.device()))?;
         value.backward();
         let params = self.net.named_parameters();
-        // The loss and whether each gradient is finite, in one tensor: one read.
-        let mut checks = vec![value.detach().to_kind(Kind::Double).reshape([1])];
+        // Whether the targets are valid, the loss, and whether each gradient is finite, in one tensor:
+        // one read.
+        let scalar = |t: &Tensor| t.detach().to_kind(Kind::Double).reshape([1]);
+        let mut checks = vec![valid.as_ref().map_or_else(|| Tensor::ones([1], (Kind::Double, value.device())), scalar)];
+        checks.push(scalar(&value));
         for (name, p) in &params {
             let g = p.grad();
             if !g.defined() {
                 return Err(scratch::Error::InvalidArgument(format!("parameter {name} has no gradient")).into());
             }
-            checks.push(g.isfinite().all().to_kind(Kind::Double).reshape([1]));
+            checks.push(scalar(&g.isfinite().all()));
         }
         let checks = sync::read(&Tensor::cat(&checks, 0))?;
-        if !checks[0].is_finite() {
+        let (valid, loss, finite) = (checks[0], checks[1], &checks[2..]);
+        if valid != 1.0 {
+            return Err(loss::invalid_indices(&prediction));
+        }
+        if !loss.is_finite() {
             return Err(diverged(epoch, batch, "the loss".into()));
         }
-        if let Some(((name, _), _)) = params.iter().zip(&checks[1..]).find(|(_, &finite)| finite == 0.0) {
+        if let Some(((name, _), _)) = params.iter().zip(finite).find(|(_, &finite)| finite == 0.0) {
             return Err(diverged(epoch, batch, format!("the gradient of {name}")));
         }
         self.optim.step(&params)?;
-        Ok(checks[0])
+        Ok(loss)
     }
 
     /// One epoch over the batches of `loader` (the same batches the from-scratch trainer's
@@ -138,12 +148,14 @@ impl<O: Optimizer> Trainer<O> {
     ) -> Result<FitReport> {
         let (x_train, y_train) = self.on_device(train)?;
         let (x_test, y_test) = self.on_device(test)?;
-        let mut session = Session { trainer: self, x_train, y_train, x_test, y_test, order: None };
+        // Replaced at the start of every epoch.
+        let order = Tensor::zeros([0], (Kind::Int64, x_train.device()));
+        let mut session = Session { trainer: self, x_train, y_train, x_test, y_test, order };
         fit_loop(&mut session, train.len(), options, loader, observer)
     }
 
-    /// A dataset on the network's device, of its kind, class-index targets turned into one-hot rows
-    /// (checked here, once, rather than at every step).
+    /// A dataset on the network's device (two uploads), of its kind, class-index targets turned into
+    /// one-hot rows (checked here, once, on the host, rather than at every step).
     fn on_device<F: TorchFloat>(&self, data: &Dataset<F>) -> Result<(Tensor, Tensor)> {
         let net = &self.net;
         let out = net.spec().shapes()?.pop().unwrap_or_else(|| net.spec().input.clone());
@@ -154,7 +166,8 @@ impl<O: Optimizer> Trainer<O> {
         } else {
             to_tensor(&data.y)
         };
-        Ok((net.input(&to_tensor(&data.x)), net.input(&y)))
+        let device = net.device();
+        Ok((net.input(&sync::upload(&to_tensor(&data.x), device)?), net.input(&sync::upload(&y, device)?)))
     }
 }
 
@@ -166,7 +179,7 @@ struct Session<'a, O: Optimizer> {
     x_test: Tensor,
     y_test: Tensor,
     /// The epoch's batch order, on the device.
-    order: Option<Tensor>,
+    order: Tensor,
 }
 
 impl<O: Optimizer> TrainingLoop for Session<'_, O> {
@@ -181,19 +194,16 @@ impl<O: Optimizer> TrainingLoop for Session<'_, O> {
         self.trainer.optim.start(epochs);
     }
 
-    fn start_epoch(&mut self, order: &[usize]) {
+    /// The epoch's order to the device: the one upload of an epoch.
+    fn start_epoch(&mut self, order: &[usize]) -> Result<()> {
         let order: Vec<i64> = order.iter().map(|&r| r as i64).collect();
-        self.order = Some(Tensor::from_slice(&order).to_device(self.x_train.device()));
+        self.order = sync::upload(&Tensor::from_slice(&order), self.x_train.device())?;
+        Ok(())
     }
 
+    /// The batch's rows gathered on the device from the epoch's order: no copy from the host.
     fn train_batch(&mut self, batch: Batch<'_>) -> Result<f64> {
-        let index = match &self.order {
-            Some(order) => order.narrow(0, batch.start as i64, batch.rows.len() as i64),
-            None => {
-                let rows: Vec<i64> = batch.rows.iter().map(|&r| r as i64).collect();
-                Tensor::from_slice(&rows).to_device(self.x_train.device())
-            }
-        };
+        let index = self.order.f_narrow(0, batch.start as i64, batch.rows.len() as i64)?;
         let (x, y) = (self.x_train.index_select(0, &index), self.y_train.index_select(0, &index));
         self.trainer.train_batch(&x, &y, (batch.epoch, batch.index))
     }

@@ -17,7 +17,8 @@ pub enum Masks {
     Torch,
     /// The numpy-compatible generator, seeded from the layer's initial draw and drawn exactly as the
     /// from-scratch engine's `Dropout` draws (on the CPU, then copied to the device): both engines then
-    /// drop the same units, and train identically. For parity checks and side-by-side comparisons.
+    /// drop the same units, and train identically. For parity checks and side-by-side comparisons (one
+    /// upload per training forward pass: slow on a GPU).
     Shared,
 }
 
@@ -92,7 +93,7 @@ impl Dropout {
             (None, Masks::Shared, _) => {
                 let shape: Vec<usize> = x.size().iter().map(|&d| d as usize).collect();
                 let mask = state.shared.bernoulli_mask::<f64, _>(self.keep, ndarray::IxDyn(&shape));
-                crate::convert::to_tensor(&mask)
+                crate::sync::upload(&crate::convert::to_tensor(&mask), x.device())?
             }
             (Some(mask), _, _) if mask.size() == x.size() => mask,
             (Some(mask), _, _) => {
