@@ -251,10 +251,30 @@ impl LmResult {
 /// vocabulary)` input, the state carried from call to call.
 type NextScores = Box<dyn FnMut(&Array3<f32>) -> Result<ArrayD<f32>>>;
 
+/// Every training batch of a run, drawn before training starts: the training text (character indices)
+/// and where each window of each iteration starts, `batch` per iteration.
+struct Batches<'a> {
+    text: &'a [usize],
+    starts: Vec<usize>,
+    batch: usize,
+    steps: usize,
+    vocab: usize,
+}
+
+impl Batches<'_> {
+    /// The window starts of `iteration` (from 1).
+    fn starts(&self, iteration: usize) -> &[usize] {
+        &self.starts[(iteration - 1) * self.batch..iteration * self.batch]
+    }
+}
+
 /// One engine's model, as the training loop drives it.
 trait LanguageModel {
-    /// One update on a batch; the training loss.
-    fn step(&mut self, x: &Array3<f32>, y: &Array3<f32>, iteration: usize) -> Result<f64>;
+    /// Training starts on `batches` (the libtorch engine copies them to its device once).
+    fn start(&mut self, batches: &Batches<'_>) -> Result<()>;
+    /// One update on the batch of `iteration` (from 1) of the batches given to `start`; the training
+    /// loss.
+    fn step(&mut self, batches: &Batches<'_>, iteration: usize) -> Result<f64>;
     /// The mean loss over `(x, y)`, in evaluation mode, the state reset before and after.
     fn loss(&mut self, x: &Array3<f32>, y: &Array3<f32>) -> Result<f64>;
     /// Scores of the next character after each of `x`'s positions, the state carried from call to
@@ -269,12 +289,18 @@ struct ScratchLm<F: TorchFloat, O: scratch::optim::Optimizer<F>> {
 }
 
 impl<F: TorchFloat, O: scratch::optim::Optimizer<F>> LanguageModel for ScratchLm<F, O> {
-    fn step(&mut self, x: &Array3<f32>, y: &Array3<f32>, iteration: usize) -> Result<f64> {
-        Ok(self.trainer.train_batch(
-            &x.mapv(|v| F::cast(f64::from(v))),
-            &y.mapv(|v| F::cast(f64::from(v))),
-            (1, iteration),
-        )?)
+    fn start(&mut self, _batches: &Batches<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// One-hot inputs `(batch, steps, vocab)` and class-index targets `(batch, steps)`.
+    fn step(&mut self, batches: &Batches<'_>, iteration: usize) -> Result<f64> {
+        let (inputs, targets) = CharWindows::at(batches.text, batches.starts(iteration), batches.steps)?;
+        let x = one_hot::<F>(&inputs, batches.batch, batches.vocab)?;
+        let y = ndarray::Array2::from_shape_fn((batches.batch, batches.steps), |(b, t)| {
+            F::cast(targets[b * batches.steps + t] as f64)
+        });
+        Ok(self.trainer.train_batch(&x, &y, (1, iteration))?)
     }
 
     fn loss(&mut self, x: &Array3<f32>, y: &Array3<f32>) -> Result<f64> {
@@ -302,12 +328,31 @@ impl<F: TorchFloat, O: scratch::optim::Optimizer<F>> LanguageModel for ScratchLm
 
 struct TorchLm<O: torch::optim::Optimizer> {
     trainer: torch::train::Trainer<O>,
+    /// The training text and every window start, on the network's device.
+    on_device: Option<(Tensor, Tensor)>,
 }
 
 impl<O: torch::optim::Optimizer> LanguageModel for TorchLm<O> {
-    fn step(&mut self, x: &Array3<f32>, y: &Array3<f32>, iteration: usize) -> Result<f64> {
-        let (x, y) = (to_tensor(&x.clone().into_dyn()), to_tensor(&y.clone().into_dyn()));
-        Ok(self.trainer.train_batch(&x, &y, (1, iteration))?)
+    fn start(&mut self, batches: &Batches<'_>) -> Result<()> {
+        let device = self.trainer.net.device();
+        let indices = |v: &[usize]| Tensor::from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
+        let text = torch::sync::upload(&indices(batches.text), device)?;
+        self.on_device = Some((text, torch::sync::upload(&indices(&batches.starts), device)?));
+        Ok(())
+    }
+
+    /// The batch's windows gathered from the text on the device (no copy from the host), one-hot inputs
+    /// and class-index targets: the step's only transfer is the trainer's one read.
+    fn step(&mut self, batches: &Batches<'_>, iteration: usize) -> Result<f64> {
+        let (text, starts) = self.on_device.as_ref().ok_or_else(|| anyhow::anyhow!("step before start"))?;
+        let (batch, steps) = (batches.batch as i64, batches.steps as i64);
+        let device = text.device();
+        let starts = starts.narrow(0, (iteration as i64 - 1) * batch, batch);
+        let positions = starts.unsqueeze(1) + Tensor::arange(steps + 1, (tch::Kind::Int64, device));
+        let windows = text.index_select(0, &positions.flatten(0, -1)).reshape([batch, steps + 1]);
+        let classes = Tensor::arange(batches.vocab as i64, (tch::Kind::Int64, device));
+        let x = windows.narrow(1, 0, steps).unsqueeze(-1).eq_tensor(&classes).to_kind(self.trainer.net.kind());
+        Ok(self.trainer.train_batch(&x, &windows.narrow(1, 1, steps), (1, iteration))?)
     }
 
     fn loss(&mut self, x: &Array3<f32>, y: &Array3<f32>) -> Result<f64> {
@@ -423,13 +468,18 @@ fn train(
         train_time: Duration::ZERO,
         sample: String::new(),
     };
+    let batches = Batches {
+        text: &corpus.train,
+        starts: (0..opts.iterations).flat_map(|_| windows.next_starts()).collect(),
+        batch: opts.batch,
+        steps: opts.steps,
+        vocab,
+    };
+    model.start(&batches)?;
     let mut smoothed = None;
     for iteration in 1..=opts.iterations {
-        let (inputs, targets) = windows.next_batch();
-        let x = one_hot::<f32>(&inputs, opts.batch, vocab)?;
-        let y = one_hot::<f32>(&targets, opts.batch, vocab)?;
         let start = Instant::now();
-        let loss = model.step(&x, &y, iteration)?;
+        let loss = model.step(&batches, iteration)?;
         result.train_time += start.elapsed();
         divergence.batch(loss, 1, iteration)?;
         result.train_losses.push(loss);
@@ -473,7 +523,7 @@ fn train_engine<F: TorchFloat, O: scratch::optim::Optimizer<F>, P: torch::optim:
                 model.load(path)?;
             }
             let trainer = torch::train::Trainer::new(model, LOSS, torch::optim::Clipped::new(theirs, opts.clip));
-            train(engine, &mut TorchLm { trainer }, corpus, opts, outputs)
+            train(engine, &mut TorchLm { trainer, on_device: None }, corpus, opts, outputs)
         }
     }
 }

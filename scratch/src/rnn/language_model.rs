@@ -66,9 +66,10 @@ impl CharWindows {
         Ok(CharWindows { random: Some(RandomState::new(seed)), ..Self::new(text, batch, steps)? })
     }
 
-    /// The next batch: `(inputs, targets)`, each `batch · steps` indices, window by window.
-    pub fn next_batch(&mut self) -> (Vec<usize>, Vec<usize>) {
-        let starts: Vec<usize> = match &mut self.random {
+    /// Where the windows of the next batch start: `batch` positions in the text. The batch's inputs are
+    /// `text[s..s + steps]` and its targets `text[s + 1..s + steps + 1]` for every start `s`.
+    pub fn next_starts(&mut self) -> Vec<usize> {
+        match &mut self.random {
             Some(rng) => {
                 let last = (self.text.len() - self.steps) as i64;
                 (0..self.batch).map(|_| rng.randint_below(0, last) as usize).collect()
@@ -81,14 +82,31 @@ impl CharWindows {
                 self.position += self.batch;
                 starts
             }
-        };
-        let mut inputs = Vec::with_capacity(self.batch * self.steps);
-        let mut targets = Vec::with_capacity(self.batch * self.steps);
-        for start in starts {
-            inputs.extend_from_slice(&self.text[start..start + self.steps]);
-            targets.extend_from_slice(&self.text[start + 1..start + self.steps + 1]);
         }
-        (inputs, targets)
+    }
+
+    /// The next batch: `(inputs, targets)`, each `batch · steps` indices, window by window.
+    pub fn next_batch(&mut self) -> (Vec<usize>, Vec<usize>) {
+        let starts = self.next_starts();
+        Self::at(&self.text, &starts, self.steps).expect("the starts leave room for a window and its target")
+    }
+
+    /// The windows of `steps` characters of `text` starting at `starts`: `(inputs, targets)`, the
+    /// targets one character on.
+    ///
+    /// # Errors
+    /// A start too close to the end of the text for a window and its target.
+    pub fn at(text: &[usize], starts: &[usize], steps: usize) -> Result<(Vec<usize>, Vec<usize>)> {
+        let mut inputs = Vec::with_capacity(starts.len() * steps);
+        let mut targets = Vec::with_capacity(starts.len() * steps);
+        for &start in starts {
+            let window = start.checked_add(steps + 1).and_then(|end| text.get(start..end)).ok_or_else(|| {
+                Error::InvalidArgument(format!("a window of {steps} from {start} runs past a text of {}", text.len()))
+            })?;
+            inputs.extend_from_slice(&window[..steps]);
+            targets.extend_from_slice(&window[1..]);
+        }
+        Ok((inputs, targets))
     }
 
     /// Non-overlapping windows covering `text` once, for evaluation: `(inputs, targets, windows)`.
