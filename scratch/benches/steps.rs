@@ -1,0 +1,202 @@
+//! Training steps of the from-scratch engine alone, without libtorch (quick to build, and a clean
+//! process to profile): the networks of `examples/src/bin/bench.rs`, the median time of a step
+//! (forward, backward, momentum update) in f32 and f64.
+//!
+//! ```text
+//! cargo bench -p scratch --bench steps -- [NAME] [STEPS]     # book, wide, ch5, ch7
+//! PROFILE=1 cargo bench -p scratch --bench steps -- [NAME]   # per layer: forward and backward
+//! F32ONLY=1 ...                                               # f32 only
+//! ```
+
+use std::time::Instant;
+
+use ndarray::{ArrayD, IxDyn};
+use scratch::layers::{Conv2D, ConvSpec, Dense, Layer, WeightInit};
+use scratch::losses::SoftmaxCrossEntropy;
+use scratch::network::NeuralNetwork;
+use scratch::ops::{Activation, DropoutStyle};
+use scratch::optim::{Decay, Optimizer, SGDMomentum};
+use scratch::rng::RandomState;
+use scratch::Float;
+
+type Net<F> = (Vec<Box<dyn Layer<F>>>, Vec<usize>, usize);
+
+fn dense<F: Float>(
+    n_in: usize,
+    n: usize,
+    a: Activation,
+    init: WeightInit,
+    drop: Option<f64>,
+    rng: &mut RandomState,
+) -> Box<dyn Layer<F>> {
+    let mut b = Dense::builder(n_in, n).activation(a).init(init);
+    if let Some(k) = drop {
+        b = b.dropout(k);
+    }
+    Box::new(b.build(rng).unwrap())
+}
+
+fn networks<F: Float>(name: &str, rng: &mut RandomState) -> Net<F> {
+    match name {
+        "book" => (
+            vec![
+                dense(784, 89, Activation::Sigmoid, WeightInit::Glorot, None, rng),
+                dense(89, 10, Activation::Linear, WeightInit::Glorot, None, rng),
+            ],
+            vec![784],
+            60,
+        ),
+        "wide" => (
+            vec![
+                dense(784, 512, Activation::ReLU, WeightInit::Glorot, None, rng),
+                dense(512, 512, Activation::ReLU, WeightInit::Glorot, None, rng),
+                dense(512, 10, Activation::Linear, WeightInit::Glorot, None, rng),
+            ],
+            vec![784],
+            256,
+        ),
+        "ch5" => {
+            let conv = ConvSpec {
+                activation: Activation::Tanh,
+                init: WeightInit::BookGlorot2019,
+                flatten: true,
+                dropout: Some((0.8, DropoutStyle::Inverted)),
+                ..ConvSpec::new(1, 16, 5)
+            };
+            (
+                vec![
+                    Box::new(Conv2D::new(conv, rng).unwrap()),
+                    dense(12544, 10, Activation::Linear, WeightInit::Glorot, None, rng),
+                ],
+                vec![1, 28, 28],
+                60,
+            )
+        }
+        "ch7" => {
+            let c = |i, o, flatten| ConvSpec {
+                bias: true,
+                activation: Activation::Tanh,
+                init: WeightInit::PyTorch,
+                flatten,
+                dropout: Some((0.8, DropoutStyle::Inverted)),
+                ..ConvSpec::new(i, o, 5)
+            };
+            (
+                vec![
+                    Box::new(Conv2D::new(c(1, 14, false), rng).unwrap()),
+                    Box::new(Conv2D::new(c(14, 7, true), rng).unwrap()),
+                    dense(5488, 32, Activation::Tanh, WeightInit::PyTorch, Some(0.8), rng),
+                    dense(32, 10, Activation::Linear, WeightInit::PyTorch, None, rng),
+                ],
+                vec![1, 28, 28],
+                60,
+            )
+        }
+        _ => panic!("unknown network {name}"),
+    }
+}
+
+fn run<F: Float>(name: &str, steps: usize) -> f64 {
+    let mut rng = RandomState::new(2);
+    let (layers, input, batch) = networks::<F>(name, &mut rng);
+    let classes = 10;
+    let mut net = NeuralNetwork::new(layers, SoftmaxCrossEntropy::new());
+    let mut optim = SGDMomentum::new(0.01, 0.9, Decay::None).unwrap();
+    let mut shape = vec![batch];
+    shape.extend(input);
+    let x: ArrayD<F> = rng.randn(IxDyn(&shape));
+    let labels: Vec<u8> = (0..batch).map(|_| rng.randint(0, classes as i64) as u8).collect();
+    let y = scratch::data::mnist::one_hot::<F>(&labels, classes).into_dyn();
+    let mut times = Vec::new();
+    for _ in 0..steps {
+        let t = Instant::now();
+        net.train_batch(&x, &y).unwrap();
+        optim.step(net.params_mut()).unwrap();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// Per-layer forward and backward times (median), the loss and the update.
+fn profile<F: Float>(name: &str, steps: usize) {
+    use scratch::losses::Loss;
+    let mut rng = RandomState::new(2);
+    let (mut layers, input, batch) = networks::<F>(name, &mut rng);
+    let mut loss = SoftmaxCrossEntropy::<F>::new();
+    let mut shape = vec![batch];
+    shape.extend(input);
+    let x: ArrayD<F> = rng.randn(IxDyn(&shape));
+    let labels: Vec<u8> = (0..batch).map(|_| rng.randint(0, 10) as u8).collect();
+    let y = scratch::data::mnist::one_hot::<F>(&labels, 10).into_dyn();
+    let n = layers.len();
+    let mut t = vec![Vec::new(); 2 * n + 2];
+    let mut net_params = SGDMomentum::<F>::new(0.01, 0.9, Decay::None).unwrap();
+    for _ in 0..steps {
+        let mut a = x.clone();
+        for (i, l) in layers.iter_mut().enumerate() {
+            let s = Instant::now();
+            a = l.forward(a, scratch::ops::Mode::Train).unwrap();
+            t[i].push(s.elapsed().as_secs_f64());
+        }
+        let s = Instant::now();
+        loss.forward(&a, &y).unwrap();
+        let mut g = loss.backward().unwrap();
+        t[2 * n].push(s.elapsed().as_secs_f64());
+        for i in (0..n).rev() {
+            let s = Instant::now();
+            if i == 0 {
+                layers[0].backward_params(g.clone()).unwrap();
+            } else {
+                g = layers[i].backward(g).unwrap();
+            }
+            t[n + i].push(s.elapsed().as_secs_f64());
+        }
+        let s = Instant::now();
+        let params: Vec<_> = layers
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(i, l)| l.params_mut().into_iter().map(move |(p, v)| (format!("{i}.{p}"), v)))
+            .collect();
+        net_params.step(params).unwrap();
+        t[2 * n + 1].push(s.elapsed().as_secs_f64());
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2] * 1e3
+    };
+    let mut total = 0.0;
+    for i in 0..n {
+        let (f, b) = (med(&mut t[i].clone()), med(&mut t[n + i].clone()));
+        total += f + b;
+        println!("  {:50} fwd {f:8.3} ms  bwd {b:8.3} ms", layers[i].describe());
+    }
+    let (l, o) = (med(&mut t[2 * n].clone()), med(&mut t[2 * n + 1].clone()));
+    println!("  loss {l:.3} ms, update {o:.3} ms, sum {:.3} ms", total + l + o);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let filter = args.first().cloned().unwrap_or_default();
+    let steps: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200);
+    let only32 = std::env::var("F32ONLY").is_ok();
+    if std::env::var("PROFILE").is_ok() {
+        for name in ["book", "wide", "ch5", "ch7"].into_iter().filter(|n| n.contains(&filter)) {
+            println!("{name} f32");
+            profile::<f32>(name, steps);
+            if !only32 {
+                println!("{name} f64");
+                profile::<f64>(name, steps);
+            }
+        }
+        return;
+    }
+    for name in ["book", "wide", "ch5", "ch7"] {
+        if !name.contains(&filter) {
+            continue;
+        }
+        let a = run::<f32>(name, steps);
+        let b = if only32 { 0.0 } else { run::<f64>(name, steps) };
+        println!("{name:6} f32 {:8.3} ms   f64 {:8.3} ms", a * 1e3, b * 1e3);
+    }
+}
