@@ -2,13 +2,15 @@
 
 use std::marker::PhantomData;
 
-use ndarray::{Array1, Array2, ArrayD};
+use ndarray::{Array1, Array2, ArrayD, ArrayView2, ArrayViewMut2, Axis, Ix2};
+use rayon::prelude::*;
 
-use super::{Layer, LayerOps, WeightInit};
-use crate::ops::{Activation, BiasAdd, Dropout, DropoutStyle, Mode, Operation, WeightMultiply};
-use crate::param::Param;
+use super::{Layer, WeightInit};
+use crate::linalg::{matmul, matmul_into_threaded};
+use crate::ops::{no_forward, Activation, Dropout, DropoutStyle, Mode};
+use crate::param::{Layout, Param};
 use crate::rng::RandomState;
-use crate::{Float, Result};
+use crate::{Error, Float, Result};
 
 /// The settings of a [`Dense`] layer; build one with [`Dense::builder`].
 #[derive(Clone, Debug)]
@@ -59,7 +61,8 @@ impl<F: Float> DenseBuilder<F> {
         if let Some((keep, style)) = self.dropout {
             Dropout::<F>::new(keep, style, RandomState::new(0))?;
         }
-        let mut layer = Dense { config: self, ops: LayerOps::new(Vec::new(), None) };
+        let empty = || Param::new(ArrayD::zeros(ndarray::IxDyn(&[0, 0])), Layout::Canonical);
+        let mut layer = Dense { config: self, weight: empty(), bias: empty(), dropout: None, cache: None };
         layer.reinitialize(rng);
         Ok(layer)
     }
@@ -89,10 +92,16 @@ impl DenseDraw {
 ///
 /// ```text
 /// X: (batch, n_in), W: (n_in, neurons), B: (1, neurons)  ->  Y: (batch, neurons)
+///
+/// forward:   Z = X W + B,  A = f(Z),  Y = A ⊙ dropout factor
+/// backward:  ∂L/∂Z = ∂L/∂Y ⊙ dropout factor ⊙ f'(·)
+///            ∂L/∂B = Σ_batch ∂L/∂Z,  ∂L/∂W = Xᵀ ∂L/∂Z,  ∂L/∂X = ∂L/∂Z Wᵀ
 /// ```
 ///
-/// Its operations are [`WeightMultiply`], [`BiasAdd`], the activation and, if configured, [`Dropout`];
-/// its parameters are named `weight` and `bias`.
+/// The book's operations ([`WeightMultiply`](crate::ops::WeightMultiply),
+/// [`BiasAdd`](crate::ops::BiasAdd), the activation, [`Dropout`]) computed in one pass each way: the
+/// product, then the bias, activation and dropout on each row while it is in cache; the gradients in
+/// place, into buffers kept from one call to the next. Its parameters are named `weight` and `bias`.
 ///
 /// ```
 /// use scratch::layers::{Dense, Layer};
@@ -106,8 +115,46 @@ impl DenseDraw {
 /// ```
 pub struct Dense<F: Float> {
     config: DenseBuilder<F>,
-    /// `WeightMultiply`, `BiasAdd`, activation; then dropout.
-    ops: LayerOps<F>,
+    /// `W: (n_in, neurons)`, the book's layout (PyTorch's transposed).
+    weight: Param<F>,
+    /// `B: (1, neurons)`.
+    bias: Param<F>,
+    dropout: Option<Dropout<F>>,
+    cache: Option<Cache<F>>,
+}
+
+/// What the backward pass needs from the forward pass.
+struct Cache<F> {
+    /// `X`.
+    input: Array2<F>,
+    /// `A = f(Z)`, or `Z` for an activation whose derivative needs its input
+    /// ([`Activation::derivative_from_input`]); the buffer is reused by the next forward pass.
+    activated: Array2<F>,
+}
+
+/// Rows of at least this many elements in all are processed on all cores.
+const PARALLEL_LEN: usize = 1 << 15;
+
+/// Calls `f(first element, rows)` on pieces of whole rows of `a` and, alongside, of `b`, in parallel
+/// when the arrays are large.
+fn by_rows<F: Float>(
+    a: &mut ArrayViewMut2<F>,
+    b: Option<&mut ArrayViewMut2<F>>,
+    f: impl Fn(usize, &mut [F], Option<&mut [F]>) + Sync,
+) {
+    let n = a.ncols().max(1);
+    let rows = (PARALLEL_LEN / n).max(1);
+    let piece = rows * n;
+    let a = a.as_slice_mut().expect("standard layout");
+    match b {
+        Some(b) => {
+            let b = b.as_slice_mut().expect("standard layout");
+            a.par_chunks_mut(piece).zip(b.par_chunks_mut(piece)).enumerate().for_each(|(i, (a, b))| {
+                f(i * piece, a, Some(b));
+            });
+        }
+        None => a.par_chunks_mut(piece).enumerate().for_each(|(i, a)| f(i * piece, a, None)),
+    }
 }
 
 impl<F: Float> Dense<F> {
@@ -132,6 +179,49 @@ impl<F: Float> Dense<F> {
     pub fn neurons(&self) -> usize {
         self.config.neurons
     }
+
+    fn w(&self) -> ArrayView2<'_, F> {
+        self.weight.value.view().into_dimensionality::<Ix2>().expect("the weight is a matrix")
+    }
+
+    /// `∂L/∂Z` from `∂L/∂Y` (through dropout and the activation), and the gradients of `B` and `W`.
+    fn param_grads(&mut self, output_grad: ArrayD<F>) -> Result<(Array2<F>, &Cache<F>)> {
+        let cache = self.cache.as_ref().ok_or_else(|| no_forward("Dense"))?;
+        let expected = cache.activated.dim();
+        if output_grad.shape() != [expected.0, expected.1] {
+            return Err(Error::shape(
+                "Dense backward",
+                format!("gradient {:?}", [expected.0, expected.1]),
+                output_grad.shape(),
+            ));
+        }
+        let mut g = output_grad.into_dimensionality::<Ix2>().expect("checked above");
+        if !g.is_standard_layout() {
+            g = g.as_standard_layout().into_owned();
+        }
+        let (activation, dropout) = (self.config.activation, self.dropout.as_ref());
+        let cached = cache.activated.as_slice().expect("a buffer of the layer's");
+        by_rows(&mut g.view_mut(), None, |offset, g, _| {
+            if let Some(d) = dropout {
+                d.apply(offset, g).expect("started by the forward pass");
+            }
+            activation.gradient(g, &cached[offset..offset + g.len()]);
+        });
+        // ∂L/∂B: the rows summed in order.
+        let mut db = Array1::zeros(g.ncols());
+        for row in g.axis_iter(Axis(0)) {
+            db += &row;
+        }
+        self.bias.grad = db.insert_axis(Axis(0)).into_dyn();
+        // ∂L/∂W = Xᵀ ∂L/∂Z, into the gradient's buffer.
+        let shape = self.weight.value.raw_dim();
+        if self.weight.grad.raw_dim() != shape {
+            self.weight.grad = ArrayD::zeros(shape);
+        }
+        let mut dw = self.weight.grad.view_mut().into_dimensionality::<Ix2>().expect("the weight is a matrix");
+        matmul_into_threaded(&mut dw, &cache.input.t(), &g.view(), false);
+        Ok((g, cache))
+    }
 }
 
 impl<F: Float> Layer<F> for Dense<F> {
@@ -141,22 +231,83 @@ impl<F: Float> Layer<F> for Dense<F> {
         format!("Dense({} -> {}, {}{dropout})", c.n_in, c.neurons, c.activation.name())
     }
 
-    delegate_to_ops!();
+    fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
+        let (n_in, n) = (self.config.n_in, self.config.neurons);
+        let shape_error =
+            |got: &[usize]| Error::shape("input", format!("(batch, {n_in})"), got).within("WeightMultiply");
+        if input.ndim() != 2 {
+            return Err(Error::shape("input", "a 2-D array (batch, features)", input.shape()).within("WeightMultiply"));
+        }
+        if input.shape()[1] != n_in {
+            return Err(shape_error(input.shape()));
+        }
+        let x = input.into_dimensionality::<Ix2>().expect("checked above");
+        let batch = x.nrows();
+        let mut z = match self.cache.take() {
+            Some(c) if c.activated.dim() == (batch, n) => c.activated,
+            _ => Array2::zeros((batch, n)),
+        };
+        matmul_into_threaded(&mut z.view_mut(), &x.view(), &self.w(), false);
+        let activation = self.config.activation;
+        let bias = self.bias.value.as_slice().expect("a bias is contiguous");
+        let mut y = Array2::zeros((batch, n));
+        if let Some(d) = &mut self.dropout {
+            d.start(&[batch, n], mode).map_err(|e| e.within("Dropout"))?;
+        }
+        let dropout = self.dropout.as_ref();
+        // Per piece of rows: Z += B, A = f(Z) (kept, or Z kept), Y = A ⊙ dropout.
+        by_rows(&mut z.view_mut(), Some(&mut y.view_mut()), |offset, z, y| {
+            let y = y.expect("both arrays");
+            for row in z.chunks_exact_mut(n.max(1)) {
+                row.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
+            }
+            if activation.derivative_from_input() {
+                y.copy_from_slice(z);
+                activation.apply(y);
+            } else {
+                activation.apply(z);
+                y.copy_from_slice(z);
+            }
+            if let Some(d) = dropout {
+                d.apply(offset, y).expect("started above");
+            }
+        });
+        self.cache = Some(Cache { input: x, activated: z });
+        Ok(y.into_dyn())
+    }
+
+    fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
+        let (g, _) = self.param_grads(output_grad)?;
+        Ok(matmul(&g.view(), &self.w().t()).into_dyn())
+    }
+
+    fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {
+        self.param_grads(output_grad).map(drop)
+    }
+
+    fn params(&self) -> Vec<(&'static str, &Param<F>)> {
+        vec![("weight", &self.weight), ("bias", &self.bias)]
+    }
+
+    fn params_mut(&mut self) -> Vec<(&'static str, &mut Param<F>)> {
+        vec![("weight", &mut self.weight), ("bias", &mut self.bias)]
+    }
+
+    fn dropout_mut(&mut self) -> Option<&mut Dropout<F>> {
+        self.dropout.as_mut()
+    }
 
     /// Draws fresh values as [`DenseDraw::new`] says.
     fn reinitialize(&mut self, rng: &mut RandomState) {
         let c = &self.config;
         let draw = DenseDraw::new(rng, (c.n_in, c.neurons), c.init, c.dropout.is_some());
         let cast = |v: f64| F::cast(v);
-        let ops: Vec<Box<dyn Operation<F>>> = vec![
-            Box::new(WeightMultiply::new(draw.weight.mapv(cast))),
-            Box::new(BiasAdd::new(draw.bias.mapv(cast).insert_axis(ndarray::Axis(0)))),
-            c.activation.operation(),
-        ];
-        let dropout = c.dropout.zip(draw.dropout_seed).map(|((keep, style), seed)| {
+        self.weight = Param::new(draw.weight.mapv(cast).into_dyn(), Layout::SwapAxes01);
+        self.bias = Param::new(draw.bias.mapv(cast).insert_axis(Axis(0)).into_dyn(), Layout::RowVector);
+        self.dropout = c.dropout.zip(draw.dropout_seed).map(|((keep, style), seed)| {
             Dropout::new(keep, style, RandomState::new(seed)).expect("validated by build")
         });
-        self.ops = LayerOps::new(ops, dropout);
+        self.cache = None;
     }
 
     fn reseeds_in_book(&self) -> bool {
