@@ -20,8 +20,10 @@
 //! of the tile's inputs and one broadcast weight per channel for each multiply-add. The kernel
 //! gradient keeps one register per weight of a block over an image's rows (one load of the gradient
 //! per multiply-add, the input's shared by the block) and adds it to per-lane sums ([`LaneSums`]),
-//! reduced once at the end. A row of `wo` outputs is `⌈wo / lanes⌉` tiles; the lanes past `wo` read
-//! zeros (the padded buffers are wide enough) and are not stored.
+//! reduced once at the end. A row of `wo` outputs is `⌈wo / lanes⌉` tiles: in the forward pass the
+//! last one overlaps the one before it (computing a few outputs twice, so that every store is a whole
+//! register); in the kernel gradient the lanes past `wo` read zeros (the padded buffers are wide
+//! enough).
 //!
 //! The kernels are written with explicit vectors ([`SimdFloat`]) and compiled for each level of
 //! [`crate::simd`]; the block size follows the number of registers.
@@ -238,7 +240,9 @@ fn forward_block<T: SimdFloat, S: Simd, const B: usize>(
     let taps = kh * kw;
     let w = &w[..f.channels * taps * B];
     for y in 0..ho {
-        for x0 in (0..wo).step_by(lanes) {
+        // The last tile ends at the row's end, overlapping the one before it, so that every store is a
+        // whole register (a row shorter than a register is the exception).
+        for x0 in (0..wo).step_by(lanes).map(|x0| x0.min(wo.saturating_sub(lanes))) {
             let mut acc = [T::splat(simd, T::default()); B];
             for (ci, wr) in w.chunks_exact(kw * B).enumerate() {
                 let (c, i) = (ci / kh, ci % kh);
@@ -251,27 +255,34 @@ fn forward_block<T: SimdFloat, S: Simd, const B: usize>(
                 }
             }
             let n = lanes.min(wo - x0);
-            let mut tile = [T::default(); TILE];
             for (o, a) in acc.iter().enumerate() {
-                store::<T, S>(&mut tile[..lanes], *a);
-                out[(o * ho + y) * wo + x0..][..n].copy_from_slice(&tile[..n]);
+                let dst = &mut out[(o * ho + y) * wo + x0..][..n];
+                if n == lanes {
+                    store::<T, S>(dst, *a);
+                } else {
+                    let mut tile = [T::default(); TILE];
+                    store::<T, S>(&mut tile[..lanes], *a);
+                    dst.copy_from_slice(&tile[..n]);
+                }
             }
         }
     }
 }
 
 /// Per-lane partial sums of a kernel gradient `(O, C, kh, kw)`, [`TILE`] lanes per weight, added to
-/// image after image by [`kernel_grad`] and reduced once by [`LaneSums::reduce_into`].
+/// image after image by [`kernel_grad`] and reduced once by [`LaneSums::reduce_into`]; and the output
+/// gradient of the current image repacked tile by tile (see [`KernelGrad`]).
 pub(super) struct LaneSums<F> {
     lanes: Vec<F>,
     shape: (usize, usize, usize, usize),
+    packed: Vec<F>,
 }
 
 impl<F: Float> LaneSums<F> {
     /// Zero sums for a kernel of `(O, C, kh, kw)`.
     pub(super) fn new(shape: (usize, usize, usize, usize)) -> Self {
         let (o, c, kh, kw) = shape;
-        LaneSums { lanes: vec![F::zero(); o * c * kh * kw * TILE], shape }
+        LaneSums { lanes: vec![F::zero(); o * c * kh * kw * TILE], shape, packed: Vec::new() }
     }
 
     /// Sets every sum back to zero.
@@ -299,18 +310,22 @@ pub(super) fn kernel_grad<F: Float>(arch: Arch, xp: &Padded<F>, gp: &Padded<F>, 
     assert!(xf.rows >= ho + kh - 1 && xf.row >= wo.div_ceil(TILE) * TILE + kw - 1, "the padded image is large enough");
     assert!(gf.row >= gf.left + wo.div_ceil(TILE) * TILE, "the gradient's rows are padded to whole tiles");
     let shape = sums.shape;
-    if let (Some(x), Some(g), Some(sums)) =
-        (F::as_f32s(&xp.data), F::as_f32s(&gp.data), F::as_f32s_mut(&mut sums.lanes))
+    sums.packed.resize(o * ho * wo.div_ceil(TILE) * TILE, F::zero());
+    let LaneSums { lanes, packed, .. } = sums;
+    if let (Some(x), Some(g), Some(sums), Some(packed)) =
+        (F::as_f32s(&xp.data), F::as_f32s(&gp.data), F::as_f32s_mut(lanes), F::as_f32s_mut(packed))
     {
-        arch.dispatch(KernelGrad { x, xf, g, gf, shape, sums });
-    } else if let (Some(x), Some(g), Some(sums)) =
-        (F::as_f64s(&xp.data), F::as_f64s(&gp.data), F::as_f64s_mut(&mut sums.lanes))
+        arch.dispatch(KernelGrad { x, xf, g, gf, shape, sums, packed });
+    } else if let (Some(x), Some(g), Some(sums), Some(packed)) =
+        (F::as_f64s(&xp.data), F::as_f64s(&gp.data), F::as_f64s_mut(lanes), F::as_f64s_mut(packed))
     {
-        arch.dispatch(KernelGrad { x, xf, g, gf, shape, sums });
+        arch.dispatch(KernelGrad { x, xf, g, gf, shape, sums, packed });
     }
 }
 
-/// [`kernel_grad`] for one float type, compiled for each level.
+/// [`kernel_grad`] for one float type, compiled for each level. The gradient is first repacked tile
+/// by tile, `packed[y][t][o]` a register of lanes (zeros past `wo`), so that the registers of a block's
+/// channels at one tile are adjacent.
 struct KernelGrad<'a, T> {
     x: &'a [T],
     xf: Frame,
@@ -318,6 +333,7 @@ struct KernelGrad<'a, T> {
     gf: Frame,
     shape: (usize, usize, usize, usize),
     sums: &'a mut [T],
+    packed: &'a mut [T],
 }
 
 impl<T: SimdFloat> WithSimd for KernelGrad<'_, T> {
@@ -325,41 +341,48 @@ impl<T: SimdFloat> WithSimd for KernelGrad<'_, T> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        let KernelGrad { x, xf, g, gf, shape, sums } = self;
+        let KernelGrad { x, xf, g, gf, shape, sums, packed } = self;
+        let lanes = T::lanes::<S>();
+        let (ho, wo) = gf.size;
+        let (o, tiles) = (shape.0, wo.div_ceil(lanes));
+        for (yt, tile) in packed.chunks_exact_mut(o * lanes).take(ho * tiles).enumerate() {
+            let (y, t) = (yt / tiles, yt % tiles);
+            for (c, v) in tile.chunks_exact_mut(lanes).enumerate() {
+                let src = &g[gf.at(c, gf.top + y, gf.left + t * lanes)..][..lanes];
+                store::<T, S>(v, load::<T, S>(src));
+            }
+        }
         let max = (S::REGISTER_COUNT.saturating_sub(4)).clamp(1, MAX_BLOCK);
-        for (first, size) in blocks(shape.0, max) {
-            with_block!(size, kernel_grad_block(simd, (x, xf), (g, gf), shape, first, &mut *sums));
+        for (first, size) in blocks(o, max) {
+            with_block!(size, kernel_grad_block(simd, (x, xf), packed, shape, (ho, tiles), first, &mut *sums));
         }
     }
 }
 
-/// The lane sums of output channels `first..first + B`, from the padded input `x` and gradient `g`.
+/// The lane sums of output channels `first..first + B`, from the padded input `x` and the repacked
+/// gradient.
 #[inline(always)]
 fn kernel_grad_block<T: SimdFloat, S: Simd, const B: usize>(
     simd: S,
     (x, xf): (&[T], Frame),
-    (g, gf): (&[T], Frame),
-    (_, channels, kh, kw): (usize, usize, usize, usize),
+    packed: &[T],
+    (o, channels, kh, kw): (usize, usize, usize, usize),
+    (ho, tiles): (usize, usize),
     first: usize,
     sums: &mut [T],
 ) {
     let lanes = T::lanes::<S>();
-    let (ho, wo) = gf.size;
-    let tiles = wo.div_ceil(lanes);
-    // Every channel's gradient from its first row: row y, tile t at y·row + t·lanes.
-    let span = (ho - 1) * gf.row + tiles * lanes;
-    let grads: [&[T]; B] = std::array::from_fn(|b| &g[gf.at(first + b, gf.top, gf.left)..][..span]);
     for c in 0..channels {
         for i in 0..kh {
             for j in 0..kw {
                 let x = &x[xf.at(c, i, j)..][..(ho - 1) * xf.row + tiles * lanes];
                 let mut acc = [T::splat(simd, T::default()); B];
                 for y in 0..ho {
-                    let (xo, go) = (y * xf.row, y * gf.row);
-                    for t in (0..tiles * lanes).step_by(lanes) {
-                        let xv = load::<T, S>(&x[xo + t..xo + t + lanes]);
-                        for (a, g) in acc.iter_mut().zip(&grads) {
-                            *a = T::mul_add(simd, load::<T, S>(&g[go + t..go + t + lanes]), xv, *a);
+                    for t in 0..tiles {
+                        let xv = load::<T, S>(&x[y * xf.row + t * lanes..][..lanes]);
+                        let gs = &packed[((y * tiles + t) * o + first) * lanes..][..B * lanes];
+                        for (a, gv) in acc.iter_mut().zip(gs.chunks_exact(lanes)) {
+                            *a = T::mul_add(simd, load::<T, S>(gv), xv, *a);
                         }
                     }
                 }

@@ -260,7 +260,7 @@ impl<F: Float> FusedConv<F> {
                     }
                     activation.gradient(g, &cached[offset..offset + image]);
                     for (d, plane) in db.iter_mut().zip(g.chunks_exact(ho * wo)) {
-                        *d += plane.iter().fold(F::zero(), |s, &v| s + v);
+                        *d += sum(plane);
                     }
                     ws.gp.load(g);
                     ws.xp.load(x.as_slice().expect("standard layout"));
@@ -291,4 +291,18 @@ impl<F: Float> FusedConv<F> {
         }
         Ok(dx.map(|dx| dx.into_dyn()))
     }
+}
+
+/// `Σ values` as 16 interleaved partial sums added at the end (independent additions, which the
+/// compiler vectorises, where one running sum would wait for every addition in turn).
+fn sum<F: Float>(values: &[F]) -> F {
+    let mut partial = [F::zero(); 16];
+    let chunks = values.chunks_exact(16);
+    let rest = chunks.remainder().iter().fold(F::zero(), |s, &v| s + v);
+    for chunk in chunks {
+        for (p, &v) in partial.iter_mut().zip(chunk) {
+            *p += v;
+        }
+    }
+    partial.iter().fold(rest, |s, &p| s + p)
 }
