@@ -225,45 +225,77 @@ impl<T: SimdFloat> WithSimd for Forward<'_, T> {
     }
 }
 
-/// One block of `B` output channels: `out: (B, ho, wo)`, `w: [c][i][j][B]`.
+/// One block of `B` output channels: `out: (B, ho, wo)`, `w: [c][i][j][B]`. Two tiles of a row are
+/// computed together where the registers hold both blocks of accumulators: each broadcast weight then
+/// serves two multiply-adds.
 #[inline(always)]
 fn forward_block<T: SimdFloat, S: Simd, const B: usize>(
     simd: S,
     x: &[T],
     f: Frame,
     w: &[T],
-    (kh, kw): (usize, usize),
+    kernel: (usize, usize),
     (ho, wo): (usize, usize),
     out: &mut [T],
 ) {
     let lanes = T::lanes::<S>();
-    let taps = kh * kw;
-    let w = &w[..f.channels * taps * B];
+    let w = &w[..f.channels * kernel.0 * kernel.1 * B];
+    // The last tile ends at the row's end, overlapping the one before it, so that every store is a
+    // whole register (a row shorter than a register is the exception).
+    let starts: Vec<usize> = (0..wo).step_by(lanes).map(|x0| x0.min(wo.saturating_sub(lanes))).collect();
+    let pairs = 2 * B <= S::REGISTER_COUNT.saturating_sub(4);
     for y in 0..ho {
-        // The last tile ends at the row's end, overlapping the one before it, so that every store is a
-        // whole register (a row shorter than a register is the exception).
-        for x0 in (0..wo).step_by(lanes).map(|x0| x0.min(wo.saturating_sub(lanes))) {
-            let mut acc = [T::splat(simd, T::default()); B];
-            for (ci, wr) in w.chunks_exact(kw * B).enumerate() {
-                let (c, i) = (ci / kh, ci % kh);
-                let src = &x[f.at(c, y + i, x0)..][..kw - 1 + lanes];
-                for (j, wj) in wr.chunks_exact(B).enumerate() {
-                    let xv = load::<T, S>(&src[j..j + lanes]);
-                    for (a, &wv) in acc.iter_mut().zip(wj) {
-                        *a = T::mul_add(simd, T::splat(simd, wv), xv, *a);
-                    }
+        let mut rest = &starts[..];
+        while !rest.is_empty() {
+            if pairs && rest.len() >= 2 {
+                forward_tiles::<T, S, B, 2>(simd, x, f, w, kernel, (y, [rest[0], rest[1]]), (ho, wo), out);
+                rest = &rest[2..];
+            } else {
+                forward_tiles::<T, S, B, 1>(simd, x, f, w, kernel, (y, [rest[0]]), (ho, wo), out);
+                rest = &rest[1..];
+            }
+        }
+    }
+}
+
+/// `N` tiles of output row `y` starting at columns `x0s`, for a block of `B` channels.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn forward_tiles<T: SimdFloat, S: Simd, const B: usize, const N: usize>(
+    simd: S,
+    x: &[T],
+    f: Frame,
+    w: &[T],
+    (kh, kw): (usize, usize),
+    (y, x0s): (usize, [usize; N]),
+    (ho, wo): (usize, usize),
+    out: &mut [T],
+) {
+    let lanes = T::lanes::<S>();
+    let mut acc = [[T::splat(simd, T::default()); B]; N];
+    for (ci, wr) in w.chunks_exact(kw * B).enumerate() {
+        let (c, i) = (ci / kh, ci % kh);
+        let src: [&[T]; N] = std::array::from_fn(|n| &x[f.at(c, y + i, x0s[n])..][..kw - 1 + lanes]);
+        for (j, wj) in wr.chunks_exact(B).enumerate() {
+            let xv: [T::V<S>; N] = std::array::from_fn(|n| load::<T, S>(&src[n][j..j + lanes]));
+            for (b, &wv) in wj.iter().enumerate() {
+                let wv = T::splat(simd, wv);
+                for n in 0..N {
+                    acc[n][b] = T::mul_add(simd, wv, xv[n], acc[n][b]);
                 }
             }
-            let n = lanes.min(wo - x0);
-            for (o, a) in acc.iter().enumerate() {
-                let dst = &mut out[(o * ho + y) * wo + x0..][..n];
-                if n == lanes {
-                    store::<T, S>(dst, *a);
-                } else {
-                    let mut tile = [T::default(); TILE];
-                    store::<T, S>(&mut tile[..lanes], *a);
-                    dst.copy_from_slice(&tile[..n]);
-                }
+        }
+    }
+    for (acc, &x0) in acc.iter().zip(&x0s) {
+        let n = lanes.min(wo - x0);
+        for (o, a) in acc.iter().enumerate() {
+            let dst = &mut out[(o * ho + y) * wo + x0..][..n];
+            if n == lanes {
+                store::<T, S>(dst, *a);
+            } else {
+                let mut tile = [T::default(); TILE];
+                store::<T, S>(&mut tile[..lanes], *a);
+                dst.copy_from_slice(&tile[..n]);
             }
         }
     }
@@ -360,39 +392,70 @@ impl<T: SimdFloat> WithSimd for KernelGrad<'_, T> {
 }
 
 /// The lane sums of output channels `first..first + B`, from the padded input `x` and the repacked
-/// gradient.
+/// gradient. Two neighbouring kernel columns are summed together where the registers hold both blocks
+/// of accumulators: each gradient load then serves two multiply-adds.
 #[inline(always)]
 fn kernel_grad_block<T: SimdFloat, S: Simd, const B: usize>(
+    simd: S,
+    x: (&[T], Frame),
+    packed: &[T],
+    shape: (usize, usize, usize, usize),
+    size: (usize, usize),
+    first: usize,
+    sums: &mut [T],
+) {
+    let (_, channels, kh, kw) = shape;
+    let pairs = 2 * B <= S::REGISTER_COUNT.saturating_sub(4);
+    for c in 0..channels {
+        for i in 0..kh {
+            let mut j = 0;
+            while j < kw {
+                if pairs && j + 1 < kw {
+                    kernel_grad_taps::<T, S, B, 2>(simd, x, packed, shape, size, (first, c, i, j), sums);
+                    j += 2;
+                } else {
+                    kernel_grad_taps::<T, S, B, 1>(simd, x, packed, shape, size, (first, c, i, j), sums);
+                    j += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The lane sums of kernel columns `j..j + N` of row `i`, input channel `c`, for output channels
+/// `first..first + B`.
+#[inline(always)]
+fn kernel_grad_taps<T: SimdFloat, S: Simd, const B: usize, const N: usize>(
     simd: S,
     (x, xf): (&[T], Frame),
     packed: &[T],
     (o, channels, kh, kw): (usize, usize, usize, usize),
     (ho, tiles): (usize, usize),
-    first: usize,
+    (first, c, i, j): (usize, usize, usize, usize),
     sums: &mut [T],
 ) {
     let lanes = T::lanes::<S>();
-    for c in 0..channels {
-        for i in 0..kh {
-            for j in 0..kw {
-                let x = &x[xf.at(c, i, j)..][..(ho - 1) * xf.row + tiles * lanes];
-                let mut acc = [T::splat(simd, T::default()); B];
-                for y in 0..ho {
-                    for t in 0..tiles {
-                        let xv = load::<T, S>(&x[y * xf.row + t * lanes..][..lanes]);
-                        let gs = &packed[((y * tiles + t) * o + first) * lanes..][..B * lanes];
-                        for (a, gv) in acc.iter_mut().zip(gs.chunks_exact(lanes)) {
-                            *a = T::mul_add(simd, load::<T, S>(gv), xv, *a);
-                        }
-                    }
-                }
-                for (b, a) in acc.iter().enumerate() {
-                    let at = ((((first + b) * channels + c) * kh + i) * kw + j) * TILE;
-                    let slot = &mut sums[at..at + lanes];
-                    let sum = T::add(simd, load::<T, S>(slot), *a);
-                    store::<T, S>(slot, sum);
+    let x = &x[xf.at(c, i, j)..][..(ho - 1) * xf.row + tiles * lanes + N - 1];
+    let mut acc = [[T::splat(simd, T::default()); B]; N];
+    for y in 0..ho {
+        for t in 0..tiles {
+            let at = y * xf.row + t * lanes;
+            let xv: [T::V<S>; N] = std::array::from_fn(|n| load::<T, S>(&x[at + n..at + n + lanes]));
+            let gs = &packed[((y * tiles + t) * o + first) * lanes..][..B * lanes];
+            for (b, gv) in gs.chunks_exact(lanes).enumerate() {
+                let gv = load::<T, S>(gv);
+                for n in 0..N {
+                    acc[n][b] = T::mul_add(simd, gv, xv[n], acc[n][b]);
                 }
             }
+        }
+    }
+    for (n, acc) in acc.iter().enumerate() {
+        for (b, a) in acc.iter().enumerate() {
+            let at = ((((first + b) * channels + c) * kh + i) * kw + j + n) * TILE;
+            let slot = &mut sums[at..at + lanes];
+            let sum = T::add(simd, load::<T, S>(slot), *a);
+            store::<T, S>(slot, sum);
         }
     }
 }
