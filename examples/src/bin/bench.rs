@@ -3,7 +3,7 @@
 //! built beside this one).
 //!
 //! * the matrix-product peak: GFLOP/s of the `gemm` crate (what `scratch` uses) and of libtorch at
-//!   2048³ in f32 and f64 on all cores; the better of the two is the peak the training steps are
+//!   512³, 1024³ and 2048³ in f32 and f64 on all cores; the best is the peak the training steps are
 //!   measured against;
 //! * matrix products at the layer shapes: the `gemm` crate, ndarray's own product (`matrixmultiply`)
 //!   and libtorch, f32;
@@ -105,39 +105,62 @@ fn rounds<T>(
     Ok(all.into_iter().map(median).collect())
 }
 
-/// The matrix-product peak in GFLOP/s for one float type: the better of the `gemm` crate and libtorch
-/// at `n³`, both on all cores.
+/// The square sizes at which the matrix-product peak is measured: the largest is not always the
+/// fastest on a shared machine, where its 16 MiB operands compete for the cache.
+const PEAK_SIZES: [usize; 3] = [512, 1024, 2048];
+
+/// The matrix-product peak in GFLOP/s for one float type: the best of the `gemm` crate and libtorch
+/// over square products of [`PEAK_SIZES`], all on all cores (the median of each).
 struct Peak {
-    gemm: f64,
-    libtorch: f64,
+    /// GFLOP/s of the `gemm` crate and of libtorch at each size.
+    gemm: Vec<f64>,
+    libtorch: Vec<f64>,
 }
 
 impl Peak {
     fn best(&self) -> f64 {
-        self.gemm.max(self.libtorch)
+        self.gemm.iter().chain(&self.libtorch).copied().fold(0.0, f64::max)
     }
 
     fn describe(&self) -> String {
-        let who = if self.gemm >= self.libtorch { "gemm crate" } else { "libtorch" };
-        format!("{:.0} GFLOP/s ({who}; gemm crate {:.0}, libtorch {:.0})", self.best(), self.gemm, self.libtorch)
+        let at = |v: &[f64]| {
+            let i = (0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j])).expect("sizes");
+            (v[i], PEAK_SIZES[i])
+        };
+        let ((g, gn), (l, ln)) = (at(&self.gemm), at(&self.libtorch));
+        let who = if g >= l { format!("gemm crate at {gn}³") } else { format!("libtorch at {ln}³") };
+        let all = |v: &[f64]| v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(" / ");
+        format!(
+            "{:.0} GFLOP/s ({who}; gemm crate {}, libtorch {} at {}³)",
+            self.best(),
+            all(&self.gemm),
+            all(&self.libtorch),
+            PEAK_SIZES.map(|n| n.to_string()).join(" / ")
+        )
     }
 }
 
-fn peak<F: TorchFloat>(n: usize, rounds_: usize) -> Result<Peak> {
+fn peak<F: TorchFloat>(rounds_: usize) -> Result<Peak> {
     let mut rng = RandomState::new(1);
-    let a: Array2<F> = rng.randn((n, n));
-    let b: Array2<F> = rng.randn((n, n));
-    let (at, bt) = (to_tensor(&a), to_tensor(&b));
-    let flops = 2.0 * (n * n * n) as f64;
-    let mut which = [0, 1];
-    let t = rounds(rounds_, &mut which, |w| {
-        Ok(if *w == 0 {
-            time(5, || drop(scratch::linalg::matmul(&a.view(), &b.view())))
-        } else {
-            time(5, || drop(at.matmul(&bt)))
-        })
-    })?;
-    Ok(Peak { gemm: flops / t[0] / 1e9, libtorch: flops / t[1] / 1e9 })
+    let mut peak = Peak { gemm: Vec::new(), libtorch: Vec::new() };
+    for n in PEAK_SIZES {
+        let a: Array2<F> = rng.randn((n, n));
+        let b: Array2<F> = rng.randn((n, n));
+        let (at, bt) = (to_tensor(&a), to_tensor(&b));
+        let flops = 2.0 * (n * n * n) as f64;
+        let reps = (5 * (2048 / n).pow(3)).min(200);
+        let mut which = [0, 1];
+        let t = rounds(rounds_, &mut which, |w| {
+            Ok(if *w == 0 {
+                time(reps, || drop(scratch::linalg::matmul(&a.view(), &b.view())))
+            } else {
+                time(reps, || drop(at.matmul(&bt)))
+            })
+        })?;
+        peak.gemm.push(flops / t[0] / 1e9);
+        peak.libtorch.push(flops / t[1] / 1e9);
+    }
+    Ok(peak)
 }
 
 fn gemm_table(reps: usize) -> Table {
@@ -468,8 +491,8 @@ fn main() -> Result<()> {
         tch::get_num_threads(),
         !cfg!(debug_assertions)
     );
-    let (p32, p64) = (peak::<f32>(2048, args.rounds)?, peak::<f64>(2048, args.rounds)?);
-    println!("\nMatrix-product peak at 2048³, all cores, median:");
+    let (p32, p64) = (peak::<f32>(args.rounds)?, peak::<f64>(args.rounds)?);
+    println!("\nMatrix-product peak, all cores, median:");
     println!("  f32: {}", p32.describe());
     println!("  f64: {}", p64.describe());
     if !args.no_gemm {
