@@ -52,11 +52,12 @@ pub mod optim;
 pub mod param;
 pub mod rng;
 pub mod rnn;
+mod simd;
 pub mod spec;
 pub mod train;
 
 pub use error::{Error, Result};
-pub use float::{exp_f32, tanh_f32, Float};
+pub use float::{exp_f32, exp_f64, tanh_f32, tanh_f64, Float};
 
 /// The types most programs need.
 pub mod prelude {

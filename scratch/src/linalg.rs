@@ -1,18 +1,30 @@
 //! The matrix product underneath every dense layer, in one place so that its implementation can be
 //! measured and chosen.
 //!
-//! It calls the `gemm` crate, which picks AVX2/FMA or AVX-512 kernels at run time and splits large
-//! products across threads. On the project's 2-core AVX2 machines it reaches about 180 GFLOP/s in f32
-//! (2 threads, 2048³), 90 % of the cores' peak; ndarray's default product (`matrixmultiply`) reaches
-//! 85 GFLOP/s there, single-threaded (`examples/src/bin/bench.rs` measures both).
+//! It calls the `gemm` crate, which picks AVX2/FMA or, with its `x86-v4` feature (enabled here),
+//! AVX-512 kernels at run time and splits large products across threads. On the project's 2-core AVX2
+//! machines it reaches about 180 GFLOP/s in f32 (2 threads, 2048³), 90 % of the cores' peak; on 2
+//! AVX-512 cores about 250 GFLOP/s, as fast as libtorch's MKL (without `x86-v4`, half that). ndarray's
+//! default product (`matrixmultiply`) runs on one core at a third of that
+//! (`examples/src/bin/bench.rs` measures all three).
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
 use crate::Float;
 
-/// Products with fewer multiply-adds than this run on one thread: below it, starting threads costs
-/// more than it saves.
-const PARALLEL_WORK: usize = 48 * 48 * 48;
+/// How a product of `(m, k)` by `(k, n)` is run: on all cores when it has at least 2²¹ multiply-adds
+/// and its output a side of at least 512, so that every core gets whole blocks of rows or columns;
+/// otherwise on one thread, where waking the other threads and splitting a narrow output costs more
+/// than it saves. Measured on 2 AVX-512 cores (GFLOP/s, one thread / two): 60×784×89 (the book's
+/// layer) 91 / 62, its weight gradient 784×60×89 138 / 160, 60×10×12544 64 / 133, 256×784×512 155 /
+/// 290.
+fn parallelism(m: usize, k: usize, n: usize) -> gemm::Parallelism {
+    if m * k * n >= 1 << 21 && m.max(n) >= 512 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    }
+}
 
 /// `A B` for `A: (m, k)` and `B: (k, n)`, any strides (so transposed views cost nothing).
 ///
@@ -25,7 +37,7 @@ pub fn matmul<F: Float>(a: &ArrayView2<F>, b: &ArrayView2<F>) -> Array2<F> {
         return Array2::zeros((m, n));
     }
     let mut c = Array2::<F>::uninit((m, n));
-    let parallelism = if m * n * k >= PARALLEL_WORK { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    let parallelism = parallelism(m, k, n);
     let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
     let (b_rs, b_cs) = (b.strides()[0], b.strides()[1]);
     let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
@@ -102,8 +114,7 @@ fn product_into<F: Float>(
         }
         return;
     }
-    let parallelism =
-        if threaded && m * n * k >= PARALLEL_WORK { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    let parallelism = if threaded { parallelism(m, k, n) } else { gemm::Parallelism::None };
     let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
     // SAFETY: as in `matmul`: the pointers and strides describe the arrays exactly, the shapes agree,
     // and `c` is borrowed mutably, so it does not alias `a` or `b`. With `accumulate` gemm reads `c`

@@ -22,6 +22,7 @@
 use ndarray::{Array, Dimension, IntoDimension};
 use rayon::prelude::*;
 
+use crate::simd::{dispatch, Simd, WithSimd};
 use crate::Float;
 
 const N: usize = 624;
@@ -208,32 +209,108 @@ impl RandomState {
         p
     }
 
-    /// A 0/1 mask with `P(1) = p`, for dropout.
-    ///
-    /// One draw from this generator seeds the whole mask; element `i` is 1 when a 32-bit hash of `i` and
-    /// the seed (MurmurHash3's finaliser, a bijection) falls below `p · 2³²`. Elements are then independent
-    /// of each other's order, so large masks are filled in parallel, with SIMD. This is not numpy's
-    /// `binomial` algorithm: dropout masks only need the distribution, and both engines draw theirs with
-    /// this function.
+    /// A 0/1 mask with `P(1) = p`, for dropout: [`RandomState::bernoulli`]'s mask written out.
     pub fn bernoulli_mask<F: Float, D: Dimension>(&mut self, p: f64, shape: D) -> Array<F, D> {
+        let mask = self.bernoulli(p);
+        let mut out = Array::zeros(shape);
+        let values = out.as_slice_mut().expect("a new array is contiguous");
+        values.par_chunks_mut(BernoulliMask::CHUNK).enumerate().for_each(|(i, chunk)| {
+            mask.fill(i * BernoulliMask::CHUNK, chunk);
+        });
+        out
+    }
+
+    /// A Bernoulli mask with `P(1) = p` over any number of elements, from one draw of this generator
+    /// (see [`BernoulliMask`]).
+    pub fn bernoulli(&mut self, p: f64) -> BernoulliMask {
         let seed = self.next_u32();
-        let threshold = (p * 4_294_967_296.0).min(4_294_967_295.0) as u32;
-        let always = p >= 1.0;
-        let mut mask = Array::zeros(shape);
-        let fill = |(offset, chunk): (usize, &mut [F])| {
-            for (k, m) in chunk.iter_mut().enumerate() {
-                let bits = fmix32(((offset + k) as u32).wrapping_mul(0x9e37_79b9) ^ seed);
-                *m = if always || bits < threshold { F::one() } else { F::zero() };
-            }
-        };
-        const CHUNK: usize = 1 << 14;
-        let values = mask.as_slice_mut().expect("a new array is contiguous");
-        values.par_chunks_mut(CHUNK).enumerate().map(|(i, c)| (i * CHUNK, c)).for_each(fill);
-        mask
+        BernoulliMask { seed, threshold: (p * 4_294_967_296.0).min(4_294_967_295.0) as u32, always: p >= 1.0 }
+    }
+}
+
+/// A 0/1 mask with `P(1) = p`, defined by one seed for any number of elements: element `i` (in
+/// row-major order) is 1 when a 32-bit hash of `i` and the seed falls below `p · 2³²`,
+///
+/// ```text
+/// m[i] = [ fmix32((i · 0x9e3779b9) ⊕ seed) < p · 2³² ]     (always 1 when p ≥ 1)
+/// ```
+///
+/// with `fmix32` MurmurHash3's finaliser (a bijection in which every input bit affects every output
+/// bit). Elements are independent of each other's order, so a mask is computed in parallel, with SIMD,
+/// for any range of elements, and never has to be stored: dropout recomputes it in its backward pass.
+/// This is not numpy's `binomial` algorithm: dropout masks only need the distribution, and both
+/// engines draw theirs this way (through [`RandomState::bernoulli_mask`] or
+/// [`RandomState::bernoulli`]), so that they drop the same units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BernoulliMask {
+    seed: u32,
+    threshold: u32,
+    always: bool,
+}
+
+impl BernoulliMask {
+    /// Elements per task when a mask is spread over the cores.
+    pub const CHUNK: usize = 1 << 14;
+
+    /// Whether element `index` is 1.
+    #[inline(always)]
+    pub fn keeps(&self, index: usize) -> bool {
+        let bits = fmix32((index as u32).wrapping_mul(0x9e37_79b9) ^ self.seed);
+        self.always || bits < self.threshold
+    }
+
+    /// Writes elements `offset..offset + out.len()` of the mask, as 0 and 1, into `out`.
+    pub fn fill<F: Float>(&self, offset: usize, out: &mut [F]) {
+        dispatch(Fill { mask: *self, offset, out });
+    }
+
+    /// Multiplies `values`, elements `offset..` of an array, by `scale` where the mask is 1 and by 0
+    /// where it is 0: `v ← v · (m ? scale : 0)` (so a dropped NaN stays NaN, as a product with the
+    /// mask would).
+    pub fn scale<F: Float>(&self, offset: usize, values: &mut [F], scale: F) {
+        dispatch(Scale { mask: *self, offset, values, scale });
+    }
+}
+
+/// [`BernoulliMask::fill`], compiled for each instruction-set level.
+struct Fill<'a, F> {
+    mask: BernoulliMask,
+    offset: usize,
+    out: &'a mut [F],
+}
+
+impl<F: Float> WithSimd for Fill<'_, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        for (k, m) in self.out.iter_mut().enumerate() {
+            *m = if self.mask.keeps(self.offset + k) { F::one() } else { F::zero() };
+        }
+    }
+}
+
+/// [`BernoulliMask::scale`], compiled for each instruction-set level.
+struct Scale<'a, F> {
+    mask: BernoulliMask,
+    offset: usize,
+    values: &'a mut [F],
+    scale: F,
+}
+
+impl<F: Float> WithSimd for Scale<'_, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        for (k, v) in self.values.iter_mut().enumerate() {
+            *v *= if self.mask.keeps(self.offset + k) { self.scale } else { F::zero() };
+        }
     }
 }
 
 /// MurmurHash3's 32-bit finaliser: a bijective mix in which every input bit affects every output bit.
+#[inline(always)]
 fn fmix32(mut h: u32) -> u32 {
     h ^= h >> 16;
     h = h.wrapping_mul(0x85eb_ca6b);

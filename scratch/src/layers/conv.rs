@@ -3,9 +3,9 @@
 use ndarray::ArrayD;
 
 use super::{Layer, LayerOps};
-use crate::conv::{ChannelBiasAdd, Conv2DOp, ConvTranspose2DOp};
+use crate::conv::{ChannelBiasAdd, Conv2DOp, ConvTranspose2DOp, FusedConv};
 use crate::ops::{Dropout, Flatten, Mode, Operation};
-use crate::param::Param;
+use crate::param::{Layout, Param};
 use crate::rng::RandomState;
 use crate::spec::ConvSpec;
 use crate::{Float, Result};
@@ -16,6 +16,11 @@ use crate::{Float, Result};
 /// ```text
 /// X: (batch, C, H, W), K: (C, O, k, k)  ->  (batch, O, Ho, Wo)     (or (batch, O·Ho·Wo) flattened)
 /// ```
+///
+/// At stride 1 (with padding below the kernel size) it is computed in one pass each way by the
+/// direct convolution ([`crate::conv`]'s `FusedConv`); otherwise, and for the transposed convolution,
+/// as its operations in sequence ([`Conv2DOp`] or [`ConvTranspose2DOp`], [`ChannelBiasAdd`], the
+/// activation, [`Flatten`], [`Dropout`]).
 ///
 /// Its parameters are `weight` (the kernel, PyTorch's `(O, C, k, k)` in checkpoints) and, with a bias,
 /// `bias` `(O,)`.
@@ -33,7 +38,15 @@ use crate::{Float, Result};
 /// ```
 pub struct Conv2D<F: Float> {
     spec: ConvSpec,
-    ops: LayerOps<F>,
+    inner: Inner<F>,
+}
+
+/// How the layer computes.
+enum Inner<F: Float> {
+    /// Stride 1, padding below the kernel: the fused direct convolution.
+    Direct(Box<FusedConv<F>>),
+    /// Anything else: the operations in sequence.
+    Ops(Box<LayerOps<F>>),
 }
 
 impl<F: Float> Conv2D<F> {
@@ -43,7 +56,7 @@ impl<F: Float> Conv2D<F> {
     /// As [`ConvSpec::validate`].
     pub fn new(spec: ConvSpec, rng: &mut RandomState) -> Result<Self> {
         spec.validate()?;
-        let mut layer = Conv2D { spec, ops: LayerOps::new(Vec::new(), None) };
+        let mut layer = Conv2D { spec, inner: Inner::Ops(Box::new(LayerOps::new(Vec::new(), None))) };
         layer.reinitialize(rng);
         Ok(layer)
     }
@@ -59,7 +72,51 @@ impl<F: Float> Layer<F> for Conv2D<F> {
         self.spec.describe()
     }
 
-    delegate_to_ops!();
+    fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
+        match &mut self.inner {
+            Inner::Direct(conv) => conv.forward(input, mode),
+            Inner::Ops(ops) => ops.forward(input, mode),
+        }
+    }
+
+    fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
+        match &mut self.inner {
+            Inner::Direct(conv) => Ok(conv.backward(output_grad, true)?.expect("the input gradient was asked for")),
+            Inner::Ops(ops) => ops.backward(output_grad),
+        }
+    }
+
+    fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {
+        match &mut self.inner {
+            Inner::Direct(conv) => conv.backward(output_grad, false).map(drop),
+            Inner::Ops(ops) => ops.backward_params(output_grad),
+        }
+    }
+
+    fn params(&self) -> Vec<(String, &Param<F>)> {
+        match &self.inner {
+            Inner::Direct(conv) => std::iter::once(("weight".into(), &conv.kernel))
+                .chain(conv.bias.as_ref().map(|b| ("bias".into(), b)))
+                .collect(),
+            Inner::Ops(ops) => ops.params(),
+        }
+    }
+
+    fn params_mut(&mut self) -> Vec<(String, &mut Param<F>)> {
+        match &mut self.inner {
+            Inner::Direct(conv) => std::iter::once(("weight".into(), &mut conv.kernel))
+                .chain(conv.bias.as_mut().map(|b| ("bias".into(), b)))
+                .collect(),
+            Inner::Ops(ops) => ops.params_mut(),
+        }
+    }
+
+    fn dropout_mut(&mut self) -> Option<&mut Dropout<F>> {
+        match &mut self.inner {
+            Inner::Direct(conv) => conv.dropout.as_mut(),
+            Inner::Ops(ops) => ops.dropout.as_mut(),
+        }
+    }
 
     /// Draws fresh values as [`ConvSpec::draw`] says.
     fn reinitialize(&mut self, rng: &mut RandomState) {
@@ -68,6 +125,17 @@ impl<F: Float> Layer<F> for Conv2D<F> {
         let g = spec.geometry();
         let cast = |a: f64| F::cast(a);
         let kernel = draw.kernel.mapv(cast);
+        let dropout = spec
+            .dropout
+            .zip(draw.dropout_seed)
+            .map(|((keep, style), seed)| Dropout::new(keep, style, RandomState::new(seed)).expect("validated"));
+        if !spec.transposed && FusedConv::<F>::supports(&g) {
+            let kernel = Param::new(kernel.into_dyn(), Layout::SwapAxes01);
+            let bias = draw.bias.map(|b| Param::new(b.mapv(cast).into_dyn(), Layout::Canonical));
+            self.inner =
+                Inner::Direct(Box::new(FusedConv::new(kernel, bias, g, spec.activation, spec.flatten, dropout)));
+            return;
+        }
         let mut ops: Vec<Box<dyn Operation<F>>> = if spec.transposed {
             let op = ConvTranspose2DOp::new(kernel, spec.stride, g.padding.0, spec.output_padding);
             vec![Box::new(op.expect("validated"))]
@@ -81,10 +149,6 @@ impl<F: Float> Layer<F> for Conv2D<F> {
         if spec.flatten {
             ops.push(Box::new(Flatten::new()));
         }
-        let dropout = spec
-            .dropout
-            .zip(draw.dropout_seed)
-            .map(|((keep, style), seed)| Dropout::new(keep, style, RandomState::new(seed)).expect("validated"));
-        self.ops = LayerOps::new(ops, dropout);
+        self.inner = Inner::Ops(Box::new(LayerOps::new(ops, dropout)));
     }
 }

@@ -1,13 +1,15 @@
 //! The fully connected layer.
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{Array1, Array2, ArrayD, ArrayView2, ArrayViewMut2, Axis, Ix2, IxDyn};
+use rayon::prelude::*;
 
-use super::{Layer, LayerOps};
-use crate::ops::{BiasAdd, Dropout, Mode, Operation, WeightMultiply};
-use crate::param::Param;
+use super::Layer;
+use crate::linalg::{matmul, matmul_into_threaded};
+use crate::ops::{no_forward, Dropout, Mode};
+use crate::param::{Layout, Param};
 use crate::rng::RandomState;
 use crate::spec::DenseSpec;
-use crate::{Float, Result};
+use crate::{Error, Float, Result};
 
 /// A fully connected layer: `Y = activation(X W + B)`, optionally followed by dropout, over the last
 /// axis of its input (as `torch.nn.Linear`).
@@ -15,10 +17,17 @@ use crate::{Float, Result};
 /// ```text
 /// X: (batch, in), W: (in, neurons), B: (1, neurons)  ->  Y: (batch, neurons)
 /// X: (batch, time, in)                               ->  Y: (batch, time, neurons)   (rows batch·time)
+///
+/// forward:   Z = X W + B,  A = f(Z),  Y = A ⊙ dropout factor
+/// backward:  ∂L/∂Z = ∂L/∂Y ⊙ dropout factor ⊙ f'(·)
+///            ∂L/∂B = Σ_rows ∂L/∂Z,  ∂L/∂W = Xᵀ ∂L/∂Z,  ∂L/∂X = ∂L/∂Z Wᵀ
 /// ```
 ///
-/// Its operations are [`WeightMultiply`], [`BiasAdd`], the activation and, if configured, [`Dropout`];
-/// its parameters are named `weight` and `bias`.
+/// The book's operations ([`WeightMultiply`](crate::ops::WeightMultiply),
+/// [`BiasAdd`](crate::ops::BiasAdd), the activation, [`Dropout`]) computed in one pass each way: the
+/// product, then the bias, activation and dropout on each piece of rows while it is in cache; the
+/// gradients in place, into buffers kept from one call to the next. Its parameters are named `weight`
+/// and `bias`.
 ///
 /// ```
 /// use scratch::layers::{Dense, Layer};
@@ -36,32 +45,47 @@ use crate::{Float, Result};
 pub struct Dense<F: Float> {
     spec: DenseSpec,
     inputs: usize,
-    /// `WeightMultiply`, `BiasAdd`, activation; then dropout.
-    ops: LayerOps<F>,
+    /// `W: (in, neurons)`, the book's layout (PyTorch's transposed).
+    weight: Param<F>,
+    /// `B: (1, neurons)`.
+    bias: Param<F>,
+    dropout: Option<Dropout<F>>,
+    cache: Option<Cache<F>>,
     /// The leading axes of the last input when it had more than two (they are merged into rows).
     leading: Option<Vec<usize>>,
 }
 
-impl<F: Float> Dense<F> {
-    /// The layer `spec` describes on `inputs` inputs, drawn from `rng` ([`DenseSpec::draw`]).
-    ///
-    /// # Errors
-    /// As [`DenseSpec::validate`].
-    pub fn new(inputs: usize, spec: DenseSpec, rng: &mut RandomState) -> Result<Self> {
-        spec.validate(inputs)?;
-        let mut layer = Dense { spec, inputs, ops: LayerOps::new(Vec::new(), None), leading: None };
-        layer.reinitialize(rng);
-        Ok(layer)
-    }
+/// What the backward pass needs from the forward pass.
+struct Cache<F> {
+    /// `X`.
+    input: Array2<F>,
+    /// `A = f(Z)`, or `Z` for an activation whose derivative needs its input
+    /// ([`Activation::derivative_from_input`]); the buffer is reused by the next forward pass.
+    activated: Array2<F>,
+}
 
-    /// What the layer is.
-    pub fn spec(&self) -> &DenseSpec {
-        &self.spec
-    }
+/// Rows of at least this many elements in all are processed on all cores.
+const PARALLEL_LEN: usize = 1 << 15;
 
-    /// The number of inputs.
-    pub fn inputs(&self) -> usize {
-        self.inputs
+/// Calls `f(first element, rows)` on pieces of whole rows of `a` and, alongside, of `b`, in parallel
+/// when the arrays are large.
+fn by_rows<F: Float>(
+    a: &mut ArrayViewMut2<F>,
+    b: Option<&mut ArrayViewMut2<F>>,
+    f: impl Fn(usize, &mut [F], Option<&mut [F]>) + Sync,
+) {
+    let n = a.ncols().max(1);
+    let rows = (PARALLEL_LEN / n).max(1);
+    let piece = rows * n;
+    let a = a.as_slice_mut().expect("standard layout");
+    match b {
+        Some(b) => {
+            let b = b.as_slice_mut().expect("standard layout");
+            a.par_chunks_mut(piece).zip(b.par_chunks_mut(piece)).enumerate().for_each(|(i, (a, b))| {
+                f(i * piece, a, Some(b));
+            });
+        }
+        None => a.par_chunks_mut(piece).enumerate().for_each(|(i, a)| f(i * piece, a, None)),
     }
 }
 
@@ -78,6 +102,119 @@ fn unrows<F: Float>(a: ArrayD<F>, leading: &[usize]) -> ArrayD<F> {
     a.into_shape_with_order(IxDyn(&shape)).expect("sizes agree")
 }
 
+impl<F: Float> Dense<F> {
+    /// The layer `spec` describes on `inputs` inputs, drawn from `rng` ([`DenseSpec::draw`]).
+    ///
+    /// # Errors
+    /// As [`DenseSpec::validate`].
+    pub fn new(inputs: usize, spec: DenseSpec, rng: &mut RandomState) -> Result<Self> {
+        spec.validate(inputs)?;
+        let empty = || Param::new(ArrayD::zeros(IxDyn(&[0, 0])), Layout::Canonical);
+        let mut layer =
+            Dense { spec, inputs, weight: empty(), bias: empty(), dropout: None, cache: None, leading: None };
+        layer.reinitialize(rng);
+        Ok(layer)
+    }
+
+    /// What the layer is.
+    pub fn spec(&self) -> &DenseSpec {
+        &self.spec
+    }
+
+    /// The number of inputs.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    fn w(&self) -> ArrayView2<'_, F> {
+        self.weight.value.view().into_dimensionality::<Ix2>().expect("the weight is a matrix")
+    }
+
+    /// `∂L/∂Z` from `∂L/∂Y` (through dropout and the activation), and the gradients of `B` and `W`.
+    fn param_grads(&mut self, output_grad: ArrayD<F>) -> Result<(Array2<F>, &Cache<F>)> {
+        let cache = self.cache.as_ref().ok_or_else(|| no_forward("Dense"))?;
+        let expected = cache.activated.dim();
+        if output_grad.shape() != [expected.0, expected.1] {
+            return Err(Error::shape(
+                "Dense backward",
+                format!("gradient {:?}", [expected.0, expected.1]),
+                output_grad.shape(),
+            ));
+        }
+        let mut g = output_grad.into_dimensionality::<Ix2>().expect("checked above");
+        if !g.is_standard_layout() {
+            g = g.as_standard_layout().into_owned();
+        }
+        let (activation, dropout) = (self.spec.activation, self.dropout.as_ref());
+        let cached = cache.activated.as_slice().expect("a buffer of the layer's");
+        by_rows(&mut g.view_mut(), None, |offset, g, _| {
+            if let Some(d) = dropout {
+                d.apply(offset, g).expect("started by the forward pass");
+            }
+            activation.gradient(g, &cached[offset..offset + g.len()]);
+        });
+        // ∂L/∂B: the rows summed in order.
+        let mut db = Array1::zeros(g.ncols());
+        for row in g.axis_iter(Axis(0)) {
+            db += &row;
+        }
+        self.bias.grad = db.insert_axis(Axis(0)).into_dyn();
+        // ∂L/∂W = Xᵀ ∂L/∂Z, into the gradient's buffer.
+        let shape = self.weight.value.raw_dim();
+        if self.weight.grad.raw_dim() != shape {
+            self.weight.grad = ArrayD::zeros(shape);
+        }
+        let mut dw = self.weight.grad.view_mut().into_dimensionality::<Ix2>().expect("the weight is a matrix");
+        matmul_into_threaded(&mut dw, &cache.input.t(), &g.view(), false);
+        Ok((g, cache))
+    }
+
+    fn forward_rows(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
+        let (n_in, n) = (self.inputs, self.spec.neurons);
+        let shape_error =
+            |got: &[usize]| Error::shape("input", format!("(batch, {n_in})"), got).within("WeightMultiply");
+        if input.ndim() != 2 {
+            return Err(Error::shape("input", "a 2-D array (batch, features)", input.shape()).within("WeightMultiply"));
+        }
+        if input.shape()[1] != n_in {
+            return Err(shape_error(input.shape()));
+        }
+        let x = input.into_dimensionality::<Ix2>().expect("checked above");
+        let batch = x.nrows();
+        let mut z = match self.cache.take() {
+            Some(c) if c.activated.dim() == (batch, n) => c.activated,
+            _ => Array2::zeros((batch, n)),
+        };
+        matmul_into_threaded(&mut z.view_mut(), &x.view(), &self.w(), false);
+        let activation = self.spec.activation;
+        let bias = self.bias.value.as_slice().expect("a bias is contiguous");
+        let mut y = Array2::zeros((batch, n));
+        if let Some(d) = &mut self.dropout {
+            d.start(&[batch, n], mode).map_err(|e| e.within("Dropout"))?;
+        }
+        let dropout = self.dropout.as_ref();
+        // Per piece of rows: Z += B, A = f(Z) (kept, or Z kept), Y = A ⊙ dropout.
+        by_rows(&mut z.view_mut(), Some(&mut y.view_mut()), |offset, z, y| {
+            let y = y.expect("both arrays");
+            for row in z.chunks_exact_mut(n.max(1)) {
+                row.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
+            }
+            if activation.derivative_from_input() {
+                y.copy_from_slice(z);
+                activation.apply(y);
+            } else {
+                activation.apply(z);
+                y.copy_from_slice(z);
+            }
+            if let Some(d) = dropout {
+                d.apply(offset, y).expect("started above");
+            }
+        });
+        self.cache = Some(Cache { input: x, activated: z });
+        Ok(y.into_dyn())
+    }
+}
+
 impl<F: Float> Layer<F> for Dense<F> {
     fn describe(&self) -> String {
         self.spec.describe(self.inputs)
@@ -86,39 +223,40 @@ impl<F: Float> Layer<F> for Dense<F> {
     fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
         if input.ndim() <= 2 {
             self.leading = None;
-            return self.ops.forward(input, mode);
+            return self.forward_rows(input, mode);
         }
         let leading = input.shape()[..input.ndim() - 1].to_vec();
-        let y = self.ops.forward(rows(input), mode)?;
-        let y = unrows(y, &leading);
+        let y = unrows(self.forward_rows(rows(input), mode)?, &leading);
         self.leading = Some(leading);
         Ok(y)
     }
 
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
-        match self.leading.clone() {
-            None => self.ops.backward(output_grad),
-            Some(leading) => Ok(unrows(self.ops.backward(rows(output_grad))?, &leading)),
-        }
+        let leading = self.leading.clone();
+        let output_grad = if leading.is_some() { rows(output_grad) } else { output_grad };
+        let (g, _) = self.param_grads(output_grad)?;
+        let dx = matmul(&g.view(), &self.w().t()).into_dyn();
+        Ok(match leading {
+            Some(leading) => unrows(dx, &leading),
+            None => dx,
+        })
     }
 
     fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {
-        match self.leading {
-            None => self.ops.backward_params(output_grad),
-            Some(_) => self.ops.backward_params(rows(output_grad)),
-        }
+        let output_grad = if self.leading.is_some() { rows(output_grad) } else { output_grad };
+        self.param_grads(output_grad).map(drop)
     }
 
     fn params(&self) -> Vec<(String, &Param<F>)> {
-        self.ops.params()
+        vec![("weight".into(), &self.weight), ("bias".into(), &self.bias)]
     }
 
     fn params_mut(&mut self) -> Vec<(String, &mut Param<F>)> {
-        self.ops.params_mut()
+        vec![("weight".into(), &mut self.weight), ("bias".into(), &mut self.bias)]
     }
 
     fn dropout_mut(&mut self) -> Option<&mut Dropout<F>> {
-        self.ops.dropout.as_mut()
+        self.dropout.as_mut()
     }
 
     /// Draws fresh values as [`DenseSpec::draw`] says.
@@ -126,15 +264,12 @@ impl<F: Float> Layer<F> for Dense<F> {
         let spec = &self.spec;
         let draw = spec.draw(rng, self.inputs);
         let cast = |v: f64| F::cast(v);
-        let ops: Vec<Box<dyn Operation<F>>> = vec![
-            Box::new(WeightMultiply::new(draw.weight.mapv(cast))),
-            Box::new(BiasAdd::new(draw.bias.mapv(cast).insert_axis(ndarray::Axis(0)))),
-            spec.activation.operation(),
-        ];
-        let dropout = spec.dropout.zip(draw.dropout_seed).map(|((keep, style), seed)| {
+        self.weight = Param::new(draw.weight.mapv(cast).into_dyn(), Layout::SwapAxes01);
+        self.bias = Param::new(draw.bias.mapv(cast).insert_axis(Axis(0)).into_dyn(), Layout::RowVector);
+        self.dropout = spec.dropout.zip(draw.dropout_seed).map(|((keep, style), seed)| {
             Dropout::new(keep, style, RandomState::new(seed)).expect("validated when the layer was built")
         });
-        self.ops = LayerOps::new(ops, dropout);
+        self.cache = None;
     }
 
     fn reseeds_in_book(&self) -> bool {

@@ -83,40 +83,11 @@ pub trait Layer<F: Float>: Send {
     }
 }
 
-/// The [`Layer`] methods a layer built on [`LayerOps`] (in a field `ops`) passes on to them.
-macro_rules! delegate_to_ops {
-    () => {
-        fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
-            self.ops.forward(input, mode)
-        }
-
-        fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
-            self.ops.backward(output_grad)
-        }
-
-        fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {
-            self.ops.backward_params(output_grad)
-        }
-
-        fn params(&self) -> Vec<(String, &Param<F>)> {
-            self.ops.params()
-        }
-
-        fn params_mut(&mut self) -> Vec<(String, &mut Param<F>)> {
-            self.ops.params_mut()
-        }
-
-        fn dropout_mut(&mut self) -> Option<&mut Dropout<F>> {
-            self.ops.dropout.as_mut()
-        }
-    };
-}
-
 mod conv;
 mod dense;
 
-/// A layer's operations and its optional dropout, run in order (the part [`Dense`] and [`Conv2D`]
-/// share).
+/// A layer's operations and its optional dropout, run in order (how [`Conv2D`] computes where the
+/// direct convolution does not apply).
 struct LayerOps<F: Float> {
     chain: OpChain<F>,
     dropout: Option<Dropout<F>>,

@@ -3,27 +3,38 @@
 //! Each one caches what its derivative needs (its output, or its input's sign) and multiplies the
 //! incoming gradient elementwise: `∂L/∂x = ∂L/∂y ⊙ f'(x)`.
 
-use ndarray::{ArrayD, Zip};
+use ndarray::ArrayD;
+use rayon::prelude::*;
 
-/// Arrays at least this long are processed on all cores.
+use crate::simd::{dispatch, Simd, WithSimd};
+
+/// Arrays at least this long are processed on all cores, in pieces of this length.
 const PARALLEL_LEN: usize = 1 << 16;
 
-/// `f` applied to every element of `a`, in place, in parallel for large arrays.
-fn map_inplace<F: Float>(a: &mut ArrayD<F>, f: impl Fn(F) -> F + Sync + Send) {
-    if a.len() >= PARALLEL_LEN {
-        Zip::from(a).par_for_each(|v| *v = f(*v));
+/// `a` in standard (row-major) layout, copied only if it is not already.
+fn standard<F: Float>(a: ArrayD<F>) -> ArrayD<F> {
+    if a.is_standard_layout() {
+        a
     } else {
-        a.mapv_inplace(f);
+        a.as_standard_layout().into_owned()
     }
 }
 
-/// `g[i] ← f(g[i], y[i])` for the gradient `g` and a cached array `y`, in parallel for large arrays.
-fn zip_inplace<F: Float>(g: &mut ArrayD<F>, y: &ArrayD<F>, f: impl Fn(F, F) -> F + Sync + Send) {
-    if g.len() >= PARALLEL_LEN {
-        Zip::from(g).and(y).par_for_each(|g, &y| *g = f(*g, y));
-    } else {
-        Zip::from(g).and(y).for_each(|g, &y| *g = f(*g, y));
-    }
+/// The activation applied to every element of `a`, in parallel for large arrays.
+fn apply_all<F: Float>(activation: Activation, a: ArrayD<F>) -> ArrayD<F> {
+    let mut a = standard(a);
+    a.as_slice_mut().expect("standard layout").par_chunks_mut(PARALLEL_LEN).for_each(|c| activation.apply(c));
+    a
+}
+
+/// The gradient `g` multiplied by the derivative, from the array the activation cached, in parallel
+/// for large arrays.
+fn gradient_all<F: Float>(activation: Activation, g: ArrayD<F>, cached: &ArrayD<F>) -> ArrayD<F> {
+    let mut g = standard(g);
+    let cached = cached.as_slice().expect("cached arrays are standard layout");
+    let gs = g.as_slice_mut().expect("standard layout");
+    gs.par_chunks_mut(PARALLEL_LEN).zip(cached.par_chunks(PARALLEL_LEN)).for_each(|(g, c)| activation.gradient(g, c));
+    g
 }
 
 use super::{no_forward, Mode, Operation};
@@ -55,8 +66,29 @@ impl Activation {
             Activation::Sigmoid => Box::new(Sigmoid { output: None }),
             Activation::Tanh => Box::new(Tanh { output: None }),
             Activation::ReLU => Box::new(ReLU { output: None }),
-            Activation::LeakyReLU { slope } => Box::new(LeakyReLU { slope: F::cast(slope), input: None }),
+            Activation::LeakyReLU { slope } => Box::new(LeakyReLU { slope, input: None }),
         }
+    }
+
+    /// Whether [`Activation::gradient`] needs the activation's input (leaky ReLU, whose slope may be
+    /// negative) rather than its output (all the others).
+    pub(crate) fn derivative_from_input(self) -> bool {
+        matches!(self, Activation::LeakyReLU { .. })
+    }
+
+    /// `v ← f(v)` for every element, with SIMD where the processor has it.
+    pub(crate) fn apply<F: Float>(self, values: &mut [F]) {
+        dispatch(Apply { activation: self, values });
+    }
+
+    /// `g ← g ⊙ f'(·)` for every element, the derivative computed from `cached`: the activation's output,
+    /// or its input where [`Activation::derivative_from_input`].
+    ///
+    /// # Panics
+    /// If the slices differ in length.
+    pub(crate) fn gradient<F: Float>(self, grad: &mut [F], cached: &[F]) {
+        assert_eq!(grad.len(), cached.len(), "a gradient and its cached values");
+        dispatch(Gradient { activation: self, grad, cached });
     }
 
     /// The name used in layer descriptions (`"sigmoid"`).
@@ -67,6 +99,60 @@ impl Activation {
             Activation::Tanh => "tanh",
             Activation::ReLU => "relu",
             Activation::LeakyReLU { .. } => "leaky_relu",
+        }
+    }
+}
+
+/// [`Activation::apply`], compiled for each instruction-set level.
+struct Apply<'a, F> {
+    activation: Activation,
+    values: &'a mut [F],
+}
+
+impl<F: Float> WithSimd for Apply<'_, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        let values = self.values.iter_mut();
+        match self.activation {
+            Activation::Linear => {}
+            Activation::Sigmoid => values.for_each(|v| *v = v.sigmoid_fast()),
+            Activation::Tanh => values.for_each(|v| *v = v.tanh_fast()),
+            Activation::ReLU => values.for_each(|v| *v = v.max(F::zero())),
+            Activation::LeakyReLU { slope } => {
+                let slope = F::cast(slope);
+                values.for_each(|v| *v = if *v > F::zero() { *v } else { slope * *v });
+            }
+        }
+    }
+}
+
+/// [`Activation::gradient`], compiled for each instruction-set level.
+struct Gradient<'a, F> {
+    activation: Activation,
+    grad: &'a mut [F],
+    cached: &'a [F],
+}
+
+impl<F: Float> WithSimd for Gradient<'_, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        let pairs = self.grad.iter_mut().zip(self.cached);
+        let one = F::one();
+        match self.activation {
+            Activation::Linear => {}
+            Activation::Sigmoid => pairs.for_each(|(g, &y)| *g *= y * (one - y)),
+            Activation::Tanh => pairs.for_each(|(g, &y)| *g *= one - y * y),
+            // A select, not a branch: the signs are random, and a branch would be mispredicted half the
+            // time.
+            Activation::ReLU => pairs.for_each(|(g, &y)| *g = if y > F::zero() { *g } else { F::zero() }),
+            Activation::LeakyReLU { slope } => {
+                let slope = F::cast(slope);
+                pairs.for_each(|(g, &x)| *g *= if x > F::zero() { one } else { slope });
+            }
         }
     }
 }
@@ -105,17 +191,14 @@ impl<F: Float> Operation<F> for Sigmoid<F> {
     }
 
     fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
-        let mut y = input;
-        map_inplace(&mut y, F::sigmoid_fast);
+        let y = apply_all(Activation::Sigmoid, input);
         self.output = Some(y.clone());
         Ok(y)
     }
 
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
         let y = self.output.as_ref().ok_or_else(|| no_forward("Sigmoid"))?;
-        let mut g = output_grad;
-        zip_inplace(&mut g, y, |g, y| g * (y * (F::one() - y)));
-        Ok(g)
+        Ok(gradient_all(Activation::Sigmoid, output_grad, y))
     }
 }
 
@@ -130,17 +213,14 @@ impl<F: Float> Operation<F> for Tanh<F> {
     }
 
     fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
-        let mut y = input;
-        map_inplace(&mut y, F::tanh_fast);
+        let y = apply_all(Activation::Tanh, input);
         self.output = Some(y.clone());
         Ok(y)
     }
 
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
         let y = self.output.as_ref().ok_or_else(|| no_forward("Tanh"))?;
-        let mut g = output_grad;
-        zip_inplace(&mut g, y, |g, y| g * (F::one() - y * y));
-        Ok(g)
+        Ok(gradient_all(Activation::Tanh, output_grad, y))
     }
 }
 
@@ -158,25 +238,20 @@ impl<F: Float> Operation<F> for ReLU<F> {
     }
 
     fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
-        let mut y = input;
-        map_inplace(&mut y, |x| x.max(F::zero()));
+        let y = apply_all(Activation::ReLU, input);
         self.output = Some(y.clone());
         Ok(y)
     }
 
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
         let y = self.output.as_ref().ok_or_else(|| no_forward("ReLU"))?;
-        let mut g = output_grad;
-        // Written as a select, not a branch: the signs are random, and a branch would be mispredicted
-        // half the time.
-        zip_inplace(&mut g, y, |g, y| if y > F::zero() { g } else { F::zero() });
-        Ok(g)
+        Ok(gradient_all(Activation::ReLU, output_grad, y))
     }
 }
 
 /// `y = x` for `x > 0`, `slope · x` otherwise; `∂L/∂x = ∂L/∂y ⊙ (1 or slope)`.
 pub struct LeakyReLU<F> {
-    slope: F,
+    slope: f64,
     input: Option<ArrayD<F>>,
 }
 
@@ -186,17 +261,14 @@ impl<F: Float> Operation<F> for LeakyReLU<F> {
     }
 
     fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
-        let slope = self.slope;
-        let y = input.mapv(|x| if x > F::zero() { x } else { slope * x });
+        let input = standard(input);
+        let y = apply_all(Activation::LeakyReLU { slope: self.slope }, input.clone());
         self.input = Some(input);
         Ok(y)
     }
 
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
         let x = self.input.as_ref().ok_or_else(|| no_forward("LeakyReLU"))?;
-        let slope = self.slope;
-        let mut g = output_grad;
-        Zip::from(&mut g).and(x).for_each(|g, &x| *g *= if x > F::zero() { F::one() } else { slope });
-        Ok(g)
+        Ok(gradient_all(Activation::LeakyReLU { slope: self.slope }, output_grad, x))
     }
 }

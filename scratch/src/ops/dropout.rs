@@ -1,9 +1,10 @@
 //! Dropout: randomly zero activations during training.
 
 use ndarray::ArrayD;
+use rayon::prelude::*;
 
 use super::{no_forward, Mode, Operation};
-use crate::rng::RandomState;
+use crate::rng::{BernoulliMask, RandomState};
 use crate::{Error, Float, Result};
 
 /// How dropout scales activations.
@@ -23,20 +24,29 @@ pub enum DropoutStyle {
 /// eval  (inverted):  y = x
 /// ```
 ///
-/// The mask comes from the operation's own generator, or from [`Dropout::inject_mask`] so that two
-/// engines can be compared with the same mask.
+/// The mask comes from the operation's own generator, one draw per training pass seeding a
+/// [`BernoulliMask`] (computed again in the backward pass rather than stored), or from
+/// [`Dropout::inject_mask`] so that two engines can be compared with the same mask.
+///
+/// Layers apply it to their output in place, piece by piece ([`Dropout::start`] then
+/// [`Dropout::apply`] on each piece), in the same pass as their activation.
 pub struct Dropout<F> {
     keep: f64,
     style: DropoutStyle,
     rng: RandomState,
     injected: Option<ArrayD<F>>,
-    /// The factor applied in the last forward pass: the scaled mask in training, a constant in evaluation.
+    /// The factor of the last forward pass.
     factor: Option<Factor<F>>,
 }
 
+/// What dropout multiplies its input by in one pass.
 enum Factor<F> {
-    Mask(ArrayD<F>),
+    /// The same number for every element (evaluation).
     Scalar(F),
+    /// `scale` where the mask is 1, 0 where it is 0.
+    Drawn { mask: BernoulliMask, scale: F, len: usize },
+    /// An injected mask, already scaled.
+    Injected(ArrayD<F>),
 }
 
 impl<F: Float> Dropout<F> {
@@ -61,6 +71,75 @@ impl<F: Float> Dropout<F> {
     pub fn keep(&self) -> f64 {
         self.keep
     }
+
+    /// Starts a forward pass on an input of `shape`: draws the mask (one draw of the generator) or
+    /// takes the injected one, for [`Dropout::apply`].
+    ///
+    /// # Errors
+    /// If an injected mask does not have the input's shape.
+    pub fn start(&mut self, shape: &[usize], mode: Mode) -> Result<()> {
+        let (keep, style) = (F::cast(self.keep), self.style);
+        // What a mask value m becomes: m / keep (inverted) or m itself (book).
+        let scaled = move |m: F| match style {
+            DropoutStyle::Inverted => m / keep,
+            DropoutStyle::Book => m,
+        };
+        let scale = scaled(F::one());
+        self.factor = Some(match (mode, self.style) {
+            (Mode::Eval, DropoutStyle::Inverted) => Factor::Scalar(F::one()),
+            (Mode::Eval, DropoutStyle::Book) => Factor::Scalar(keep),
+            (Mode::Train, _) => match self.injected.take() {
+                Some(m) if m.shape() == shape => Factor::Injected(standard(m).mapv_into(scaled)),
+                Some(m) => return Err(Error::shape("injected mask", format!("{shape:?}"), m.shape())),
+                None => Factor::Drawn { mask: self.rng.bernoulli(self.keep), scale, len: shape.iter().product() },
+            },
+        });
+        Ok(())
+    }
+
+    /// Multiplies `values`, the elements `offset..offset + values.len()` (row-major) of the array of the
+    /// last [`Dropout::start`], by the factor in place: the forward pass on the input and the backward
+    /// pass on its gradient alike.
+    ///
+    /// # Errors
+    /// Before any forward pass.
+    ///
+    /// # Panics
+    /// If the range is outside the array.
+    pub fn apply(&self, offset: usize, values: &mut [F]) -> Result<()> {
+        match self.factor.as_ref().ok_or_else(|| no_forward("Dropout"))? {
+            Factor::Scalar(s) => values.iter_mut().for_each(|v| *v *= *s),
+            Factor::Drawn { mask, scale, len } => {
+                assert!(offset + values.len() <= *len, "dropout: elements past the input");
+                mask.scale(offset, values, *scale);
+            }
+            Factor::Injected(m) => {
+                let m = &m.as_slice().expect("standard layout")[offset..offset + values.len()];
+                values.iter_mut().zip(m).for_each(|(v, &m)| *v *= m);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Dropout::apply`] on a whole array, spread over the cores.
+    fn apply_all(&self, a: ArrayD<F>) -> Result<ArrayD<F>> {
+        let mut a = standard(a);
+        let values = a.as_slice_mut().expect("standard layout");
+        values
+            .par_chunks_mut(BernoulliMask::CHUNK)
+            .enumerate()
+            .try_for_each(|(i, chunk)| self.apply(i * BernoulliMask::CHUNK, chunk))?;
+        Ok(a)
+    }
+}
+
+/// `a` in standard (row-major) layout, copied only if it is not already.
+fn standard<F: Float>(a: ArrayD<F>) -> ArrayD<F> {
+    if a.is_standard_layout() {
+        a
+    } else {
+        a.as_standard_layout().into_owned()
+    }
 }
 
 impl<F: Float> Operation<F> for Dropout<F> {
@@ -69,34 +148,16 @@ impl<F: Float> Operation<F> for Dropout<F> {
     }
 
     fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
-        let keep = F::cast(self.keep);
-        let factor = match (mode, self.style) {
-            (Mode::Eval, DropoutStyle::Inverted) => Factor::Scalar(F::one()),
-            (Mode::Eval, DropoutStyle::Book) => Factor::Scalar(keep),
-            (Mode::Train, style) => {
-                let mask = match self.injected.take() {
-                    Some(m) if m.shape() == input.shape() => m,
-                    Some(m) => return Err(Error::shape("injected mask", format!("{:?}", input.shape()), m.shape())),
-                    None => self.rng.bernoulli_mask(self.keep, input.raw_dim()),
-                };
-                match style {
-                    DropoutStyle::Inverted => Factor::Mask(mask / keep),
-                    DropoutStyle::Book => Factor::Mask(mask),
-                }
-            }
-        };
-        let y = match &factor {
-            Factor::Mask(m) => input * m,
-            Factor::Scalar(s) => input * *s,
-        };
-        self.factor = Some(factor);
-        Ok(y)
+        self.start(input.shape(), mode)?;
+        self.apply_all(input)
     }
 
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
-        match self.factor.as_ref().ok_or_else(|| no_forward("Dropout"))? {
-            Factor::Mask(m) => Ok(output_grad * m),
-            Factor::Scalar(s) => Ok(output_grad * *s),
+        if let Some(Factor::Drawn { len, .. }) = &self.factor {
+            if output_grad.len() != *len {
+                return Err(Error::shape("output gradient", format!("{len} elements"), output_grad.shape()));
+            }
         }
+        self.apply_all(output_grad)
     }
 }

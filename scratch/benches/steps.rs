@@ -1,0 +1,173 @@
+//! Training steps of the from-scratch engine alone, without libtorch (quick to build, and a clean
+//! process to profile): the networks of `examples/src/bin/bench.rs`, the median time of a step
+//! (forward, backward, momentum update) in f32 and f64.
+//!
+//! ```text
+//! cargo bench -p scratch --bench steps -- [NAME] [STEPS]     # book, wide, ch5, ch7, lstm
+//! PROFILE=1 cargo bench -p scratch --bench steps -- [NAME]   # per layer: forward and backward
+//! F32ONLY=1 ...                                               # f32 only
+//! ```
+
+use std::time::Instant;
+
+use ndarray::{ArrayD, IxDyn};
+use scratch::layers::Layer;
+use scratch::network::NeuralNetwork;
+use scratch::ops::Activation;
+use scratch::optim::{Decay, Optimizer, SGDMomentum};
+use scratch::rng::RandomState;
+use scratch::spec::{book, CellKind, LossSpec, NetSpec, StateMode, WeightInit};
+use scratch::Float;
+
+/// The networks, by name (see [`network`]).
+const NAMES: [&str; 5] = ["book", "wide", "ch5", "ch7", "lstm"];
+
+/// CPU time of every thread of this process so far, in seconds (from `/proc/self/task/*/schedstat`;
+/// 0 where there is none): unlike wall-clock time, it does not grow when other processes take the
+/// cores.
+fn cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
+    let ns: u64 = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 * 1e-9
+}
+
+/// The description and batch size of a network of [`NAMES`].
+fn network(name: &str) -> (NetSpec, usize) {
+    let mlp = |hidden: &[(usize, Activation)]| book::chapter4_mlp(hidden, Activation::Linear, WeightInit::Glorot, None);
+    match name {
+        "book" => (mlp(&[(89, Activation::Sigmoid)]), 60),
+        "wide" => (mlp(&[(512, Activation::ReLU), (512, Activation::ReLU)]), 256),
+        "ch5" => (book::chapter5_cnn(), 60),
+        "ch7" => (book::chapter7_convnet(), 60),
+        _ => (book::language_model(CellKind::Lstm, 65, 256, 1, StateMode::Reset, 25), 32),
+    }
+}
+
+/// The layers of `spec`, drawn from `rng`.
+fn layers<F: Float>(spec: &NetSpec, rng: &mut RandomState) -> Vec<Box<dyn Layer<F>>> {
+    let shapes = spec.shapes().unwrap();
+    let inputs = std::iter::once(&spec.input).chain(&shapes);
+    spec.layers.iter().zip(inputs).map(|(l, shape)| scratch::layers::build(l, shape, rng).unwrap()).collect()
+}
+
+/// A random batch for `spec`: inputs and one-hot targets over the output's last axis.
+fn batch<F: Float>(spec: &NetSpec, batch: usize, rng: &mut RandomState) -> (ArrayD<F>, ArrayD<F>) {
+    let mut shape = vec![batch];
+    shape.extend(&spec.input);
+    let x = rng.randn(IxDyn(&shape));
+    let mut out = vec![batch];
+    out.extend(spec.shapes().unwrap().last().unwrap());
+    let classes = *out.last().unwrap();
+    let rows = out.iter().product::<usize>() / classes;
+    let labels: Vec<u8> = (0..rows).map(|_| rng.randint(0, classes as i64).unwrap() as u8).collect();
+    let y = scratch::data::mnist::one_hot::<F>(&labels, classes).unwrap().into_shape_with_order(IxDyn(&out)).unwrap();
+    (x, y)
+}
+
+/// The median wall-clock time of a step and the mean CPU time of all threads per step, in seconds.
+fn run<F: Float>(name: &str, steps: usize) -> (f64, f64) {
+    let mut rng = RandomState::new(2);
+    let (spec, size) = network(name);
+    let mut net = NeuralNetwork::<F>::from_spec(&spec, LossSpec::CROSS_ENTROPY.build::<F>(), &mut rng).unwrap();
+    let mut optim = SGDMomentum::new(0.01, 0.9, Decay::None).unwrap();
+    let (x, y) = batch::<F>(&spec, size, &mut rng);
+    let mut times = Vec::new();
+    let cpu = cpu_seconds();
+    for _ in 0..steps {
+        let t = Instant::now();
+        net.train_batch(&x, &y).unwrap();
+        optim.step(net.params_mut()).unwrap();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let cpu = (cpu_seconds() - cpu) / steps as f64;
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], cpu)
+}
+
+/// Per-layer forward and backward times (median), the loss and the update.
+fn profile<F: Float>(name: &str, steps: usize) {
+    let mut rng = RandomState::new(2);
+    let (spec, size) = network(name);
+    let mut layers = layers::<F>(&spec, &mut rng);
+    let mut loss = LossSpec::CROSS_ENTROPY.build::<F>();
+    let (x, y) = batch::<F>(&spec, size, &mut rng);
+    let n = layers.len();
+    let mut t = vec![Vec::new(); 2 * n + 2];
+    let mut net_params = SGDMomentum::<F>::new(0.01, 0.9, Decay::None).unwrap();
+    for _ in 0..steps {
+        let mut a = x.clone();
+        for (i, l) in layers.iter_mut().enumerate() {
+            let s = Instant::now();
+            a = l.forward(a, scratch::ops::Mode::Train).unwrap();
+            t[i].push(s.elapsed().as_secs_f64());
+        }
+        let s = Instant::now();
+        loss.forward(&a, &y).unwrap();
+        let mut g = loss.backward().unwrap();
+        t[2 * n].push(s.elapsed().as_secs_f64());
+        for i in (0..n).rev() {
+            let s = Instant::now();
+            if i == 0 {
+                layers[0].backward_params(g.clone()).unwrap();
+            } else {
+                g = layers[i].backward(g).unwrap();
+            }
+            t[n + i].push(s.elapsed().as_secs_f64());
+        }
+        let s = Instant::now();
+        let params: Vec<_> = layers
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(i, l)| l.params_mut().into_iter().map(move |(p, v)| (format!("{i}.{p}"), v)))
+            .collect();
+        net_params.step(params).unwrap();
+        t[2 * n + 1].push(s.elapsed().as_secs_f64());
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2] * 1e3
+    };
+    let mut total = 0.0;
+    for i in 0..n {
+        let (f, b) = (med(&mut t[i].clone()), med(&mut t[n + i].clone()));
+        total += f + b;
+        println!("  {:50} fwd {f:8.3} ms  bwd {b:8.3} ms", layers[i].describe());
+    }
+    let (l, o) = (med(&mut t[2 * n].clone()), med(&mut t[2 * n + 1].clone()));
+    println!("  loss {l:.3} ms, update {o:.3} ms, sum {:.3} ms", total + l + o);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let filter = args.first().cloned().unwrap_or_default();
+    let steps: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200);
+    let only32 = std::env::var("F32ONLY").is_ok();
+    if std::env::var("PROFILE").is_ok() {
+        for name in NAMES.into_iter().filter(|n| n.contains(&filter)) {
+            println!("{name} f32");
+            profile::<f32>(name, steps);
+            if !only32 {
+                println!("{name} f64");
+                profile::<f64>(name, steps);
+            }
+        }
+        return;
+    }
+    for name in NAMES {
+        if !name.contains(&filter) {
+            continue;
+        }
+        let a = run::<f32>(name, steps);
+        let b = if only32 { (0.0, 0.0) } else { run::<f64>(name, steps) };
+        println!(
+            "{name:6} f32 {:8.3} ms (cpu {:8.3} ms)   f64 {:8.3} ms (cpu {:8.3} ms)",
+            a.0 * 1e3,
+            a.1 * 1e3,
+            b.0 * 1e3,
+            b.1 * 1e3
+        );
+    }
+}
