@@ -103,6 +103,23 @@ impl Activation {
     }
 }
 
+/// `v`, or zero if `v` is subnormal (nonzero and below the smallest normal number, about 1.2e-38 in
+/// `f32`), as a select rather than a branch.
+///
+/// A saturated sigmoid (the book's chapter-4 networks with standard-normal weights reach inputs of ±100)
+/// gives outputs and gradients that small, and the matrix products that take them in run many times
+/// slower on processors that compute subnormal numbers in microcode: measured on 2 AVX-512 Xeon cores,
+/// an epoch of `ch4-momentum` took 2.75 s instead of 0.5 s. Zeroing them changes no value by more than
+/// that bound.
+#[inline(always)]
+fn flush_subnormal<F: Float>(v: F) -> F {
+    if v.abs() < F::min_positive_value() {
+        F::zero()
+    } else {
+        v
+    }
+}
+
 /// [`Activation::apply`], compiled for each instruction-set level.
 struct Apply<'a, F> {
     activation: Activation,
@@ -117,7 +134,7 @@ impl<F: Float> WithSimd for Apply<'_, F> {
         let values = self.values.iter_mut();
         match self.activation {
             Activation::Linear => {}
-            Activation::Sigmoid => values.for_each(|v| *v = v.sigmoid_fast()),
+            Activation::Sigmoid => values.for_each(|v| *v = flush_subnormal(v.sigmoid_fast())),
             Activation::Tanh => values.for_each(|v| *v = v.tanh_fast()),
             Activation::ReLU => values.for_each(|v| *v = v.max(F::zero())),
             Activation::LeakyReLU { slope } => {
@@ -144,7 +161,7 @@ impl<F: Float> WithSimd for Gradient<'_, F> {
         let one = F::one();
         match self.activation {
             Activation::Linear => {}
-            Activation::Sigmoid => pairs.for_each(|(g, &y)| *g *= y * (one - y)),
+            Activation::Sigmoid => pairs.for_each(|(g, &y)| *g = flush_subnormal(*g * (y * (one - y)))),
             Activation::Tanh => pairs.for_each(|(g, &y)| *g *= one - y * y),
             // A select, not a branch: the signs are random, and a branch would be mispredicted half the
             // time.
@@ -270,5 +287,23 @@ impl<F: Float> Operation<F> for LeakyReLU<F> {
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
         let x = self.input.as_ref().ok_or_else(|| no_forward("LeakyReLU"))?;
         Ok(gradient_all(Activation::LeakyReLU { slope: self.slope }, output_grad, x))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saturated_sigmoid_gives_zero_rather_than_subnormal_numbers() {
+        // e⁻⁹⁰ ≈ 8e-40 and 1e-20 · 1e-20 are subnormal in f32.
+        let mut y = [-90.0f32, -10.0, 0.0];
+        Activation::Sigmoid.apply(&mut y);
+        assert_eq!(y[0], 0.0);
+        assert!(y[1] > 0.0 && y[1].is_normal());
+        let mut g = [1e-20f32, 1e-20, 1.0];
+        let cached = [1e-20f32, 0.5, 0.5];
+        Activation::Sigmoid.gradient(&mut g, &cached);
+        assert_eq!(g, [0.0, 0.25e-20, 0.25]);
     }
 }
