@@ -190,13 +190,7 @@ impl<F: Float> FusedConv<F> {
                             plane.iter_mut().for_each(|v| *v += b);
                         }
                     }
-                    if activation.derivative_from_input() {
-                        y.copy_from_slice(z);
-                        activation.apply(y);
-                    } else {
-                        activation.apply(z);
-                        y.copy_from_slice(z);
-                    }
+                    activation.apply_keeping(z, y);
                     if let Some(d) = dropout {
                         d.apply((n * chunk + b) * image, y).expect("started above");
                     }

@@ -199,13 +199,7 @@ impl<F: Float> Dense<F> {
             for row in z.chunks_exact_mut(n.max(1)) {
                 row.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
             }
-            if activation.derivative_from_input() {
-                y.copy_from_slice(z);
-                activation.apply(y);
-            } else {
-                activation.apply(z);
-                y.copy_from_slice(z);
-            }
+            activation.apply_keeping(z, y);
             if let Some(d) = dropout {
                 d.apply(offset, y).expect("started above");
             }

@@ -81,6 +81,18 @@ impl Activation {
         dispatch(Apply { activation: self, values });
     }
 
+    /// `y = f(z)`, leaving in `z` what [`Activation::gradient`] needs as its `cached` values: `z` itself
+    /// when the derivative needs the input ([`Activation::derivative_from_input`]), `f(z)` otherwise.
+    pub(crate) fn apply_keeping<F: Float>(self, z: &mut [F], y: &mut [F]) {
+        if self.derivative_from_input() {
+            y.copy_from_slice(z);
+            self.apply(y);
+        } else {
+            self.apply(z);
+            y.copy_from_slice(z);
+        }
+    }
+
     /// `g ← g ⊙ f'(·)` for every element, the derivative computed from `cached`: the activation's output,
     /// or its input where [`Activation::derivative_from_input`].
     ///
