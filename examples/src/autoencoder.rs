@@ -123,8 +123,8 @@ fn run_engine<F: TorchFloat>(engine: Engine, m: &Mnist, opts: &AeOptions) -> Res
         let mut codes = Vec::new();
         for &start in &chunks {
             let mut h = test.x.slice_axis(Axis(0), (start..(start + 500).min(test.len())).into()).to_owned();
-            for layer in &mut net.layers_mut()[..AUTOENCODER_ENCODER_LAYERS] {
-                h = layer.forward(h, Mode::Eval)?;
+            for (_, layer) in &net.leaves()[..AUTOENCODER_ENCODER_LAYERS] {
+                h = layer.infer(h)?;
             }
             codes.push(h.mapv(|v| v.as_f64()).into_dimensionality::<Ix2>()?);
         }
@@ -146,7 +146,7 @@ fn run_engine<F: TorchFloat>(engine: Engine, m: &Mnist, opts: &AeOptions) -> Res
         for &start in &chunks {
             let x = test.x.slice_axis(Axis(0), (start..(start + 500).min(test.len())).into()).to_owned();
             let mut h = model.input(&to_tensor(&x));
-            for layer in &model.layers()[..AUTOENCODER_ENCODER_LAYERS] {
+            for (_, layer) in &model.leaves()[..AUTOENCODER_ENCODER_LAYERS] {
                 h = tch::no_grad(|| layer.f_forward_t(&h, false))?;
             }
             codes.push(to_array::<f64>(&h).into_dimensionality::<Ix2>()?);

@@ -350,6 +350,7 @@ fn chapter7(engine: Engine, data: &Split<f64>, quiet: bool) -> Result<(Outcome, 
         eval_every: 10,
         batch_size: 32,
         seed: SEED,
+        restart: true,
         early_stopping: false,
         ..Default::default()
     };

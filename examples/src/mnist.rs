@@ -214,7 +214,7 @@ fn run_scratch<F: TorchFloat>(
     let (train, test) = (shaped(&data.train, &spec.input)?, shaped(&data.test, &spec.input)?);
     let mut progress = ProgressObserver::new(format!("{name} scratch {}", F::NAME), opts.quiet);
     let options = fit_options(c, opts, Engine::Scratch);
-    let (report, mut net) = match c.optim {
+    let (report, net) = match c.optim {
         OptimChoice::Sgd { lr } => {
             let mut t = scratch::train::Trainer::new(net, scratch::optim::SGD::new(lr)?);
             (t.fit(&train, &test, &options, &mut progress)?, t.net)

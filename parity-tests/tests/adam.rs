@@ -59,7 +59,7 @@ fn compare(weight_decay: WeightDecay) {
         for (p, g) in ours.iter_mut().zip(g) {
             p.grad = g.clone();
         }
-        scratch_adam.step(names.iter().cloned().zip(ours.iter_mut()).collect()).unwrap();
+        scratch_adam.step(&mut names.iter().cloned().zip(ours.iter_mut()).collect::<Vec<_>>()).unwrap();
         for ((_, p), g) in engine.iter().zip(g) {
             set_grad(p, g);
         }

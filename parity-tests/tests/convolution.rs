@@ -115,7 +115,7 @@ fn transposed_convolutions() {
             LayerSpec::Conv(out),
         ];
         let spec = NetSpec::new(&[6], layers);
-        let pixels: usize = spec.shapes().unwrap().last().unwrap().iter().product();
+        let pixels: usize = spec.output_shape().unwrap().iter().product();
         let loss = LossSpec::MeanSquaredError(MseReduction::Mean);
         let (mut net, model) = model_pair::<f64>(&spec, loss, 4);
         let x: ArrayD<f64> = rng.randn(IxDyn(&[3, 6]));
@@ -127,11 +127,12 @@ fn transposed_convolutions() {
 
 /// The chapter-5 CNN ([`book::chapter5_cnn`]), with or without its dropout.
 fn chapter5_cnn(dropout: bool) -> NetSpec {
-    let mut spec = book::chapter5_cnn();
-    if let (false, LayerSpec::Conv(conv)) = (dropout, &mut spec.layers[0]) {
+    let spec = book::chapter5_cnn();
+    let mut layers: Vec<LayerSpec> = spec.book_layers().expect("the book's layout").into_iter().cloned().collect();
+    if let (false, LayerSpec::Conv(conv)) = (dropout, &mut layers[0]) {
         conv.dropout = None;
     }
-    spec
+    NetSpec::new(&spec.input, layers)
 }
 
 #[test]

@@ -11,7 +11,7 @@ use torch::convert::to_tensor;
 #[test]
 fn an_input_of_the_wrong_width_names_the_layer_and_both_shapes() {
     let layers = [DenseSpec::new(5).activation(Activation::Sigmoid), DenseSpec::new(1)];
-    let (mut net, model) = dense_pair::<f64>(13, &layers, LossSpec::MSE, 1);
+    let (net, model) = dense_pair::<f64>(13, &layers, LossSpec::MSE, 1);
     let x = Array2::<f64>::zeros((4, 12)).into_dyn();
     let ours = net.predict(&x).unwrap_err().to_string();
     let theirs = model.f_forward_t(&model.input(&to_tensor(&x)), false).unwrap_err().to_string();

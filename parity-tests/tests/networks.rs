@@ -114,8 +114,9 @@ fn dense_layers_with_dropout_and_an_injected_mask() {
             let y = targets::<f64>(LossSpec::CROSS_ENTROPY, 9, 3, &mut rng);
             let masks: Vec<ArrayD<f64>> = [16, 8].iter().map(|&w| rng.bernoulli_mask(keep, IxDyn(&[9, w]))).collect();
             for (i, m) in masks.iter().enumerate() {
-                model.layers()[i].dropout().unwrap().inject_mask(to_tensor(m).to_device(model.device()));
-                net.layers_mut()[i].dropout_mut().unwrap().inject_mask(m.clone());
+                let path = format!("layers.{i}");
+                model.dropout(&path).unwrap().inject_mask(to_tensor(m).to_device(model.device()));
+                net.dropout_mut(&path).unwrap().inject_mask(m.clone());
             }
             let (out, loss) = net.forward_loss(&x, &y, Mode::Train).unwrap();
             let g = net.loss_backward().unwrap();

@@ -135,7 +135,7 @@ fn dropout_with_an_injected_shared_mask() {
                     let torch_op = torch::layers::Dropout::new(keep, style, 0);
                     torch_op.inject_mask(to_tensor(&mask).to_device(device()));
                     let xt = leaf(&x);
-                    let yt = torch_forward_backward(&xt, |x| torch_op.f_forward_t(x, mode == Mode::Train).unwrap(), &g);
+                    let yt = torch_forward_backward(&xt, |x| torch_op.apply(x, mode == Mode::Train).unwrap(), &g);
                     let label = format!("Dropout keep {keep} {style:?} {mode:?} {batch}x{n}");
                     assert_close(&format!("{label} output"), &y, &torch::convert::to_array(&yt), parity_tests::F64);
                     assert_close_tensor(&format!("{label} input grad"), &dx, &xt.grad(), parity_tests::F64);

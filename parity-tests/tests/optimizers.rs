@@ -35,7 +35,8 @@ fn check<F: TorchFloat>(mut ours: Box<dyn optim::Optimizer<F>>, mut theirs: Box<
             for (p, g) in params.iter_mut().zip(&grads) {
                 p.grad = g.clone();
             }
-            ours.step(params.iter_mut().enumerate().map(|(i, p)| (format!("p{i}"), p)).collect()).unwrap();
+            ours.step(&mut params.iter_mut().enumerate().map(|(i, p)| (format!("p{i}"), p)).collect::<Vec<_>>())
+                .unwrap();
             set_torch_grads(&torch_params, &grads);
             theirs.step(&torch_params).unwrap();
             for (p, (name, t)) in params.iter().zip(&torch_params) {

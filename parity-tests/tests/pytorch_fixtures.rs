@@ -23,13 +23,14 @@ use std::path::{Path, PathBuf};
 use ndarray::{ArrayD, Axis};
 use parity_tests::{assert_close, device, leaf, var_store, Tolerance, F64};
 use safetensors::{Dtype, SafeTensors};
+use scratch::checkpoint::Rename;
 use scratch::network::NeuralNetwork;
 use scratch::ops::{Activation, Mode};
 use scratch::optim::{self, Decay};
 use scratch::rng::RandomState;
 use scratch::spec::{
-    book, CellKind, ConvSpec, CrossEntropyValue, DenseSpec, GruForm, LayerSpec, LossSpec, MseReduction, NetSpec,
-    PoolSpec, RecurrentSpec, Reduction, StateMode, WeightInit,
+    book, CellKind, ConvSpec, CrossEntropyValue, DenseSpec, DropoutSpec, GruForm, LayerSpec, LossSpec, Module,
+    MseReduction, NetSpec, PoolSpec, RecurrentSpec, Reduction, StateMode, WeightInit,
 };
 use tch::{Kind, Tensor};
 use torch::convert::{to_array, to_tensor};
@@ -115,12 +116,15 @@ impl Fixture {
         fixtures().join(format!("{}.weights.safetensors", self.meta("weights")))
     }
 
-    /// The dropout masks, by layer index.
-    fn masks(&self) -> Vec<(usize, &ArrayD<f64>)> {
-        self.tensors
-            .iter()
-            .filter_map(|(k, s)| k.strip_prefix("mask.layers.").map(|i| (i.parse().expect("a layer index"), &s.value)))
-            .collect()
+    /// The dropout masks, by the path of their dropout (`layers.0`, `dropout1`,
+    /// `transformer.h.0.attn.attn_dropout`).
+    fn masks(&self) -> Vec<(&str, &ArrayD<f64>)> {
+        self.tensors.iter().filter_map(|(k, s)| k.strip_prefix("mask.").map(|path| (path, &s.value))).collect()
+    }
+
+    /// Whether the input is class indices (no input gradient then).
+    fn indices_in(&self) -> bool {
+        self.get("input").dtype == Dtype::I64
     }
 
     /// The target as libtorch takes it: class indices as Int64, values and one-hot rows as f64.
@@ -221,15 +225,65 @@ fn case(name: &str) -> (NetSpec, LossSpec) {
         "lm_lstm2" => (lm(CellKind::Lstm, 2), ce(Reduction::Sum)),
         "lm_gru" => (lm(CellKind::Gru(GruForm::PyTorch), 1), ce(Reduction::Mean)),
         "lm_rnn" => (lm(CellKind::Rnn, 1), ce(Reduction::Mean)),
+        // Layouts people write: attributes, nn.Sequential, a bare nn.LSTM, nesting, residual blocks.
+        "attr_cnn" => {
+            let conv = |c, o| ConvSpec::new(c, o, 3).padding(0).bias(true).activation(ReLU);
+            let net = Module::block()
+                .child("conv1", conv(1, 4))
+                .child("conv2", conv(4, 6))
+                .inline(PoolSpec::max(2, 2))
+                .child("dropout1", DropoutSpec::drop(0.25))
+                .inline(LayerSpec::Flatten)
+                .child("fc1", DenseSpec::new(16).activation(ReLU))
+                .child("dropout2", DropoutSpec::drop(0.5))
+                .child("fc2", DenseSpec::new(10));
+            (NetSpec::from_module(&[1, 12, 12], net), ce(Reduction::Mean))
+        }
+        "seq_mlp" => {
+            let net = Module::sequential([
+                Module::from(DenseSpec::new(16)),
+                ReLU.into(),
+                DropoutSpec::drop(0.2).into(),
+                DenseSpec::new(16).into(),
+                Tanh.into(),
+                DropoutSpec::drop(0.1).into(),
+                DenseSpec::new(4).into(),
+            ]);
+            (NetSpec::from_module(&[8], net), ce(Reduction::Mean))
+        }
+        "bare_lstm" => {
+            (NetSpec::from_module(&[5, 4], RecurrentSpec::new(CellKind::Lstm, 4, 6).layers(2)), mse(MseReduction::Mean))
+        }
+        "encoder_decoder" => {
+            let dense = |n| Module::from(DenseSpec::new(n));
+            let encoder = Module::sequential([dense(8), Tanh.into(), Module::sequential([dense(3), Tanh.into()])]);
+            let decoder = Module::sequential([dense(8), Tanh.into(), dense(10)]);
+            let net = Module::block().child("encoder", encoder).child("decoder", decoder);
+            (NetSpec::from_module(&[10], net), mse(MseReduction::Mean))
+        }
+        "residual_mlp" => (residual_mlp_spec(), mse(MseReduction::Mean)),
         other => panic!("no case {other}"),
     }
+}
+
+/// The residual MLP of the fixtures: `inp`, two residual blocks `x + fc2(relu(fc1(x)))` in a module
+/// list `blocks`, and `out`.
+fn residual_mlp_spec() -> NetSpec {
+    let block =
+        Module::block().child("fc1", DenseSpec::new(12).activation(Activation::ReLU)).child("fc2", DenseSpec::new(12));
+    let net = Module::block()
+        .child("inp", DenseSpec::new(12).activation(Activation::ReLU))
+        .child("blocks", Module::repeat(2, Module::residual(block)))
+        .child("out", DenseSpec::new(3));
+    NetSpec::from_module(&[6], net)
 }
 
 /// What an engine computed on a fixture's batch.
 struct Computed {
     output: ArrayD<f64>,
     loss: f64,
-    input_grad: ArrayD<f64>,
+    /// `∂L/∂input`, unless the input is class indices.
+    input_grad: Option<ArrayD<f64>>,
     /// Every parameter's gradient by name, in PyTorch's layout.
     grads: Vec<(String, ArrayD<f64>)>,
     /// The final `h` and `c` of the recurrent layer, if there is one.
@@ -242,9 +296,8 @@ fn scratch_engine(spec: &NetSpec, loss: LossSpec, fx: &Fixture) -> Computed {
     let mut net = NeuralNetwork::<f64>::from_spec(spec, loss.build::<f64>(), &mut RandomState::new(0)).expect("valid");
     net.load(fx.weights()).unwrap_or_else(|e| panic!("{}: scratch load: {e}", fx.name));
     let masks = fx.masks();
-    for &(i, mask) in &masks {
-        let dropout =
-            net.layers_mut()[i].dropout_mut().unwrap_or_else(|| panic!("{}: layers.{i} has no dropout", fx.name));
+    for &(path, mask) in &masks {
+        let dropout = net.dropout_mut(path).unwrap_or_else(|| panic!("{}: no dropout at {path}", fx.name));
         dropout.inject_mask(mask.clone());
     }
     let (x, y) = (fx.value("input"), fx.value("target"));
@@ -252,8 +305,9 @@ fn scratch_engine(spec: &NetSpec, loss: LossSpec, fx: &Fixture) -> Computed {
     let (output, loss) = net.forward_loss(x, y, Mode::Train).expect("forward");
     let grad = net.loss_backward().expect("loss gradient");
     let input_grad = net.backward(grad).expect("backward");
-    let grads = net.params().into_iter().map(|(n, p)| (n, p.grad_canonical())).collect();
-    let state = net.layers().iter().find_map(|l| l.recurrent()).map(|r| {
+    let input_grad = (!fx.indices_in()).then_some(input_grad);
+    let grads = net.params_mut().iter().map(|(n, p)| (n.clone(), p.grad_canonical())).collect();
+    let state = net.recurrent_layers().into_iter().next().map(|(_, r)| {
         let s = r.final_state().expect("a forward pass ran");
         (s.h.clone().into_dyn(), s.c.clone().map(|c| c.into_dyn()))
     });
@@ -266,25 +320,29 @@ fn torch_engine(spec: &NetSpec, loss: LossSpec, fx: &Fixture, kernel: Kernel) ->
         .expect("valid");
     net.load(fx.weights()).unwrap_or_else(|e| panic!("{}: torch load: {e}", fx.name));
     let masks = fx.masks();
-    for &(i, mask) in &masks {
-        let dropout = net.layers()[i].dropout().unwrap_or_else(|| panic!("{}: layers.{i} has no dropout", fx.name));
+    for &(path, mask) in &masks {
+        let dropout = net.dropout(path).unwrap_or_else(|| panic!("{}: no dropout at {path}", fx.name));
         dropout.inject_mask(to_tensor(mask));
     }
-    let x = leaf(fx.value("input"));
+    let x = if fx.indices_in() {
+        to_tensor(fx.value("input")).to_kind(Kind::Int64).to_device(device())
+    } else {
+        leaf(fx.value("input"))
+    };
     let eval_output = masks.is_empty().then(|| to_array(&net.f_forward_t(&x, false).expect("forward")));
     net.zero_grad();
     let output = net.f_forward_t(&x, true).expect("forward");
     let value = torch::loss::loss(loss, &output, &fx.target_tensor()).expect("loss");
     value.backward();
-    let grads = net.named_parameters().into_iter().map(|(n, t)| (n, to_array(&t.grad()))).collect();
-    let state = net.layers().iter().find_map(|l| l.recurrent()).map(|r| {
+    let grads = net.trainable_parameters().into_iter().map(|(n, t)| (n, to_array(&t.grad()))).collect();
+    let state = net.recurrent_layers().into_iter().next().map(|(_, r)| {
         let (h, c) = r.final_state().expect("a forward pass ran");
         (to_array(&h), c.map(|c| to_array(&c)))
     });
     Computed {
         output: to_array(&output),
         loss: value.double_value(&[]),
-        input_grad: to_array(&x.grad()),
+        input_grad: (!fx.indices_in()).then(|| to_array(&x.grad())),
         grads,
         state,
         eval_output,
@@ -325,7 +383,10 @@ fn compare(label: &str, fx: &Fixture, c: &Computed) -> Worst {
         worst.check(label, "output (evaluation mode)", eval, fx.get("output"));
     }
     worst.check(label, "loss", &ArrayD::from_elem(vec![], c.loss), fx.get("loss"));
-    worst.check(label, "grad.input", &c.input_grad, fx.get("grad.input"));
+    match &c.input_grad {
+        Some(g) => worst.check(label, "grad.input", g, fx.get("grad.input")),
+        None => assert!(!fx.tensors.contains_key("grad.input"), "{label}: PyTorch has an input gradient"),
+    }
     let ours: Vec<String> = c.grads.iter().map(|(n, _)| format!("grad.{n}")).collect();
     let theirs: Vec<&String> = fx.tensors.keys().filter(|k| k.starts_with("grad.") && *k != "grad.input").collect();
     let mut sorted = ours.clone();
@@ -355,13 +416,15 @@ fn check_fixture(name: &str) {
     let loss = fx.loss(expected);
     let mut report =
         vec![("scratch".to_string(), compare(&format!("{name} scratch"), &fx, &scratch_engine(&spec, loss, &fx)))];
-    let recurrent = spec.layers.iter().any(|l| matches!(l, LayerSpec::Recurrent(_)));
+    let recurrent =
+        spec.walk().expect("valid").iter().any(|n| matches!(n.module, Module::Layer(LayerSpec::Recurrent(_))));
     let kernels: &[Kernel] = if recurrent { &[Kernel::Fused, Kernel::Cells] } else { &[Kernel::Fused] };
     for &kernel in kernels {
         let label = if recurrent { format!("torch ({kernel:?})") } else { "torch".into() };
         let computed = torch_engine(&spec, loss, &fx, kernel);
         report.push((label.clone(), compare(&format!("{name} {label}"), &fx, &computed)));
     }
+    checkpoints_are_the_state_dict(name, &spec, &fx);
     for (engine, w) in report {
         let rounded = if w.rounded.1.is_empty() {
             String::new()
@@ -412,6 +475,11 @@ fixture_tests!(
     lm_lstm2,
     lm_gru,
     lm_rnn,
+    attr_cnn,
+    seq_mlp,
+    bare_lstm,
+    encoder_decoder,
+    residual_mlp,
 );
 
 #[test]
@@ -431,6 +499,52 @@ fn every_fixture_is_checked() {
 fn keys_and_shapes(path: &Path) -> Vec<(String, Vec<usize>)> {
     let file = scratch::checkpoint::load::<f64>(path).unwrap_or_else(|e| panic!("{e}"));
     file.tensors.into_iter().map(|(n, a)| (n, a.shape().to_vec())).collect()
+}
+
+/// The checkpoints both engines save for the fixture's network have exactly the keys and shapes of
+/// PyTorch's `state_dict()` (its weights file): PyTorch's `load_state_dict(strict=True)` takes them, as
+/// both engines took PyTorch's file.
+fn checkpoints_are_the_state_dict(name: &str, spec: &NetSpec, fx: &Fixture) {
+    let pytorch = keys_and_shapes(&fx.weights());
+    let dir = std::env::temp_dir().join(format!("dlfs-state-dict-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    let net = NeuralNetwork::<f64>::build(spec, &mut RandomState::new(3)).expect("valid");
+    net.save(dir.join("scratch.safetensors")).expect("save");
+    assert_eq!(keys_and_shapes(&dir.join("scratch.safetensors")), pytorch, "{name}: scratch's checkpoint");
+    let vs = var_store::<f64>();
+    let model = Net::new(vs.root(), spec, &mut RandomState::new(3)).expect("valid");
+    model.save(dir.join("torch.safetensors")).expect("save");
+    assert_eq!(keys_and_shapes(&dir.join("torch.safetensors")), pytorch, "{name}: torch's checkpoint");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A checkpoint saved from `DistributedDataParallel` (every name prefixed `module.`) loads into both
+/// engines with the prefix stripped, and they compute what PyTorch computed; without the rule, the
+/// error lists every missing and unexpected tensor with its shape.
+#[test]
+fn a_distributed_data_parallel_checkpoint_loads_with_its_prefix_stripped() {
+    let fx = Fixture::read("residual_mlp");
+    let ddp = fixtures().join("residual_mlp.ddp.weights.safetensors");
+    let spec = residual_mlp_spec();
+    let x = fx.value("input");
+    let mut net = NeuralNetwork::<f64>::build(&spec, &mut RandomState::new(0)).expect("valid");
+    let err = net.load(&ddp).expect_err("the names differ").to_string();
+    for expected in [
+        "missing tensor inp.weight (model shape [12, 6])",
+        "missing tensor blocks.1.fc2.bias (model shape [12])",
+        "unexpected tensor module.inp.weight [12, 6] (not in the model)",
+        "unexpected tensor module.out.bias [3] (not in the model)",
+    ] {
+        assert!(err.contains(expected), "{expected:?} not in {err}");
+    }
+    net.load_as(&ddp, &Rename::strip_prefix("module.")).expect("renamed");
+    assert_close("scratch output", &net.predict(x).expect("predict"), fx.value("output"), F64);
+    let vs = var_store::<f64>();
+    let model = Net::new(vs.root(), &spec, &mut RandomState::new(0)).expect("valid");
+    assert!(model.load(&ddp).is_err());
+    model.load_as(&ddp, &Rename::strip_prefix("module.")).expect("renamed");
+    let theirs = to_array::<f64>(&model.f_forward_t(&to_tensor(x).to_device(device()), false).expect("forward"));
+    assert_close("torch output", &theirs, fx.value("output"), F64);
 }
 
 /// A two-layer `nn.LSTM` language model saved by PyTorch: the checkpoints both engines save have
@@ -573,7 +687,7 @@ fn scratch_trajectory(fx: &Fixture, optimizer: &mut dyn optim::Optimizer<f64>, l
             check_rate(fx, step, optimizer.learning_rate(), lr, decay);
             let (x, y) = batch(fx, step);
             let value = net.train_batch(&x, &y).expect("a step");
-            optimizer.step(net.params_mut()).expect("a step");
+            optimizer.step(&mut net.params_mut()).expect("a step");
             optimizer.end_epoch();
             (value, net.named_parameters())
         })

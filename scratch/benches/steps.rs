@@ -16,7 +16,7 @@ use scratch::network::NeuralNetwork;
 use scratch::ops::Activation;
 use scratch::optim::{Decay, Optimizer, SGDMomentum};
 use scratch::rng::RandomState;
-use scratch::spec::{book, CellKind, LossSpec, NetSpec, StateMode, WeightInit};
+use scratch::spec::{book, CellKind, LossSpec, Module, NetSpec, StateMode, WeightInit};
 use scratch::Float;
 
 /// The networks, by name (see [`network`]).
@@ -46,11 +46,16 @@ fn network(name: &str) -> (NetSpec, usize) {
     }
 }
 
-/// The layers of `spec`, drawn from `rng`.
+/// The layers of `spec` (a network in the book's layout), drawn from `rng`.
 fn layers<F: Float>(spec: &NetSpec, rng: &mut RandomState) -> Vec<Box<dyn Layer<F>>> {
-    let shapes = spec.shapes().unwrap();
-    let inputs = std::iter::once(&spec.input).chain(&shapes);
-    spec.layers.iter().zip(inputs).map(|(l, shape)| scratch::layers::build(l, shape, rng).unwrap()).collect()
+    let nodes = spec.walk().unwrap();
+    nodes
+        .iter()
+        .filter_map(|n| match n.module {
+            Module::Layer(layer) => Some(scratch::layers::build(layer, &n.input, rng).unwrap()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A random batch for `spec`: inputs and one-hot targets over the output's last axis.
@@ -59,7 +64,7 @@ fn batch<F: Float>(spec: &NetSpec, batch: usize, rng: &mut RandomState) -> (Arra
     shape.extend(&spec.input);
     let x = rng.randn(IxDyn(&shape));
     let mut out = vec![batch];
-    out.extend(spec.shapes().unwrap().last().unwrap());
+    out.extend(spec.output_shape().unwrap());
     let classes = *out.last().unwrap();
     let rows = out.iter().product::<usize>() / classes;
     let labels: Vec<u8> = (0..rows).map(|_| rng.randint(0, classes as i64).unwrap() as u8).collect();
@@ -79,7 +84,7 @@ fn run<F: Float>(name: &str, steps: usize) -> (f64, f64) {
     for _ in 0..steps {
         let t = Instant::now();
         net.train_batch(&x, &y).unwrap();
-        optim.step(net.params_mut()).unwrap();
+        optim.step(&mut net.params_mut()).unwrap();
         times.push(t.elapsed().as_secs_f64());
     }
     let cpu = (cpu_seconds() - cpu) / steps as f64;
@@ -118,12 +123,12 @@ fn profile<F: Float>(name: &str, steps: usize) {
             t[n + i].push(s.elapsed().as_secs_f64());
         }
         let s = Instant::now();
-        let params: Vec<_> = layers
+        let mut params: Vec<_> = layers
             .iter_mut()
             .enumerate()
             .flat_map(|(i, l)| l.params_mut().into_iter().map(move |(p, v)| (format!("{i}.{p}"), v)))
             .collect();
-        net_params.step(params).unwrap();
+        net_params.step(&mut params).unwrap();
         t[2 * n + 1].push(s.elapsed().as_secs_f64());
     }
     let med = |v: &mut Vec<f64>| {

@@ -220,49 +220,131 @@ pub fn load<F: Float>(path: &Path) -> Result<Checkpoint<F>> {
     Ok(Checkpoint { tensors: tensors.into_iter().collect(), metadata: header.metadata })
 }
 
-/// Every difference between the tensors a model expects (`expected`: name and canonical shape) and
-/// `tensors`: tensors the model needs but the list lacks, tensors the model does not have, and shapes
-/// that differ (both shapes given). Empty when they match.
-pub fn mismatches<F>(expected: &[(String, Vec<usize>)], tensors: &[NamedArray<F>]) -> Vec<String> {
-    let by_name: BTreeMap<&str, &ArrayD<F>> = tensors.iter().map(|(n, a)| (n.as_str(), a)).collect();
-    let mut problems = Vec::new();
-    for (name, shape) in expected {
-        match by_name.get(name.as_str()) {
-            None => problems.push(format!("missing tensor {name} (model shape {shape:?})")),
-            Some(a) if a.shape() != shape.as_slice() => {
-                problems.push(format!("{name}: the model has shape {shape:?}, the file {:?}", a.shape()))
-            }
-            Some(_) => {}
-        }
-    }
-    let wanted: std::collections::BTreeSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-    for (name, a) in tensors {
-        if !wanted.contains(name.as_str()) {
-            problems.push(format!("unexpected tensor {name} {:?} (not in the model)", a.shape()));
-        }
-    }
-    problems
+/// How the names in a checkpoint become the model's names when loading: prefixes replaced in order,
+/// each where a name starts with it (names without it are left alone).
+///
+/// ```
+/// use scratch::checkpoint::Rename;
+///
+/// // A model saved from DistributedDataParallel, whose every name starts with `module.`.
+/// let ddp = Rename::strip_prefix("module.");
+/// assert_eq!(ddp.apply("module.fc1.weight"), "fc1.weight");
+/// assert_eq!(ddp.apply("fc1.weight"), "fc1.weight");
+/// let both = Rename::strip_prefix("module.").replace_prefix("enc.", "encoder.");
+/// assert_eq!(both.apply("module.enc.0.weight"), "encoder.0.weight");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rename {
+    /// `(from, to)` prefixes, applied in order.
+    rules: Vec<(String, String)>,
 }
 
-/// The error for a non-empty list of [`mismatches`] of `source` (a file, or `(tensors)`).
-pub fn mismatch_error(source: &Path, problems: &[String]) -> Error {
-    bad(source, format!("does not match the model:\n  {}", problems.join("\n  ")))
+impl Rename {
+    /// Names that start with `prefix` lose it.
+    pub fn strip_prefix(prefix: impl Into<String>) -> Self {
+        Rename::default().replace_prefix(prefix, "")
+    }
+
+    /// Every name gains `prefix`.
+    pub fn add_prefix(prefix: impl Into<String>) -> Self {
+        Rename::default().replace_prefix("", prefix)
+    }
+
+    /// Then, names that start with `from` have it replaced by `to`.
+    #[must_use]
+    pub fn replace_prefix(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
+        self.rules.push((from.into(), to.into()));
+        self
+    }
+
+    /// The model's name for the checkpoint's `name`.
+    pub fn apply(&self, name: &str) -> String {
+        self.rules.iter().fold(name.to_string(), |name, (from, to)| match name.strip_prefix(from.as_str()) {
+            Some(rest) => format!("{to}{rest}"),
+            None => name,
+        })
+    }
 }
 
-/// Sets each of `params` (name, parameter) from the tensor of the same name, in the canonical layout.
+/// Matches a checkpoint's `tensors` (renamed by `rename`) to the parameters a model `expects` (full
+/// name and shape in PyTorch's layout). A parameter tied to another (`ties`: `(parameter, source)`)
+/// may be absent, and then takes its source's tensor; present, it must equal its source's.
 ///
 /// # Errors
-/// [`Error::BadFile`] listing every [mismatch](mismatches) at once; nothing is changed unless everything
-/// matches.
-pub fn apply<F: Float>(source: &Path, params: Vec<(String, &mut Param<F>)>, tensors: &[NamedArray<F>]) -> Result<()> {
-    let expected: Vec<(String, Vec<usize>)> = params.iter().map(|(n, p)| (n.clone(), p.canonical_shape())).collect();
-    let problems = mismatches(&expected, tensors);
-    if !problems.is_empty() {
-        return Err(mismatch_error(source, &problems));
+/// [`Error::BadFile`] listing every problem at once: two names renamed to one, tensors the model needs
+/// but the checkpoint lacks, tensors the model does not have, shapes that differ (both given), tied
+/// tensors whose values differ.
+pub fn match_tensors<'t, F: Float>(
+    source: &Path,
+    expects: &[(String, Vec<usize>)],
+    tensors: &'t [NamedArray<F>],
+    rename: &Rename,
+    ties: &[(String, String)],
+) -> Result<BTreeMap<String, &'t ArrayD<F>>> {
+    let mut problems = Vec::new();
+    let mut by_name: BTreeMap<String, (&str, &ArrayD<F>)> = BTreeMap::new();
+    for (name, a) in tensors {
+        let renamed = rename.apply(name);
+        if let Some((other, _)) = by_name.insert(renamed.clone(), (name, a)) {
+            problems.push(format!("{other} and {name} are both renamed {renamed}"));
+        }
     }
-    let by_name: BTreeMap<&str, &ArrayD<F>> = tensors.iter().map(|(n, a)| (n.as_str(), a)).collect();
+    let origin = |name: &str, file: &str| if name == file { String::new() } else { format!(" ({file} in the file)") };
+    let tied_to = |name: &str| ties.iter().find(|(t, _)| t == name).map(|(_, s)| s.as_str());
+    let mut matched = BTreeMap::new();
+    for (name, shape) in expects {
+        match (by_name.get(name), tied_to(name)) {
+            (None, Some(_)) => {}
+            (None, None) => problems.push(format!("missing tensor {name} (model shape {shape:?})")),
+            (Some((file, a)), _) if a.shape() != shape.as_slice() => problems.push(format!(
+                "{name}: the model has shape {shape:?}, the file {:?}{}",
+                a.shape(),
+                origin(name, file)
+            )),
+            (Some((_, a)), _) => {
+                matched.insert(name.clone(), *a);
+            }
+        }
+    }
+    for (name, (file, a)) in &by_name {
+        if !expects.iter().any(|(n, _)| n == name) {
+            problems.push(format!("unexpected tensor {name} {:?} (not in the model){}", a.shape(), origin(name, file)));
+        }
+    }
+    for (tied, source) in ties {
+        match (matched.get(tied), matched.get(source)) {
+            (Some(a), Some(b)) if a != b => {
+                problems.push(format!("{tied} is {source} in the model, but the file gives them different values"))
+            }
+            (None, Some(b)) => {
+                matched.insert(tied.clone(), *b);
+            }
+            _ => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok(matched)
+    } else {
+        Err(bad(source, format!("does not match the model:\n  {}", problems.join("\n  "))))
+    }
+}
+
+/// Sets each of `params` (full name, parameter) from the tensor of the same name (after `rename`), in
+/// the canonical layout; see [`match_tensors`].
+///
+/// # Errors
+/// As [`match_tensors`]; nothing is changed unless everything matches.
+pub fn apply<F: Float>(
+    source: &Path,
+    params: Vec<(String, &mut Param<F>)>,
+    tensors: &[NamedArray<F>],
+    rename: &Rename,
+    ties: &[(String, String)],
+) -> Result<()> {
+    let expects: Vec<(String, Vec<usize>)> = params.iter().map(|(n, p)| (n.clone(), p.canonical_shape())).collect();
+    let matched = match_tensors(source, &expects, tensors, rename, ties)?;
     for (name, p) in params {
-        p.set_canonical(by_name[name.as_str()], &name)?;
+        p.set_canonical(matched[name.as_str()], &name)?;
     }
     Ok(())
 }

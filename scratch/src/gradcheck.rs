@@ -132,7 +132,7 @@ impl<F: Float> Differentiable<F> for NetworkProbe<'_, F> {
     }
 
     fn params_mut(&mut self) -> Vec<(String, &mut Param<F>)> {
-        self.net.params_mut()
+        self.net.layer_params_mut()
     }
 }
 

@@ -28,7 +28,7 @@
 //! let x = ndarray::Array2::<f64>::zeros((4, 13));
 //! let y = ndarray::Array2::<f64>::ones((4, 1));
 //! let loss = net.train_batch(&x, &y)?;
-//! SGD::new(0.01)?.step(net.params_mut())?;
+//! SGD::new(0.01)?.step(&mut net.params_mut())?;
 //! assert!(loss > 0.0);
 //! # Ok::<(), scratch::Error>(())
 //! ```

@@ -86,7 +86,8 @@ impl<F: Float> Dataset<F> {
     }
 }
 
-/// The settings of [`Trainer::fit`]; the defaults are the book's.
+/// The settings of [`Trainer::fit`]; the defaults are the book's, except that the model is not
+/// re-initialised ([`FitOptions::restart`]).
 #[derive(Clone, Debug)]
 pub struct FitOptions {
     /// Number of passes over the training set (book default 100).
@@ -97,7 +98,9 @@ pub struct FitOptions {
     pub batch_size: usize,
     /// Seed of the generator for the batch order and, with `restart`, the initial weights (book default 1).
     pub seed: u32,
-    /// Re-initialise the network from `seed` before training (book default true).
+    /// Re-initialise the network from `seed` before training, as the book's trainer does. Off by
+    /// default: `fit` trains the model as it is (a loaded model is fine-tuned); the book's experiments
+    /// turn it on.
     pub restart: bool,
     /// How a restart seeds the layers; [`InitSeeding::BookReseed`] reproduces the book's streams.
     pub init_seeding: InitSeeding,
@@ -121,7 +124,7 @@ impl Default for FitOptions {
             eval_every: 10,
             batch_size: 32,
             seed: 1,
-            restart: true,
+            restart: false,
             init_seeding: InitSeeding::Stream,
             early_stopping: true,
             eval_batches: None,
@@ -433,7 +436,7 @@ impl<F: Float, O: Optimizer<F>> Trainer<F, O> {
                 return Err(Error::not_finite(epoch, batch, format_args!("the gradient of {name}")));
             }
         }
-        self.optim.step(self.net.params_mut())?;
+        self.optim.step(&mut self.net.params_mut())?;
         Ok(loss)
     }
 

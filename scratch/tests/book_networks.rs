@@ -133,7 +133,7 @@ fn networks() -> Vec<Case> {
 fn batch(spec: &NetSpec, loss: LossSpec, rows: usize, rng: &mut RandomState) -> (ArrayD<f32>, ArrayD<f32>) {
     let shape: Vec<usize> = std::iter::once(rows).chain(spec.input.iter().copied()).collect();
     let x: ArrayD<f32> = rng.uniform_array::<f32, _>(IxDyn(&shape)).mapv(|u| 2.0 * u - 1.0);
-    let out = spec.shapes().unwrap().pop().unwrap();
+    let out = spec.output_shape().unwrap();
     let y = if loss.is_classification() {
         let positions: Vec<usize> = std::iter::once(rows).chain(out[..out.len() - 1].iter().copied()).collect();
         let classes = *out.last().unwrap() as i64;
@@ -163,7 +163,7 @@ fn every_book_network_has_pytorchs_parameters_and_trains() {
         for _ in 0..3 {
             let loss = net.train_batch(&x, &y).unwrap();
             assert!(loss.is_finite(), "{name}: {loss}");
-            optim.step(net.params_mut()).unwrap();
+            optim.step(&mut net.params_mut()).unwrap();
         }
         let (_, after) = net.forward_loss(&x, &y, Mode::Eval).unwrap();
         assert!(after < before, "{name}: three steps on one batch lower its loss ({before} -> {after})");

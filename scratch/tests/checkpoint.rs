@@ -30,7 +30,7 @@ fn net<F: Float>(widths: &[usize], seed: u32) -> NeuralNetwork<F> {
 fn round_trip_restores_predictions_in_both_types() {
     let d = dir("round-trip");
     let x: Array2<f64> = RandomState::new(1).randn((5, 4));
-    let mut a = net::<f64>(&[4, 6, 3], 1);
+    let a = net::<f64>(&[4, 6, 3], 1);
     a.save(d.join("a.safetensors")).unwrap();
     let mut b = net::<f64>(&[4, 6, 3], 2);
     assert_ne!(a.predict(&x).unwrap(), b.predict(&x).unwrap());

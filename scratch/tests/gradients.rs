@@ -87,6 +87,9 @@ impl<F: Float> Operation<F> for FixedMaskDropout<F> {
         self.inner.inject_mask(self.mask.clone());
         self.inner.forward(input, mode)
     }
+    fn infer(&self, input: ArrayD<F>) -> scratch::Result<ArrayD<F>> {
+        self.inner.infer(input)
+    }
     fn backward(&mut self, g: ArrayD<F>) -> scratch::Result<ArrayD<F>> {
         self.inner.backward(g)
     }
@@ -191,6 +194,9 @@ fn the_checker_catches_a_wrong_gradient() {
         }
         fn forward(&mut self, x: ArrayD<f64>, mode: Mode) -> scratch::Result<ArrayD<f64>> {
             Ok(self.0.forward(x, mode)? * 2.0)
+        }
+        fn infer(&self, x: ArrayD<f64>) -> scratch::Result<ArrayD<f64>> {
+            Ok(self.0.infer(x)? * 2.0)
         }
         fn backward(&mut self, g: ArrayD<f64>) -> scratch::Result<ArrayD<f64>> {
             self.0.backward(g)

@@ -9,7 +9,7 @@ use scratch::Error;
 fn one_weight_net(w: f64, b: f64) -> NeuralNetwork<f64> {
     let layer: Dense<f64> = Dense::new(1, DenseSpec::new(1), &mut RandomState::new(0)).unwrap();
     let mut net = NeuralNetwork::new(vec![Box::new(layer)], MeanSquaredError::new());
-    for (name, p) in net.params_mut() {
+    for (name, p) in net.params_mut().iter_mut() {
         p.value.fill(if name.ends_with("weight") { w } else { b });
     }
     net
@@ -225,7 +225,7 @@ fn restart_makes_training_independent_of_the_starting_weights() {
     let x: Array2<f64> = RandomState::new(3).randn((40, 13));
     let y = x.sum_axis(ndarray::Axis(1)).insert_axis(ndarray::Axis(1));
     let data = Dataset::new(x.into_dyn(), y.into_dyn()).unwrap();
-    let options = FitOptions { epochs: 3, eval_every: 1, batch_size: 8, seed: 9, ..Default::default() };
+    let options = FitOptions { epochs: 3, eval_every: 1, batch_size: 8, seed: 9, restart: true, ..Default::default() };
     let mut a = Trainer::new(two_hidden_layers(), SGD::new(0.01).unwrap());
     let mut other = two_hidden_layers();
     other.reinitialize(&mut RandomState::new(99), InitSeeding::Stream);
@@ -234,6 +234,32 @@ fn restart_makes_training_independent_of_the_starting_weights() {
     let rb = b.fit(&data, &data, &options, &mut ()).unwrap();
     assert_eq!(ra.batch_losses, rb.batch_losses);
     assert_eq!(weights(&a.net), weights(&b.net));
+}
+
+/// `fit` trains the model it is given: a model loaded from a checkpoint is fine-tuned, its first
+/// training loss the loaded model's own loss (the whole set is one batch), far below a fresh model's.
+#[test]
+fn fit_fine_tunes_a_loaded_model_without_reinitialising_it() {
+    let x: Array2<f64> = RandomState::new(3).randn((40, 13));
+    let y = x.sum_axis(ndarray::Axis(1)).insert_axis(ndarray::Axis(1));
+    let data = Dataset::new(x.into_dyn(), y.into_dyn()).unwrap();
+    let options =
+        FitOptions { epochs: 200, eval_every: 50, batch_size: 40, early_stopping: false, ..Default::default() };
+    let mut pretrained = Trainer::new(two_hidden_layers(), SGD::new(0.05).unwrap());
+    pretrained.fit(&data, &data, &options, &mut ()).unwrap();
+    let path = std::env::temp_dir().join(format!("dlfs-fine-tune-{}.safetensors", std::process::id()));
+    pretrained.net.save(&path).unwrap();
+
+    let mut loaded = two_hidden_layers();
+    let fresh_loss = loaded.forward_loss(&data.x, &data.y, Mode::Eval).unwrap().1;
+    loaded.load(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    let loaded_loss = loaded.forward_loss(&data.x, &data.y, Mode::Eval).unwrap().1;
+    let mut tuning = Trainer::new(loaded, SGD::new(0.01).unwrap());
+    let report = tuning.fit(&data, &data, &FitOptions { epochs: 1, eval_every: 1, ..options }, &mut ()).unwrap();
+    let first = report.batch_losses[0];
+    assert!((first - loaded_loss).abs() <= 1e-12 * loaded_loss, "first loss {first}, the loaded model's {loaded_loss}");
+    assert!(loaded_loss < fresh_loss / 2.0, "the loaded model {loaded_loss} beats a fresh one {fresh_loss}");
 }
 
 #[test]

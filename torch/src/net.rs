@@ -1,24 +1,25 @@
-//! A network on libtorch built from a [`NetSpec`]: its layers in sequence, their parameters in a
-//! [`nn::VarStore`] under the checkpoint names (`layers.{i}.weight`, `layers.0.weight_ih_l0`, ...).
+//! A network on libtorch built from a [`NetSpec`]: its tree of layers, their parameters in a
+//! [`nn::VarStore`] under the checkpoint names (`layers.{i}.weight`, `conv1.weight`,
+//! `transformer.h.0.attn.c_attn.weight`, ...).
 
 use std::borrow::Borrow;
 use std::path::Path;
 
-use scratch::checkpoint::{self, NamedArray};
+use scratch::checkpoint::{self, NamedArray, Rename};
 use scratch::network::InitSeeding;
 use scratch::rng::RandomState;
 use scratch::spec::NetSpec;
 use tch::{nn, Kind, Tensor};
 
 use crate::convert::{to_array, TorchFloat};
-use crate::layers::{self, module_by_checked_forward, Layer, Options};
+use crate::layers::{self, leaves, module_by_checked_forward, Dropout, Layer, Options, Recurrent};
 use crate::Result;
 
 /// The network a [`NetSpec`] describes, on libtorch: a [`nn::ModuleT`] whose parameters live in the
-/// [`nn::VarStore`] of the path it was built under, named `layers.{i}.{name}` below that path, as
-/// PyTorch names the parameters of a module holding the same layers in an `nn.ModuleList` called
-/// `layers`. Built from the same generator, it starts from the weights the from-scratch engine's
-/// [`NeuralNetwork::from_spec`](scratch::network::NeuralNetwork::from_spec) starts from.
+/// [`nn::VarStore`] of the path it was built under, named by their path in the description below that
+/// path, as PyTorch's `state_dict()` names those of the mirrored module (`layers.{i}.weight` for the
+/// book's networks). Built from the same generator, it starts from the weights the from-scratch
+/// engine's [`NeuralNetwork::from_spec`](scratch::network::NeuralNetwork::from_spec) starts from.
 ///
 /// It is trained like any tch model, with tch's optimizers over its `VarStore` and the losses of
 /// [`crate::loss`], or with this crate's [`Trainer`](crate::train::Trainer), which follows the
@@ -38,8 +39,7 @@ use crate::Result;
 /// adam.backward_step(&loss);
 /// let path = std::env::temp_dir().join("convnet-doc.safetensors");
 /// vs.save(&path)?;
-/// let mut from_scratch = scratch::network::NeuralNetwork::<f32>::from_spec(
-///     &book::chapter7_convnet(), scratch::losses::SoftmaxCrossEntropy::new(), &mut RandomState::new(0))?;
+/// let mut from_scratch = scratch::network::NeuralNetwork::<f32>::build(&book::chapter7_convnet(), &mut RandomState::new(0))?;
 /// from_scratch.load(&path)?;
 /// # std::fs::remove_file(&path).ok();
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -47,7 +47,7 @@ use crate::Result;
 #[derive(Debug)]
 pub struct Net {
     spec: NetSpec,
-    layers: Vec<Box<dyn Layer>>,
+    root: Box<dyn Layer>,
     kind: Kind,
     device: tch::Device,
 }
@@ -74,15 +74,8 @@ impl Net {
         rng: &mut RandomState,
     ) -> Result<Self> {
         let path = path.borrow();
-        let inputs = spec.input_shapes()?;
-        let layers = spec
-            .layers
-            .iter()
-            .zip(&inputs)
-            .enumerate()
-            .map(|(i, (layer, shape))| layers::build(&(path / "layers" / i), layer, shape, options, rng))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Net { spec: spec.clone(), layers, kind: path.kind(), device: path.device() })
+        let root = layers::build_network(path, spec, options, rng)?;
+        Ok(Net { spec: spec.clone(), root, kind: path.kind(), device: path.device() })
     }
 
     /// The description the network was built from.
@@ -90,9 +83,14 @@ impl Net {
         &self.spec
     }
 
-    /// The layers.
-    pub fn layers(&self) -> &[Box<dyn Layer>] {
-        &self.layers
+    /// The tree of layers.
+    pub fn root(&self) -> &dyn Layer {
+        self.root.as_ref()
+    }
+
+    /// Every layer that is not a container, with its path, in the order the network computes.
+    pub fn leaves(&self) -> Vec<(String, &dyn Layer)> {
+        leaves(self.root.as_ref(), "")
     }
 
     /// The device of the parameters.
@@ -116,23 +114,24 @@ impl Net {
     /// # Errors
     /// An input that does not fit a layer.
     pub fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let mut out = xs.shallow_clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            out = layer.f_forward_t(&out, train).map_err(|e| match e {
-                crate::Error::Scratch(e) => e.within(&format!("layers.{i} {}", layer.describe())).into(),
-                other => other,
-            })?;
-        }
-        Ok(out)
+        self.root.f_forward_t(xs, train)
     }
 
-    /// Every parameter with its name within the network (`layers.0.weight`, ...), in layer order.
+    /// Every parameter with its full name, in the order the layers draw them; a tied parameter under
+    /// each of its names (the same tensor), as `state_dict()` lists it.
     pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        self.layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, l)| l.parameters().into_iter().map(move |(n, t)| (format!("layers.{i}.{n}"), t)))
-            .collect()
+        self.root.parameters()
+    }
+
+    /// The parameters an optimizer updates: each tensor once (a tied one under its source's name).
+    pub fn trainable_parameters(&self) -> Vec<(String, Tensor)> {
+        let ties = self.ties();
+        self.named_parameters().into_iter().filter(|(name, _)| !ties.iter().any(|(t, _)| t == name)).collect()
+    }
+
+    /// The tied parameters of the description, `(parameter, source)`.
+    fn ties(&self) -> Vec<(String, String)> {
+        self.spec.ties.iter().map(|t| (t.parameter.clone(), t.source.clone())).collect()
     }
 
     /// Every parameter's values as arrays of `F`, with names (PyTorch's layout).
@@ -140,21 +139,37 @@ impl Net {
         self.named_parameters().iter().map(|(n, t)| (n.clone(), to_array::<F>(t))).collect()
     }
 
-    /// The number of trainable numbers.
+    /// The number of trainable numbers, a tied parameter counted once.
     pub fn num_parameters(&self) -> usize {
-        self.named_parameters().iter().map(|(_, t)| t.numel()).sum()
+        self.trainable_parameters().iter().map(|(_, t)| t.numel()).sum()
+    }
+
+    /// The recurrent layers, with their paths.
+    pub fn recurrent_layers(&self) -> Vec<(String, &Recurrent)> {
+        self.leaves().into_iter().filter_map(|(path, l)| l.recurrent().map(|r| (path, r))).collect()
+    }
+
+    /// Every dropout, by its path (a layer's own under the layer's path, a dropout layer's under its
+    /// own), to choose its masks or inject one.
+    pub fn dropouts(&self) -> Vec<(String, &Dropout)> {
+        self.root.dropouts()
+    }
+
+    /// The dropout at `path` (see [`Net::dropouts`]).
+    pub fn dropout(&self, path: &str) -> Option<&Dropout> {
+        self.dropouts().into_iter().find(|(p, _)| p == path).map(|(_, d)| d)
     }
 
     /// Forgets the state every recurrent layer carries between calls.
     pub fn reset_state(&self) {
-        self.layers.iter().filter_map(|l| l.recurrent()).for_each(|r| r.reset_state());
+        self.recurrent_layers().into_iter().for_each(|(_, r)| r.reset_state());
     }
 
     /// Draws fresh parameters for every layer from `rng`, as the from-scratch
     /// [`NeuralNetwork::reinitialize`](scratch::network::NeuralNetwork::reinitialize) does with the same
     /// generator and seeding.
     pub fn reinitialize(&self, rng: &mut RandomState, seeding: InitSeeding) {
-        for layer in &self.layers {
+        for (_, layer) in self.leaves() {
             if let InitSeeding::BookReseed(seed) = seeding {
                 if layer.reseeds_in_book() {
                     *rng = RandomState::new(seed);
@@ -164,26 +179,32 @@ impl Net {
         }
     }
 
-    /// Sets every parameter from `tensors` (PyTorch's layout), which must match the network exactly.
+    /// Sets every parameter from `tensors` (PyTorch's layout), which must match the network exactly (a
+    /// tied parameter may be left out, or must equal its source).
     ///
     /// # Errors
     /// The list of mismatches; nothing changes then.
     pub fn load_named<F: TorchFloat>(&self, tensors: &[NamedArray<F>]) -> Result<()> {
-        self.load_from(Path::new("(tensors)"), tensors)
+        self.load_named_as(Path::new("(tensors)"), tensors, &Rename::default())
     }
 
-    fn load_from<F: TorchFloat>(&self, source: &Path, tensors: &[NamedArray<F>]) -> Result<()> {
+    /// As [`Net::load_named`], the names renamed by `rename` first; `source` names the tensors in
+    /// errors.
+    ///
+    /// # Errors
+    /// As [`Net::load_named`].
+    pub fn load_named_as<F: TorchFloat>(
+        &self,
+        source: &Path,
+        tensors: &[NamedArray<F>],
+        rename: &Rename,
+    ) -> Result<()> {
         let params = self.named_parameters();
-        let expected: Vec<(String, Vec<usize>)> =
+        let expects: Vec<(String, Vec<usize>)> =
             params.iter().map(|(n, t)| (n.clone(), t.size().iter().map(|&d| d as usize).collect())).collect();
-        let problems = checkpoint::mismatches(&expected, tensors);
-        if !problems.is_empty() {
-            return Err(checkpoint::mismatch_error(source, &problems).into());
-        }
-        let by_name: std::collections::BTreeMap<&str, &ndarray::ArrayD<F>> =
-            tensors.iter().map(|(n, a)| (n.as_str(), a)).collect();
+        let matched = checkpoint::match_tensors(source, &expects, tensors, rename, &self.ties())?;
         for (name, t) in params {
-            layers::set_values(&t, &by_name[name.as_str()].mapv(|v| v.as_f64()));
+            layers::set_values(&t, &matched[name.as_str()].mapv(|v| v.as_f64()));
         }
         Ok(())
     }
@@ -204,20 +225,29 @@ impl Net {
     }
 
     /// Loads parameters saved by either engine, or by PyTorch (`safetensors.torch.save_file` of a
-    /// module's `state_dict`).
+    /// module's `state_dict()`).
     ///
     /// # Errors
     /// A missing or malformed file, or one whose tensors do not match the network (all mismatches
     /// listed).
     pub fn load(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.load_as(path, &Rename::default())
+    }
+
+    /// As [`Net::load`], the file's names renamed by `rename` first (e.g.
+    /// [`Rename::strip_prefix`]`("module.")` for a model saved from `DistributedDataParallel`).
+    ///
+    /// # Errors
+    /// As [`Net::load`].
+    pub fn load_as(&self, path: impl AsRef<Path>, rename: &Rename) -> Result<()> {
         let path = path.as_ref();
         let file = checkpoint::load::<f64>(path)?;
-        self.load_from(path, &file.tensors)
+        self.load_named_as(path, &file.tensors, rename)
     }
 
     /// A deep copy of every parameter.
     pub fn snapshot(&self) -> Vec<Tensor> {
-        self.named_parameters().iter().map(|(_, t)| t.detach().copy()).collect()
+        self.trainable_parameters().iter().map(|(_, t)| t.detach().copy()).collect()
     }
 
     /// Sets every parameter back to a [`Net::snapshot`] of this network.
@@ -225,7 +255,7 @@ impl Net {
     /// # Errors
     /// A snapshot of another network; nothing changes then.
     pub fn restore(&self, snapshot: &[Tensor]) -> Result<()> {
-        let params = self.named_parameters();
+        let params = self.trainable_parameters();
         if params.len() != snapshot.len() || params.iter().zip(snapshot).any(|((_, p), s)| p.size() != s.size()) {
             return Err(
                 scratch::Error::InvalidArgument("restore: the snapshot was taken from another network".into()).into()
@@ -241,28 +271,32 @@ impl Net {
 
     /// Clears every parameter's gradient.
     pub fn zero_grad(&self) {
-        for (_, mut p) in self.named_parameters() {
+        for (_, mut p) in self.trainable_parameters() {
             p.zero_grad();
         }
+    }
+
+    /// The network as a tree: every layer and container with its name, what it is, its output shape
+    /// and its parameters; then the total (see [`NetSpec::summary`]).
+    ///
+    /// # Errors
+    /// None for a built network (its description was checked when it was built).
+    pub fn summary(&self) -> Result<String> {
+        Ok(self.spec.summary()?)
     }
 }
 
 impl Layer for Net {
     fn describe(&self) -> String {
-        let layers: Vec<String> = self.layers.iter().map(|l| l.describe()).collect();
-        format!("Net[{}]", layers.join(", "))
+        format!("Net({} parameters)", self.num_parameters())
     }
 
     fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         Net::f_forward_t(self, xs, train)
     }
 
-    fn parameters(&self) -> Vec<(String, Tensor)> {
-        self.named_parameters()
-    }
-
-    fn reinitialize(&self, rng: &mut RandomState) {
-        Net::reinitialize(self, rng, InitSeeding::Stream);
+    fn children(&self) -> Vec<(Option<&str>, &dyn Layer)> {
+        vec![(None, self.root.as_ref())]
     }
 }
 

@@ -61,7 +61,7 @@ impl<O: Optimizer> Trainer<O> {
         let prediction = self.net.f_forward_t(&self.net.input(x), true)?;
         let (value, valid) = loss::loss_unchecked(self.loss, &prediction, &y.to_device(self.net.device()))?;
         value.backward();
-        let params = self.net.named_parameters();
+        let params = self.net.trainable_parameters();
         // Whether the targets are valid, the loss, and whether each gradient is finite, in one tensor:
         // one read.
         let scalar = |t: &Tensor| t.detach().to_kind(Kind::Double).reshape([1]);
@@ -158,7 +158,7 @@ impl<O: Optimizer> Trainer<O> {
     /// one-hot rows (checked here, once, on the host, rather than at every step).
     fn on_device<F: TorchFloat>(&self, data: &Dataset<F>) -> Result<(Tensor, Tensor)> {
         let net = &self.net;
-        let out = net.spec().shapes()?.pop().unwrap_or_else(|| net.spec().input.clone());
+        let out = net.spec().output_shape()?;
         let prediction: Vec<usize> = std::iter::once(data.len()).chain(out).collect();
         let y = if self.loss.is_classification() && data.y.shape() != prediction.as_slice() {
             let rows = class_targets(&prediction, &data.y)?;

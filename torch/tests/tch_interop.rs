@@ -1,11 +1,11 @@
 //! The torch engine used as a tch user would: its layers inside `nn::seq_t()` beside tch's own, a whole
-//! network trained by tch's `nn::Adam` over its `VarStore`, and a `vs.save` file read by the
-//! from-scratch engine.
+//! network trained by tch's `nn::Adam` over its `VarStore`, and `vs.save` files (of a project network,
+//! and of a `seq_t()` with the user's own path names) read by the from-scratch engine.
 
 use scratch::network::NeuralNetwork;
 use scratch::ops::{Activation, Mode};
 use scratch::rng::RandomState;
-use scratch::spec::{book, CrossEntropyValue, DenseSpec, Reduction};
+use scratch::spec::{book, ConvSpec, CrossEntropyValue, DenseSpec, Module, NetSpec, Reduction};
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
@@ -55,7 +55,8 @@ fn tchs_adam_trains_a_project_network_and_the_from_scratch_engine_reads_its_var_
     let vs = nn::VarStore::new(Device::Cpu);
     let spec =
         book::chapter4_mlp(&[(16, Activation::Tanh)], Activation::Linear, scratch::spec::WeightInit::Glorot, None);
-    let spec = scratch::spec::NetSpec::new(&[2], spec.layers);
+    let layers = spec.book_layers().expect("the book's layout").into_iter().cloned().collect();
+    let spec = scratch::spec::NetSpec::new(&[2], layers);
     let net = torch::Net::new(vs.root(), &spec, &mut RandomState::new(2)).unwrap();
     let mut adam = nn::Adam::default().build(&vs, 0.05).unwrap();
     let (x, y) = two_blobs();
@@ -78,6 +79,36 @@ fn tchs_adam_trains_a_project_network_and_the_from_scratch_engine_reads_its_var_
     let x_array = torch::convert::to_array::<f32>(&x);
     let expected = torch::convert::to_array::<f32>(&net.forward_t(&x, false));
     let got = ours.forward(&x_array, Mode::Eval).unwrap();
+    let worst = (&got - &expected).iter().fold(0.0f32, |m, d| m.max(d.abs()));
+    assert!(worst < 1e-5, "scratch and libtorch predictions differ by {worst}");
+}
+
+/// A tch user's `nn::seq_t()` with path names of their own (`conv`, `hidden`, `out`, tch's `nn::linear`
+/// among the project's layers), saved with `vs.save`, loads into the from-scratch engine built from the
+/// description that names its children the same way, and predicts what libtorch predicts.
+#[test]
+fn a_seq_t_with_its_own_path_names_loads_into_the_from_scratch_engine() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let root = vs.root();
+    let mut rng = RandomState::new(4);
+    let conv = ConvSpec::new(1, 3, 3).activation(Activation::ReLU).flatten(true);
+    let hidden = DenseSpec::new(16).activation(Activation::Tanh).dropout(0.8);
+    let model = nn::seq_t()
+        .add(torch::layers::conv2d(&root / "conv", conv, &mut rng).unwrap())
+        .add(torch::layers::dense(&root / "hidden", 3 * 6 * 6, hidden, &mut rng).unwrap())
+        .add(nn::linear(&root / "out", 16, 4, Default::default()));
+    let path = tmp("seq-t.safetensors");
+    vs.save(&path).unwrap();
+
+    let spec = NetSpec::from_module(
+        &[1, 6, 6],
+        Module::block().child("conv", conv).child("hidden", hidden).child("out", DenseSpec::new(4)),
+    );
+    let mut ours = NeuralNetwork::<f32>::build(&spec, &mut RandomState::new(0)).unwrap();
+    ours.load(&path).unwrap();
+    let x = Tensor::randn([5, 1, 6, 6], (Kind::Float, Device::Cpu));
+    let expected = torch::convert::to_array::<f32>(&model.forward_t(&x, false));
+    let got = ours.predict(&torch::convert::to_array::<f32>(&x)).unwrap();
     let worst = (&got - &expected).iter().fold(0.0f32, |m, d| m.max(d.abs()));
     assert!(worst < 1e-5, "scratch and libtorch predictions differ by {worst}");
 }

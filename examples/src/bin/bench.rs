@@ -34,7 +34,7 @@ use scratch::network::NeuralNetwork;
 use scratch::ops::Activation;
 use scratch::optim::{Decay, Optimizer, SGDMomentum};
 use scratch::rng::RandomState;
-use scratch::spec::{book, CellKind, LayerSpec, LossSpec, NetSpec, StateMode, WeightInit};
+use scratch::spec::{book, CellKind, LayerSpec, LossSpec, Module, NetSpec, StateMode, WeightInit};
 use tch::nn::{self, ModuleT, OptimizerConfig, RNN};
 use tch::{Device, Kind, Tensor};
 use torch::convert::{to_tensor, TorchFloat};
@@ -339,11 +339,14 @@ fn networks() -> Vec<Row> {
 ///   first input) and the recurrent products `(B, H)·(H, G·H)` at each of the `T` steps (3 each:
 ///   forward, the gradient reaching the previous state, the weight gradient).
 fn step_flops(spec: &NetSpec, batch: usize) -> Result<f64> {
-    let shapes = spec.shapes()?;
     let b = batch as f64;
     let mut total = 0.0;
-    for (i, layer) in spec.layers.iter().enumerate() {
-        let input = if i == 0 { &spec.input } else { &shapes[i - 1] };
+    let nodes = spec.walk()?;
+    let layers = nodes.iter().filter_map(|n| match n.module {
+        Module::Layer(layer) => Some((layer, &n.input)),
+        _ => None,
+    });
+    for (i, (layer, input)) in layers.enumerate() {
         let first = if i == 0 { 2.0 } else { 3.0 };
         total += match layer {
             LayerSpec::Dense(d) => first * 2.0 * b * input.iter().product::<usize>() as f64 * d.neurons as f64,
@@ -362,7 +365,11 @@ fn step_flops(spec: &NetSpec, batch: usize) -> Result<f64> {
                     })
                     .sum::<f64>()
             }
-            LayerSpec::Pool(..) | LayerSpec::Flatten | LayerSpec::Reshape(_) => 0.0,
+            LayerSpec::Pool(..)
+            | LayerSpec::Flatten
+            | LayerSpec::Reshape(_)
+            | LayerSpec::Activation(_)
+            | LayerSpec::Dropout(_) => 0.0,
         };
     }
     Ok(total)
@@ -374,7 +381,7 @@ fn batch<F: TorchFloat>(spec: &NetSpec, batch: usize, rng: &mut RandomState) -> 
     shape.extend(&spec.input);
     let x = rng.randn(IxDyn(&shape));
     let mut out = vec![batch];
-    out.extend(spec.shapes()?.last().expect("a network has layers"));
+    out.extend(spec.output_shape()?);
     let classes = *out.last().expect("an output has features");
     let rows = out.iter().product::<usize>() / classes;
     let labels = (0..rows).map(|_| Ok(rng.randint(0, classes as i64)? as u8)).collect::<Result<Vec<_>>>()?;
@@ -390,7 +397,7 @@ fn scratch_step<F: TorchFloat>(spec: &NetSpec, batch_size: usize, reps: usize) -
     let mut failure = None;
     let t = time(reps, || {
         if failure.is_none() {
-            failure = net.train_batch(&x, &y).and_then(|_| optim.step(net.params_mut())).err();
+            failure = net.train_batch(&x, &y).and_then(|_| optim.step(&mut net.params_mut())).err();
         }
     });
     failure.map_or(Ok(t), |e| Err(e.into()))
@@ -504,7 +511,8 @@ fn main() -> Result<()> {
         .collect();
     let times = rounds(args.rounds, &mut cells, |&mut (r, engine, f64_)| {
         let row = &rows[r];
-        let reps = match row.spec.layers[0] {
+        let first = row.spec.book_layers().and_then(|layers| layers.first().copied().cloned());
+        let reps = match first.unwrap_or(LayerSpec::Flatten) {
             LayerSpec::Dense(_) if row.batch <= 100 => args.reps * 2,
             LayerSpec::Recurrent(..) => args.reps / 4,
             _ => args.reps / 8,

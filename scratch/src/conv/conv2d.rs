@@ -50,12 +50,12 @@ pub struct Geometry {
 impl Geometry {
     /// The output size for an input of `(h, w)`, or `None` if the kernel does not fit.
     pub fn output_size(&self, (h, w): (usize, usize)) -> Option<(usize, usize)> {
-        let (kh, kw) = self.kernel;
-        let (hp, wp) = (h + 2 * self.padding.0, w + 2 * self.padding.1);
-        if hp < kh || wp < kw {
-            return None;
-        }
-        Some(((hp - kh) / self.stride.0 + 1, (wp - kw) / self.stride.1 + 1))
+        let size = |n: usize, k: usize, s: usize, p: usize| {
+            let padded = p.checked_mul(2)?.checked_add(n)?;
+            Some(padded.checked_sub(k)?.checked_div(s)? + 1)
+        };
+        let ((kh, kw), (sh, sw), (ph, pw)) = (self.kernel, self.stride, self.padding);
+        Some((size(h, kh, sh, ph)?, size(w, kw, sw, pw)?))
     }
 
     /// The output size of the transposed convolution with these shapes (the input size that this
@@ -63,7 +63,8 @@ impl Geometry {
     /// not positive.
     pub fn transposed_output_size(&self, (h, w): (usize, usize), output_padding: usize) -> Option<(usize, usize)> {
         let grow = |n: usize, k: usize, s: usize, p: usize| {
-            (n.checked_sub(1)? * s + k + output_padding).checked_sub(2 * p).filter(|&m| m > 0)
+            let grown = n.checked_sub(1)?.checked_mul(s)?.checked_add(k)?.checked_add(output_padding)?;
+            grown.checked_sub(p.checked_mul(2)?).filter(|&m| m > 0)
         };
         let ((kh, kw), (sh, sw), (ph, pw)) = (self.kernel, self.stride, self.padding);
         Some((grow(h, kh, sh, ph)?, grow(w, kw, sw, pw)?))
@@ -359,6 +360,12 @@ impl<F: Float> Operation<F> for Conv2DOp<F> {
         Ok(out.into_dyn())
     }
 
+    fn infer(&self, input: ArrayD<F>) -> Result<ArrayD<F>> {
+        let (geom, size) = self.check_input(&input)?;
+        let x = standard(input.into_dimensionality::<Ix4>().expect("checked"));
+        Ok(convolve(&x, &self.matrix().view(), &geom, size).into_dyn())
+    }
+
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
         let g4 = self.output_grad(output_grad)?;
         self.kernel_grad(&g4)?;
@@ -405,6 +412,12 @@ impl<F: Float> Operation<F> for ChannelBiasAdd<F> {
     }
 
     fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
+        let y = self.infer(input)?;
+        self.forwarded = true;
+        Ok(y)
+    }
+
+    fn infer(&self, input: ArrayD<F>) -> Result<ArrayD<F>> {
         let c = self.bias.value.len();
         if input.ndim() < 2 || input.shape()[1] != c {
             return Err(Error::shape("input", format!("(batch, {c}, ...)"), input.shape()));
@@ -416,7 +429,6 @@ impl<F: Float> Operation<F> for ChannelBiasAdd<F> {
             let b = bias[i % c];
             p.iter_mut().for_each(|v| *v += b);
         }
-        self.forwarded = true;
         Ok(y)
     }
 

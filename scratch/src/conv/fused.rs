@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use super::conv2d::{standard, Geometry, CHUNKS};
 use super::direct::{self, LaneSums, PackedKernel, Padded, TILE};
-use crate::ops::{no_forward, Activation, Dropout, Mode};
+use crate::ops::{no_forward, Activation, Dropout, Mode, Operation};
 use crate::param::Param;
 use crate::simd::Arch;
 use crate::{Error, Float, Result};
@@ -104,26 +104,78 @@ impl<F: Float> FusedConv<F> {
     /// keeping those of the last call if they fit.
     fn prepare(&mut self, groups: usize, (h, w): (usize, usize), (ho, wo): (usize, usize)) {
         let g = self.geometry;
-        let fits = |ws: &Workspace<F>| ws.sizes == ((h, w), (ho, wo));
-        if self.workspaces.len() >= groups && self.workspaces.iter().all(fits) {
-            return;
-        }
-        let ((kh, kw), (ph, pw)) = (g.kernel, g.padding);
-        let (qh, qw) = g.full_correlation_padding().expect("supported geometry");
-        // Rows for the input gradient's convolution (h outputs) and columns for it and for the kernel
-        // gradient's whole tiles.
-        let row = (w.div_ceil(TILE) * TILE + kw - 1).max(qw + wo.div_ceil(TILE) * TILE);
-        let shape = (g.out_channels, g.in_channels, kh, kw);
-        self.workspaces = (0..groups)
-            .map(|_| Workspace {
-                sizes: ((h, w), (ho, wo)),
-                xp: Padded::new(g.in_channels, (h, w), (ph, pw), (h + 2 * ph, wo.div_ceil(TILE) * TILE + kw - 1)),
-                gp: Padded::new(g.out_channels, (ho, wo), (qh, qw), (h + kh - 1, row)),
-                sums: LaneSums::new(shape),
-            })
-            .collect();
+        prepare(&mut self.workspaces, &g, groups, (h, w), (ho, wo));
     }
 
+    /// The layer's output.
+    pub(crate) fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
+        let (ho, wo) = self.check_input(&input).map_err(|e| e.within("Conv2D"))?;
+        let x = standard(input.into_dimensionality::<Ix4>().expect("checked"));
+        let (batch, _, h, w) = x.dim();
+        let dim = (batch, self.geometry.out_channels, ho, wo);
+        let mut z = match self.cache.take() {
+            Some(c) if c.activated.dim() == dim => c.activated,
+            _ => Array4::zeros(dim),
+        };
+        let shape = self.output_shape(dim);
+        if let Some(d) = &mut self.dropout {
+            d.start(&shape, mode).map_err(|e| e.within("Dropout"))?;
+        }
+        let chunk = batch.div_ceil(CHUNKS).max(1);
+        self.prepare(batch.div_ceil(chunk), (h, w), (ho, wo));
+        let mut workspaces = std::mem::take(&mut self.workspaces);
+        let y = self.compute(&x, &mut workspaces, &mut z, self.dropout.as_ref(), true);
+        self.workspaces = workspaces;
+        self.cache = Some(Cache { input: x, activated: z });
+        Ok(y)
+    }
+
+    /// The layer's output in evaluation mode, nothing kept.
+    pub(crate) fn infer(&self, input: ArrayD<F>) -> Result<ArrayD<F>> {
+        let (ho, wo) = self.check_input(&input).map_err(|e| e.within("Conv2D"))?;
+        let x = standard(input.into_dimensionality::<Ix4>().expect("checked"));
+        let (batch, _, h, w) = x.dim();
+        let mut z = Array4::zeros((batch, self.geometry.out_channels, ho, wo));
+        let mut workspaces = Vec::new();
+        prepare(&mut workspaces, &self.geometry, batch.div_ceil(batch.div_ceil(CHUNKS).max(1)), (h, w), (ho, wo));
+        let y = self.compute(&x, &mut workspaces, &mut z, None, false);
+        match &self.dropout {
+            Some(d) => d.infer(y),
+            None => Ok(y),
+        }
+    }
+}
+
+/// Makes sure `workspaces` holds `groups` workspaces for images of `(h, w)` with outputs of
+/// `(ho, wo)` under geometry `g`, keeping those there if they fit.
+fn prepare<F: Float>(
+    workspaces: &mut Vec<Workspace<F>>,
+    g: &Geometry,
+    groups: usize,
+    (h, w): (usize, usize),
+    (ho, wo): (usize, usize),
+) {
+    let fits = |ws: &Workspace<F>| ws.sizes == ((h, w), (ho, wo));
+    if workspaces.len() >= groups && workspaces.iter().all(fits) {
+        return;
+    }
+    let ((kh, kw), (ph, pw)) = (g.kernel, g.padding);
+    let (qh, qw) = g.full_correlation_padding().expect("supported geometry");
+    // Rows for the input gradient's convolution (h outputs) and columns for it and for the kernel
+    // gradient's whole tiles.
+    let row = (w.div_ceil(TILE) * TILE + kw - 1).max(qw + wo.div_ceil(TILE) * TILE);
+    let shape = (g.out_channels, g.in_channels, kh, kw);
+    *workspaces = (0..groups)
+        .map(|_| Workspace {
+            sizes: ((h, w), (ho, wo)),
+            xp: Padded::new(g.in_channels, (h, w), (ph, pw), (h + 2 * ph, wo.div_ceil(TILE) * TILE + kw - 1)),
+            gp: Padded::new(g.out_channels, (ho, wo), (qh, qw), (h + kh - 1, row)),
+            sums: LaneSums::new(shape),
+        })
+        .collect();
+}
+
+impl<F: Float> FusedConv<F> {
     /// The kernel as [`direct::forward`] needs it: `w[o][c][i][j] = K[c][o][i][j]`.
     fn packed(&self, arch: Arch) -> PackedKernel<F> {
         let k = self.kernel.value.view().into_dimensionality::<Ix4>().expect("a 4-D kernel");
@@ -148,28 +200,23 @@ impl<F: Float> FusedConv<F> {
         }
     }
 
-    /// The layer's output.
-    pub(crate) fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
-        let (ho, wo) = self.check_input(&input).map_err(|e| e.within("Conv2D"))?;
-        let x = standard(input.into_dimensionality::<Ix4>().expect("checked"));
-        let (batch, _, h, w) = x.dim();
-        let o = self.geometry.out_channels;
-        let dim = (batch, o, ho, wo);
-        let mut z = match self.cache.take() {
-            Some(c) if c.activated.dim() == dim => c.activated,
-            _ => Array4::zeros(dim),
-        };
-        let shape = self.output_shape(dim);
-        let mut y = ArrayD::zeros(IxDyn(&shape));
-        if let Some(d) = &mut self.dropout {
-            d.start(&shape, mode).map_err(|e| e.within("Dropout"))?;
-        }
+    /// The convolution, bias, activation and (in training, `dropout` started) dropout of `x` into a
+    /// new output, `z` keeping what the backward pass needs (when `keep`).
+    fn compute(
+        &self,
+        x: &Array4<F>,
+        workspaces: &mut [Workspace<F>],
+        z: &mut Array4<F>,
+        dropout: Option<&Dropout<F>>,
+        keep: bool,
+    ) -> ArrayD<F> {
+        let (batch, o, ho, wo) = z.dim();
+        let mut y = ArrayD::zeros(IxDyn(&self.output_shape((batch, o, ho, wo))));
         let arch = Arch::new();
         let kernel = self.packed(arch);
         let chunk = batch.div_ceil(CHUNKS).max(1);
-        self.prepare(batch.div_ceil(chunk), (h, w), (ho, wo));
         let bias = self.bias.as_ref().map(|b| b.value.as_slice().expect("a vector").to_vec());
-        let (activation, dropout) = (self.activation, self.dropout.as_ref());
+        let activation = self.activation;
         let image = o * ho * wo;
         let ys = y.as_slice_mut().expect("a new array");
         z.as_slice_mut()
@@ -177,7 +224,7 @@ impl<F: Float> FusedConv<F> {
             .par_chunks_mut(chunk * image)
             .zip(ys.par_chunks_mut(chunk * image))
             .zip(x.axis_chunks_iter(Axis(0), chunk).into_par_iter())
-            .zip(self.workspaces.par_iter_mut())
+            .zip(workspaces.par_iter_mut())
             .enumerate()
             .for_each(|(n, (((z, y), x), buffers))| {
                 for (b, ((z, y), x)) in
@@ -190,14 +237,18 @@ impl<F: Float> FusedConv<F> {
                             plane.iter_mut().for_each(|v| *v += b);
                         }
                     }
-                    activation.apply_keeping(z, y);
+                    if keep {
+                        activation.apply_keeping(z, y);
+                    } else {
+                        y.copy_from_slice(z);
+                        activation.apply(y);
+                    }
                     if let Some(d) = dropout {
-                        d.apply((n * chunk + b) * image, y).expect("started above");
+                        d.apply((n * chunk + b) * image, y).expect("started by the caller");
                     }
                 }
             });
-        self.cache = Some(Cache { input: x, activated: z });
-        Ok(y)
+        y
     }
 
     /// Stores the gradients of the kernel and the bias and, with `input_grad`, returns `∂L/∂X`.

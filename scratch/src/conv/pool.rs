@@ -15,6 +15,9 @@ pub enum PoolKind {
     Average,
 }
 
+/// The input shape and, for max pooling, the flat input index of each output's maximum.
+type Cache = (Vec<usize>, Vec<usize>);
+
 /// Pooling over `(k, k)` windows moved by `stride`, no padding: `(batch, C, H, W)` to
 /// `(batch, C, (H − k) / stride + 1, (W − k) / stride + 1)`.
 ///
@@ -26,8 +29,7 @@ pub struct Pool2D<F> {
     kind: PoolKind,
     size: usize,
     stride: usize,
-    /// The input shape and, for max pooling, the flat input index of each output's maximum.
-    cache: Option<(Vec<usize>, Vec<usize>)>,
+    cache: Option<Cache>,
     float: std::marker::PhantomData<F>,
 }
 
@@ -50,17 +52,10 @@ impl<F: Float> Pool2D<F> {
         (h >= self.size && w >= self.size)
             .then(|| ((h - self.size) / self.stride + 1, (w - self.size) / self.stride + 1))
     }
-}
 
-impl<F: Float> Operation<F> for Pool2D<F> {
-    fn name(&self) -> &'static str {
-        match self.kind {
-            PoolKind::Max => "MaxPool2D",
-            PoolKind::Average => "AvgPool2D",
-        }
-    }
-
-    fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
+    /// The pooled output and what the backward pass needs: the input's shape and, for max pooling,
+    /// where each window's maximum is.
+    fn compute(&self, input: ArrayD<F>) -> Result<(ArrayD<F>, Cache)> {
         let bad = || {
             Error::shape(
                 "input",
@@ -100,8 +95,26 @@ impl<F: Float> Operation<F> for Pool2D<F> {
                 }
             }
         }
-        self.cache = Some((x.shape().to_vec(), argmax));
-        Ok(out.into_dyn())
+        Ok((out.into_dyn(), (x.shape().to_vec(), argmax)))
+    }
+}
+
+impl<F: Float> Operation<F> for Pool2D<F> {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            PoolKind::Max => "MaxPool2D",
+            PoolKind::Average => "AvgPool2D",
+        }
+    }
+
+    fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
+        let (out, cache) = self.compute(input)?;
+        self.cache = Some(cache);
+        Ok(out)
+    }
+
+    fn infer(&self, input: ArrayD<F>) -> Result<ArrayD<F>> {
+        self.compute(input).map(|(out, _)| out)
     }
 
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {

@@ -155,15 +155,11 @@ impl<F: Float> ConvTranspose2DOp<F> {
         self.weight.grad = dw.into_shape_with_order(self.weight.value.raw_dim()).expect("sizes agree");
         Ok(input_grad.map(Array4::into_dyn))
     }
-}
 
-impl<F: Float> Operation<F> for ConvTranspose2DOp<F> {
-    fn name(&self) -> &'static str {
-        "ConvTranspose2D"
-    }
-
-    fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
+    /// The output, and the input as the backward pass needs it.
+    fn compute(&self, input: ArrayD<F>) -> Result<(ArrayD<F>, Array4<F>)> {
         let geom = self.adjoint_geometry();
+
         let c = geom.out_channels;
         if input.ndim() != 4 || input.shape()[1] != c {
             return Err(Error::shape("input", format!("(batch, {c}, height, width)"), input.shape()));
@@ -181,8 +177,23 @@ impl<F: Float> Operation<F> for ConvTranspose2DOp<F> {
             }
             None => transpose_convolve(&x, &self.matrix().view(), &geom, (ho, wo)),
         };
+        Ok((out.into_dyn(), x))
+    }
+}
+
+impl<F: Float> Operation<F> for ConvTranspose2DOp<F> {
+    fn name(&self) -> &'static str {
+        "ConvTranspose2D"
+    }
+
+    fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
+        let (y, x) = self.compute(input)?;
         self.input = Some(x);
-        Ok(out.into_dyn())
+        Ok(y)
+    }
+
+    fn infer(&self, input: ArrayD<F>) -> Result<ArrayD<F>> {
+        self.compute(input).map(|(y, _)| y)
     }
 
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {

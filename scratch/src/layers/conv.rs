@@ -79,6 +79,13 @@ impl<F: Float> Layer<F> for Conv2D<F> {
         }
     }
 
+    fn infer(&self, input: ArrayD<F>) -> Result<ArrayD<F>> {
+        match &self.inner {
+            Inner::Direct(conv) => conv.infer(input),
+            Inner::Ops(ops) => ops.infer(input),
+        }
+    }
+
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
         match &mut self.inner {
             Inner::Direct(conv) => Ok(conv.backward(output_grad, true)?.expect("the input gradient was asked for")),
@@ -111,11 +118,12 @@ impl<F: Float> Layer<F> for Conv2D<F> {
         }
     }
 
-    fn dropout_mut(&mut self) -> Option<&mut Dropout<F>> {
-        match &mut self.inner {
+    fn dropouts_mut(&mut self) -> Vec<(String, &mut Dropout<F>)> {
+        let dropout = match &mut self.inner {
             Inner::Direct(conv) => conv.dropout.as_mut(),
             Inner::Ops(ops) => ops.dropout.as_mut(),
-        }
+        };
+        dropout.into_iter().map(|d| (String::new(), d)).collect()
     }
 
     /// Draws fresh values as [`ConvSpec::draw`] says.

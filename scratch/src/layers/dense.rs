@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use super::Layer;
 use crate::linalg::{matmul, matmul_into_threaded};
-use crate::ops::{no_forward, Dropout, Mode};
+use crate::ops::{no_forward, Dropout, Mode, Operation};
 use crate::param::{Layout, Param};
 use crate::rng::RandomState;
 use crate::spec::DenseSpec;
@@ -27,7 +27,7 @@ use crate::{Error, Float, Result};
 /// [`BiasAdd`](crate::ops::BiasAdd), the activation, [`Dropout`]) computed in one pass each way: the
 /// product, then the bias, activation and dropout on each piece of rows while it is in cache; the
 /// gradients in place, into buffers kept from one call to the next. Its parameters are named `weight`
-/// and `bias`.
+/// and (unless the description has none) `bias`.
 ///
 /// ```
 /// use scratch::layers::{Dense, Layer};
@@ -47,8 +47,8 @@ pub struct Dense<F: Float> {
     inputs: usize,
     /// `W: (in, neurons)`, the book's layout (PyTorch's transposed).
     weight: Param<F>,
-    /// `B: (1, neurons)`.
-    bias: Param<F>,
+    /// `B: (1, neurons)`, if the layer has a bias.
+    bias: Option<Param<F>>,
     dropout: Option<Dropout<F>>,
     cache: Option<Cache<F>>,
     /// The leading axes of the last input when it had more than two (they are merged into rows).
@@ -109,9 +109,8 @@ impl<F: Float> Dense<F> {
     /// As [`DenseSpec::validate`].
     pub fn new(inputs: usize, spec: DenseSpec, rng: &mut RandomState) -> Result<Self> {
         spec.validate(inputs)?;
-        let empty = || Param::new(ArrayD::zeros(IxDyn(&[0, 0])), Layout::Canonical);
-        let mut layer =
-            Dense { spec, inputs, weight: empty(), bias: empty(), dropout: None, cache: None, leading: None };
+        let weight = Param::new(ArrayD::zeros(IxDyn(&[0, 0])), Layout::Canonical);
+        let mut layer = Dense { spec, inputs, weight, bias: None, dropout: None, cache: None, leading: None };
         layer.reinitialize(rng);
         Ok(layer)
     }
@@ -154,11 +153,13 @@ impl<F: Float> Dense<F> {
             activation.gradient(g, &cached[offset..offset + g.len()]);
         });
         // ∂L/∂B: the rows summed in order.
-        let mut db = Array1::zeros(g.ncols());
-        for row in g.axis_iter(Axis(0)) {
-            db += &row;
+        if let Some(bias) = &mut self.bias {
+            let mut db = Array1::zeros(g.ncols());
+            for row in g.axis_iter(Axis(0)) {
+                db += &row;
+            }
+            bias.grad = db.insert_axis(Axis(0)).into_dyn();
         }
-        self.bias.grad = db.insert_axis(Axis(0)).into_dyn();
         // ∂L/∂W = Xᵀ ∂L/∂Z, into the gradient's buffer.
         let shape = self.weight.value.raw_dim();
         if self.weight.grad.raw_dim() != shape {
@@ -169,25 +170,34 @@ impl<F: Float> Dense<F> {
         Ok((g, cache))
     }
 
+    /// `input` as the matrix `(batch, in)`, or an error naming the shape the layer needs.
+    fn check_rows(&self, input: ArrayD<F>) -> Result<Array2<F>> {
+        let n_in = self.inputs;
+        if input.ndim() != 2 || input.shape()[1] != n_in {
+            return Err(Error::shape("input", format!("(batch, {n_in})"), input.shape()));
+        }
+        Ok(input.into_dimensionality::<Ix2>().expect("checked above"))
+    }
+
+    /// `z_row += B` for every row of a piece of rows.
+    fn add_bias(&self, z: &mut [F]) {
+        if let Some(bias) = &self.bias {
+            let bias = bias.value.as_slice().expect("a bias is contiguous");
+            for row in z.chunks_exact_mut(bias.len().max(1)) {
+                row.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
+            }
+        }
+    }
+
     fn forward_rows(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
-        let (n_in, n) = (self.inputs, self.spec.neurons);
-        let shape_error =
-            |got: &[usize]| Error::shape("input", format!("(batch, {n_in})"), got).within("WeightMultiply");
-        if input.ndim() != 2 {
-            return Err(Error::shape("input", "a 2-D array (batch, features)", input.shape()).within("WeightMultiply"));
-        }
-        if input.shape()[1] != n_in {
-            return Err(shape_error(input.shape()));
-        }
-        let x = input.into_dimensionality::<Ix2>().expect("checked above");
-        let batch = x.nrows();
+        let x = self.check_rows(input)?;
+        let (batch, n) = (x.nrows(), self.spec.neurons);
         let mut z = match self.cache.take() {
             Some(c) if c.activated.dim() == (batch, n) => c.activated,
             _ => Array2::zeros((batch, n)),
         };
         matmul_into_threaded(&mut z.view_mut(), &x.view(), &self.w(), false);
         let activation = self.spec.activation;
-        let bias = self.bias.value.as_slice().expect("a bias is contiguous");
         let mut y = Array2::zeros((batch, n));
         if let Some(d) = &mut self.dropout {
             d.start(&[batch, n], mode).map_err(|e| e.within("Dropout"))?;
@@ -196,9 +206,7 @@ impl<F: Float> Dense<F> {
         // Per piece of rows: Z += B, A = f(Z) (kept, or Z kept), Y = A ⊙ dropout.
         by_rows(&mut z.view_mut(), Some(&mut y.view_mut()), |offset, z, y| {
             let y = y.expect("both arrays");
-            for row in z.chunks_exact_mut(n.max(1)) {
-                row.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
-            }
+            self.add_bias(z);
             activation.apply_keeping(z, y);
             if let Some(d) = dropout {
                 d.apply(offset, y).expect("started above");
@@ -206,6 +214,22 @@ impl<F: Float> Dense<F> {
         });
         self.cache = Some(Cache { input: x, activated: z });
         Ok(y.into_dyn())
+    }
+
+    /// The output in evaluation mode, nothing cached.
+    fn infer_rows(&self, input: ArrayD<F>) -> Result<ArrayD<F>> {
+        let x = self.check_rows(input)?;
+        let mut z = Array2::zeros((x.nrows(), self.spec.neurons));
+        matmul_into_threaded(&mut z.view_mut(), &x.view(), &self.w(), false);
+        let activation = self.spec.activation;
+        by_rows(&mut z.view_mut(), None, |_, z, _| {
+            self.add_bias(z);
+            activation.apply(z);
+        });
+        match &self.dropout {
+            Some(d) => d.infer(z.into_dyn()),
+            None => Ok(z.into_dyn()),
+        }
     }
 }
 
@@ -225,6 +249,14 @@ impl<F: Float> Layer<F> for Dense<F> {
         Ok(y)
     }
 
+    fn infer(&self, input: ArrayD<F>) -> Result<ArrayD<F>> {
+        if input.ndim() <= 2 {
+            return self.infer_rows(input);
+        }
+        let leading = input.shape()[..input.ndim() - 1].to_vec();
+        Ok(unrows(self.infer_rows(rows(input))?, &leading))
+    }
+
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
         let leading = self.leading.clone();
         let output_grad = if leading.is_some() { rows(output_grad) } else { output_grad };
@@ -242,15 +274,17 @@ impl<F: Float> Layer<F> for Dense<F> {
     }
 
     fn params(&self) -> Vec<(String, &Param<F>)> {
-        vec![("weight".into(), &self.weight), ("bias".into(), &self.bias)]
+        std::iter::once(("weight".into(), &self.weight)).chain(self.bias.as_ref().map(|b| ("bias".into(), b))).collect()
     }
 
     fn params_mut(&mut self) -> Vec<(String, &mut Param<F>)> {
-        vec![("weight".into(), &mut self.weight), ("bias".into(), &mut self.bias)]
+        std::iter::once(("weight".into(), &mut self.weight))
+            .chain(self.bias.as_mut().map(|b| ("bias".into(), b)))
+            .collect()
     }
 
-    fn dropout_mut(&mut self) -> Option<&mut Dropout<F>> {
-        self.dropout.as_mut()
+    fn dropouts_mut(&mut self) -> Vec<(String, &mut Dropout<F>)> {
+        self.dropout.iter_mut().map(|d| (String::new(), d)).collect()
     }
 
     /// Draws fresh values as [`DenseSpec::draw`] says.
@@ -259,7 +293,7 @@ impl<F: Float> Layer<F> for Dense<F> {
         let draw = spec.draw(rng, self.inputs);
         let cast = |v: f64| F::cast(v);
         self.weight = Param::new(draw.weight.mapv(cast).into_dyn(), Layout::SwapAxes01);
-        self.bias = Param::new(draw.bias.mapv(cast).insert_axis(Axis(0)).into_dyn(), Layout::RowVector);
+        self.bias = draw.bias.map(|b| Param::new(b.mapv(cast).insert_axis(Axis(0)).into_dyn(), Layout::RowVector));
         self.dropout = spec.dropout.zip(draw.dropout_seed).map(|((keep, style), seed)| {
             Dropout::new(keep, style, RandomState::new(seed)).expect("validated when the layer was built")
         });

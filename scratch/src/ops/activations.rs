@@ -38,7 +38,7 @@ fn gradient_all<F: Float>(activation: Activation, g: ArrayD<F>, cached: &ArrayD<
 }
 
 use super::{no_forward, Mode, Operation};
-use crate::{Float, Result};
+use crate::{Error, Float, Result};
 
 /// Which activation a layer applies after its affine map.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -61,12 +61,19 @@ pub enum Activation {
 impl Activation {
     /// A fresh operation computing this activation.
     pub fn operation<F: Float>(self) -> Box<dyn Operation<F>> {
+        Box::new(ActivationOp { activation: self, cached: None })
+    }
+
+    /// Checks the activation's settings (a leaky ReLU's slope must be finite).
+    ///
+    /// # Errors
+    /// A slope that is not finite.
+    pub fn validate(self) -> Result<()> {
         match self {
-            Activation::Linear => Box::new(Linear { forwarded: false }),
-            Activation::Sigmoid => Box::new(Sigmoid { output: None }),
-            Activation::Tanh => Box::new(Tanh { output: None }),
-            Activation::ReLU => Box::new(ReLU { output: None }),
-            Activation::LeakyReLU { slope } => Box::new(LeakyReLU { slope, input: None }),
+            Activation::LeakyReLU { slope } if !slope.is_finite() => {
+                Err(Error::InvalidArgument(format!("leaky ReLU: slope {slope} is not finite")))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -186,119 +193,46 @@ impl<F: Float> WithSimd for Gradient<'_, F> {
     }
 }
 
-/// The identity: `y = x`, `∂L/∂x = ∂L/∂y`.
-pub struct Linear {
-    forwarded: bool,
-}
-
-impl<F: Float> Operation<F> for Linear {
-    fn name(&self) -> &'static str {
-        "Linear"
-    }
-
-    fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
-        self.forwarded = true;
-        Ok(input)
-    }
-
-    fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
-        if !self.forwarded {
-            return Err(no_forward("Linear"));
-        }
-        Ok(output_grad)
-    }
-}
-
-/// `y = σ(x) = 1 / (1 + e⁻ˣ)`, `∂L/∂x = ∂L/∂y ⊙ y (1 − y)`.
-pub struct Sigmoid<F> {
-    output: Option<ArrayD<F>>,
-}
-
-impl<F: Float> Operation<F> for Sigmoid<F> {
-    fn name(&self) -> &'static str {
-        "Sigmoid"
-    }
-
-    fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
-        let y = apply_all(Activation::Sigmoid, input);
-        self.output = Some(y.clone());
-        Ok(y)
-    }
-
-    fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
-        let y = self.output.as_ref().ok_or_else(|| no_forward("Sigmoid"))?;
-        Ok(gradient_all(Activation::Sigmoid, output_grad, y))
-    }
-}
-
-/// `y = tanh(x)`, `∂L/∂x = ∂L/∂y ⊙ (1 − y²)`.
-pub struct Tanh<F> {
-    output: Option<ArrayD<F>>,
-}
-
-impl<F: Float> Operation<F> for Tanh<F> {
-    fn name(&self) -> &'static str {
-        "Tanh"
-    }
-
-    fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
-        let y = apply_all(Activation::Tanh, input);
-        self.output = Some(y.clone());
-        Ok(y)
-    }
-
-    fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
-        let y = self.output.as_ref().ok_or_else(|| no_forward("Tanh"))?;
-        Ok(gradient_all(Activation::Tanh, output_grad, y))
-    }
-}
-
-/// `y = max(0, x)`, `∂L/∂x = ∂L/∂y ⊙ [x > 0]`.
+/// An activation as an operation of its own: `y = f(x)`, `∂L/∂x = ∂L/∂y ⊙ f'(·)`, the derivative
+/// computed from the output it keeps (or from its input, where
+/// [`Activation::derivative_from_input`]).
 ///
-/// The book's version passes the gradient where `y ≥ 0`, which is everywhere, so negative inputs get a
+/// The book's ReLU passes the gradient where `y ≥ 0`, which is everywhere, so negative inputs get a
 /// gradient too; this one is correct, and matches PyTorch (gradient 0 at `x = 0`).
-pub struct ReLU<F> {
-    output: Option<ArrayD<F>>,
+pub struct ActivationOp<F> {
+    activation: Activation,
+    /// What [`Activation::gradient`] needs, from the last forward pass.
+    cached: Option<ArrayD<F>>,
 }
 
-impl<F: Float> Operation<F> for ReLU<F> {
+impl<F: Float> Operation<F> for ActivationOp<F> {
     fn name(&self) -> &'static str {
-        "ReLU"
+        self.activation.name()
     }
 
     fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
-        let y = apply_all(Activation::ReLU, input);
-        self.output = Some(y.clone());
-        Ok(y)
+        if self.activation.derivative_from_input() {
+            let input = standard(input);
+            let y = apply_all(self.activation, input.clone());
+            self.cached = Some(input);
+            Ok(y)
+        } else {
+            let y = apply_all(self.activation, input);
+            self.cached = Some(y.clone());
+            Ok(y)
+        }
+    }
+
+    fn infer(&self, input: ArrayD<F>) -> Result<ArrayD<F>> {
+        Ok(apply_all(self.activation, input))
     }
 
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
-        let y = self.output.as_ref().ok_or_else(|| no_forward("ReLU"))?;
-        Ok(gradient_all(Activation::ReLU, output_grad, y))
-    }
-}
-
-/// `y = x` for `x > 0`, `slope · x` otherwise; `∂L/∂x = ∂L/∂y ⊙ (1 or slope)`.
-pub struct LeakyReLU<F> {
-    slope: f64,
-    input: Option<ArrayD<F>>,
-}
-
-impl<F: Float> Operation<F> for LeakyReLU<F> {
-    fn name(&self) -> &'static str {
-        "LeakyReLU"
-    }
-
-    fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
-        let input = standard(input);
-        let y = apply_all(Activation::LeakyReLU { slope: self.slope }, input.clone());
-        self.input = Some(input);
-        Ok(y)
-    }
-
-    fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
-        let x = self.input.as_ref().ok_or_else(|| no_forward("LeakyReLU"))?;
-        Ok(gradient_all(Activation::LeakyReLU { slope: self.slope }, output_grad, x))
+        let cached = self.cached.as_ref().ok_or_else(|| no_forward(self.activation.name()))?;
+        if cached.shape() != output_grad.shape() {
+            return Err(Error::shape("output gradient", format!("{:?}", cached.shape()), output_grad.shape()));
+        }
+        Ok(gradient_all(self.activation, output_grad, cached))
     }
 }
 

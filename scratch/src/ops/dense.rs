@@ -45,14 +45,18 @@ impl<F: Float> Operation<F> for WeightMultiply<F> {
     }
 
     fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
+        let y = self.infer(input.clone())?;
+        self.input = Some(input.into_dimensionality::<Ix2>().expect("checked by infer"));
+        Ok(y)
+    }
+
+    fn infer(&self, input: ArrayD<F>) -> Result<ArrayD<F>> {
         let n_in = self.weight.value.shape()[0];
         let x = as_matrix(&input, "input")?;
         if x.ncols() != n_in {
             return Err(Error::shape("input", format!("(batch, {n_in})"), x.shape()));
         }
-        let y = matmul(&x, &self.w());
-        self.input = Some(input.into_dimensionality::<Ix2>().expect("checked above"));
-        Ok(y.into_dyn())
+        Ok(matmul(&x, &self.w()).into_dyn())
     }
 
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
@@ -100,12 +104,17 @@ impl<F: Float> Operation<F> for BiasAdd<F> {
     }
 
     fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
+        let y = self.infer(input)?;
+        self.forwarded = true;
+        Ok(y)
+    }
+
+    fn infer(&self, input: ArrayD<F>) -> Result<ArrayD<F>> {
         let n = self.bias.value.shape()[1];
         let x = as_matrix(&input, "input")?;
         if x.ncols() != n {
             return Err(Error::shape("input", format!("(batch, {n})"), x.shape()));
         }
-        self.forwarded = true;
         let mut y = input;
         y += &self.bias.value;
         Ok(y)

@@ -72,6 +72,11 @@ impl<F: Float> Dropout<F> {
         self.keep
     }
 
+    /// Draws masks from a generator seeded with `seed` from now on.
+    pub fn reseed(&mut self, seed: u32) {
+        self.rng = RandomState::new(seed);
+    }
+
     /// Starts a forward pass on an input of `shape`: draws the mask (one draw of the generator) or
     /// takes the injected one, for [`Dropout::apply`].
     ///
@@ -150,6 +155,13 @@ impl<F: Float> Operation<F> for Dropout<F> {
     fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
         self.start(input.shape(), mode)?;
         self.apply_all(input)
+    }
+
+    fn infer(&self, input: ArrayD<F>) -> Result<ArrayD<F>> {
+        Ok(match self.style {
+            DropoutStyle::Inverted => input,
+            DropoutStyle::Book => input * F::cast(self.keep),
+        })
     }
 
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {

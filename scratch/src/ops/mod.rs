@@ -15,7 +15,7 @@ mod reshape;
 
 use ndarray::{ArrayD, ArrayView2, Ix2};
 
-pub use activations::{Activation, LeakyReLU, Linear, ReLU, Sigmoid, Tanh};
+pub use activations::{Activation, ActivationOp};
 pub use dense::{BiasAdd, WeightMultiply};
 pub use dropout::{Dropout, DropoutStyle};
 pub use reshape::{Flatten, Reshape};
@@ -39,6 +39,9 @@ pub trait Operation<F: Float>: Send {
 
     /// Computes the output, caching what [`Operation::backward`] needs.
     fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>>;
+
+    /// Computes the output in evaluation mode without caching anything (prediction).
+    fn infer(&self, input: ArrayD<F>) -> Result<ArrayD<F>>;
 
     /// Given `∂L/∂output`, returns `∂L/∂input` and, for an operation with a parameter, stores
     /// `∂L/∂param` in the parameter's `grad`.
@@ -96,6 +99,11 @@ impl<F: Float> OpChain<F> {
     /// Mutable access to the operations.
     pub fn ops_mut(&mut self) -> &mut [Box<dyn Operation<F>>] {
         &mut self.ops
+    }
+
+    /// Runs every operation forward in evaluation mode, caching nothing.
+    pub fn infer(&self, input: ArrayD<F>) -> Result<ArrayD<F>> {
+        self.ops.iter().try_fold(input, |x, op| op.infer(x).map_err(|e| e.within(op.name())))
     }
 
     /// Runs every operation forward; errors are prefixed with the operation's name.

@@ -34,9 +34,15 @@ impl<F: Float> Operation<F> for Flatten {
 
     fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
         let shape = input.shape().to_vec();
+        let y = Operation::<F>::infer(self, input)?;
+        self.input_shape = Some(shape);
+        Ok(y)
+    }
+
+    fn infer(&self, input: ArrayD<F>) -> Result<ArrayD<F>> {
+        let shape = input.shape().to_vec();
         let batch = *shape.first().ok_or_else(|| Error::shape("input", "(batch, ...)", &shape))?;
         let rest = shape[1..].iter().product::<usize>();
-        self.input_shape = Some(shape);
         Ok(standard(input).into_shape_with_order(IxDyn(&[batch, rest])).expect("sizes agree"))
     }
 
@@ -67,13 +73,19 @@ impl<F: Float> Operation<F> for Reshape {
     }
 
     fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
+        let shape = input.shape().to_vec();
+        let y = Operation::<F>::infer(self, input)?;
+        self.input_shape = Some(shape);
+        Ok(y)
+    }
+
+    fn infer(&self, input: ArrayD<F>) -> Result<ArrayD<F>> {
         let n = self.shape.iter().product::<usize>();
         if input.ndim() != 2 || input.shape()[1] != n {
             return Err(Error::shape("input", format!("(batch, {n})"), input.shape()));
         }
         let mut target = vec![input.shape()[0]];
         target.extend(&self.shape);
-        self.input_shape = Some(input.shape().to_vec());
         Ok(standard(input).into_shape_with_order(IxDyn(&target)).expect("sizes agree"))
     }
 

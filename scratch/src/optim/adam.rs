@@ -37,7 +37,7 @@ pub enum WeightDecay {
 /// let mut p = Param::new(ndarray::arr1(&[1.0f64, -1.0]).into_dyn(), Layout::Canonical);
 /// p.grad = ndarray::arr1(&[0.5, -2.0]).into_dyn();
 /// let mut adam = Adam::adamw(0.1, 0.01, Decay::None)?;
-/// adam.step(vec![("p".into(), &mut p)])?;
+/// adam.step(&mut [("p".into(), &mut p)])?;
 /// // The first step moves every element by about lr, against its gradient's sign.
 /// assert!((p.value[0] - (1.0 * (1.0 - 0.1 * 0.01) - 0.1)).abs() < 1e-6);
 /// # Ok::<(), scratch::Error>(())
@@ -127,9 +127,9 @@ impl<F: Float> Adam<F> {
 }
 
 impl<F: Float> Optimizer<F> for Adam<F> {
-    fn step(&mut self, params: Vec<NamedParamMut<'_, F>>) -> Result<()> {
+    fn step(&mut self, params: &mut [NamedParamMut<'_, F>]) -> Result<()> {
         let (lr, config) = (self.lr.get(), self.config);
-        for (name, p) in params {
+        for (name, p) in params.iter_mut() {
             let t = self.steps.entry(name.clone()).or_insert(0);
             *t += 1;
             let (c1, c2) = config.bias_corrections(*t);
@@ -143,7 +143,7 @@ impl<F: Float> Optimizer<F> for Adam<F> {
                 WeightDecay::Decoupled(l) => (F::zero(), F::cast(1.0 - lr * l)),
             };
             let m = buffer(&mut self.moments, name.clone(), &p.value)?;
-            let v = buffer(&mut self.squares, name, &p.value)?;
+            let v = buffer(&mut self.squares, name.clone(), &p.value)?;
             Zip::from(&mut p.value).and(m).and(v).and(&p.grad).for_each(|p, m, v, &g| {
                 let g = g + l2 * *p;
                 *p *= shrink;

@@ -77,8 +77,8 @@ impl<O> Clipped<O> {
 }
 
 impl<F: Float, O: Optimizer<F>> Optimizer<F> for Clipped<O> {
-    fn step(&mut self, mut params: Vec<NamedParamMut<'_, F>>) -> Result<()> {
-        self.clip.apply(&mut params)?;
+    fn step(&mut self, params: &mut [NamedParamMut<'_, F>]) -> Result<()> {
+        self.clip.apply(params)?;
         self.inner.step(params)
     }
 

@@ -18,7 +18,7 @@ pub use clip::{Clip, Clipped};
 /// Updates parameters from their gradients.
 pub trait Optimizer<F: Float>: Send {
     /// Applies one update to every parameter, using the gradients stored in them.
-    fn step(&mut self, params: Vec<NamedParamMut<'_, F>>) -> Result<()>;
+    fn step(&mut self, params: &mut [NamedParamMut<'_, F>]) -> Result<()>;
 
     /// The learning rate and its schedule.
     fn schedule(&mut self) -> &mut LearningRate;
@@ -170,9 +170,9 @@ impl SGD {
 }
 
 impl<F: Float> Optimizer<F> for SGD {
-    fn step(&mut self, params: Vec<NamedParamMut<'_, F>>) -> Result<()> {
+    fn step(&mut self, params: &mut [NamedParamMut<'_, F>]) -> Result<()> {
         let lr = F::cast(self.lr.get());
-        for (_, p) in params {
+        for (_, p) in params.iter_mut() {
             Zip::from(&mut p.value).and(&p.grad).for_each(|v, &g| *v -= lr * g);
         }
         Ok(())
@@ -225,10 +225,10 @@ impl<F: Float> SGDMomentum<F> {
 }
 
 impl<F: Float> Optimizer<F> for SGDMomentum<F> {
-    fn step(&mut self, params: Vec<NamedParamMut<'_, F>>) -> Result<()> {
+    fn step(&mut self, params: &mut [NamedParamMut<'_, F>]) -> Result<()> {
         let (lr, mu) = (F::cast(self.lr.get()), F::cast(self.momentum));
-        for (name, p) in params {
-            let v = buffer(&mut self.velocities, name, &p.value)?;
+        for (name, p) in params.iter_mut() {
+            let v = buffer(&mut self.velocities, name.clone(), &p.value)?;
             Zip::from(&mut p.value).and(v).and(&p.grad).for_each(|p, v, &g| {
                 *v = mu * *v + lr * g;
                 *p -= *v;
@@ -267,10 +267,10 @@ impl<F: Float> AdaGrad<F> {
 }
 
 impl<F: Float> Optimizer<F> for AdaGrad<F> {
-    fn step(&mut self, params: Vec<NamedParamMut<'_, F>>) -> Result<()> {
+    fn step(&mut self, params: &mut [NamedParamMut<'_, F>]) -> Result<()> {
         let (lr, eps) = (F::cast(self.lr.get()), F::cast(Self::EPS));
-        for (name, p) in params {
-            let s = buffer(&mut self.sums, name, &p.value)?;
+        for (name, p) in params.iter_mut() {
+            let s = buffer(&mut self.sums, name.clone(), &p.value)?;
             Zip::from(&mut p.value).and(s).and(&p.grad).for_each(|p, s, &g| {
                 *s += eps + g * g;
                 *p -= lr * g / s.sqrt();

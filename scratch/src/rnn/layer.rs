@@ -246,6 +246,18 @@ impl<F: Float> Recurrent<F> {
         Ok(())
     }
 
+    /// The state every cell starts a call on `input` from, checking the input's shape.
+    fn starts(&self, input: &ArrayD<F>) -> Result<Vec<CellState<F>>> {
+        let batch = match *input.shape() {
+            [b, t, v] if v == self.spec.input && b > 0 && t > 0 => b,
+            _ => {
+                let want = format!("(batch > 0, time > 0, {})", self.spec.input);
+                return Err(Error::shape("input", want, input.shape()));
+            }
+        };
+        (0..self.cells.len()).map(|k| self.initial_state(k, batch)).collect()
+    }
+
     /// The state cell `k` starts this call from, for a batch of `batch`.
     fn initial_state(&self, k: usize, batch: usize) -> Result<CellState<F>> {
         let h = self.spec.hidden;
@@ -450,6 +462,11 @@ impl<F: Float> Cell<F> {
         (y, last)
     }
 
+    /// The cell's output on `input` from `start`, nothing kept.
+    fn infer(&self, input: ArrayD<F>, start: CellState<F>) -> ArrayD<F> {
+        Self::output(&self.unroll(input, start, None))
+    }
+
     /// Back-propagation through time over one block of batch columns: fills the gate gradients.
     #[inline(always)]
     fn backward_block(&self, w_hh: &ArrayView2<'_, F>, mut blk: BackwardBlock<'_, F>) {
@@ -591,14 +608,7 @@ impl<F: Float> Layer<F> for Recurrent<F> {
 
     /// `(batch, time, input)` to `(batch, time, hidden)`.
     fn forward(&mut self, input: ArrayD<F>, _mode: Mode) -> Result<ArrayD<F>> {
-        let batch = match *input.shape() {
-            [b, t, v] if v == self.spec.input && b > 0 && t > 0 => b,
-            _ => {
-                let want = format!("(batch > 0, time > 0, {})", self.spec.input);
-                return Err(Error::shape("input", want, input.shape()));
-            }
-        };
-        let starts = (0..self.cells.len()).map(|k| self.initial_state(k, batch)).collect::<Result<Vec<_>>>()?;
+        let starts = self.starts(&input)?;
         let mut y = input;
         let (mut hs, mut cs) = (Vec::new(), Vec::new());
         for (cell, start) in self.cells.iter_mut().zip(starts) {
@@ -622,6 +632,11 @@ impl<F: Float> Layer<F> for Recurrent<F> {
         };
         self.last = Some(last);
         Ok(y)
+    }
+
+    fn infer(&self, input: ArrayD<F>) -> Result<ArrayD<F>> {
+        let starts = self.starts(&input)?;
+        Ok(self.cells.iter().zip(starts).fold(input, |y, (cell, start)| cell.infer(y, start)))
     }
 
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {

@@ -15,7 +15,8 @@ use super::{
 /// use scratch::spec::{book, WeightInit};
 ///
 /// let glorot = book::chapter4_mlp(&[(89, Activation::Tanh)], Activation::Linear, WeightInit::Glorot, None);
-/// assert_eq!(glorot.shapes()?, vec![vec![89], vec![10]]);
+/// assert_eq!(glorot.output_shape()?, vec![10]);
+/// assert_eq!(glorot.num_parameters()?, 784 * 89 + 89 + 89 * 10 + 10);
 /// # Ok::<(), scratch::Error>(())
 /// ```
 pub fn chapter4_mlp(
@@ -24,7 +25,7 @@ pub fn chapter4_mlp(
     init: WeightInit,
     dropout: Option<f64>,
 ) -> NetSpec {
-    let layer = |neurons, activation| DenseSpec { neurons, activation, init, dropout: None };
+    let layer = |neurons, activation| DenseSpec::new(neurons).activation(activation).init(init);
     let mut layers: Vec<LayerSpec> = hidden
         .iter()
         .map(|&(neurons, activation)| {
@@ -125,7 +126,7 @@ pub fn autoencoder() -> NetSpec {
 /// use scratch::spec::{book, CellKind, StateMode};
 ///
 /// let lstm = book::language_model(CellKind::Lstm, 76, 256, 2, StateMode::Reset, 25);
-/// assert_eq!(lstm.shapes()?, vec![vec![25, 256], vec![25, 76]]);
+/// assert_eq!(lstm.output_shape()?, vec![25, 76]);
 /// # Ok::<(), scratch::Error>(())
 /// ```
 pub fn language_model(

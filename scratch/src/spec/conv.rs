@@ -180,6 +180,9 @@ impl ConvSpec {
             )));
         }
         super::validate_dropout(self.dropout)?;
+        self.activation.validate()?;
+        self.init.validate()?;
+        super::product(&[self.in_channels, self.out_channels, self.kernel, self.kernel], "Conv2D's kernel")?;
         if self.output_padding > 0 && (!self.transposed || self.output_padding >= self.stride) {
             return Err(Error::InvalidArgument(format!(
                 "an output padding ({}) needs a transposed convolution and must be below its stride ({})",
@@ -200,7 +203,7 @@ impl ConvSpec {
             self.init.conv_fans(self.in_channels, self.out_channels, self.kernel)
         };
         let kernel = self.init.sample(rng, (self.in_channels, self.out_channels, self.kernel, self.kernel), fans);
-        let bias = self.bias.then(|| self.init.sample(rng, self.out_channels, fans));
+        let bias = self.bias.then(|| self.init.sample_bias(rng, self.out_channels, fans));
         let dropout_seed = self.dropout.map(|_| rng.next_u32());
         ConvDraw { kernel, bias, dropout_seed }
     }

@@ -12,7 +12,8 @@ use crate::{Error, Result};
 /// whatever comes before it in a [`NetSpec`](super::NetSpec), or is given when the layer is built
 /// alone.
 ///
-/// Parameters, in PyTorch's layout: `weight (neurons, in)`, `bias (neurons,)`.
+/// Parameters, in PyTorch's layout: `weight (neurons, in)` and, unless `bias` is off (PyTorch's
+/// `bias=False`), `bias (neurons,)`.
 ///
 /// ```
 /// use scratch::ops::Activation;
@@ -31,22 +32,30 @@ pub struct DenseSpec {
     pub init: WeightInit,
     /// Dropout after the activation: keep probability and style.
     pub dropout: Option<(f64, DropoutStyle)>,
+    /// Whether the layer adds a bias.
+    pub bias: bool,
 }
 
 /// The initial values of a dense layer, drawn by [`DenseSpec::draw`]; both engines initialise from it.
 pub struct DenseDraw {
     /// The weight in the book's layout `(in, neurons)`.
     pub weight: Array2<f64>,
-    /// The bias `(neurons,)`.
-    pub bias: Array1<f64>,
+    /// The bias `(neurons,)`, if the layer has one.
+    pub bias: Option<Array1<f64>>,
     /// The seed of the dropout mask generator, if the layer has dropout.
     pub dropout_seed: Option<u32>,
 }
 
 impl DenseSpec {
-    /// `neurons` outputs, linear, the book's standard-normal initialisation, no dropout.
+    /// `neurons` outputs with a bias, linear, the book's standard-normal initialisation, no dropout.
     pub fn new(neurons: usize) -> Self {
-        DenseSpec { neurons, activation: Activation::Linear, init: WeightInit::Standard, dropout: None }
+        DenseSpec { neurons, activation: Activation::Linear, init: WeightInit::Standard, dropout: None, bias: true }
+    }
+
+    /// With (or without) a bias.
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
     }
 
     /// With `activation`.
@@ -83,15 +92,19 @@ impl DenseSpec {
                 self.neurons
             )));
         }
+        super::product(&[inputs, self.neurons], "Dense's weight")?;
+        self.activation.validate()?;
+        self.init.validate()?;
         super::validate_dropout(self.dropout)
     }
 
     /// Draws `W` of shape `(inputs, neurons)`, then `b` of shape `(neurons,)`, in that order (the
-    /// book's), with [`WeightInit::sample`]; with dropout, one more draw seeds the mask generator.
+    /// book's), with [`WeightInit::sample`] and [`WeightInit::sample_bias`]; with dropout, one more
+    /// draw seeds the mask generator.
     pub fn draw(&self, rng: &mut RandomState, inputs: usize) -> DenseDraw {
         let fans = (inputs, self.neurons);
         let weight = self.init.sample(rng, fans, fans);
-        let bias = self.init.sample(rng, self.neurons, fans);
+        let bias = self.bias.then(|| self.init.sample_bias(rng, self.neurons, fans));
         DenseDraw { weight, bias, dropout_seed: self.dropout.map(|_| rng.next_u32()) }
     }
 
@@ -100,6 +113,7 @@ impl DenseSpec {
     pub fn describe(&self, inputs: usize) -> String {
         let dropout = self.dropout.map(|(keep, _)| format!(", dropout keep {keep}")).unwrap_or_default();
         let inputs = if inputs == 0 { "?".to_string() } else { inputs.to_string() };
-        format!("Dense({inputs} -> {}, {}{dropout})", self.neurons, self.activation.name())
+        let bias = if self.bias { "" } else { ", no bias" };
+        format!("Dense({inputs} -> {}, {}{bias}{dropout})", self.neurons, self.activation.name())
     }
 }

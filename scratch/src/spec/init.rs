@@ -3,9 +3,10 @@
 use ndarray::{Array, IntoDimension};
 
 use crate::rng::RandomState;
+use crate::{Error, Result};
 
 /// How a layer draws its initial weights and biases.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum WeightInit {
     /// Normal with standard deviation 1: the book's default (`np.random.randn`).
     Standard,
@@ -17,6 +18,12 @@ pub enum WeightInit {
     /// PyTorch's default for `nn.Linear` and `nn.Conv2d` (Kaiming uniform with `a = √5`): weights and
     /// biases uniform in `±1 / sqrt(fan_in)`. The book's chapter-7 models use it.
     PyTorch,
+    /// Normal with standard deviation `std` whatever the fans, biases zero: GPT-2's initialisation
+    /// (`std` 0.02, scaled down for the projections into the residual stream).
+    Normal {
+        /// The weights' standard deviation.
+        std: f64,
+    },
 }
 
 impl WeightInit {
@@ -29,6 +36,20 @@ impl WeightInit {
             WeightInit::Glorot => (2.0 / sum).sqrt(),
             WeightInit::BookGlorot2019 => 2.0 / sum,
             WeightInit::PyTorch => 1.0 / (fan_in as f64).sqrt(),
+            WeightInit::Normal { std } => std,
+        }
+    }
+
+    /// Checks that a normal initialisation's standard deviation is finite and not negative.
+    ///
+    /// # Errors
+    /// One that is not.
+    pub fn validate(self) -> Result<()> {
+        match self {
+            WeightInit::Normal { std } if !(std.is_finite() && std >= 0.0) => {
+                Err(Error::InvalidArgument(format!("initialisation: standard deviation {std} is not valid")))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -37,8 +58,12 @@ impl WeightInit {
     /// is `2 / (in_channels + out_channels)` in every version.
     pub fn conv_fans(self, in_channels: usize, out_channels: usize, k: usize) -> (usize, usize) {
         match self {
-            WeightInit::Glorot | WeightInit::PyTorch => (in_channels * k * k, out_channels * k * k),
-            WeightInit::Standard | WeightInit::BookGlorot2019 => (in_channels, out_channels),
+            WeightInit::Glorot | WeightInit::PyTorch => {
+                (in_channels.saturating_mul(k * k), out_channels.saturating_mul(k * k))
+            }
+            WeightInit::Standard | WeightInit::BookGlorot2019 | WeightInit::Normal { .. } => {
+                (in_channels, out_channels)
+            }
         }
     }
 
@@ -54,6 +79,20 @@ impl WeightInit {
         match self {
             WeightInit::PyTorch => rng.uniform_array::<f64, _>(shape).mapv(|u| (2.0 * u - 1.0) * scale),
             _ => rng.normal(0.0, scale, shape),
+        }
+    }
+
+    /// Draws a bias of `shape` as [`WeightInit::sample`] does, except for [`WeightInit::Normal`], whose
+    /// biases start at zero without a draw.
+    pub fn sample_bias<Sh: IntoDimension>(
+        self,
+        rng: &mut RandomState,
+        shape: Sh,
+        fans: (usize, usize),
+    ) -> Array<f64, Sh::Dim> {
+        match self {
+            WeightInit::Normal { .. } => Array::zeros(shape),
+            _ => self.sample(rng, shape, fans),
         }
     }
 }

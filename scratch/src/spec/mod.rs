@@ -1,8 +1,12 @@
-//! One description of a network, engine-neutral: what each layer is, how its weights start, and the
-//! shape of the data between layers. The from-scratch engine builds a description with
-//! [`NeuralNetwork::from_spec`](crate::network::NeuralNetwork::from_spec), the libtorch engine (the
-//! `torch` crate) with its own `Net`; built from the same generator, the two start from the same
-//! weights. The book's named networks are in [`book`].
+//! One description of a network, engine-neutral: what each layer is, how its weights start, how the
+//! layers nest and are named, and the shape of the data between them. The from-scratch engine builds
+//! a description with [`NeuralNetwork::from_spec`](crate::network::NeuralNetwork::from_spec), the
+//! libtorch engine (the `torch` crate) with its own `Net`; built from the same generator, the two
+//! start from the same weights. The book's named networks are in [`book`].
+//!
+//! A description is a tree of [`Module`]s, nested as PyTorch modules nest, so that a parameter's name
+//! is the one `state_dict()` gives the mirrored PyTorch module (see [`module`]); the book's own
+//! networks are a module list called `layers` ([`NetSpec::new`]).
 //!
 //! ```
 //! use scratch::losses::SoftmaxCrossEntropy;
@@ -13,27 +17,36 @@
 //!
 //! let conv = ConvSpec::new(1, 16, 5).activation(Activation::Tanh).flatten(true);
 //! let spec = NetSpec::new(&[1, 28, 28], vec![LayerSpec::Conv(conv), LayerSpec::Dense(DenseSpec::new(10))]);
-//! assert_eq!(spec.shapes()?, vec![vec![16 * 28 * 28], vec![10]]);
+//! assert_eq!(spec.output_shape()?, vec![10]);
+//! assert_eq!(spec.num_parameters()?, 16 * 25 + 16 * 28 * 28 * 10 + 10);
 //! let net = NeuralNetwork::<f32>::from_spec(&spec, SoftmaxCrossEntropy::new(), &mut RandomState::new(1))?;
-//! assert_eq!(net.num_parameters(), 16 * 25 + 16 * 28 * 28 * 10 + 10);
+//! assert_eq!(net.num_parameters(), spec.num_parameters()?);
 //!
 //! // A dense layer cannot follow an image without a flatten: refused before any weight is drawn.
 //! let unflattened = NetSpec::new(&[1, 28, 28], vec![LayerSpec::Conv(ConvSpec::new(1, 4, 3)), LayerSpec::Dense(DenseSpec::new(10))]);
-//! assert!(unflattened.shapes().unwrap_err().to_string().contains("layers.1"));
+//! assert!(unflattened.check().unwrap_err().to_string().contains("layers.1"));
 //! # Ok::<(), scratch::Error>(())
 //! ```
 
 pub mod book;
 mod conv;
 mod dense;
+mod dropout;
 mod init;
 mod loss;
+pub mod module;
+mod net;
 mod recurrent;
+pub(crate) mod summary;
 
 pub use conv::{ConvDraw, ConvSpec};
 pub use dense::{DenseDraw, DenseSpec};
+pub(crate) use dropout::validate_dropout;
+pub use dropout::DropoutSpec;
 pub use init::WeightInit;
 pub use loss::{CrossEntropyValue, LossSpec, MseReduction, Reduction};
+pub use module::{Child, Module};
+pub use net::{NetSpec, Tie};
 pub use recurrent::{Biases, CellKind, GruForm, RecurrentInit, RecurrentSpec, StateMode};
 
 pub use crate::conv::PoolKind;
@@ -79,8 +92,7 @@ impl PoolSpec {
     }
 }
 
-/// One layer of a [`NetSpec`]. Each layer is one index in the parameter names (`layers.{i}.weight`),
-/// parameter-free ones included, as in a PyTorch `nn.ModuleList` holding the same modules.
+/// One layer of a description: a leaf of its [`Module`] tree.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LayerSpec {
     /// A fully connected layer over the last axis; its input width is the size of that axis.
@@ -95,9 +107,38 @@ pub enum LayerSpec {
     Reshape(Vec<usize>),
     /// A recurrent layer over `(batch, time, features)`.
     Recurrent(RecurrentSpec),
+    /// An activation alone (`nn.ReLU`, `nn.Tanh`, ...).
+    Activation(Activation),
+    /// Dropout alone (`nn.Dropout`).
+    Dropout(DropoutSpec),
+}
+
+/// `dims` multiplied, or an error naming `what` when the product overflows.
+pub(crate) fn product(dims: &[usize], what: &str) -> Result<usize> {
+    dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| {
+        Error::InvalidArgument(format!("{what}: the sizes {dims:?} multiply past the largest size, {}", usize::MAX))
+    })
 }
 
 impl LayerSpec {
+    /// What kind of layer, in a word (`Dense`, `Conv2D`, `LSTM`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LayerSpec::Dense(_) => "Dense",
+            LayerSpec::Conv(c) if c.transposed => "ConvTranspose2D",
+            LayerSpec::Conv(_) => "Conv2D",
+            LayerSpec::Pool(p) => match p.kind {
+                PoolKind::Max => "MaxPool2D",
+                PoolKind::Average => "AvgPool2D",
+            },
+            LayerSpec::Flatten => "Flatten",
+            LayerSpec::Reshape(_) => "Reshape",
+            LayerSpec::Recurrent(r) => r.cell.name(),
+            LayerSpec::Activation(a) => a.name(),
+            LayerSpec::Dropout(_) => "Dropout",
+        }
+    }
+
     /// A one-line description for an input of `shape` (without the batch axis).
     pub fn describe(&self, shape: &[usize]) -> String {
         match self {
@@ -110,11 +151,13 @@ impl LayerSpec {
             LayerSpec::Flatten => "Flatten".into(),
             LayerSpec::Reshape(target) => format!("Reshape({target:?})"),
             LayerSpec::Recurrent(r) => r.describe(),
+            LayerSpec::Activation(a) => a.name().into(),
+            LayerSpec::Dropout(d) => d.describe(),
         }
     }
 
     /// The shape this layer gives for an input of `shape` (without the batch axis), checking that the
-    /// layer fits it and that its own settings are valid.
+    /// layer fits it and that its own settings are valid; sizes are multiplied with overflow checks.
     ///
     /// # Errors
     /// A layer that does not fit the shape, or invalid settings.
@@ -141,7 +184,7 @@ impl LayerSpec {
                 }
                 let (ho, wo) = c.output_size((h, w)).ok_or_else(|| bad("images the kernel fits"))?;
                 if c.flatten {
-                    vec![c.out_channels * ho * wo]
+                    vec![product(&[c.out_channels, ho, wo], "a flattened convolution's output")?]
                 } else {
                     vec![c.out_channels, ho, wo]
                 }
@@ -152,9 +195,9 @@ impl LayerSpec {
                     p.output_size((h, w)).ok_or_else(|| bad("images the window fits (and a positive stride)"))?;
                 vec![ch, ho, wo]
             }
-            LayerSpec::Flatten => vec![shape.iter().product()],
+            LayerSpec::Flatten => vec![product(shape, "Flatten")?],
             LayerSpec::Reshape(target) => {
-                let (from, to) = (shape.iter().product::<usize>(), target.iter().product::<usize>());
+                let (from, to) = (product(shape, "Reshape's input")?, product(target, "Reshape's target")?);
                 if from != to || to == 0 {
                     return Err(bad(&format!("{to} values per row")));
                 }
@@ -167,77 +210,52 @@ impl LayerSpec {
                     _ => return Err(bad(&format!("[time, {}]", r.input))),
                 }
             }
+            LayerSpec::Activation(a) => {
+                a.validate()?;
+                shape.to_vec()
+            }
+            LayerSpec::Dropout(d) => {
+                d.validate()?;
+                shape.to_vec()
+            }
         })
     }
-}
 
-/// A network: the shape of one input (without the batch axis) and its layers.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NetSpec {
-    /// `[features]`, `[time, features]` or `[channels, height, width]`.
-    pub input: Vec<usize>,
-    /// The layers, in order.
-    pub layers: Vec<LayerSpec>,
-}
-
-impl NetSpec {
-    /// A network on inputs of shape `input`.
-    pub fn new(input: &[usize], layers: Vec<LayerSpec>) -> Self {
-        NetSpec { input: input.to_vec(), layers }
-    }
-
-    /// The shape after each layer, checking that every layer fits its input and has valid settings:
-    /// a description that cannot run is refused here, before any weight is drawn.
-    ///
-    /// # Errors
-    /// The first layer that does not fit, named by its index and description.
-    pub fn shapes(&self) -> Result<Vec<Vec<usize>>> {
-        if self.input.is_empty() || self.input.contains(&0) {
-            return Err(Error::shape("network input", "positive sizes", &self.input));
+    /// The layer's parameters on an input of `shape`: their names within the layer and their shapes in
+    /// PyTorch's layout, in the order they are drawn. The shape must fit (see
+    /// [`LayerSpec::output_shape`]).
+    pub fn parameter_shapes(&self, shape: &[usize]) -> Vec<(String, Vec<usize>)> {
+        let named = |name: &str, shape: Vec<usize>| (name.to_string(), shape);
+        match self {
+            LayerSpec::Dense(d) => {
+                let inputs = shape.last().copied().unwrap_or(0);
+                let mut out = vec![named("weight", vec![d.neurons, inputs])];
+                if d.bias {
+                    out.push(named("bias", vec![d.neurons]));
+                }
+                out
+            }
+            LayerSpec::Conv(c) => {
+                let (i, o, k) = (c.in_channels, c.out_channels, c.kernel);
+                let kernel = if c.transposed { vec![i, o, k, k] } else { vec![o, i, k, k] };
+                let mut out = vec![named("weight", kernel)];
+                if c.bias {
+                    out.push(named("bias", vec![o]));
+                }
+                out
+            }
+            LayerSpec::Recurrent(r) => r.parameter_shapes(),
+            LayerSpec::Pool(_)
+            | LayerSpec::Flatten
+            | LayerSpec::Reshape(_)
+            | LayerSpec::Activation(_)
+            | LayerSpec::Dropout(_) => Vec::new(),
         }
-        let mut shape = self.input.clone();
-        let mut out = Vec::with_capacity(self.layers.len());
-        for (i, layer) in self.layers.iter().enumerate() {
-            let context = format!("layers.{i} {}", layer.describe(&shape));
-            shape = layer.output_shape(&shape).map_err(|e| e.within(&context))?;
-            out.push(shape.clone());
-        }
-        Ok(out)
-    }
-
-    /// The input shape of every layer (the network's input, then each layer's output but the last's).
-    ///
-    /// # Errors
-    /// As [`NetSpec::shapes`].
-    pub fn input_shapes(&self) -> Result<Vec<Vec<usize>>> {
-        let shapes = self.shapes()?;
-        Ok(std::iter::once(self.input.clone()).chain(shapes).take(self.layers.len()).collect())
-    }
-
-    /// One line per layer: `layers.{i} <description> -> <output shape>`.
-    ///
-    /// # Errors
-    /// As [`NetSpec::shapes`].
-    pub fn summary(&self) -> Result<String> {
-        let inputs = self.input_shapes()?;
-        let outputs = self.shapes()?;
-        Ok(self
-            .layers
-            .iter()
-            .zip(inputs.iter().zip(&outputs))
-            .enumerate()
-            .map(|(i, (layer, (input, output)))| format!("layers.{i} {} -> {output:?}", layer.describe(input)))
-            .collect::<Vec<_>>()
-            .join("\n"))
     }
 }
 
-/// Checks a dropout setting: the keep probability must be in `(0, 1]`.
-pub(crate) fn validate_dropout(dropout: Option<(f64, DropoutStyle)>) -> Result<()> {
-    match dropout {
-        Some((keep, _)) if !(keep > 0.0 && keep <= 1.0) => {
-            Err(Error::InvalidArgument(format!("dropout keep probability must be in (0, 1], got {keep}")))
-        }
-        _ => Ok(()),
+impl From<PoolSpec> for LayerSpec {
+    fn from(pool: PoolSpec) -> Self {
+        LayerSpec::Pool(pool)
     }
 }

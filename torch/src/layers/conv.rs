@@ -70,7 +70,7 @@ impl Layer for Conv2D {
             y = y.flatten(1, -1);
         }
         match &self.dropout {
-            Some(d) => d.f_forward_t(&y, train),
+            Some(d) => d.apply(&y, train),
             None => Ok(y),
         }
     }
@@ -96,8 +96,8 @@ impl Layer for Conv2D {
         }
     }
 
-    fn dropout(&self) -> Option<&Dropout> {
-        self.dropout.as_ref()
+    fn dropouts(&self) -> Vec<(String, &Dropout)> {
+        self.dropout.iter().map(|d| (String::new(), d)).collect()
     }
 }
 

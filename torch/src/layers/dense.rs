@@ -13,13 +13,14 @@ use crate::Result;
 /// A fully connected layer, `activation(x Wᵀ + b)` over the last axis, then optional dropout: the
 /// book's chapter-7 `DenseLayer` (`nn.Linear`, activation, `nn.Dropout`).
 ///
-/// Parameters `weight: (neurons, inputs)` and `bias: (neurons,)`, PyTorch's layout and names.
+/// Parameters `weight: (neurons, inputs)` and, unless the description has none, `bias: (neurons,)`:
+/// PyTorch's layout and names.
 #[derive(Debug)]
 pub struct Dense {
     spec: DenseSpec,
     inputs: usize,
     weight: Tensor,
-    bias: Tensor,
+    bias: Option<Tensor>,
     dropout: Option<Dropout>,
 }
 
@@ -35,10 +36,24 @@ pub fn dense<'a>(
     spec: DenseSpec,
     rng: &mut RandomState,
 ) -> Result<Dense> {
+    build(path.borrow(), inputs, spec, rng, None)
+}
+
+/// As [`dense`]; with `shared`, the weight is that tensor (another layer's parameter, registered under
+/// this layer's name too but trained once).
+pub(super) fn build(
+    path: &nn::Path<'_>,
+    inputs: usize,
+    spec: DenseSpec,
+    rng: &mut RandomState,
+    shared: Option<Tensor>,
+) -> Result<Dense> {
     spec.validate(inputs)?;
-    let path = path.borrow();
-    let weight = parameter(path, "weight", &[spec.neurons, inputs]);
-    let bias = parameter(path, "bias", &[spec.neurons]);
+    let weight = match shared {
+        Some(tensor) => path.add("weight", tensor, false),
+        None => parameter(path, "weight", &[spec.neurons, inputs]),
+    };
+    let bias = spec.bias.then(|| parameter(path, "bias", &[spec.neurons]));
     let dropout = spec.dropout.map(|(keep, style)| Dropout::new(keep, style, 0));
     let layer = Dense { spec, inputs, weight, bias, dropout };
     layer.reinitialize(rng);
@@ -56,23 +71,27 @@ impl Layer for Dense {
             let want = format!("(batch, {})", self.inputs);
             return Err(scratch::Error::shape("input", want, size).into());
         }
-        let y = activate(&xs.linear(&self.weight, Some(&self.bias)), self.spec.activation);
+        let y = activate(&xs.linear(&self.weight, self.bias.as_ref()), self.spec.activation);
         match &self.dropout {
-            Some(d) => d.f_forward_t(&y, train),
+            Some(d) => d.apply(&y, train),
             None => Ok(y),
         }
     }
 
     fn parameters(&self) -> Vec<(String, Tensor)> {
-        vec![("weight".into(), self.weight.shallow_clone()), ("bias".into(), self.bias.shallow_clone())]
+        let weight = ("weight".to_string(), self.weight.shallow_clone());
+        std::iter::once(weight).chain(self.bias.as_ref().map(|b| ("bias".to_string(), b.shallow_clone()))).collect()
     }
 
     /// Draws as [`DenseSpec::draw`] says, then turns the book's `(inputs, neurons)` weight into
-    /// `(neurons, inputs)` with the from-scratch engine's own conversion ([`Layout`]).
+    /// `(neurons, inputs)` with the from-scratch engine's own conversion ([`Layout`]). A shared weight
+    /// takes this draw too: the last draw of a tied parameter is its value, in both engines.
     fn reinitialize(&self, rng: &mut RandomState) {
         let draw = self.spec.draw(rng, self.inputs);
         set_values(&self.weight, &Layout::SwapAxes01.to_canonical(&draw.weight.into_dyn()));
-        set_values(&self.bias, &draw.bias.into_dyn());
+        if let (Some(b), Some(values)) = (&self.bias, draw.bias) {
+            set_values(b, &values.into_dyn());
+        }
         if let (Some(d), Some(seed)) = (&self.dropout, draw.dropout_seed) {
             d.reseed(seed);
         }
@@ -82,8 +101,8 @@ impl Layer for Dense {
         true
     }
 
-    fn dropout(&self) -> Option<&Dropout> {
-        self.dropout.as_ref()
+    fn dropouts(&self) -> Vec<(String, &Dropout)> {
+        self.dropout.iter().map(|d| (String::new(), d)).collect()
     }
 }
 

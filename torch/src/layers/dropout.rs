@@ -6,6 +6,7 @@ use scratch::ops::DropoutStyle;
 use scratch::rng::RandomState;
 use tch::Tensor;
 
+use super::{module_by_checked_forward, Layer};
 use crate::Result;
 
 /// Where a [`Dropout`] draws its masks.
@@ -63,7 +64,7 @@ impl Dropout {
     }
 
     /// Restarts the shared stream from `seed` (a fresh initial draw).
-    pub(crate) fn reseed(&self, seed: u32) {
+    pub fn reseed(&self, seed: u32) {
         let mut state = self.state.borrow_mut();
         state.seed = seed;
         state.shared = RandomState::new(seed);
@@ -79,7 +80,7 @@ impl Dropout {
     ///
     /// # Errors
     /// An injected mask of another shape than `x`.
-    pub fn f_forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    pub fn apply(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if !train {
             return Ok(match self.style {
                 DropoutStyle::Inverted => x.shallow_clone(),
@@ -110,3 +111,25 @@ impl Dropout {
         })
     }
 }
+
+/// Dropout as a layer of its own (`nn.Dropout`): its shared mask stream is seeded by one draw when the
+/// layer is (re)initialised, as the from-scratch layer's is.
+impl Layer for Dropout {
+    fn describe(&self) -> String {
+        format!("Dropout(keep {})", self.keep)
+    }
+
+    fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.apply(xs, train)
+    }
+
+    fn reinitialize(&self, rng: &mut RandomState) {
+        self.reseed(rng.next_u32());
+    }
+
+    fn dropouts(&self) -> Vec<(String, &Dropout)> {
+        vec![(String::new(), self)]
+    }
+}
+
+module_by_checked_forward!(Dropout);

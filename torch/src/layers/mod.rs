@@ -26,7 +26,8 @@
 //!
 //! `ModuleT::forward_t` panics on an input of the wrong shape, as tch's modules do; [`Layer::f_forward_t`]
 //! returns the error instead (naming the layer and the shapes), and is what [`crate::Net`] and the
-//! trainer call.
+//! trainer call. Containers ([`Sequential`], [`Residual`]) nest layers as the description's modules
+//! nest.
 
 mod conv;
 mod dense;
@@ -34,10 +35,13 @@ mod dropout;
 mod pool;
 mod recurrent;
 mod reshape;
+mod residual;
+mod sequential;
 
 use scratch::ops::Activation;
 use scratch::rng::RandomState;
-use scratch::spec::LayerSpec;
+use scratch::spec::module::{join, Builder};
+use scratch::spec::{LayerSpec, NetSpec};
 use tch::{nn, Tensor};
 
 pub use conv::{conv2d, Conv2D};
@@ -46,11 +50,14 @@ pub use dropout::{Dropout, Masks};
 pub use pool::Pool2D;
 pub use recurrent::{recurrent, Kernel, Recurrent};
 pub use reshape::Reshape;
+pub use residual::Residual;
+pub use sequential::Sequential;
 
 use crate::Result;
 
 /// A layer of the libtorch engine: a [`nn::ModuleT`] with a checked forward pass, named parameters and
-/// the from-scratch engine's initialisation.
+/// the from-scratch engine's initialisation; or a container of layers (then its parameters, dropouts
+/// and state are its children's).
 pub trait Layer: nn::ModuleT {
     /// A one-line description, e.g. `Dense(13 -> 1, linear)`.
     fn describe(&self) -> String;
@@ -62,12 +69,28 @@ pub trait Layer: nn::ModuleT {
     /// An input of the wrong shape.
     fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor>;
 
-    /// The parameters with their names within the layer, in drawing order (PyTorch's layout).
-    fn parameters(&self) -> Vec<(String, Tensor)>;
+    /// The layers this one holds, with their names (`None`: inline, named at this level); none for a
+    /// layer that is not a container.
+    fn children(&self) -> Vec<(Option<&str>, &dyn Layer)> {
+        Vec::new()
+    }
+
+    /// The parameters with their names within the layer, in drawing order (PyTorch's layout); a
+    /// container's are its children's, their names prefixed.
+    fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.children()
+            .into_iter()
+            .flat_map(|(name, child)| {
+                child.parameters().into_iter().map(move |(n, t)| (join(name.unwrap_or_default(), &n), t))
+            })
+            .collect()
+    }
 
     /// Draws fresh parameters from `rng`, exactly as the from-scratch layer of the same description
-    /// does.
-    fn reinitialize(&self, rng: &mut RandomState);
+    /// does; a container's children draw in order.
+    fn reinitialize(&self, rng: &mut RandomState) {
+        self.children().into_iter().for_each(|(_, child)| child.reinitialize(rng));
+    }
 
     /// Whether the book re-seeds its generator before initialising this kind of layer (see
     /// [`scratch::network::InitSeeding::BookReseed`]).
@@ -75,15 +98,31 @@ pub trait Layer: nn::ModuleT {
         false
     }
 
-    /// The layer's dropout, if it has one (to choose its masks or inject one).
-    fn dropout(&self) -> Option<&Dropout> {
-        None
+    /// The layer's dropouts (to choose their masks or inject one), named within the layer (the empty
+    /// name: the layer's own); a container's are its children's.
+    fn dropouts(&self) -> Vec<(String, &Dropout)> {
+        self.children()
+            .into_iter()
+            .flat_map(|(name, child)| {
+                child.dropouts().into_iter().map(move |(n, d)| (join(name.unwrap_or_default(), &n), d))
+            })
+            .collect()
     }
 
     /// The layer as a recurrent layer, if it is one (for its state).
     fn recurrent(&self) -> Option<&Recurrent> {
         None
     }
+}
+
+/// Every layer of the tree under `layer` that is not a container, with its path below `prefix`, in
+/// the order the network computes.
+pub fn leaves<'a>(layer: &'a dyn Layer, prefix: &str) -> Vec<(String, &'a dyn Layer)> {
+    let children = layer.children();
+    if children.is_empty() {
+        return vec![(prefix.to_string(), layer)];
+    }
+    children.into_iter().flat_map(|(name, child)| leaves(child, &join(prefix, name.unwrap_or_default()))).collect()
 }
 
 /// Implements [`nn::ModuleT`] for a [`Layer`] by its checked forward pass, panicking with the error
@@ -130,20 +169,119 @@ pub fn build(
     options: Options,
     rng: &mut RandomState,
 ) -> Result<Box<dyn Layer>> {
+    build_tied(path, spec, shape, options, rng, None)
+}
+
+/// As [`build`], a dense layer's weight being `shared` (a parameter of another layer) if given.
+fn build_tied(
+    path: &nn::Path<'_>,
+    spec: &LayerSpec,
+    shape: &[usize],
+    options: Options,
+    rng: &mut RandomState,
+    shared: Option<Tensor>,
+) -> Result<Box<dyn Layer>> {
     spec.output_shape(shape)?;
     let layer: Box<dyn Layer> = match spec {
-        LayerSpec::Dense(d) => Box::new(dense(path, *shape.last().expect("checked"), *d, rng)?),
+        LayerSpec::Dense(d) => Box::new(dense::build(path, *shape.last().expect("checked"), *d, rng, shared)?),
         LayerSpec::Conv(c) => Box::new(conv2d(path, *c, rng)?),
         LayerSpec::Pool(p) => Box::new(Pool2D::new(*p)),
         LayerSpec::Flatten => Box::new(Reshape::flatten()),
         LayerSpec::Reshape(target) => Box::new(Reshape::to(target)),
         LayerSpec::Recurrent(r) => Box::new(Recurrent::new(path, *r, options.kernel, rng)?),
+        LayerSpec::Activation(a) => Box::new(Activate(*a)),
+        LayerSpec::Dropout(d) => Box::new(Dropout::new(d.keep, d.style, d.draw(rng))),
     };
-    if let Some(d) = layer.dropout() {
+    for (_, d) in layer.dropouts() {
         d.set_masks(options.masks);
     }
     Ok(layer)
 }
+
+/// Builds the libtorch network of a description under a path, drawing from the generator in order.
+struct Build<'a, 'p> {
+    root: &'a nn::Path<'p>,
+    options: Options,
+    rng: &'a mut RandomState,
+    ties: &'a [(String, String)],
+}
+
+impl<'p> Build<'_, 'p> {
+    /// The path `path` (dotted) below the root.
+    fn path(&self, path: &str) -> nn::Path<'p> {
+        path.split('.').filter(|s| !s.is_empty()).fold(self.root.clone(), |p, segment| p.sub(segment))
+    }
+}
+
+impl Builder for Build<'_, '_> {
+    type Output = Box<dyn Layer>;
+
+    fn layer(&mut self, path: &str, layer: &LayerSpec, input: &[usize]) -> scratch::Result<Self::Output> {
+        let weight = join(path, "weight");
+        let shared = match self.ties.iter().find(|(tied, _)| *tied == weight) {
+            Some((_, source)) => {
+                let (at, name) = source.rsplit_once('.').unwrap_or(("", source));
+                Some(self.path(at).get(name).expect("the tie's source is built first"))
+            }
+            None => None,
+        };
+        let at = self.path(path);
+        build_tied(&at, layer, input, self.options, self.rng, shared).map_err(|e| match e {
+            crate::Error::Scratch(e) => e.within(&context(path, &layer.describe(input))),
+            other => scratch::Error::InvalidArgument(format!("{}: {other}", context(path, &layer.describe(input)))),
+        })
+    }
+
+    fn sequence(&mut self, path: &str, children: Vec<(Option<String>, Self::Output)>) -> scratch::Result<Self::Output> {
+        Ok(Box::new(Sequential::new(path, children)))
+    }
+
+    fn residual(&mut self, path: &str, body: Self::Output) -> scratch::Result<Self::Output> {
+        Ok(Box::new(Residual::new(path, body)))
+    }
+}
+
+/// The layers of `spec` as one layer (the root of the tree), their parameters under `root`, drawn
+/// from `rng`; a tied dense weight is its source's tensor (one variable in the `VarStore`, under both
+/// names).
+///
+/// # Errors
+/// A description that cannot run (see [`NetSpec::check`]), checked before any weight is drawn.
+pub fn build_network(
+    root: &nn::Path<'_>,
+    spec: &NetSpec,
+    options: Options,
+    rng: &mut RandomState,
+) -> Result<Box<dyn Layer>> {
+    spec.check()?;
+    let ties: Vec<(String, String)> = spec.ties.iter().map(|t| (t.parameter.clone(), t.source.clone())).collect();
+    Ok(spec.module.build(&spec.input, &mut Build { root, options, rng, ties: &ties })?)
+}
+
+/// How errors name a layer: its path (if it has one) and its description.
+pub(crate) fn context(path: &str, describe: &str) -> String {
+    if path.is_empty() {
+        describe.to_string()
+    } else {
+        format!("{path} {describe}")
+    }
+}
+
+/// An activation as a layer of its own (`nn.ReLU`, `nn.Tanh`, ...).
+#[derive(Debug)]
+pub struct Activate(pub Activation);
+
+impl Layer for Activate {
+    fn describe(&self) -> String {
+        self.0.name().into()
+    }
+
+    fn f_forward_t(&self, xs: &Tensor, _train: bool) -> Result<Tensor> {
+        Ok(activate(xs, self.0))
+    }
+}
+
+module_by_checked_forward!(Activate);
 
 /// `activation(x)` for the activations both engines share.
 pub fn activate(x: &Tensor, activation: Activation) -> Tensor {
