@@ -12,6 +12,11 @@
 
 A second run with everything in place checks hashes and stamps only: no network access.
 Only the Python standard library is used.
+
+`--project DIR` sets up a Cargo project outside this repository that depends on the `torch` crate:
+it installs libtorch here if needed and writes `DIR/.cargo/config.toml`, which tells the build where
+libtorch is (`LIBTORCH`) and gives the project's programs libtorch's folder as their run-time search
+path (cargo passes a dependency's linker settings on to no other crate, so the project needs its own).
 """
 
 from __future__ import annotations
@@ -202,6 +207,35 @@ def fetch_dataset(dataset: dict, data_dir: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Another Cargo project
+
+CARGO_CONFIG_MARK = "# Written by dlfs's scripts/setup.py --project"
+
+
+def cargo_config() -> str:
+    """The settings a Cargo project outside this repository needs to build and run the `torch` crate."""
+    lib = (LIBTORCH_LINK / "lib").resolve()
+    return (
+        f"{CARGO_CONFIG_MARK}: where the `torch` crate finds libtorch.\n"
+        "[env]\n"
+        f"LIBTORCH = {json.dumps(str(LIBTORCH_LINK))}\n\n"
+        "[build]\n"
+        f"rustflags = [\"-C\", {json.dumps(f'link-arg=-Wl,-rpath,{lib}')}]\n"
+    )
+
+
+def configure_project(project: Path) -> None:
+    """Writes `project/.cargo/config.toml` (see the module documentation); a file of the user's own is
+    left alone, and the settings printed to add by hand."""
+    config = project / ".cargo" / "config.toml"
+    if config.exists() and CARGO_CONFIG_MARK not in config.read_text():
+        sys.exit(f"[setup] error: {config} exists; add these settings to it:\n\n{cargo_config()}")
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(cargo_config())
+    log(f"wrote {config}: LIBTORCH and libtorch's run-time search path for `cargo build` and `cargo run` there")
+
+
+# ---------------------------------------------------------------------------------------------------------
 
 
 def main() -> None:
@@ -211,9 +245,17 @@ def main() -> None:
     parser.add_argument("--no-torch", action="store_true", help="skip libtorch")
     parser.add_argument("--no-data", action="store_true", help="skip the data sets")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data", help="where the data sets go (default: data/)")
+    parser.add_argument("--project", type=Path, metavar="DIR",
+                        help="set up libtorch for the Cargo project in DIR (outside this repository), and no data")
     args = parser.parse_args()
 
     start = time.monotonic()
+    if args.project is not None:
+        if not args.project.joinpath("Cargo.toml").is_file():
+            sys.exit(f"[setup] error: --project {args.project}: no Cargo.toml there; run `cargo new` first")
+        install_torch("cuda" if args.cuda else "cpu")
+        configure_project(args.project.resolve())
+        return
     if not args.no_torch:
         install_torch("cuda" if args.cuda else "cpu")
     if not args.no_data:

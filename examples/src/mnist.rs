@@ -182,8 +182,7 @@ fn fit_options(c: &Classifier, opts: &RunOptions, engine: Engine) -> FitOptions 
 }
 
 fn accuracy_of(scores: ndarray::ArrayD<impl TorchFloat>, labels: &[usize]) -> Result<f64> {
-    let scores = scores.into_dimensionality::<ndarray::Ix2>()?;
-    Ok(scratch::metrics::accuracy(&scores.view(), labels) * 100.0)
+    Ok(scratch::metrics::accuracy(&scores, labels)? * 100.0)
 }
 
 /// The final model's test accuracy in percent, evaluated in slices.

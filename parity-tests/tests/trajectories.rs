@@ -161,13 +161,12 @@ fn mnist_one_epoch_accuracies_agree() {
     let opts = options(1, 60);
     a.fit(&train, &test, &opts, &mut ()).unwrap();
     b.fit(&train, &test, &opts, &mut ()).unwrap();
-    let scores_a = a.net.predict(&test.x).unwrap().into_dimensionality().unwrap();
+    let scores_a = a.net.predict(&test.x).unwrap();
     let scores_b = torch::convert::to_array::<f64>(
         &b.net.f_forward_t(&b.net.input(&torch::convert::to_tensor(&test.x)), false).unwrap(),
     );
-    let labels: Vec<usize> = m.test_labels.iter().map(|&l| usize::from(l)).collect();
-    let acc_a = scratch::metrics::accuracy(&scores_a.view(), &labels) * 100.0;
-    let acc_b = scratch::metrics::accuracy(&scores_b.into_dimensionality().unwrap().view(), &labels) * 100.0;
+    let acc_a = scratch::metrics::accuracy(&scores_a, &m.test_labels).unwrap() * 100.0;
+    let acc_b = scratch::metrics::accuracy(&scores_b, &m.test_labels).unwrap() * 100.0;
     assert!(acc_a > 90.0, "{acc_a}");
     eprintln!("MNIST one epoch: scratch {acc_a:.2} %, torch {acc_b:.2} %");
     let diff = (acc_a - acc_b).abs();

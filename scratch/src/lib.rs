@@ -58,6 +58,8 @@ pub mod train;
 
 pub use error::{Error, Result};
 pub use float::{exp_f32, exp_f64, tanh_f32, tanh_f64, Float};
+/// The array library the engine computes with, re-exported so that a program uses the same version.
+pub use ndarray;
 
 /// The types most programs need.
 pub mod prelude {
@@ -67,7 +69,10 @@ pub mod prelude {
     pub use crate::ops::{Activation, Mode};
     pub use crate::optim::{Decay, Optimizer, SGDMomentum, SGD};
     pub use crate::rng::RandomState;
-    pub use crate::spec::{book, ConvSpec, DenseSpec, LayerSpec, LossSpec, NetSpec, RecurrentSpec, WeightInit};
+    pub use crate::spec::{
+        book, ConvSpec, DenseSpec, DropoutSpec, LayerSpec, LossSpec, Module, NetSpec, PoolSpec, RecurrentSpec,
+        WeightInit,
+    };
     pub use crate::train::{Dataset, FitOptions, FitReport, Trainer};
     pub use crate::{Error, Float, Result};
 }

@@ -13,6 +13,21 @@ pub enum Device {
     Cpu,
     /// The first CUDA GPU.
     Cuda,
+    /// The first CUDA GPU if libtorch can use one, the CPU otherwise ([`cuda_if_available`]).
+    Auto,
+}
+
+/// The first CUDA GPU if libtorch can use one, the CPU otherwise: what `tch::Device::cuda_if_available()`
+/// means to do, with libtorch's CUDA backend loaded first ([`load_cuda_backend`]), without which tch
+/// sees no GPU even on a machine that has one. Use it wherever a tch program would call
+/// `tch::Device::cuda_if_available()`.
+///
+/// ```
+/// let device = torch::device::cuda_if_available();
+/// assert!(device == tch::Device::Cpu || device.is_cuda());
+/// ```
+pub fn cuda_if_available() -> tch::Device {
+    Device::Cuda.resolve().unwrap_or(tch::Device::Cpu)
 }
 
 /// Asking for a device this machine cannot provide.
@@ -28,7 +43,7 @@ pub enum DeviceError {
         reason: String,
     },
     /// An unknown device name.
-    #[error("unknown device {0:?}: expected `cpu` or `cuda`")]
+    #[error("unknown device {0:?}: expected `cpu`, `cuda` or `auto`")]
     Unknown(String),
 }
 
@@ -76,6 +91,7 @@ impl Device {
     pub fn resolve(self) -> Result<tch::Device, DeviceError> {
         match self {
             Device::Cpu => Ok(tch::Device::Cpu),
+            Device::Auto => Ok(cuda_if_available()),
             Device::Cuda => {
                 load_cuda_backend().map_err(|e| DeviceError::CudaUnavailable {
                     reason: format!("libtorch's CUDA library does not load ({e})"),
@@ -97,6 +113,7 @@ impl FromStr for Device {
         match s.to_ascii_lowercase().as_str() {
             "cpu" => Ok(Device::Cpu),
             "cuda" | "gpu" => Ok(Device::Cuda),
+            "auto" => Ok(Device::Auto),
             _ => Err(DeviceError::Unknown(s.to_owned())),
         }
     }
@@ -107,6 +124,29 @@ impl fmt::Display for Device {
         f.write_str(match self {
             Device::Cpu => "cpu",
             Device::Cuda => "cuda",
+            Device::Auto => "auto",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On a machine without a usable GPU (the CPU install of libtorch, or no device), `auto` and
+    /// [`cuda_if_available`] give the CPU and `cuda` an error saying what to do; with one, all three
+    /// give it.
+    #[test]
+    fn auto_falls_back_to_the_cpu_without_a_usable_gpu() {
+        let auto = Device::Auto.resolve().expect("auto always resolves");
+        match Device::Cuda.resolve() {
+            Ok(gpu) => assert_eq!(auto, gpu),
+            Err(e) => {
+                assert_eq!(auto, tch::Device::Cpu);
+                assert!(e.to_string().contains("CUDA was requested but is not available"), "{e}");
+            }
+        }
+        assert_eq!(cuda_if_available(), auto);
+        assert_eq!("AUTO".parse::<Device>().expect("a device"), Device::Auto);
     }
 }

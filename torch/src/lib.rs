@@ -47,3 +47,5 @@ pub use device::Device;
 pub use error::{Error, Result};
 pub use layers::{Layer, Options};
 pub use net::{var_store, Net};
+/// The libtorch bindings the engine is built on, re-exported so that a program uses the same version.
+pub use tch;

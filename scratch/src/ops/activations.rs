@@ -194,8 +194,8 @@ impl<F: Float> WithSimd for Gradient<'_, F> {
 }
 
 /// An activation as an operation of its own: `y = f(x)`, `∂L/∂x = ∂L/∂y ⊙ f'(·)`, the derivative
-/// computed from the output it keeps (or from its input, where
-/// [`Activation::derivative_from_input`]).
+/// computed from the output it keeps (or from its input, for the leaky ReLU, whose slope may be
+/// negative).
 ///
 /// The book's ReLU passes the gradient where `y ≥ 0`, which is everywhere, so negative inputs get a
 /// gradient too; this one is correct, and matches PyTorch (gradient 0 at `x = 0`).
