@@ -437,6 +437,7 @@ impl<F: Float, O: Optimizer<F>> Trainer<F, O> {
             }
         }
         self.optim.step(&mut self.net.params_mut())?;
+        self.optim.end_step();
         Ok(loss)
     }
 

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use scratch::optim::{AdamConfig, Clip, Decay, LearningRate, WeightDecay};
+use scratch::spec::{Method, OptimSpec};
 use tch::Tensor;
 
 use crate::Result;
@@ -30,9 +31,44 @@ pub trait Optimizer: Send {
         self.schedule().start(epochs);
     }
 
+    /// Called after every step: moves a per-step schedule on.
+    fn end_step(&mut self) {
+        self.schedule().end_step();
+    }
+
     /// Called after every epoch.
     fn end_epoch(&mut self) {
         self.schedule().end_epoch();
+    }
+}
+
+/// The optimizer `spec` describes, on libtorch: step for step the one the from-scratch engine builds from
+/// it ([`scratch::optim::build`]).
+///
+/// # Errors
+/// Invalid settings (see [`OptimSpec::validate`]).
+pub fn build(spec: &OptimSpec) -> Result<Box<dyn Optimizer>> {
+    spec.validate()?;
+    let (lr, decay) = (spec.lr, spec.decay);
+    let optim: Box<dyn Optimizer> = match spec.method {
+        Method::Sgd => Box::new(SGD::new(lr, decay)?),
+        Method::Momentum(mu) => Box::new(SGDMomentum::new(lr, mu, decay)?),
+        Method::AdaGrad => Box::new(AdaGrad::new(lr, decay)?),
+        Method::Adam(config) => Box::new(Adam::with_config(lr, decay, config)?),
+    };
+    Ok(match spec.clip {
+        Some(clip) => Box::new(Clipped::new(optim, clip)),
+        None => optim,
+    })
+}
+
+impl Optimizer for Box<dyn Optimizer> {
+    fn step(&mut self, params: &[(String, Tensor)]) -> Result<()> {
+        (**self).step(params)
+    }
+
+    fn schedule(&mut self) -> &mut LearningRate {
+        (**self).schedule()
     }
 }
 
@@ -249,7 +285,12 @@ impl Optimizer for Adam {
                 let (m, v, t) = self.state.entry(name.clone()).or_insert_with(|| (p.zeros_like(), p.zeros_like(), 0));
                 *t += 1;
                 let (c1, c2) = config.bias_corrections(*t);
-                let g = match config.weight_decay {
+                let decay = if config.decayed.applies_to(&p.size().iter().map(|&d| d as usize).collect::<Vec<_>>()) {
+                    config.weight_decay
+                } else {
+                    WeightDecay::None
+                };
+                let g = match decay {
                     WeightDecay::L2(l) => g + p * l,
                     WeightDecay::Decoupled(l) => {
                         updated(p.shallow_clone().f_mul_scalar_(1.0 - lr * l))?;

@@ -86,6 +86,7 @@ impl<O: Optimizer> Trainer<O> {
             return Err(diverged(epoch, batch, format!("the gradient of {name}")));
         }
         self.optim.step(&params)?;
+        self.optim.end_step();
         Ok(loss)
     }
 

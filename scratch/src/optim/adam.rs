@@ -51,6 +51,27 @@ pub struct Adam<F> {
     steps: HashMap<String, i32>,
 }
 
+/// Which parameters a weight decay applies to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Decayed {
+    /// Every parameter (PyTorch's `AdamW` over one parameter group).
+    #[default]
+    All,
+    /// Matrices and larger only (two or more axes in PyTorch's layout: weights, kernels, embeddings),
+    /// not biases or normalisation gains: the two parameter groups GPT-2 and nanoGPT train with.
+    Matrices,
+}
+
+impl Decayed {
+    /// Whether a parameter of canonical shape `shape` is decayed.
+    pub fn applies_to(self, shape: &[usize]) -> bool {
+        match self {
+            Decayed::All => true,
+            Decayed::Matrices => shape.len() >= 2,
+        }
+    }
+}
+
 /// Adam's constants; both engines' Adam take one.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamConfig {
@@ -62,11 +83,13 @@ pub struct AdamConfig {
     pub eps: f64,
     /// Weight decay (PyTorch's `Adam`: none; its `AdamW`: decoupled 0.01).
     pub weight_decay: WeightDecay,
+    /// The parameters the weight decay applies to.
+    pub decayed: Decayed,
 }
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        AdamConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: WeightDecay::None }
+        AdamConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: WeightDecay::None, decayed: Decayed::All }
     }
 }
 
@@ -137,7 +160,8 @@ impl<F: Float> Optimizer<F> for Adam<F> {
             let (sqrt_c2, eps) = (F::cast(c2.sqrt()), F::cast(config.eps));
             let (b1, b2) = (F::cast(config.beta1), F::cast(config.beta2));
             let (one_b1, one_b2) = (F::one() - b1, F::one() - b2);
-            let (l2, shrink) = match config.weight_decay {
+            let decay = if config.decayed.applies_to(&p.canonical_shape()) { config.weight_decay } else { WeightDecay::None };
+            let (l2, shrink) = match decay {
                 WeightDecay::None => (F::zero(), F::one()),
                 WeightDecay::L2(l) => (F::cast(l), F::one()),
                 WeightDecay::Decoupled(l) => (F::zero(), F::cast(1.0 - lr * l)),

@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use ndarray::{ArrayD, Zip};
 
 use crate::param::NamedParamMut;
+use crate::spec::{Method, OptimSpec};
 use crate::{Error, Float, Result};
 
 mod adam;
 mod clip;
 
-pub use adam::{Adam, AdamConfig, WeightDecay};
+pub use adam::{Adam, AdamConfig, Decayed, WeightDecay};
 pub use clip::{Clip, Clipped};
 
 /// Updates parameters from their gradients.
@@ -33,9 +34,43 @@ pub trait Optimizer<F: Float>: Send {
         self.schedule().start(epochs);
     }
 
+    /// Called after every step: moves a per-step schedule on.
+    fn end_step(&mut self) {
+        self.schedule().end_step();
+    }
+
     /// Called after every epoch: decays the learning rate.
     fn end_epoch(&mut self) {
         self.schedule().end_epoch();
+    }
+}
+
+/// The optimizer `spec` describes, in the from-scratch engine.
+///
+/// # Errors
+/// Invalid settings (see [`OptimSpec::validate`]).
+pub fn build<F: Float>(spec: &OptimSpec) -> Result<Box<dyn Optimizer<F>>> {
+    spec.validate()?;
+    let (lr, decay) = (spec.lr, spec.decay);
+    let optim: Box<dyn Optimizer<F>> = match spec.method {
+        Method::Sgd => Box::new(SGD::with_decay(lr, decay)?),
+        Method::Momentum(mu) => Box::new(SGDMomentum::new(lr, mu, decay)?),
+        Method::AdaGrad => Box::new(AdaGrad::new(lr, decay)?),
+        Method::Adam(config) => Box::new(Adam::with_config(lr, decay, config)?),
+    };
+    Ok(match spec.clip {
+        Some(clip) => Box::new(Clipped::new(optim, clip)),
+        None => optim,
+    })
+}
+
+impl<F: Float> Optimizer<F> for Box<dyn Optimizer<F>> {
+    fn step(&mut self, params: &mut [NamedParamMut<'_, F>]) -> Result<()> {
+        (**self).step(params)
+    }
+
+    fn schedule(&mut self) -> &mut LearningRate {
+        (**self).schedule()
     }
 }
 
@@ -85,6 +120,37 @@ pub enum Decay {
         /// The rate the schedule would reach one epoch after the last.
         final_lr: f64,
     },
+    /// Per optimizer step rather than per epoch, as transformers are trained (nanoGPT's `get_lr`):
+    /// step `t` (from 0) uses
+    ///
+    /// ```text
+    /// t < warmup:                 lr · (t + 1) / (warmup + 1)
+    /// warmup ≤ t ≤ decay_steps:   final_lr + (lr − final_lr) · (1 + cos(π (t − warmup) / (decay_steps − warmup))) / 2
+    /// t > decay_steps:            final_lr
+    /// ```
+    WarmupCosine {
+        /// Steps of linear warm-up.
+        warmup: usize,
+        /// The step at which the cosine reaches `final_lr` (at least `warmup`).
+        decay_steps: usize,
+        /// The floor.
+        final_lr: f64,
+    },
+}
+
+impl Decay {
+    /// The rate of step `t` (from 0) of a per-step schedule, from `lr`; `None` for a per-epoch one.
+    pub fn rate_at_step(self, lr: f64, t: usize) -> Option<f64> {
+        let Decay::WarmupCosine { warmup, decay_steps, final_lr } = self else { return None };
+        Some(if t < warmup {
+            lr * (t + 1) as f64 / (warmup + 1) as f64
+        } else if t > decay_steps {
+            final_lr
+        } else {
+            let ratio = (t - warmup) as f64 / (decay_steps - warmup).max(1) as f64;
+            final_lr + 0.5 * (1.0 + (std::f64::consts::PI * ratio).cos()) * (lr - final_lr)
+        })
+    }
 }
 
 /// A learning rate with its decay: the part every optimizer shares.
@@ -96,6 +162,8 @@ pub struct LearningRate {
     /// The per-epoch change, set by [`LearningRate::start`]: a difference (linear) or a factor
     /// (exponential).
     per_epoch: f64,
+    /// Steps taken since [`LearningRate::start`], for a per-step schedule.
+    steps: usize,
 }
 
 impl LearningRate {
@@ -109,11 +177,18 @@ impl LearningRate {
             Decay::None => true,
             Decay::Linear { final_lr } => final_lr >= 0.0 && final_lr.is_finite(),
             Decay::Exponential { final_lr } | Decay::BookExponentialLR { final_lr } => positive(final_lr),
+            Decay::WarmupCosine { warmup, decay_steps, final_lr } => {
+                final_lr >= 0.0 && final_lr.is_finite() && decay_steps >= warmup
+            }
         };
         if !positive(lr) || !final_ok {
-            return Err(Error::InvalidArgument(format!("learning rate {lr} with {decay:?}: rates must be positive")));
+            return Err(Error::InvalidArgument(format!(
+                "learning rate {lr} with {decay:?}: rates must be positive (a floor may be zero), and a cosine must \
+                 end after its warm-up"
+            )));
         }
-        Ok(LearningRate { initial: lr, current: lr, decay, per_epoch: 0.0 })
+        let current = decay.rate_at_step(lr, 0).unwrap_or(lr);
+        Ok(LearningRate { initial: lr, current, decay, per_epoch: 0.0, steps: 0 })
     }
 
     /// The current rate.
@@ -123,10 +198,11 @@ impl LearningRate {
 
     /// Resets to the initial rate and computes the per-epoch change for `epochs` epochs.
     pub fn start(&mut self, epochs: usize) {
-        self.current = self.initial;
+        self.steps = 0;
+        self.current = self.decay.rate_at_step(self.initial, 0).unwrap_or(self.initial);
         let steps = epochs.saturating_sub(1).max(1) as f64;
         self.per_epoch = match self.decay {
-            Decay::None => 0.0,
+            Decay::None | Decay::WarmupCosine { .. } => 0.0,
             Decay::Linear { final_lr } => (self.initial - final_lr) / steps,
             Decay::Exponential { final_lr } => (final_lr / self.initial).powf(1.0 / steps),
             Decay::BookExponentialLR { final_lr } => (final_lr / self.initial).powf(1.0 / (epochs as f64 + 1.0)),
@@ -136,10 +212,18 @@ impl LearningRate {
         }
     }
 
+    /// Moves a per-step schedule on by one optimizer step (nothing for a per-epoch one).
+    pub fn end_step(&mut self) {
+        self.steps += 1;
+        if let Some(rate) = self.decay.rate_at_step(self.initial, self.steps) {
+            self.current = rate;
+        }
+    }
+
     /// Applies one epoch's decay.
     pub fn end_epoch(&mut self) {
         match self.decay {
-            Decay::None => {}
+            Decay::None | Decay::WarmupCosine { .. } => {}
             Decay::Linear { .. } => self.current -= self.per_epoch,
             Decay::Exponential { .. } | Decay::BookExponentialLR { .. } => self.current *= self.per_epoch,
         }

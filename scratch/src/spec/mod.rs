@@ -36,6 +36,7 @@ mod init;
 mod loss;
 pub mod module;
 mod net;
+mod optim;
 mod recurrent;
 pub(crate) mod summary;
 
@@ -47,6 +48,7 @@ pub use init::WeightInit;
 pub use loss::{CrossEntropyValue, LossSpec, MseReduction, Reduction};
 pub use module::{Child, Module};
 pub use net::{NetSpec, Tie};
+pub use optim::{Method, OptimSpec};
 pub use recurrent::{Biases, CellKind, GruForm, RecurrentInit, RecurrentSpec, StateMode};
 
 pub use crate::conv::PoolKind;

@@ -70,6 +70,14 @@ impl Dropout {
         state.shared = RandomState::new(seed);
     }
 
+    /// Whether a pass in training (`train`) or evaluation needs this dropout applied to explicit
+    /// weights (the book's form, the shared stream's masks, or an injected mask), where a fused kernel
+    /// with libtorch's own dropout would not do.
+    pub fn needs_explicit(&self, train: bool) -> bool {
+        let state = self.state.borrow();
+        self.style == DropoutStyle::Book || (train && (state.masks == Masks::Shared || state.injected.is_some()))
+    }
+
     /// Uses `mask` (0s and 1s shaped like the next input) in the next training forward pass instead of
     /// a drawn one.
     pub fn inject_mask(&self, mask: Tensor) {
