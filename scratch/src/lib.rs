@@ -57,7 +57,7 @@ pub mod spec;
 pub mod train;
 
 pub use error::{Error, Result};
-pub use float::{exp_f32, exp_f64, tanh_f32, tanh_f64, Float};
+pub use float::{erf_f32, erf_f64, exp_f32, exp_f64, tanh_f32, tanh_f64, Float};
 
 /// The types most programs need.
 pub mod prelude {
