@@ -1,9 +1,10 @@
 //! Training steps of the from-scratch engine alone, without libtorch (quick to build, and a clean
 //! process to profile): the networks of `examples/src/bin/bench.rs`, the median time of a step
-//! (forward, backward, momentum update) in f32 and f64.
+//! (forward, backward, momentum update) in f32 and f64; and the core of causal self-attention alone
+//! (forward and backward, nanoGPT's shape of chapter 8: B = 12, T = 64, C = 128, 4 heads).
 //!
 //! ```text
-//! cargo bench -p scratch --bench steps -- [NAME] [STEPS]     # book, wide, ch5, ch7, lstm
+//! cargo bench -p scratch --bench steps -- [NAME] [STEPS]     # book, wide, ch5, ch7, lstm, attention
 //! PROFILE=1 cargo bench -p scratch --bench steps -- [NAME]   # per layer: forward and backward
 //! F32ONLY=1 ...                                               # f32 only
 //! ```
@@ -13,14 +14,15 @@ use std::time::Instant;
 use ndarray::{ArrayD, IxDyn};
 use scratch::layers::Layer;
 use scratch::network::NeuralNetwork;
-use scratch::ops::Activation;
+use scratch::ops::{Activation, Mode};
 use scratch::optim::{Decay, Optimizer, SGDMomentum};
 use scratch::rng::RandomState;
-use scratch::spec::{book, CellKind, LossSpec, NetSpec, StateMode, WeightInit};
+use scratch::spec::{book, AttentionSpec, CellKind, LossSpec, NetSpec, StateMode, WeightInit};
+use scratch::transformer::CausalSelfAttention;
 use scratch::Float;
 
-/// The networks, by name (see [`network`]).
-const NAMES: [&str; 5] = ["book", "wide", "ch5", "ch7", "lstm"];
+/// The networks, by name (see [`network`]), and `attention` (see [`attention`]).
+const NAMES: [&str; 6] = ["book", "wide", "ch5", "ch7", "lstm", "attention"];
 
 /// CPU time of every thread of this process so far, in seconds (from `/proc/self/task/*/schedstat`;
 /// 0 where there is none): unlike wall-clock time, it does not grow when other processes take the
@@ -87,6 +89,29 @@ fn run<F: Float>(name: &str, steps: usize) -> (f64, f64) {
     (times[times.len() / 2], cpu)
 }
 
+/// The median wall-clock time of the forward and backward pass of [`CausalSelfAttention`] on a batch
+/// of nanoGPT's chapter-8 shape, and the mean CPU time of all threads, in seconds.
+fn attention<F: Float>(steps: usize) -> (f64, f64) {
+    let (batch, time, width, heads) = (12, 64, 128, 4);
+    let mut rng = RandomState::new(2);
+    let mut layer = CausalSelfAttention::<F>::new(AttentionSpec::new(heads), &mut rng).unwrap();
+    let x: ArrayD<F> = rng.randn(IxDyn(&[batch, time, 3 * width]));
+    let g: ArrayD<F> = rng.randn(IxDyn(&[batch, time, width]));
+    let mut times = Vec::new();
+    let cpu = cpu_seconds();
+    for _ in 0..steps {
+        // The layer takes its input and gradient by value: the copies are made outside the timing.
+        let (x, g) = (x.clone(), g.clone());
+        let t = Instant::now();
+        layer.forward(x, Mode::Train).unwrap();
+        layer.backward(g).unwrap();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let cpu = (cpu_seconds() - cpu) / steps as f64;
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], cpu)
+}
+
 /// Per-layer forward and backward times (median), the loss and the update.
 fn profile<F: Float>(name: &str, steps: usize) {
     let mut rng = RandomState::new(2);
@@ -146,7 +171,7 @@ fn main() {
     let steps: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200);
     let only32 = std::env::var("F32ONLY").is_ok();
     if std::env::var("PROFILE").is_ok() {
-        for name in NAMES.into_iter().filter(|n| n.contains(&filter)) {
+        for name in NAMES.into_iter().filter(|n| n.contains(&filter) && *n != "attention") {
             println!("{name} f32");
             profile::<f32>(name, steps);
             if !only32 {
@@ -160,8 +185,11 @@ fn main() {
         if !name.contains(&filter) {
             continue;
         }
-        let a = run::<f32>(name, steps);
-        let b = if only32 { (0.0, 0.0) } else { run::<f64>(name, steps) };
+        let (a, b) = if name == "attention" {
+            (attention::<f32>(steps), if only32 { (0.0, 0.0) } else { attention::<f64>(steps) })
+        } else {
+            (run::<f32>(name, steps), if only32 { (0.0, 0.0) } else { run::<f64>(name, steps) })
+        };
         println!(
             "{name:6} f32 {:8.3} ms (cpu {:8.3} ms)   f64 {:8.3} ms (cpu {:8.3} ms)",
             a.0 * 1e3,

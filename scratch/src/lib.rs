@@ -55,6 +55,7 @@ pub mod rnn;
 mod simd;
 pub mod spec;
 pub mod train;
+pub mod transformer;
 
 pub use error::{Error, Result};
 pub use float::{erf_f32, erf_f64, exp_f32, exp_f64, tanh_f32, tanh_f64, Float};

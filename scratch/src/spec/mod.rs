@@ -241,3 +241,6 @@ pub(crate) fn validate_dropout(dropout: Option<(f64, DropoutStyle)>) -> Result<(
         _ => Ok(()),
     }
 }
+
+mod transformer;
+pub use transformer::{AttentionSpec, EmbeddingSpec, LayerNormDraw, LayerNormSpec, PositionEmbeddingSpec};
