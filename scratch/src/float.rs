@@ -89,7 +89,7 @@ impl Float for f32 {
         1.0 / (1.0 + exp_f32(-self))
     }
 
-    #[inline]
+    #[inline(always)]
     fn erf_fast(self) -> Self {
         erf_f32(self)
     }
@@ -138,7 +138,7 @@ impl Float for f64 {
         1.0 / (1.0 + exp_f64(-self))
     }
 
-    #[inline]
+    #[inline(always)]
     fn erf_fast(self) -> Self {
         erf_f64(self)
     }
@@ -261,7 +261,7 @@ pub fn tanh_f64(x: f64) -> f64 {
 /// `erf(x)` in `f32`, as [`erf_f64`] with shorter polynomials, in `f32` arithmetic: `P` of degree 6
 /// on `|x| < 1`, `Q` of degree 8 on `[1, 4]` (`erf(x)` rounds to 1 beyond 4). Within 3 ulp of the
 /// correctly rounded value.
-#[inline]
+#[inline(always)]
 pub fn erf_f32(x: f32) -> f32 {
     const SMALL: [f32; 7] = [
         std::f32::consts::FRAC_2_SQRT_PI,
@@ -334,7 +334,7 @@ fn horner_f64<const N: usize>(c: &[f64; N], v: f64) -> f64 {
 ///
 /// Within 2 ulp of the correctly rounded value over the whole line (the tests compare with Python's
 /// `math.erf`); odd (`erf(−x) = −erf(x)` exactly) and `erf(±∞) = ±1`; NaN stays NaN.
-#[inline]
+#[inline(always)]
 pub fn erf_f64(x: f64) -> f64 {
     const SMALL: [f64; 12] = [
         std::f64::consts::FRAC_2_SQRT_PI,
