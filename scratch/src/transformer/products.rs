@@ -9,10 +9,11 @@
 //! out[i, c] = Σ_k a[i, k] · b[k, c]:   per k, one or two loads of b's row k, R broadcasts of a[i, k]
 //! ```
 //!
-//! `b` is read a row at a time (its columns are adjacent); `a` one element at a time, so it may be
-//! read transposed. The causal structure decides, for each tile of rows `r0..r1`, which columns or
-//! which `k` it needs ([`Causal`]); the kernels are compiled for each instruction-set level of
-//! [`crate::simd`].
+//! `b` is read a row at a time (its columns are adjacent); `a` as the `R` values of one column of
+//! the tile's rows for each `k`: adjacent already when `a` is read transposed, copied so (a tile of
+//! rows at a time) when it is row-major, so that the loop reads one stream rather than `R`. The
+//! causal structure decides, for each tile of rows `r0..r1`, which columns or which `k` it needs
+//! ([`Causal`]); the kernels are compiled for each instruction-set level of [`crate::simd`].
 
 use std::ops::Range;
 
@@ -105,26 +106,28 @@ impl<T: SimdFloat + Float> WithSimd for Product<'_, '_, T> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
         // Rows per tile: two registers of accumulators per row, and room for the loads.
-        match (S::REGISTER_COUNT >= 32, self.a.col == 1) {
-            (true, true) => rows_in_tiles::<T, S, 8, false>(simd, self),
-            (true, false) => rows_in_tiles::<T, S, 8, true>(simd, self),
-            (false, true) => rows_in_tiles::<T, S, 4, false>(simd, self),
-            (false, false) => rows_in_tiles::<T, S, 4, true>(simd, self),
+        if S::REGISTER_COUNT >= 32 {
+            rows_in_tiles::<T, S, 8>(simd, self);
+        } else {
+            rows_in_tiles::<T, S, 4>(simd, self);
         }
     }
 }
 
-/// The product in tiles of `R` rows (then single rows), `a` read transposed with `AT`.
+/// The product in tiles of `R` rows (then single rows).
 #[inline(always)]
-fn rows_in_tiles<T: SimdFloat + Float, S: Simd, const R: usize, const AT: bool>(simd: S, p: Product<'_, '_, T>) {
-    let Sizes { rows, .. } = p.sizes;
+fn rows_in_tiles<T: SimdFloat + Float, S: Simd, const R: usize>(simd: S, p: Product<'_, '_, T>) {
+    let Product { a, b, out, sizes, causal } = p;
+    // A row-major `a` is copied a tile of rows at a time into `packed`, column after column, so that
+    // the tile reads it as it reads a transposed one: `R` adjacent values per `k`.
+    let mut packed = if a.col == 1 { vec![T::zero(); R * sizes.inner] } else { Vec::new() };
     let mut r0 = 0;
-    while r0 + R <= rows {
-        tile_row::<T, S, R, AT>(simd, &p.a, &p.b, &mut p.out[r0..r0 + R], p.sizes, p.causal, r0);
+    while r0 + R <= sizes.rows {
+        tile_row::<T, S, R>(simd, (&a, &b), &mut out[r0..r0 + R], &mut packed, (sizes, causal), r0);
         r0 += R;
     }
-    while r0 < rows {
-        tile_row::<T, S, 1, AT>(simd, &p.a, &p.b, &mut p.out[r0..=r0], p.sizes, p.causal, r0);
+    while r0 < sizes.rows {
+        tile_row::<T, S, 1>(simd, (&a, &b), &mut out[r0..=r0], &mut packed, (sizes, causal), r0);
         r0 += 1;
     }
 }
@@ -132,13 +135,12 @@ fn rows_in_tiles<T: SimdFloat + Float, S: Simd, const R: usize, const AT: bool>(
 /// Rows `r0..r0 + R` of the output, `out`: tiles of two registers of columns, then one, then single
 /// columns.
 #[inline(always)]
-fn tile_row<T: SimdFloat + Float, S: Simd, const R: usize, const AT: bool>(
+fn tile_row<T: SimdFloat + Float, S: Simd, const R: usize>(
     simd: S,
-    a: &Matrix<T>,
-    b: &Matrix<T>,
+    (a, b): (&Matrix<T>, &Matrix<T>),
     out: &mut [&mut [T]],
-    Sizes { cols, inner, .. }: Sizes,
-    causal: Causal,
+    packed: &mut [T],
+    (Sizes { cols, inner, .. }, causal): (Sizes, Causal),
     r0: usize,
 ) {
     let lanes = T::lanes::<S>();
@@ -148,59 +150,58 @@ fn tile_row<T: SimdFloat + Float, S: Simd, const R: usize, const AT: bool>(
         Causal::Lower => (cols, 0..r1.min(inner)),
         Causal::Upper => (cols, r0.min(inner)..inner),
     };
+    // Column `k` of the tile's rows of `a` is `columns[(k − ks.start) · stride..][..R]`.
+    let (columns, stride): (&[T], usize) = if a.col == 1 {
+        for k in ks.clone() {
+            let column = &mut packed[(k - ks.start) * R..][..R];
+            for (r, v) in column.iter_mut().enumerate() {
+                *v = element(a, r0 + r, k);
+            }
+        }
+        (packed, R)
+    } else {
+        (&a.data[a.offset + ks.start * a.col + r0..], a.col)
+    };
+    let a = (columns, stride);
     let mut c0 = 0;
     while c0 + 2 * lanes <= end {
-        tile::<T, S, R, 2, AT>(simd, a, b, out, (r0, c0), ks.clone());
+        tile::<T, S, R, 2>(simd, a, b, out, c0, ks.clone());
         c0 += 2 * lanes;
     }
     if c0 + lanes <= end {
-        tile::<T, S, R, 1, AT>(simd, a, b, out, (r0, c0), ks.clone());
+        tile::<T, S, R, 1>(simd, a, b, out, c0, ks.clone());
         c0 += lanes;
     }
-    for (r, row) in (r0..r1).zip(out.iter_mut()) {
+    for (r, row) in out.iter_mut().enumerate() {
         for c in c0..end {
             let mut sum = T::zero();
             for k in ks.clone() {
-                sum = element(a, r, k) * b.data[b.offset + k * b.row + c] + sum;
+                sum = columns[(k - ks.start) * stride + r] * b.data[b.offset + k * b.row + c] + sum;
             }
             row[c] = sum;
         }
     }
 }
 
-/// `a[i, k]`.
+/// One tile: the rows `out`, `N` registers of columns from `c0`, summed over `ks`; `a` is given by
+/// its columns for the tile's rows, `columns[(k − ks.start) · stride..][..R]`.
 #[inline(always)]
-fn element<T: Copy>(a: &Matrix<T>, i: usize, k: usize) -> T {
-    a.data[a.offset + i * a.row + k * a.col]
-}
-
-/// One tile: rows `r0..r0 + R` (`out`), `N` registers of columns from `c0`, summed over `ks`.
-#[inline(always)]
-fn tile<T: SimdFloat + Float, S: Simd, const R: usize, const N: usize, const AT: bool>(
+fn tile<T: SimdFloat + Float, S: Simd, const R: usize, const N: usize>(
     simd: S,
-    a: &Matrix<T>,
+    (columns, stride): (&[T], usize),
     b: &Matrix<T>,
     out: &mut [&mut [T]],
-    (r0, c0): (usize, usize),
+    c0: usize,
     ks: Range<usize>,
 ) {
     let lanes = T::lanes::<S>();
     let mut acc = [[T::splat(simd, T::default()); N]; R];
-    // Row-major `a`: each row of the tile as a slice, so that the loop indexes within known bounds.
-    let a_rows: [&[T]; R] =
-        std::array::from_fn(|r| if AT { &[][..] } else { &a.data[a.offset + (r0 + r) * a.row..][..ks.end] });
-    for k in ks {
+    for (i, k) in ks.enumerate() {
         let b_row = &b.data[b.offset + k * b.row + c0..][..N * lanes];
         let bv: [T::V<S>; N] = std::array::from_fn(|n| load::<T, S>(&b_row[n * lanes..(n + 1) * lanes]));
-        let av: [T; R] = if AT {
-            // Transposed `a`: the tile's rows are adjacent in column k.
-            let column = &a.data[a.offset + k * a.col + r0..][..R];
-            std::array::from_fn(|r| column[r])
-        } else {
-            std::array::from_fn(|r| a_rows[r][k])
-        };
+        let column = &columns[i * stride..][..R];
         for r in 0..R {
-            let ar = T::splat(simd, av[r]);
+            let ar = T::splat(simd, column[r]);
             for n in 0..N {
                 acc[r][n] = <T as SimdFloat>::mul_add(simd, ar, bv[n], acc[r][n]);
             }
@@ -212,6 +213,12 @@ fn tile<T: SimdFloat + Float, S: Simd, const R: usize, const N: usize, const AT:
             store::<T, S>(&mut row[n * lanes..(n + 1) * lanes], *v);
         }
     }
+}
+
+/// `a[i, k]`.
+#[inline(always)]
+fn element<T: Copy>(a: &Matrix<T>, i: usize, k: usize) -> T {
+    a.data[a.offset + i * a.row + k * a.col]
 }
 
 #[cfg(test)]
