@@ -1,9 +1,9 @@
 //! The core of multi-head causal self-attention.
 
-use ndarray::{Array3, ArrayD, ArrayViewMut2, Axis};
+use ndarray::{Array3, ArrayD};
 use rayon::prelude::*;
 
-use super::products::{product, Causal, Matrix, Sizes};
+use super::products::{product, Causal, Matrix, MatrixMut, Sizes};
 use super::{dot, max, standard, sum};
 use crate::layers::Layer;
 use crate::ops::{no_forward, Dropout, DropoutStyle, Mode};
@@ -33,11 +33,11 @@ use crate::{Error, Float, Result};
 /// `D` is the dropout factor (`mask / keep`, a [`Dropout`] over the shape `(B, H, T, T)` of the
 /// attention weights, so that masks can be injected), or 1 without dropout.
 ///
-/// Each (sequence, head) pair is one task, spread over the cores. A task's six products are small
-/// (`T × hs` by `hs × T`, `T × T` by `T × hs`) and run in vector registers straight from the
-/// operands, in tiles of a few rows that each stop at the diagonal, so the masked upper triangle is
-/// hardly computed; `k` (forward) and `v` (backward) are transposed into the task's scratch space
-/// first, so that the scores' columns are adjacent. The softmax and its backward pass run over
+/// Each sequence is one task (its heads one after the other), spread over the cores. A head's six
+/// products are small (`T × hs` by `hs × T`, `T × T` by `T × hs`) and run in vector registers
+/// straight from the operands and into the outputs' columns, in tiles of a few rows that each stop at
+/// the diagonal, so the masked upper triangle is hardly computed; `k` (forward) and `v` (backward)
+/// are transposed into the task's scratch space first, so that the scores' columns are adjacent. The softmax and its backward pass run over
 /// whole registers with the masked part selected away. The attention weights `P` (and `P̃`) are kept
 /// for the backward pass, their buffers reused from one call to the next.
 ///
@@ -87,39 +87,43 @@ struct Dims {
 }
 
 impl Dims {
-    /// The number of (sequence, head) pairs.
-    fn pairs(&self) -> usize {
-        self.batch * self.heads
-    }
-
     /// `1 / √hs`.
     fn scale<F: Float>(&self) -> F {
         F::cast(1.0 / (self.head_size as f64).sqrt())
+    }
+
+    /// The elements of one sequence of the input (`T · 3C`).
+    fn input_len(&self) -> usize {
+        self.time * 3 * self.width
+    }
+
+    /// The elements of one sequence of the output (`T · C`).
+    fn output_len(&self) -> usize {
+        self.time * self.width
+    }
+
+    /// The attention weights of one head (`T · T`).
+    fn area(&self) -> usize {
+        self.time * self.time
+    }
+
+    /// The sizes of the products with `T` rows and `hs` columns.
+    fn by_head(&self) -> Sizes {
+        Sizes { rows: self.time, cols: self.head_size, inner: self.time }
+    }
+
+    /// The sizes of the products with `T` rows and `T` columns.
+    fn by_time(&self) -> Sizes {
+        Sizes { rows: self.time, cols: self.time, inner: self.head_size }
     }
 }
 
 /// `buffer` (if any) cut into `n` pieces of `len`, or `n` times `None`.
 fn pieces<F>(buffer: Option<&mut [F]>, len: usize, n: usize) -> Vec<Option<&mut [F]>> {
     match buffer {
-        Some(b) if len > 0 => b.chunks_mut(len).map(Some).collect(),
-        Some(_) => (0..n).map(|_| Some(Default::default())).collect(),
+        Some(b) => b.chunks_mut(len.max(1)).map(Some).collect(),
         None => (0..n).map(|_| None).collect(),
     }
-}
-
-/// The column blocks of width `size` of every sequence of `a (B, T, n·size)`, sequence by sequence:
-/// `n` per sequence.
-fn column_blocks<F>(a: &mut Array3<F>, size: usize) -> Vec<ArrayViewMut2<'_, F>> {
-    let mut blocks = Vec::new();
-    for mut rest in a.axis_iter_mut(Axis(0)) {
-        while rest.ncols() > 0 && size > 0 {
-            let cut = size.min(rest.ncols());
-            let (block, tail) = rest.split_at(Axis(1), cut);
-            blocks.push(block);
-            rest = tail;
-        }
-    }
-    blocks
 }
 
 impl<F: Float> CausalSelfAttention<F> {
@@ -177,8 +181,9 @@ impl<F: Float> CausalSelfAttention<F> {
         Ok(Dims { batch, time, width, heads, head_size: width / heads })
     }
 
-    /// `Y (B, T, C)` for `x (B, T, 3C)`, pair by pair on all cores. `P` of each pair goes to its piece
-    /// of `probs` (or to scratch space), `P̃` to its piece of `dropped` when `dropout` is given.
+    /// `Y (B, T, C)` for `x (B, T, 3C)`, sequence by sequence on all cores. `P` of each head goes to
+    /// its piece of `probs` (or to scratch space), `P̃` to its piece of `dropped` when `dropout` is
+    /// given.
     fn compute(
         &self,
         x: &[F],
@@ -187,22 +192,30 @@ impl<F: Float> CausalSelfAttention<F> {
         dropped: Option<&mut [F]>,
         dropout: Option<&Dropout<F>>,
     ) -> Array3<F> {
-        let Dims { batch, time, width, .. } = dims;
+        let Dims { batch, time, width, heads, .. } = dims;
         let mut y = Array3::zeros((batch, time, width));
-        let area = time * time;
-        let outputs = column_blocks(&mut y, dims.head_size);
-        let probs = pieces(probs, area, dims.pairs());
-        let dropped = pieces(dropped, area, dims.pairs());
-        outputs.into_par_iter().zip(probs).zip(dropped).enumerate().for_each_init(
+        if y.is_empty() {
+            return y;
+        }
+        let (area, weights) = (dims.area(), heads * dims.area());
+        let probs = pieces(probs, weights, batch);
+        let dropped = pieces(dropped, weights, batch);
+        let ys = y.as_slice_mut().expect("a new array");
+        let sequences = ys.par_chunks_mut(dims.output_len()).zip(x.par_chunks(dims.input_len()));
+        sequences.zip(probs).zip(dropped).enumerate().for_each_init(
             Scratch::default,
-            |scratch, (pair, ((y, probs), dropped))| {
-                let Scratch { transposed, square } = scratch;
-                let probs = match probs {
-                    Some(p) => p,
-                    None => at_least(square, area),
-                };
-                let dropout = dropout.zip(dropped).map(|(d, buffer)| (d, pair * area, buffer));
-                head_forward(x, Pair::new(dims, pair), probs, dropout, transposed, y);
+            |scratch, (b, (((y, x), mut probs), mut dropped))| {
+                for h in 0..heads {
+                    let head = Head { x, dims, h, scale: dims.scale() };
+                    let Scratch { transposed, square, packed } = &mut *scratch;
+                    let probs = match probs.as_deref_mut() {
+                        Some(p) => &mut p[h * area..(h + 1) * area],
+                        None => at_least(square, area),
+                    };
+                    let dropped = dropped.as_deref_mut().map(|d| &mut d[h * area..(h + 1) * area]);
+                    let dropout = dropout.zip(dropped).map(|(d, buffer)| (d, (b * heads + h) * area, buffer));
+                    head.forward(probs, dropout, y, transposed, packed);
+                }
             },
         );
         y
@@ -212,7 +225,7 @@ impl<F: Float> CausalSelfAttention<F> {
     fn input_gradient(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
         let cache = self.cache.as_ref().ok_or_else(|| no_forward("CausalSelfAttention"))?;
         let dims = cache.dims;
-        let Dims { batch, time, width, .. } = dims;
+        let Dims { batch, time, width, heads, .. } = dims;
         if output_grad.shape() != [batch, time, width] {
             return Err(Error::shape(
                 "CausalSelfAttention backward",
@@ -220,52 +233,53 @@ impl<F: Float> CausalSelfAttention<F> {
                 output_grad.shape(),
             ));
         }
+        let mut dx = Array3::zeros((batch, time, 3 * width));
+        if dx.is_empty() {
+            return Ok(dx.into_dyn());
+        }
         let g = standard(output_grad);
         let g = g.as_slice().expect("standard layout");
         let x = cache.input.as_slice().expect("standard layout");
-        let area = time * time;
-        let mut dx = Array3::zeros((batch, time, 3 * width));
-        // Per sequence: the q, k and v gradients of every head, in that order, as column blocks.
-        let mut blocks: Vec<Option<ArrayViewMut2<F>>> =
-            column_blocks(&mut dx, dims.head_size).into_iter().map(Some).collect();
-        let mut tasks = Vec::with_capacity(dims.pairs());
-        for pair in 0..dims.pairs() {
-            let (b, h) = (pair / dims.heads, pair % dims.heads);
-            let mut take = |part: usize| blocks[(b * 3 + part) * dims.heads + h].take().expect("each block once");
-            tasks.push([take(0), take(1), take(2)]);
-        }
+        let (area, weights) = (dims.area(), heads * dims.area());
         let dropped = cache.dropped.as_deref().unwrap_or(&cache.probs);
         let dropout = self.dropout.as_ref().filter(|_| cache.dropped.is_some());
-        tasks.into_par_iter().enumerate().for_each_init(Scratch::default, |scratch, (pair, blocks)| {
-            let range = pair * area..(pair + 1) * area;
-            let weights = Weights {
-                probs: &cache.probs[range.clone()],
-                dropped: &dropped[range],
-                dropout: dropout.map(|d| (d, pair * area)),
-            };
-            head_backward(x, g, Pair::new(dims, pair), weights, scratch, blocks);
+        let dxs = dx.as_slice_mut().expect("a new array");
+        let sequences = dxs.par_chunks_mut(dims.input_len()).zip(x.par_chunks(dims.input_len()));
+        let sequences = sequences.zip(g.par_chunks(dims.output_len()));
+        let weights = cache.probs.par_chunks(weights).zip(dropped.par_chunks(weights));
+        sequences.zip(weights).enumerate().for_each_init(Scratch::default, |scratch, (b, (((dx, x), g), (p, pd)))| {
+            for h in 0..heads {
+                let head = Head { x, dims, h, scale: dims.scale() };
+                let weights = Weights {
+                    probs: &p[h * area..(h + 1) * area],
+                    dropped: &pd[h * area..(h + 1) * area],
+                    dropout: dropout.map(|d| (d, (b * heads + h) * area)),
+                };
+                head.backward(g, weights, dx, scratch);
+            }
         });
         Ok(dx.into_dyn())
     }
 }
 
-/// One pair's attention weights as the backward pass reads them.
+/// One head's attention weights as the backward pass reads them.
 struct Weights<'a, F> {
     /// `P (T, T)`.
     probs: &'a [F],
     /// `P̃ (T, T)` (`P` itself without dropout).
     dropped: &'a [F],
-    /// The dropout and the offset of this pair's weights in its `(B, H, T, T)` array.
+    /// The dropout and the offset of this head's weights in its `(B, H, T, T)` array.
     dropout: Option<(&'a Dropout<F>, usize)>,
 }
 
-/// Working space of one task, allocated when first used: a transposed operand `(hs, T)`, and the
+/// Working space of one task, allocated when first used: a transposed operand `(hs, T)`; the
 /// attention weights `(T, T)` ([`CausalSelfAttention::infer`]) or their gradient (the backward
-/// pass).
+/// pass); the products' packing space.
 #[derive(Default)]
 struct Scratch<F> {
     transposed: Vec<F>,
     square: Vec<F>,
+    packed: Vec<F>,
 }
 
 /// `buffer` with at least `len` elements.
@@ -276,41 +290,90 @@ fn at_least<F: Float>(buffer: &mut Vec<F>, len: usize) -> &mut [F] {
     &mut buffer[..len]
 }
 
-/// Where one pair's operands are in the layer's arrays.
-#[derive(Clone, Copy)]
-struct Pair {
+/// Head `h` of one sequence `x (T, 3C)`.
+struct Head<'a, F> {
+    x: &'a [F],
     dims: Dims,
-    /// Sequence `b`.
-    b: usize,
-    /// Head `h`.
     h: usize,
+    scale: F,
 }
 
-impl Pair {
-    fn new(dims: Dims, pair: usize) -> Self {
-        Pair { dims, b: pair / dims.heads, h: pair % dims.heads }
+impl<F: Float> Head<'_, F> {
+    /// Column `h · hs` of block `part` (0, 1, 2: q, k, v) of a sequence `(T, n·C)`, as a matrix
+    /// `(T, hs)` with rows `n·C` apart.
+    fn column(&self, part: usize, parts: usize) -> (usize, usize) {
+        (part * self.dims.width + self.h * self.dims.head_size, parts * self.dims.width)
     }
 
-    /// q, k or v (`part` 0, 1, 2) of this pair in `x (B, T, 3C)`, as a matrix `(T, hs)`.
-    fn part<'a, F>(&self, x: &'a [F], part: usize) -> Matrix<'a, F> {
-        let Dims { time, width, head_size, .. } = self.dims;
-        Matrix::rows(x, self.b * time * 3 * width + part * width + self.h * head_size, 3 * width)
+    /// q, k or v (`part` 0, 1, 2) of this head, `(T, hs)`.
+    fn part(&self, part: usize) -> Matrix<'_, F> {
+        let (offset, row) = self.column(part, 3);
+        Matrix::rows(self.x, offset, row)
     }
 
-    /// This pair's `∂L/∂y` in `g (B, T, C)`, as a matrix `(T, hs)`.
-    fn output<'a, F>(&self, g: &'a [F]) -> Matrix<'a, F> {
-        let Dims { time, width, head_size, .. } = self.dims;
-        Matrix::rows(g, self.b * time * width + self.h * head_size, width)
+    /// The forward pass: `P` into `probs`, `P̃` into the dropout's buffer, `y = P̃ v` into this head's
+    /// columns of the sequence's output `(T, C)`.
+    fn forward(
+        &self,
+        probs: &mut [F],
+        dropout: Option<(&Dropout<F>, usize, &mut [F])>,
+        y: &mut [F],
+        transposed: &mut Vec<F>,
+        packed: &mut Vec<F>,
+    ) {
+        let Dims { time, head_size, .. } = self.dims;
+        // S = q kᵀ, each tile of rows as far as the diagonal (unscaled: the softmax scales).
+        let kt = at_least(transposed, head_size * time);
+        transpose(self.part(1), (time, head_size), kt);
+        let kt = Matrix::rows(&kt[..], 0, time);
+        let scores = MatrixMut { data: &mut *probs, offset: 0, row: time };
+        product(self.part(0), kt, scores, self.dims.by_time(), Causal::Columns, packed);
+        dispatch(Softmax { probs: &mut *probs, time, scale: self.scale });
+        let weights: &[F] = match dropout {
+            Some((d, offset, dropped)) => {
+                dropped.copy_from_slice(probs);
+                for i in 0..time {
+                    d.apply(offset + i * time, &mut dropped[i * time..=i * time + i]).expect("started by the layer");
+                }
+                dropped
+            }
+            None => probs,
+        };
+        let (offset, row) = self.column(0, 1);
+        let y = MatrixMut { data: y, offset, row };
+        product(Matrix::rows(weights, 0, time), self.part(2), y, self.dims.by_head(), Causal::Lower, packed);
     }
 
-    /// The sizes of the products with `T` rows and `hs` columns.
-    fn by_head(&self) -> Sizes {
-        Sizes { rows: self.dims.time, cols: self.dims.head_size, inner: self.dims.time }
-    }
-
-    /// The sizes of the products with `T` rows and `T` columns.
-    fn by_time(&self) -> Sizes {
-        Sizes { rows: self.dims.time, cols: self.dims.time, inner: self.dims.head_size }
+    /// The backward pass from the sequence's `∂L/∂Y (T, C)`, into this head's columns of its
+    /// `∂L/∂X (T, 3C)`.
+    fn backward(&self, g: &[F], weights: Weights<F>, dx: &mut [F], scratch: &mut Scratch<F>) {
+        let Dims { time, head_size, .. } = self.dims;
+        let (by_head, by_time) = (self.dims.by_head(), self.dims.by_time());
+        let Scratch { transposed, square, packed } = scratch;
+        let (offset, row) = self.column(0, 1);
+        let dy = Matrix::rows(g, offset, row);
+        fn out<'d, F: Float>(head: &Head<F>, dx: &'d mut [F], part: usize) -> MatrixMut<'d, F> {
+            let (offset, row) = head.column(part, 3);
+            MatrixMut { data: dx, offset, row }
+        }
+        // ∂L/∂v = P̃ᵀ ∂L/∂y.
+        product(Matrix::transposed(weights.dropped, 0, time), dy, out(self, dx, 2), by_head, Causal::Upper, packed);
+        // ∂L/∂P̃ = ∂L/∂y vᵀ as far as the diagonal, then ∂L/∂P and ∂L/∂S in place.
+        let vt = at_least(transposed, head_size * time);
+        transpose(self.part(2), (time, head_size), vt);
+        let ds = at_least(square, time * time);
+        let scores = MatrixMut { data: &mut *ds, offset: 0, row: time };
+        product(dy, Matrix::rows(&vt[..], 0, time), scores, by_time, Causal::Columns, packed);
+        if let Some((d, offset)) = weights.dropout {
+            for i in 0..time {
+                d.apply(offset + i * time, &mut ds[i * time..=i * time + i]).expect("started by the forward pass");
+            }
+        }
+        dispatch(SoftmaxBackward { probs: weights.probs, grad: &mut *ds, time, scale: self.scale });
+        // ∂L/∂q = ∂L/∂S k and ∂L/∂k = ∂L/∂Sᵀ q (the scale is in ∂L/∂S).
+        let ds = &ds[..];
+        product(Matrix::rows(ds, 0, time), self.part(1), out(self, dx, 0), by_head, Causal::Lower, packed);
+        product(Matrix::transposed(ds, 0, time), self.part(0), out(self, dx, 1), by_head, Causal::Upper, packed);
     }
 }
 
@@ -335,82 +398,6 @@ fn transpose<F: Float>(m: Matrix<F>, (time, head_size): (usize, usize), out: &mu
             out[d * time + t] = v;
         }
     }
-}
-
-/// The rows of a block of columns of a larger array, as slices.
-fn rows<'a, F>(mut block: ArrayViewMut2<'a, F>) -> Vec<&'a mut [F]> {
-    let mut rows = Vec::with_capacity(block.nrows());
-    while block.nrows() > 0 {
-        let (row, rest) = block.split_at(Axis(0), 1);
-        rows.push(row.into_slice().expect("the rows of a column block are contiguous"));
-        block = rest;
-    }
-    rows
-}
-
-/// The rows of a `(T, T)` buffer.
-fn square<F>(buffer: &mut [F], time: usize) -> Vec<&mut [F]> {
-    buffer.chunks_exact_mut(time.max(1)).collect()
-}
-
-/// The forward pass of one pair: `P` into `probs`, `P̃` into the dropout's buffer, `y = P̃ v`.
-fn head_forward<F: Float>(
-    x: &[F],
-    pair: Pair,
-    probs: &mut [F],
-    dropout: Option<(&Dropout<F>, usize, &mut [F])>,
-    transposed: &mut Vec<F>,
-    y: ArrayViewMut2<F>,
-) {
-    let (time, hs) = (pair.dims.time, pair.dims.head_size);
-    // S = q kᵀ, each tile of rows as far as the diagonal (unscaled: the softmax scales).
-    let kt = at_least(transposed, hs * time);
-    transpose(pair.part(x, 1), (time, hs), kt);
-    let kt = Matrix::rows(&kt[..], 0, time);
-    product(pair.part(x, 0), kt, square(probs, time), pair.by_time(), Causal::Columns);
-    dispatch(Softmax { probs, time, scale: pair.dims.scale() });
-    let weights: &[F] = match dropout {
-        Some((d, offset, dropped)) => {
-            dropped.copy_from_slice(probs);
-            for i in 0..time {
-                d.apply(offset + i * time, &mut dropped[i * time..=i * time + i]).expect("started by the layer");
-            }
-            dropped
-        }
-        None => probs,
-    };
-    product(Matrix::rows(weights, 0, time), pair.part(x, 2), rows(y), pair.by_head(), Causal::Lower);
-}
-
-/// The backward pass of one pair, into the column blocks `[dq, dk, dv]` of `∂L/∂X`.
-fn head_backward<F: Float>(
-    x: &[F],
-    g: &[F],
-    pair: Pair,
-    weights: Weights<F>,
-    scratch: &mut Scratch<F>,
-    [dq, dk, dv]: [ArrayViewMut2<F>; 3],
-) {
-    let (time, hs) = (pair.dims.time, pair.dims.head_size);
-    let (by_head, dy) = (pair.by_head(), pair.output(g));
-    // ∂L/∂v = P̃ᵀ ∂L/∂y.
-    product(Matrix::transposed(weights.dropped, 0, time), dy, rows(dv), by_head, Causal::Upper);
-    // ∂L/∂P̃ = ∂L/∂y vᵀ as far as the diagonal, then ∂L/∂P and ∂L/∂S in place.
-    let vt = at_least(&mut scratch.transposed, hs * time);
-    transpose(pair.part(x, 2), (time, hs), vt);
-    let vt = Matrix::rows(&vt[..], 0, time);
-    let ds = at_least(&mut scratch.square, time * time);
-    product(dy, vt, square(ds, time), pair.by_time(), Causal::Columns);
-    if let Some((d, offset)) = weights.dropout {
-        for i in 0..time {
-            d.apply(offset + i * time, &mut ds[i * time..=i * time + i]).expect("started by the forward pass");
-        }
-    }
-    dispatch(SoftmaxBackward { probs: weights.probs, grad: ds, time, scale: pair.dims.scale() });
-    // ∂L/∂q = ∂L/∂S k and ∂L/∂k = ∂L/∂Sᵀ q (the scale is in ∂L/∂S).
-    let ds = &ds[..];
-    product(Matrix::rows(ds, 0, time), pair.part(x, 1), rows(dq), by_head, Causal::Lower);
-    product(Matrix::transposed(ds, 0, time), pair.part(x, 0), rows(dk), by_head, Causal::Upper);
 }
 
 /// `n` rounded up to whole registers of the widest kind (16 `f32`), at most `time`: how much of a row
@@ -485,7 +472,7 @@ impl<F: Float> Layer<F> for CausalSelfAttention<F> {
     fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
         let old = self.cache.take();
         let dims = self.dims(input.shape())?;
-        let len = dims.pairs() * dims.time * dims.time;
+        let len = dims.batch * dims.heads * dims.area();
         let reuse = |buffer: Option<Vec<F>>| match buffer {
             Some(b) if b.len() == len => b,
             _ => vec![F::zero(); len],

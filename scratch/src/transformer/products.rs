@@ -66,48 +66,91 @@ pub(super) struct Sizes {
     pub inner: usize,
 }
 
-/// `out[i][c] = Σ_k a[i, k] · b[k, c]` over the part `causal` says, into the rows `out` (which may
-/// be the rows of a block of a larger array). `b` must have adjacent columns, and `a` adjacent
-/// columns or adjacent rows.
+/// An output matrix: row `i` starts at `data[offset + i · row]`, its columns adjacent.
+#[derive(Debug)]
+pub(super) struct MatrixMut<'a, F> {
+    pub data: &'a mut [F],
+    pub offset: usize,
+    pub row: usize,
+}
+
+impl<'a, F> MatrixMut<'a, F> {
+    /// The same matrix over another element type, if `data` can be seen as one.
+    fn cast<T>(self, data: impl FnOnce(&'a mut [F]) -> Option<&'a mut [T]>) -> Option<MatrixMut<'a, T>> {
+        let (offset, row) = (self.offset, self.row);
+        data(self.data).map(|data| MatrixMut { data, offset, row })
+    }
+
+    /// Columns `c0..c0 + n` of row `i`.
+    #[inline(always)]
+    fn at(&mut self, i: usize, c0: usize, n: usize) -> &mut [F] {
+        &mut self.data[self.offset + i * self.row + c0..][..n]
+    }
+}
+
+/// The most rows in a tile, at any level: [`product`]'s packing space holds this many times the
+/// inner size.
+const MAX_TILE: usize = 8;
+
+/// `out[i, c] = Σ_k a[i, k] · b[k, c]` over the part `causal` says. `b` must have adjacent columns,
+/// and `a` adjacent columns or adjacent rows; `packed` is working space (grown as needed).
 ///
 /// # Panics
-/// If an operand or a row of `out` is too small for `sizes`, or the layouts are not as above.
-pub(super) fn product<F: Float>(a: Matrix<F>, b: Matrix<F>, out: Vec<&mut [F]>, sizes: Sizes, causal: Causal) {
-    product_at(Arch::new(), a, b, out, sizes, causal);
+/// If an operand or `out` is too small for `sizes`, or the layouts are not as above.
+pub(super) fn product<F: Float>(
+    a: Matrix<F>,
+    b: Matrix<F>,
+    out: MatrixMut<F>,
+    sizes: Sizes,
+    causal: Causal,
+    packed: &mut Vec<F>,
+) {
+    product_at(Arch::new(), a, b, out, sizes, causal, packed);
 }
 
 /// [`product`] compiled for `arch`.
-fn product_at<F: Float>(arch: Arch, a: Matrix<F>, b: Matrix<F>, out: Vec<&mut [F]>, sizes: Sizes, causal: Causal) {
+fn product_at<F: Float>(
+    arch: Arch,
+    a: Matrix<F>,
+    b: Matrix<F>,
+    out: MatrixMut<F>,
+    sizes: Sizes,
+    causal: Causal,
+    packed: &mut Vec<F>,
+) {
     assert!(b.col == 1 && (a.col == 1 || a.row == 1), "product operands: {a:?}, {b:?}");
-    assert!(out.len() >= sizes.rows, "{} output rows for {sizes:?}", out.len());
+    if packed.len() < MAX_TILE * sizes.inner {
+        packed.resize(MAX_TILE * sizes.inner, F::zero());
+    }
     if let (Some(a), Some(b)) = (a.cast(F::as_f32s(a.data)), b.cast(F::as_f32s(b.data))) {
-        if let Some(mut out) = out.into_iter().map(F::as_f32s_mut).collect::<Option<Vec<_>>>() {
-            arch.dispatch(Product { a, b, out: &mut out, sizes, causal });
+        if let (Some(out), Some(packed)) = (out.cast(F::as_f32s_mut), F::as_f32s_mut(packed)) {
+            arch.dispatch(Product { a, b, out, sizes, causal, packed });
         }
     } else if let (Some(a), Some(b)) = (a.cast(F::as_f64s(a.data)), b.cast(F::as_f64s(b.data))) {
-        if let Some(mut out) = out.into_iter().map(F::as_f64s_mut).collect::<Option<Vec<_>>>() {
-            arch.dispatch(Product { a, b, out: &mut out, sizes, causal });
+        if let (Some(out), Some(packed)) = (out.cast(F::as_f64s_mut), F::as_f64s_mut(packed)) {
+            arch.dispatch(Product { a, b, out, sizes, causal, packed });
         }
     }
 }
 
 /// [`product`] for one float type, compiled for each level.
-struct Product<'a, 'r, T> {
+struct Product<'a, T> {
     a: Matrix<'a, T>,
     b: Matrix<'a, T>,
-    out: &'r mut [&'a mut [T]],
+    out: MatrixMut<'a, T>,
     sizes: Sizes,
     causal: Causal,
+    packed: &'a mut [T],
 }
 
-impl<T: SimdFloat + Float> WithSimd for Product<'_, '_, T> {
+impl<T: SimdFloat + Float> WithSimd for Product<'_, T> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
         // Rows per tile: two registers of accumulators per row, and room for the loads.
         if S::REGISTER_COUNT >= 32 {
-            rows_in_tiles::<T, S, 8>(simd, self);
+            rows_in_tiles::<T, S, MAX_TILE>(simd, self);
         } else {
             rows_in_tiles::<T, S, 4>(simd, self);
         }
@@ -116,29 +159,27 @@ impl<T: SimdFloat + Float> WithSimd for Product<'_, '_, T> {
 
 /// The product in tiles of `R` rows (then single rows).
 #[inline(always)]
-fn rows_in_tiles<T: SimdFloat + Float, S: Simd, const R: usize>(simd: S, p: Product<'_, '_, T>) {
-    let Product { a, b, out, sizes, causal } = p;
-    // A row-major `a` is copied a tile of rows at a time into `packed`, column after column, so that
-    // the tile reads it as it reads a transposed one: `R` adjacent values per `k`.
-    let mut packed = if a.col == 1 { vec![T::zero(); R * sizes.inner] } else { Vec::new() };
+fn rows_in_tiles<T: SimdFloat + Float, S: Simd, const R: usize>(simd: S, p: Product<'_, T>) {
+    let Product { a, b, mut out, sizes, causal, packed } = p;
     let mut r0 = 0;
     while r0 + R <= sizes.rows {
-        tile_row::<T, S, R>(simd, (&a, &b), &mut out[r0..r0 + R], &mut packed, (sizes, causal), r0);
+        tile_row::<T, S, R>(simd, (&a, &b), &mut out, packed, (sizes, causal), r0);
         r0 += R;
     }
     while r0 < sizes.rows {
-        tile_row::<T, S, 1>(simd, (&a, &b), &mut out[r0..=r0], &mut packed, (sizes, causal), r0);
+        tile_row::<T, S, 1>(simd, (&a, &b), &mut out, packed, (sizes, causal), r0);
         r0 += 1;
     }
 }
 
-/// Rows `r0..r0 + R` of the output, `out`: tiles of two registers of columns, then one, then single
-/// columns.
+/// Rows `r0..r0 + R` of the output: tiles of two registers of columns, then one, then single
+/// columns. A row-major `a` is first copied into `packed`, column after column, so that the tiles
+/// read it as they read a transposed one: `R` adjacent values per `k`.
 #[inline(always)]
 fn tile_row<T: SimdFloat + Float, S: Simd, const R: usize>(
     simd: S,
     (a, b): (&Matrix<T>, &Matrix<T>),
-    out: &mut [&mut [T]],
+    out: &mut MatrixMut<T>,
     packed: &mut [T],
     (Sizes { cols, inner, .. }, causal): (Sizes, Causal),
     r0: usize,
@@ -165,33 +206,34 @@ fn tile_row<T: SimdFloat + Float, S: Simd, const R: usize>(
     let a = (columns, stride);
     let mut c0 = 0;
     while c0 + 2 * lanes <= end {
-        tile::<T, S, R, 2>(simd, a, b, out, c0, ks.clone());
+        tile::<T, S, R, 2>(simd, a, b, out, (r0, c0), ks.clone());
         c0 += 2 * lanes;
     }
     if c0 + lanes <= end {
-        tile::<T, S, R, 1>(simd, a, b, out, c0, ks.clone());
+        tile::<T, S, R, 1>(simd, a, b, out, (r0, c0), ks.clone());
         c0 += lanes;
     }
-    for (r, row) in out.iter_mut().enumerate() {
-        for c in c0..end {
+    for r in 0..R {
+        let row = out.at(r0 + r, c0, end.saturating_sub(c0));
+        for (c, v) in (c0..end).zip(row) {
             let mut sum = T::zero();
             for k in ks.clone() {
                 sum = columns[(k - ks.start) * stride + r] * b.data[b.offset + k * b.row + c] + sum;
             }
-            row[c] = sum;
+            *v = sum;
         }
     }
 }
 
-/// One tile: the rows `out`, `N` registers of columns from `c0`, summed over `ks`; `a` is given by
-/// its columns for the tile's rows, `columns[(k − ks.start) · stride..][..R]`.
+/// One tile: rows `r0..r0 + R`, `N` registers of columns from `c0`, summed over `ks`; `a` is given
+/// by its columns for the tile's rows, `columns[(k − ks.start) · stride..][..R]`.
 #[inline(always)]
 fn tile<T: SimdFloat + Float, S: Simd, const R: usize, const N: usize>(
     simd: S,
     (columns, stride): (&[T], usize),
     b: &Matrix<T>,
-    out: &mut [&mut [T]],
-    c0: usize,
+    out: &mut MatrixMut<T>,
+    (r0, c0): (usize, usize),
     ks: Range<usize>,
 ) {
     let lanes = T::lanes::<S>();
@@ -207,8 +249,8 @@ fn tile<T: SimdFloat + Float, S: Simd, const R: usize, const N: usize>(
             }
         }
     }
-    for (acc, row) in acc.iter().zip(out.iter_mut()) {
-        let row = &mut row[c0..c0 + N * lanes];
+    for (r, acc) in acc.iter().enumerate() {
+        let row = out.at(r0 + r, c0, N * lanes);
         for (n, v) in acc.iter().enumerate() {
             store::<T, S>(&mut row[n * lanes..(n + 1) * lanes], *v);
         }
@@ -258,8 +300,9 @@ mod tests {
         wide.slice_mut(s![.., 3..3 + cols]).assign(b);
         let wide: Vec<T> = wide.iter().map(|&v| T::cast(v)).collect();
         let mut out = vec![T::nan(); rows * (cols + 2)];
-        let out_rows = out.chunks_exact_mut(cols + 2).collect();
-        product_at(arch, am, Matrix::rows(&wide[..], 3, cols + 5), out_rows, Sizes { rows, cols, inner }, causal);
+        let (bm, sizes) = (Matrix::rows(&wide[..], 3, cols + 5), Sizes { rows, cols, inner });
+        let om = MatrixMut { data: &mut out[..], offset: 0, row: cols + 2 };
+        product_at(arch, am, bm, om, sizes, causal, &mut Vec::new());
         Array2::from_shape_fn((rows, cols), |(i, c)| out[i * (cols + 2) + c].as_f64())
     }
 
