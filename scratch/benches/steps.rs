@@ -1,9 +1,11 @@
 //! Training steps of the from-scratch engine alone, without libtorch (quick to build, and a clean
 //! process to profile): the networks of `examples/src/bin/bench.rs`, the median time of a step
-//! (forward, backward, momentum update) in f32 and f64.
+//! (forward, backward, momentum update) in f32 and f64; and, alone, forward and backward of the core
+//! of causal self-attention and of GELU in its two forms, in the shapes of chapter 8's GPT (B = 12,
+//! T = 64, C = 128, 4 heads; the MLP's hidden layer is 4C wide).
 //!
 //! ```text
-//! cargo bench -p scratch --bench steps -- [NAME] [STEPS]     # book, wide, ch5, ch7, lstm
+//! cargo bench -p scratch --bench steps -- [NAME] [STEPS]     # book, wide, ch5, ch7, lstm, attention, gelu, gelu_tanh
 //! PROFILE=1 cargo bench -p scratch --bench steps -- [NAME]   # per layer: forward and backward
 //! F32ONLY=1 ...                                               # f32 only
 //! ```
@@ -13,14 +15,18 @@ use std::time::Instant;
 use ndarray::{ArrayD, IxDyn};
 use scratch::layers::Layer;
 use scratch::network::NeuralNetwork;
-use scratch::ops::Activation;
+use scratch::ops::{Activation, GeluApproximation, Mode};
 use scratch::optim::{Decay, Optimizer, SGDMomentum};
 use scratch::rng::RandomState;
-use scratch::spec::{book, CellKind, LossSpec, Module, NetSpec, StateMode, WeightInit};
+use scratch::spec::{book, AttentionSpec, CellKind, LayerSpec, LossSpec, Module, NetSpec, StateMode, WeightInit};
+use scratch::transformer::CausalSelfAttention;
 use scratch::Float;
 
-/// The networks, by name (see [`network`]).
-const NAMES: [&str; 5] = ["book", "wide", "ch5", "ch7", "lstm"];
+/// The networks, by name (see [`network`]), then the single layers (see [`layer`]).
+const NAMES: [&str; 8] = ["book", "wide", "ch5", "ch7", "lstm", "attention", "gelu", "gelu_tanh"];
+
+/// The names of [`NAMES`] that are single layers rather than networks.
+const LAYERS: [&str; 3] = ["attention", "gelu", "gelu_tanh"];
 
 /// CPU time of every thread of this process so far, in seconds (from `/proc/self/task/*/schedstat`;
 /// 0 where there is none): unlike wall-clock time, it does not grow when other processes take the
@@ -92,6 +98,41 @@ fn run<F: Float>(name: &str, steps: usize) -> (f64, f64) {
     (times[times.len() / 2], cpu)
 }
 
+/// The median wall-clock time of the forward and backward pass of one layer of [`LAYERS`] on a batch
+/// of chapter 8's GPT, and the mean CPU time of all threads, in seconds: [`CausalSelfAttention`] on
+/// `(B, T, 3C)`, GELU on the MLP's hidden layer `(B·T, 4C)`.
+fn layer<F: Float>(name: &str, steps: usize) -> (f64, f64) {
+    let (batch, time, width, heads) = (12, 64, 128, 4);
+    let mut rng = RandomState::new(2);
+    let (mut layer, shape): (Box<dyn Layer<F>>, _) = match name {
+        "attention" => {
+            let attention = CausalSelfAttention::<F>::new(AttentionSpec::new(heads), &mut rng).unwrap();
+            (Box::new(attention), vec![batch, time, 3 * width])
+        }
+        _ => {
+            let form = if name == "gelu" { GeluApproximation::Exact } else { GeluApproximation::Tanh };
+            let gelu = LayerSpec::Activation(Activation::Gelu(form));
+            (scratch::layers::build(&gelu, &[4 * width], &mut rng).unwrap(), vec![batch * time, 4 * width])
+        }
+    };
+    let x: ArrayD<F> = rng.randn(IxDyn(&shape));
+    let y = layer.forward(x.clone(), Mode::Train).unwrap();
+    let g: ArrayD<F> = rng.randn(y.raw_dim());
+    let mut times = Vec::new();
+    let cpu = cpu_seconds();
+    for _ in 0..steps {
+        // The layer takes its input and gradient by value: the copies are made outside the timing.
+        let (x, g) = (x.clone(), g.clone());
+        let t = Instant::now();
+        layer.forward(x, Mode::Train).unwrap();
+        layer.backward(g).unwrap();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let cpu = (cpu_seconds() - cpu) / steps as f64;
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], cpu)
+}
+
 /// Per-layer forward and backward times (median), the loss and the update.
 fn profile<F: Float>(name: &str, steps: usize) {
     let mut rng = RandomState::new(2);
@@ -151,7 +192,7 @@ fn main() {
     let steps: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200);
     let only32 = std::env::var("F32ONLY").is_ok();
     if std::env::var("PROFILE").is_ok() {
-        for name in NAMES.into_iter().filter(|n| n.contains(&filter)) {
+        for name in NAMES.into_iter().filter(|n| n.contains(&filter) && !LAYERS.contains(n)) {
             println!("{name} f32");
             profile::<f32>(name, steps);
             if !only32 {
@@ -165,10 +206,13 @@ fn main() {
         if !name.contains(&filter) {
             continue;
         }
-        let a = run::<f32>(name, steps);
-        let b = if only32 { (0.0, 0.0) } else { run::<f64>(name, steps) };
+        let (a, b) = if LAYERS.contains(&name) {
+            (layer::<f32>(name, steps), if only32 { (0.0, 0.0) } else { layer::<f64>(name, steps) })
+        } else {
+            (run::<f32>(name, steps), if only32 { (0.0, 0.0) } else { run::<f64>(name, steps) })
+        };
         println!(
-            "{name:6} f32 {:8.3} ms (cpu {:8.3} ms)   f64 {:8.3} ms (cpu {:8.3} ms)",
+            "{name:9} f32 {:8.3} ms (cpu {:8.3} ms)   f64 {:8.3} ms (cpu {:8.3} ms)",
             a.0 * 1e3,
             a.1 * 1e3,
             b.0 * 1e3,

@@ -12,6 +12,7 @@
 //! | 5, Convolutions | [`conv`] (the chapter's loops, the fast convolution, pooling), [`layers::Conv2D`] |
 //! | 6, Recurrent networks and autodiff | [`autodiff`], [`rnn`], [`data::text`] |
 //! | 7, PyTorch | [`spec`] (one description of a network for both engines; the book's named networks in [`spec::book`]) |
+//! | 8, beyond the book: a GPT's building blocks | [`transformer`] (embeddings, layer normalisation, causal self-attention), GELU in [`ops::Activation`] |
 //!
 //! Arrays are generic over [`Float`] (`f32` or `f64`); randomness always comes from an explicit
 //! [`rng::RandomState`], numpy-compatible so that the book's printed numbers can be reproduced exactly.
@@ -55,9 +56,10 @@ pub mod rnn;
 mod simd;
 pub mod spec;
 pub mod train;
+pub mod transformer;
 
 pub use error::{Error, Result};
-pub use float::{exp_f32, exp_f64, tanh_f32, tanh_f64, Float};
+pub use float::{erf_f32, erf_f64, exp_f32, exp_f64, tanh_f32, tanh_f64, Float};
 /// The array library the engine computes with, re-exported so that a program uses the same version.
 pub use ndarray;
 

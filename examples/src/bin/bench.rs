@@ -365,11 +365,20 @@ fn step_flops(spec: &NetSpec, batch: usize) -> Result<f64> {
                     })
                     .sum::<f64>()
             }
+            LayerSpec::Attention(a) => {
+                // q kᵀ and the weights times v, per head: 2 products of T·T·hs each way, 3 backward.
+                let (t, width) = (input[0] as f64, (input[1] / 3) as f64);
+                let _ = a;
+                5.0 * 2.0 * b * t * t * width
+            }
             LayerSpec::Pool(..)
             | LayerSpec::Flatten
             | LayerSpec::Reshape(_)
             | LayerSpec::Activation(_)
-            | LayerSpec::Dropout(_) => 0.0,
+            | LayerSpec::Dropout(_)
+            | LayerSpec::Embedding(_)
+            | LayerSpec::PositionEmbedding(_)
+            | LayerSpec::LayerNorm(_) => 0.0,
         };
     }
     Ok(total)

@@ -16,6 +16,7 @@ use crate::rng::RandomState;
 use crate::rnn::Recurrent;
 use crate::spec::module::{join, Builder};
 use crate::spec::{DropoutSpec, LayerSpec, NetSpec};
+use crate::transformer::{CausalSelfAttention, Embedding, LayerNorm, PositionEmbedding};
 use crate::{Float, Result};
 
 /// The from-scratch layer `spec` describes, on inputs of `shape` (without the batch axis), drawn from
@@ -34,6 +35,10 @@ pub fn build<F: Float>(spec: &LayerSpec, shape: &[usize], rng: &mut RandomState)
         LayerSpec::Recurrent(r) => Box::new(Recurrent::new(*r, rng)?),
         LayerSpec::Activation(a) => Box::new(OpLayer { op: a.operation() }),
         LayerSpec::Dropout(d) => Box::new(DropoutLayer::new(*d, rng)?),
+        LayerSpec::Embedding(e) => Box::new(Embedding::new(*e, rng)?),
+        LayerSpec::PositionEmbedding(p) => Box::new(PositionEmbedding::new(*p, rng)?),
+        LayerSpec::LayerNorm(n) => Box::new(LayerNorm::new(*n)?),
+        LayerSpec::Attention(a) => Box::new(CausalSelfAttention::new(*a, rng)?),
     })
 }
 

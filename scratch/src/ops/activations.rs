@@ -56,6 +56,20 @@ pub enum Activation {
         /// The slope for negative inputs (PyTorch's default is 0.01).
         slope: f64,
     },
+    /// The Gaussian error linear unit `x Φ(x)`, exactly or in its tanh approximation (PyTorch's
+    /// `nn.GELU(approximate='none' | 'tanh')`, see [`GeluApproximation`]); its derivative
+    /// `Φ(x) + x φ(x)` (or the approximation's) is computed from the input.
+    Gelu(GeluApproximation),
+}
+
+/// Which form of GELU to compute, as PyTorch's `approximate` argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeluApproximation {
+    /// `x Φ(x) = x/2 · (1 + erf(x/√2))`, with `Φ` the standard normal distribution function
+    /// (`approximate='none'`).
+    Exact,
+    /// `x/2 · (1 + tanh(√(2/π) (x + 0.044715 x³)))` (`approximate='tanh'`, GPT-2's form).
+    Tanh,
 }
 
 impl Activation {
@@ -78,9 +92,9 @@ impl Activation {
     }
 
     /// Whether [`Activation::gradient`] needs the activation's input (leaky ReLU, whose slope may be
-    /// negative) rather than its output (all the others).
+    /// negative, and GELU, which is not monotonic) rather than its output (all the others).
     pub(crate) fn derivative_from_input(self) -> bool {
-        matches!(self, Activation::LeakyReLU { .. })
+        matches!(self, Activation::LeakyReLU { .. } | Activation::Gelu(_))
     }
 
     /// `v ← f(v)` for every element, with SIMD where the processor has it.
@@ -118,6 +132,8 @@ impl Activation {
             Activation::Tanh => "tanh",
             Activation::ReLU => "relu",
             Activation::LeakyReLU { .. } => "leaky_relu",
+            Activation::Gelu(GeluApproximation::Exact) => "gelu",
+            Activation::Gelu(GeluApproximation::Tanh) => "gelu_tanh",
         }
     }
 }
@@ -160,9 +176,24 @@ impl<F: Float> WithSimd for Apply<'_, F> {
                 let slope = F::cast(slope);
                 values.for_each(|v| *v = if *v > F::zero() { *v } else { slope * *v });
             }
+            Activation::Gelu(GeluApproximation::Exact) => {
+                let (half, one, rsqrt2) = (F::cast(0.5), F::one(), F::cast(std::f64::consts::FRAC_1_SQRT_2));
+                values.for_each(|v| *v = half * *v * (one + (*v * rsqrt2).erf_fast()));
+            }
+            Activation::Gelu(GeluApproximation::Tanh) => {
+                let (half, one, beta, kappa) = (F::cast(0.5), F::one(), F::cast(GELU_BETA), F::cast(GELU_KAPPA));
+                values.for_each(|v| *v = half * *v * (one + (beta * (*v + kappa * *v * *v * *v)).tanh_fast()));
+            }
         }
     }
 }
+
+/// `√(2/π)`, the tanh approximation's scale.
+const GELU_BETA: f64 = 0.797_884_560_802_865_4;
+/// The tanh approximation's cubic coefficient.
+const GELU_KAPPA: f64 = 0.044715;
+/// `1/√(2π)`, the standard normal density at 0.
+const GELU_DENSITY: f64 = 0.398_942_280_401_432_7;
 
 /// [`Activation::gradient`], compiled for each instruction-set level.
 struct Gradient<'a, F> {
@@ -188,6 +219,30 @@ impl<F: Float> WithSimd for Gradient<'_, F> {
             Activation::LeakyReLU { slope } => {
                 let slope = F::cast(slope);
                 pairs.for_each(|(g, &x)| *g *= if x > F::zero() { one } else { slope });
+            }
+            // d/dx x Φ(x) = Φ(x) + x φ(x),  φ(x) = e^{−x²/2} / √(2π).
+            Activation::Gelu(GeluApproximation::Exact) => {
+                let (half, rsqrt2, density) =
+                    (F::cast(0.5), F::cast(std::f64::consts::FRAC_1_SQRT_2), F::cast(GELU_DENSITY));
+                pairs.for_each(|(g, &x)| {
+                    let cdf = half * (one + (x * rsqrt2).erf_fast());
+                    *g *= cdf + x * density * (-half * x * x).exp_fast();
+                });
+            }
+            // With u = β (x + κx³) and t = tanh(u): d/dx x/2 (1 + t) = (1 + t)/2 + x/2 (1 − t²) β (1 + 3κx²).
+            // Both from s = e^{−2|u|}: t = sign(u) (1 − s)/(1 + s) and 1 − t² = 4s/(1 + s)², which keeps its
+            // relative precision where t rounds to ±1 (1 − t² would cancel).
+            Activation::Gelu(GeluApproximation::Tanh) => {
+                let (half, two, four) = (F::cast(0.5), F::cast(2.0), F::cast(4.0));
+                let (beta, kappa, kappa3) = (F::cast(GELU_BETA), F::cast(GELU_KAPPA), F::cast(3.0 * GELU_KAPPA));
+                pairs.for_each(|(g, &x)| {
+                    let x2 = x * x;
+                    let u = beta * (x + kappa * x2 * x);
+                    let s = (-two * u.abs()).exp_fast();
+                    let r = one / (one + s);
+                    let t = ((one - s) * r).copysign(u);
+                    *g *= half * (one + t) + half * x * (four * s * r * r) * beta * (one + kappa3 * x2);
+                });
             }
         }
     }
@@ -251,5 +306,45 @@ mod tests {
         let cached = [1e-20f32, 0.5, 0.5];
         Activation::Sigmoid.gradient(&mut g, &cached);
         assert_eq!(g, [0.0, 0.25e-20, 0.25]);
+    }
+
+    #[test]
+    fn gelu_and_its_derivative_match_high_precision_values() {
+        // (x, x Φ(x), its derivative, the tanh form, its derivative), computed in 40-digit arithmetic.
+        const VALUES: [[f64; 5]; 10] = [
+            [-6.0, -5.9195258702261885e-09, -3.5468709453902015e-08, -8.439646700762297e-11, -7.709973930953696e-10],
+            [-3.0, -0.0040496940948902835, -0.011945647204183927, -0.003637392081773019, -0.011584166630969726],
+            [-1.5, -0.1002108019032871, -0.12746919222997952, -0.10042842301976708, -0.12771079315143308],
+            [-0.5, -0.15426876936299344, 0.13250487534383715, -0.15428599017485609, 0.1326300964653577],
+            [-0.001, -0.000499601057786089, 0.4992021157051586, -0.000499601057786418, 0.499202115706475],
+            [0.0, 0.0, 0.5, 0.0, 0.5],
+            [0.25, 0.14967658142073093, 0.695373354883636, 0.149675350701685, 0.6953540951510604],
+            [1.0, 0.8413447460685429, 1.0833154705876864, 0.8411919906082767, 1.0829640838457826],
+            [2.5, 2.4844758366855597, 1.037611085908145, 2.484915733910001, 1.037951576212666],
+            [7.0, 6.999999999991041, 1.0000000000626632, 6.999999999999997, 1.0000000000000278],
+        ];
+        for [x, exact, d_exact, tanh, d_tanh] in VALUES {
+            for (form, y, dy) in [(GeluApproximation::Exact, exact, d_exact), (GeluApproximation::Tanh, tanh, d_tanh)] {
+                let gelu = Activation::Gelu(form);
+                // `1 + erf` and `1 + tanh` cancel for negative x (PyTorch computes the same formula): the
+                // error is a few ulp of 1, times |x|.
+                let tolerance = 4e-16 * x.abs().max(1.0);
+                let (mut v, mut g) = ([x], [1.0]);
+                gelu.apply(&mut v);
+                gelu.gradient(&mut g, &[x]);
+                assert!((v[0] - y).abs() <= tolerance, "{form:?} at {x}: {} vs {y}", v[0]);
+                assert!((g[0] - dy).abs() <= tolerance, "{form:?}' at {x}: {} vs {dy}", g[0]);
+                let (mut v, mut g) = ([x as f32], [1.0f32]);
+                gelu.apply(&mut v);
+                gelu.gradient(&mut g, &[x as f32]);
+                let tolerance = 4e-7 * x.abs().max(1.0);
+                assert!((f64::from(v[0]) - y).abs() <= tolerance, "f32 {form:?} at {x}: {} vs {y}", v[0]);
+                assert!((f64::from(g[0]) - dy).abs() <= tolerance, "f32 {form:?}' at {x}: {} vs {dy}", g[0]);
+            }
+        }
+        assert_eq!(
+            (Activation::Gelu(GeluApproximation::Exact).name(), Activation::Gelu(GeluApproximation::Tanh).name()),
+            ("gelu", "gelu_tanh")
+        );
     }
 }

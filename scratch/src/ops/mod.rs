@@ -15,7 +15,7 @@ mod reshape;
 
 use ndarray::{ArrayD, ArrayView2, Ix2};
 
-pub use activations::{Activation, ActivationOp};
+pub use activations::{Activation, ActivationOp, GeluApproximation};
 pub use dense::{BiasAdd, WeightMultiply};
 pub use dropout::{Dropout, DropoutStyle};
 pub use reshape::{Flatten, Reshape};

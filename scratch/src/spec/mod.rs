@@ -32,6 +32,7 @@ pub mod book;
 mod conv;
 mod dense;
 mod dropout;
+pub mod gpt;
 mod init;
 mod loss;
 pub mod module;
@@ -39,6 +40,7 @@ mod net;
 mod optim;
 mod recurrent;
 pub(crate) mod summary;
+mod transformer;
 
 pub use conv::{ConvDraw, ConvSpec};
 pub use dense::{DenseDraw, DenseSpec};
@@ -50,6 +52,7 @@ pub use module::{Child, Module};
 pub use net::{NetSpec, Tie};
 pub use optim::{Method, OptimSpec};
 pub use recurrent::{Biases, CellKind, GruForm, RecurrentInit, RecurrentSpec, StateMode};
+pub use transformer::{AttentionSpec, EmbeddingSpec, LayerNormDraw, LayerNormSpec, PositionEmbeddingSpec};
 
 pub use crate::conv::PoolKind;
 pub use crate::ops::{Activation, DropoutStyle};
@@ -113,6 +116,15 @@ pub enum LayerSpec {
     Activation(Activation),
     /// Dropout alone (`nn.Dropout`).
     Dropout(DropoutSpec),
+    /// A token embedding over integer indices (`nn.Embedding`).
+    Embedding(EmbeddingSpec),
+    /// A learned position embedding added to its input (nanoGPT's `wpe`).
+    PositionEmbedding(PositionEmbeddingSpec),
+    /// Layer normalisation over the last axis (`nn.LayerNorm`).
+    LayerNorm(LayerNormSpec),
+    /// The core of causal multi-head self-attention, between a fused query-key-value projection and
+    /// an output projection.
+    Attention(AttentionSpec),
 }
 
 /// `dims` multiplied, or an error naming `what` when the product overflows.
@@ -138,6 +150,10 @@ impl LayerSpec {
             LayerSpec::Recurrent(r) => r.cell.name(),
             LayerSpec::Activation(a) => a.name(),
             LayerSpec::Dropout(_) => "Dropout",
+            LayerSpec::Embedding(_) => "Embedding",
+            LayerSpec::PositionEmbedding(_) => "PositionEmbedding",
+            LayerSpec::LayerNorm(_) => "LayerNorm",
+            LayerSpec::Attention(_) => "CausalSelfAttention",
         }
     }
 
@@ -155,6 +171,10 @@ impl LayerSpec {
             LayerSpec::Recurrent(r) => r.describe(),
             LayerSpec::Activation(a) => a.name().into(),
             LayerSpec::Dropout(d) => d.describe(),
+            LayerSpec::Embedding(e) => e.describe(),
+            LayerSpec::PositionEmbedding(p) => p.describe(),
+            LayerSpec::LayerNorm(n) => n.describe(),
+            LayerSpec::Attention(a) => a.describe(),
         }
     }
 
@@ -220,6 +240,10 @@ impl LayerSpec {
                 d.validate()?;
                 shape.to_vec()
             }
+            LayerSpec::Embedding(e) => e.output_shape(shape)?,
+            LayerSpec::PositionEmbedding(p) => p.output_shape(shape)?,
+            LayerSpec::LayerNorm(n) => n.output_shape(shape)?,
+            LayerSpec::Attention(a) => a.output_shape(shape)?,
         })
     }
 
@@ -247,7 +271,14 @@ impl LayerSpec {
                 out
             }
             LayerSpec::Recurrent(r) => r.parameter_shapes(),
-            LayerSpec::Pool(_)
+            LayerSpec::Embedding(e) => vec![named("weight", vec![e.vocab, e.dim])],
+            LayerSpec::PositionEmbedding(p) => vec![named("weight", vec![p.max_len, p.dim])],
+            LayerSpec::LayerNorm(n) => {
+                let weight = n.affine.then(|| named("weight", vec![n.dim]));
+                weight.into_iter().chain(n.has_bias().then(|| named("bias", vec![n.dim]))).collect()
+            }
+            LayerSpec::Attention(_)
+            | LayerSpec::Pool(_)
             | LayerSpec::Flatten
             | LayerSpec::Reshape(_)
             | LayerSpec::Activation(_)
@@ -261,3 +292,4 @@ impl From<PoolSpec> for LayerSpec {
         LayerSpec::Pool(pool)
     }
 }
+

@@ -6,7 +6,7 @@
 //! They mix with tch's own modules:
 //!
 //! ```
-//! use scratch::ops::Activation;
+//! use scratch::ops::{Activation, GeluApproximation};
 //! use scratch::rng::RandomState;
 //! use scratch::spec::DenseSpec;
 //! use tch::nn::{self, ModuleT};
@@ -29,24 +29,30 @@
 //! trainer call. Containers ([`Sequential`], [`Residual`]) nest layers as the description's modules
 //! nest.
 
+mod attention;
 mod conv;
 mod dense;
 mod dropout;
+mod embedding;
+mod layer_norm;
 mod pool;
 mod recurrent;
 mod reshape;
 mod residual;
 mod sequential;
 
-use scratch::ops::Activation;
+use scratch::ops::{Activation, GeluApproximation};
 use scratch::rng::RandomState;
 use scratch::spec::module::{join, Builder};
 use scratch::spec::{LayerSpec, NetSpec};
 use tch::{nn, Tensor};
 
+pub use attention::CausalSelfAttention;
 pub use conv::{conv2d, Conv2D};
 pub use dense::{dense, Dense};
 pub use dropout::{Dropout, Masks};
+pub use embedding::{Embedding, PositionEmbedding};
+pub use layer_norm::LayerNorm;
 pub use pool::Pool2D;
 pub use recurrent::{recurrent, Kernel, Recurrent};
 pub use reshape::Reshape;
@@ -191,6 +197,10 @@ fn build_tied(
         LayerSpec::Recurrent(r) => Box::new(Recurrent::new(path, *r, options.kernel, rng)?),
         LayerSpec::Activation(a) => Box::new(Activate(*a)),
         LayerSpec::Dropout(d) => Box::new(Dropout::new(d.keep, d.style, d.draw(rng))),
+        LayerSpec::Embedding(e) => Box::new(Embedding::new(path, *e, rng)?),
+        LayerSpec::PositionEmbedding(p) => Box::new(PositionEmbedding::new(path, *p, rng)?),
+        LayerSpec::LayerNorm(n) => Box::new(LayerNorm::new(path, *n)?),
+        LayerSpec::Attention(a) => Box::new(CausalSelfAttention::new(*a, rng)?),
     };
     for (_, d) in layer.dropouts() {
         d.set_masks(options.masks);
@@ -291,6 +301,8 @@ pub fn activate(x: &Tensor, activation: Activation) -> Tensor {
         Activation::Tanh => x.tanh(),
         Activation::ReLU => x.relu(),
         Activation::LeakyReLU { slope } => (x * slope).where_self(&x.le(0.0), x),
+        Activation::Gelu(GeluApproximation::Exact) => x.gelu("none"),
+        Activation::Gelu(GeluApproximation::Tanh) => x.gelu("tanh"),
     }
 }
 
