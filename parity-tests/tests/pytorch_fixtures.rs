@@ -25,12 +25,15 @@ use parity_tests::{assert_close, device, leaf, var_store, Tolerance, F64};
 use safetensors::{Dtype, SafeTensors};
 use scratch::checkpoint::Rename;
 use scratch::network::NeuralNetwork;
+use scratch::ops::GeluApproximation;
 use scratch::ops::{Activation, Mode};
-use scratch::optim::{self, Decay};
+use scratch::optim::{self, AdamConfig, Clip, Decay, Decayed, WeightDecay};
 use scratch::rng::RandomState;
+use scratch::spec::gpt::{self, GptConfig};
 use scratch::spec::{
-    book, CellKind, ConvSpec, CrossEntropyValue, DenseSpec, DropoutSpec, GruForm, LayerSpec, LossSpec, Module,
-    MseReduction, NetSpec, PoolSpec, RecurrentSpec, Reduction, StateMode, WeightInit,
+    book, AttentionSpec, CellKind, ConvSpec, CrossEntropyValue, DenseSpec, DropoutSpec, EmbeddingSpec, GruForm,
+    LayerNormSpec, LayerSpec, LossSpec, Module, MseReduction, NetSpec, OptimSpec, PoolSpec, RecurrentSpec, Reduction,
+    StateMode, WeightInit,
 };
 use tch::{Kind, Tensor};
 use torch::convert::{to_array, to_tensor};
@@ -262,8 +265,81 @@ fn case(name: &str) -> (NetSpec, LossSpec) {
             (NetSpec::from_module(&[10], net), mse(MseReduction::Mean))
         }
         "residual_mlp" => (residual_mlp_spec(), mse(MseReduction::Mean)),
+        // Chapter 8: each new layer alone, nanoGPT's modules, and whole GPTs.
+        "embedding" => (alone(&[5], LayerSpec::Embedding(EmbeddingSpec::new(11, 8))), mse(MseReduction::Mean)),
+        "layer_norm" => (alone(&[5, 8], LayerSpec::LayerNorm(LayerNormSpec::new(8))), mse(MseReduction::Mean)),
+        "layer_norm_nobias" => {
+            (alone(&[5, 8], LayerSpec::LayerNorm(LayerNormSpec::new(8).bias(false))), mse(MseReduction::Mean))
+        }
+        "layer_norm_plain" => {
+            let plain = LayerNormSpec::new(8).affine(false).eps(1e-3);
+            (alone(&[5, 8], LayerSpec::LayerNorm(plain)), mse(MseReduction::Mean))
+        }
+        "gelu" | "gelu_tanh" => {
+            let form = if name == "gelu" { GeluApproximation::Exact } else { GeluApproximation::Tanh };
+            let net = Module::sequential([Module::from(DenseSpec::new(8)), Gelu(form).into()]);
+            (NetSpec::from_module(&[5, 8], net), mse(MseReduction::Mean))
+        }
+        "attention" => (NetSpec::from_module(&[6, 16], attention_module(16, 4, true, 0.1)), mse(MseReduction::Mean)),
+        "attention_nobias" => {
+            (NetSpec::from_module(&[6, 16], attention_module(16, 4, false, 0.0)), mse(MseReduction::Mean))
+        }
+        "mlp" => (NetSpec::from_module(&[6, 16], mlp_block(16, true, 0.1)), mse(MseReduction::Mean)),
+        "block" => (NetSpec::from_module(&[6, 16], transformer_block(16, 2, true, 0.1)), mse(MseReduction::Mean)),
+        "gpt" | "gpt_nobias" => {
+            let bias = name == "gpt";
+            let config = GptConfig {
+                vocab: 13,
+                context: 8,
+                layers: 2,
+                heads: 2,
+                width: 16,
+                dropout: if bias { 0.1 } else { 0.0 },
+                bias,
+            };
+            (gpt::gpt(&config), ce(Reduction::Mean))
+        }
         other => panic!("no case {other}"),
     }
+}
+
+/// A network of one layer at the root, as a PyTorch module alone (`nn.Embedding(11, 8)`): its
+/// parameters named `weight`, `bias`.
+fn alone(input: &[usize], layer: LayerSpec) -> NetSpec {
+    NetSpec::from_module(input, layer)
+}
+
+/// nanoGPT's `CausalSelfAttention`: `c_attn`, the attention core (its dropout `attn_dropout`),
+/// `c_proj`, `resid_dropout` (with dropout `p`).
+fn attention_module(width: usize, heads: usize, bias: bool, p: f64) -> Module {
+    let core = if p > 0.0 { AttentionSpec::new(heads).dropout(1.0 - p) } else { AttentionSpec::new(heads) };
+    let block = Module::block()
+        .child("c_attn", DenseSpec::new(3 * width).bias(bias))
+        .inline(LayerSpec::Attention(core))
+        .child("c_proj", DenseSpec::new(width).bias(bias));
+    if p > 0.0 {
+        block.child("resid_dropout", DropoutSpec::drop(p))
+    } else {
+        block
+    }
+}
+
+/// nanoGPT's `MLP`: `c_fc` with GELU, `c_proj`, `dropout`.
+fn mlp_block(width: usize, bias: bool, p: f64) -> Module {
+    Module::block()
+        .child("c_fc", DenseSpec::new(4 * width).bias(bias).activation(Activation::Gelu(GeluApproximation::Exact)))
+        .child("c_proj", DenseSpec::new(width).bias(bias))
+        .child("dropout", DropoutSpec::drop(p))
+}
+
+/// nanoGPT's `Block`: `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
+fn transformer_block(width: usize, heads: usize, bias: bool, p: f64) -> Module {
+    let norm = || LayerSpec::LayerNorm(LayerNormSpec::new(width).bias(bias));
+    Module::block()
+        .inline(Module::residual(
+            Module::block().child("ln_1", norm()).child("attn", attention_module(width, heads, bias, p)),
+        ))
+        .inline(Module::residual(Module::block().child("ln_2", norm()).child("mlp", mlp_block(width, bias, p))))
 }
 
 /// The residual MLP of the fixtures: `inp`, two residual blocks `x + fc2(relu(fc1(x)))` in a module
@@ -480,6 +556,18 @@ fixture_tests!(
     bare_lstm,
     encoder_decoder,
     residual_mlp,
+    embedding,
+    layer_norm,
+    layer_norm_nobias,
+    layer_norm_plain,
+    gelu,
+    gelu_tanh,
+    attention,
+    attention_nobias,
+    mlp,
+    block,
+    gpt,
+    gpt_nobias,
 );
 
 #[test]
@@ -487,7 +575,7 @@ fn every_fixture_is_checked() {
     let mut found: Vec<String> = std::fs::read_dir(fixtures())
         .expect("the fixtures folder")
         .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".data.safetensors").map(str::to_string))
-        .filter(|name| name != "optimizers")
+        .filter(|name| name != "optimizers" && name != "gpt_trajectory")
         .collect();
     found.sort();
     let mut cases: Vec<&str> = CASES.to_vec();
@@ -803,4 +891,120 @@ fn momentum_under_a_decaying_rate_differs_from_pytorchs_by_the_documented_amount
         .collect();
     let d = trajectory_difference(&fx, "sgd_momentum_decay", &python);
     assert!((d - MOMENTUM_DECAY_DIFFERENCE).abs() <= 1e-3 * MOMENTUM_DECAY_DIFFERENCE, "PyTorch's own: {d:e}");
+}
+
+/// The tolerance of the GPT's training trajectory: 50 steps of Adam amplify rounding differences of
+/// 1e-16 to about 1e-12 (measured); the issue of trajectories is whether they stay together, so
+/// `|a − b| ≤ 1e-8 · max(1, |b|)` with `b` PyTorch's.
+const GPT_TRAJECTORY: Tolerance = Tolerance { abs: 1e-8, rel: 1e-8 };
+
+/// What one engine did at each step of the GPT's trajectory: the rate, the loss, the gradient norm
+/// before clipping, and (after the saved steps) every parameter.
+struct GptStep {
+    lr: f64,
+    loss: f64,
+    grad_norm: f64,
+    params: Option<Vec<(String, ArrayD<f64>)>>,
+}
+
+/// nanoGPT's training of the fixture's bias-free GPT: AdamW over two groups (weight decay 0.1 on the
+/// matrices only), β₂ 0.99, the rate warmed up over 10 steps then decayed by a cosine to 1e-4 at step
+/// 50, the gradients clipped to a global norm of 1.
+fn gpt_training() -> (NetSpec, OptimSpec, Clip) {
+    let config = GptConfig { vocab: 13, context: 8, layers: 2, heads: 2, width: 16, dropout: 0.0, bias: false };
+    let adam = AdamConfig {
+        beta2: 0.99,
+        weight_decay: WeightDecay::Decoupled(0.1),
+        decayed: Decayed::Matrices,
+        ..Default::default()
+    };
+    let schedule = Decay::WarmupCosine { warmup: 10, decay_steps: 50, final_lr: 1e-4 };
+    (gpt::gpt(&config), OptimSpec::adam(1e-3, adam).decay(schedule), Clip::Norm(1.0))
+}
+
+fn gpt_step_saved(fx: &Fixture, step: usize) -> bool {
+    fx.meta("steps_saved").split(',').any(|s| s.trim().parse::<usize>().ok() == Some(step + 1))
+}
+
+fn scratch_gpt_trajectory(fx: &Fixture) -> Vec<GptStep> {
+    let (spec, adamw, clip) = gpt_training();
+    let mut net = NeuralNetwork::<f64>::build(&spec, &mut RandomState::new(0))
+        .expect("valid")
+        .with_loss_spec(LossSpec::CROSS_ENTROPY);
+    net.load(fixtures().join("gpt_nobias.weights.safetensors")).expect("PyTorch's checkpoint");
+    let mut optimizer = optim::build::<f64>(&adamw).expect("valid");
+    let steps = fx.value("loss").len();
+    (0..steps)
+        .map(|step| {
+            let lr = optimizer.learning_rate();
+            let (x, y) = batch(fx, step);
+            let loss = net.train_batch(&x, &y).expect("a step");
+            let mut params = net.params_mut();
+            let grad_norm = clip.apply(&mut params).expect("valid");
+            optimizer.step(&mut params).expect("a step");
+            let params =
+                gpt_step_saved(fx, step).then(|| params.iter().map(|(n, p)| (n.clone(), p.to_canonical())).collect());
+            optimizer.end_step();
+            GptStep { lr, loss, grad_norm, params }
+        })
+        .collect()
+}
+
+fn torch_gpt_trajectory(fx: &Fixture) -> Vec<GptStep> {
+    let (spec, adamw, clip) = gpt_training();
+    let vs = var_store::<f64>();
+    let net = Net::new(vs.root(), &spec, &mut RandomState::new(0)).expect("valid");
+    net.load(fixtures().join("gpt_nobias.weights.safetensors")).expect("PyTorch's checkpoint");
+    let mut optimizer = topt::build(&adamw).expect("valid");
+    let steps = fx.value("loss").len();
+    (0..steps)
+        .map(|step| {
+            let lr = optimizer.learning_rate();
+            let (x, y) = batch(fx, step);
+            let indices = |a: &ArrayD<f64>| to_tensor(a).to_kind(Kind::Int64).to_device(net.device());
+            net.zero_grad();
+            let logits = net.f_forward_t(&indices(&x), true).expect("forward");
+            let value = torch::loss::loss(LossSpec::CROSS_ENTROPY, &logits, &indices(&y)).expect("loss");
+            value.backward();
+            let params = net.trainable_parameters();
+            let grad_norm = topt::clip_gradients(clip, &params).expect("valid").double_value(&[]);
+            optimizer.step(&params).expect("a step");
+            optimizer.end_step();
+            let saved =
+                gpt_step_saved(fx, step).then(|| params.iter().map(|(n, t)| (n.clone(), to_array::<f64>(t))).collect());
+            GptStep { lr, loss: value.double_value(&[]), grad_norm, params: saved }
+        })
+        .collect()
+}
+
+/// 50 steps of training a GPT as nanoGPT trains it, replayed by both engines from PyTorch's weights on
+/// PyTorch's batches: every step's learning rate, loss and gradient norm, and every parameter after
+/// steps 1, 10, 25 and 50, within [`GPT_TRAJECTORY`] of PyTorch's (clipping is active on most steps,
+/// so both of its branches are exercised).
+#[test]
+fn the_gpt_training_trajectory_is_pytorchs() {
+    let fx = Fixture::read("gpt_trajectory");
+    assert!(fx.meta("torch").starts_with("2.11"), "computed by PyTorch {}", fx.meta("torch"));
+    for (engine, trajectory) in [("scratch", scratch_gpt_trajectory(&fx)), ("torch", torch_gpt_trajectory(&fx))] {
+        let mut saved = 0;
+        let mut worst: f64 = 0.0;
+        for (step, s) in trajectory.iter().enumerate() {
+            let scalar = |v: f64| ArrayD::from_elem(vec![], v);
+            let label = format!("{engine} step {}", step + 1);
+            assert_close(&format!("{label} lr"), &scalar(s.lr), &scalar(fx.value("lr")[[step]]), F64);
+            for (key, value) in [("loss", s.loss), ("grad_norm", s.grad_norm)] {
+                assert_close(&format!("{label} {key}"), &scalar(value), &scalar(fx.value(key)[[step]]), GPT_TRAJECTORY);
+            }
+            if let Some(params) = &s.params {
+                for (name, p) in params {
+                    let theirs = fx.value(&format!("param.{name}")).index_axis(Axis(0), saved).to_owned();
+                    assert_close(&format!("{label} {name}"), p, &theirs, GPT_TRAJECTORY);
+                    worst = worst.max(relative_difference(p, &theirs));
+                }
+                saved += 1;
+            }
+        }
+        assert_eq!(saved, 4, "{engine}: the parameters after steps 1, 10, 25 and 50");
+        println!("gpt trajectory {engine}: largest relative difference of the parameters {worst:.2e}");
+    }
 }

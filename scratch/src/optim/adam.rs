@@ -160,7 +160,8 @@ impl<F: Float> Optimizer<F> for Adam<F> {
             let (sqrt_c2, eps) = (F::cast(c2.sqrt()), F::cast(config.eps));
             let (b1, b2) = (F::cast(config.beta1), F::cast(config.beta2));
             let (one_b1, one_b2) = (F::one() - b1, F::one() - b2);
-            let decay = if config.decayed.applies_to(&p.canonical_shape()) { config.weight_decay } else { WeightDecay::None };
+            let decay =
+                if config.decayed.applies_to(&p.canonical_shape()) { config.weight_decay } else { WeightDecay::None };
             let (l2, shrink) = match decay {
                 WeightDecay::None => (F::zero(), F::one()),
                 WeightDecay::L2(l) => (F::cast(l), F::one()),

@@ -89,14 +89,20 @@ pub fn gpt(config: &GptConfig) -> NetSpec {
         .inline(LayerSpec::Attention(core))
         .child("c_proj", dense(width, projection));
     let gelu = Activation::Gelu(GeluApproximation::Exact);
-    let mlp = Module::block().child("c_fc", dense(4 * width, normal).activation(gelu)).child("c_proj", dense(width, projection));
+    let mlp = Module::block()
+        .child("c_fc", dense(4 * width, normal).activation(gelu))
+        .child("c_proj", dense(width, projection));
     let block = Module::block()
-        .inline(Module::residual(Module::block().child("ln_1", norm()).child("attn", with_dropout(attn, "resid_dropout"))))
+        .inline(Module::residual(
+            Module::block().child("ln_1", norm()).child("attn", with_dropout(attn, "resid_dropout")),
+        ))
         .inline(Module::residual(Module::block().child("ln_2", norm()).child("mlp", with_dropout(mlp, "dropout"))));
     let embeddings = Module::block()
         .child("wte", LayerSpec::Embedding(EmbeddingSpec::new(vocab, width).std(0.02)))
         .child("wpe", LayerSpec::PositionEmbedding(PositionEmbeddingSpec::new(context, width).std(0.02)));
     let transformer = with_dropout(embeddings, "drop").child("h", Module::repeat(layers, block)).child("ln_f", norm());
-    let net = Module::block().child("transformer", transformer).child("lm_head", DenseSpec::new(vocab).bias(false).init(normal));
+    let net = Module::block()
+        .child("transformer", transformer)
+        .child("lm_head", DenseSpec::new(vocab).bias(false).init(normal));
     NetSpec::from_module(&[context], net).tie("lm_head.weight", "transformer.wte.weight")
 }

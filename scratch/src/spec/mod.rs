@@ -292,4 +292,3 @@ impl From<PoolSpec> for LayerSpec {
         LayerSpec::Pool(pool)
     }
 }
-
