@@ -405,7 +405,7 @@ fn whole_registers(n: usize, time: usize) -> usize {
     (n.div_ceil(16) * 16).min(time)
 }
 
-/// The causal softmax of one pair's scores in place: row `i` of `probs (T, T)` holds `q_i · k_j` for
+/// The causal softmax of one head's scores in place: row `i` of `probs (T, T)` holds `q_i · k_j` for
 /// `j ≤ i` (and anything beyond) and becomes `softmax(scale · S[i, ..=i])`, then zeros.
 struct Softmax<'a, F> {
     probs: &'a mut [F],
@@ -433,7 +433,7 @@ impl<F: Float> WithSimd for Softmax<'_, F> {
     }
 }
 
-/// The softmax's backward pass for one pair, in place: row `i` of `grad (T, T)` holds `∂L/∂P[i, ..=i]`
+/// The softmax's backward pass for one head, in place: row `i` of `grad (T, T)` holds `∂L/∂P[i, ..=i]`
 /// (and anything beyond) and becomes `∂L/∂S[i] · scale = scale · P ⊙ (∂L/∂P − ∂L/∂P · P)`, then
 /// zeros.
 struct SoftmaxBackward<'a, F> {
