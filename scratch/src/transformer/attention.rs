@@ -192,14 +192,14 @@ impl<F: Float> CausalSelfAttention<F> {
             |scratch, (b, (((y, x), mut probs), mut dropped))| {
                 for h in 0..heads {
                     let head = Head { x, dims, h, scale: dims.scale() };
-                    let Scratch { transposed, square, packed } = &mut *scratch;
+                    let Scratch { transposed, square } = &mut *scratch;
                     let probs = match probs.as_deref_mut() {
                         Some(p) => &mut p[h * area..(h + 1) * area],
                         None => at_least(square, area),
                     };
                     let dropped = dropped.as_deref_mut().map(|d| &mut d[h * area..(h + 1) * area]);
                     let dropout = dropout.zip(dropped).map(|(d, buffer)| (d, (b * heads + h) * area, buffer));
-                    head.forward(probs, dropout, y, transposed, packed);
+                    head.forward(probs, dropout, y, transposed);
                 }
             },
         );
@@ -257,14 +257,13 @@ struct Weights<'a, F> {
     dropout: Option<(&'a Dropout<F>, usize)>,
 }
 
-/// Working space of one task, allocated when first used: a transposed operand `(hs, T)`; the
+/// Working space of one task, allocated when first used: a transposed operand `(hs, T)`, and the
 /// attention weights `(T, T)` ([`CausalSelfAttention::infer`]) or their gradient (the backward
-/// pass); the products' packing space.
+/// pass).
 #[derive(Default)]
 struct Scratch<F> {
     transposed: Vec<F>,
     square: Vec<F>,
-    packed: Vec<F>,
 }
 
 /// `buffer` with at least `len` elements.
@@ -304,7 +303,6 @@ impl<F: Float> Head<'_, F> {
         dropout: Option<(&Dropout<F>, usize, &mut [F])>,
         y: &mut [F],
         transposed: &mut Vec<F>,
-        packed: &mut Vec<F>,
     ) {
         let Dims { time, head_size, .. } = self.dims;
         // S = q kᵀ, each tile of rows as far as the diagonal (unscaled: the softmax scales).
@@ -312,7 +310,7 @@ impl<F: Float> Head<'_, F> {
         transpose(self.part(1), (time, head_size), kt);
         let kt = Matrix::rows(&kt[..], 0, time);
         let scores = MatrixMut { data: &mut *probs, offset: 0, row: time };
-        product(self.part(0), kt, scores, self.dims.by_time(), Causal::Columns, packed);
+        product(self.part(0), kt, scores, self.dims.by_time(), Causal::Columns);
         dispatch(Softmax { probs: &mut *probs, time, scale: self.scale });
         let weights: &[F] = match dropout {
             Some((d, offset, dropped)) => {
@@ -326,7 +324,7 @@ impl<F: Float> Head<'_, F> {
         };
         let (offset, row) = self.column(0, 1);
         let y = MatrixMut { data: y, offset, row };
-        product(Matrix::rows(weights, 0, time), self.part(2), y, self.dims.by_head(), Causal::Lower, packed);
+        product(Matrix::rows(weights, 0, time), self.part(2), y, self.dims.by_head(), Causal::Lower);
     }
 
     /// The backward pass from the sequence's `∂L/∂Y (T, C)`, into this head's columns of its
@@ -334,7 +332,7 @@ impl<F: Float> Head<'_, F> {
     fn backward(&self, g: &[F], weights: Weights<F>, dx: &mut [F], scratch: &mut Scratch<F>) {
         let Dims { time, head_size, .. } = self.dims;
         let (by_head, by_time) = (self.dims.by_head(), self.dims.by_time());
-        let Scratch { transposed, square, packed } = scratch;
+        let Scratch { transposed, square } = scratch;
         let (offset, row) = self.column(0, 1);
         let dy = Matrix::rows(g, offset, row);
         fn out<'d, F: Float>(head: &Head<F>, dx: &'d mut [F], part: usize) -> MatrixMut<'d, F> {
@@ -342,13 +340,13 @@ impl<F: Float> Head<'_, F> {
             MatrixMut { data: dx, offset, row }
         }
         // ∂L/∂v = P̃ᵀ ∂L/∂y.
-        product(Matrix::transposed(weights.dropped, 0, time), dy, out(self, dx, 2), by_head, Causal::Upper, packed);
+        product(Matrix::transposed(weights.dropped, 0, time), dy, out(self, dx, 2), by_head, Causal::Upper);
         // ∂L/∂P̃ = ∂L/∂y vᵀ as far as the diagonal, then ∂L/∂P and ∂L/∂S in place.
         let vt = at_least(transposed, head_size * time);
         transpose(self.part(2), (time, head_size), vt);
         let ds = at_least(square, time * time);
         let scores = MatrixMut { data: &mut *ds, offset: 0, row: time };
-        product(dy, Matrix::rows(&vt[..], 0, time), scores, by_time, Causal::Columns, packed);
+        product(dy, Matrix::rows(&vt[..], 0, time), scores, by_time, Causal::Columns);
         if let Some((d, offset)) = weights.dropout {
             for i in 0..time {
                 d.apply(offset + i * time, &mut ds[i * time..=i * time + i]).expect("started by the forward pass");
@@ -357,8 +355,8 @@ impl<F: Float> Head<'_, F> {
         dispatch(SoftmaxBackward { probs: weights.probs, grad: &mut *ds, time, scale: self.scale });
         // ∂L/∂q = ∂L/∂S k and ∂L/∂k = ∂L/∂Sᵀ q (the scale is in ∂L/∂S).
         let ds = &ds[..];
-        product(Matrix::rows(ds, 0, time), self.part(1), out(self, dx, 0), by_head, Causal::Lower, packed);
-        product(Matrix::transposed(ds, 0, time), self.part(0), out(self, dx, 1), by_head, Causal::Upper, packed);
+        product(Matrix::rows(ds, 0, time), self.part(1), out(self, dx, 0), by_head, Causal::Lower);
+        product(Matrix::transposed(ds, 0, time), self.part(0), out(self, dx, 1), by_head, Causal::Upper);
     }
 }
 
@@ -392,7 +390,7 @@ fn whole_registers(n: usize, time: usize) -> usize {
     (n.div_ceil(16) * 16).min(time)
 }
 
-/// The causal softmax of one pair's scores in place: row `i` of `probs (T, T)` holds `q_i · k_j` for
+/// The causal softmax of one head's scores in place: row `i` of `probs (T, T)` holds `q_i · k_j` for
 /// `j ≤ i` (and anything beyond) and becomes `softmax(scale · S[i, ..=i])`, then zeros.
 struct Softmax<'a, F> {
     probs: &'a mut [F],
@@ -420,7 +418,7 @@ impl<F: Float> WithSimd for Softmax<'_, F> {
     }
 }
 
-/// The softmax's backward pass for one pair, in place: row `i` of `grad (T, T)` holds `∂L/∂P[i, ..=i]`
+/// The softmax's backward pass for one head, in place: row `i` of `grad (T, T)` holds `∂L/∂P[i, ..=i]`
 /// (and anything beyond) and becomes `∂L/∂S[i] · scale = scale · P ⊙ (∂L/∂P − ∂L/∂P · P)`, then
 /// zeros.
 struct SoftmaxBackward<'a, F> {

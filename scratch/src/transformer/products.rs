@@ -9,11 +9,12 @@
 //! out[i, c] = Σ_k a[i, k] · b[k, c]:   per k, one or two loads of b's row k, R broadcasts of a[i, k]
 //! ```
 //!
-//! `b` is read a row at a time (its columns are adjacent); `a` as the `R` values of one column of
-//! the tile's rows for each `k`: adjacent already when `a` is read transposed, copied so (a tile of
-//! rows at a time) when it is row-major, so that the loop reads one stream rather than `R`. The
-//! causal structure decides, for each tile of rows `r0..r1`, which columns or which `k` it needs
-//! ([`Causal`]); the kernels are compiled for each instruction-set level of [`crate::simd`].
+//! `b` is read a row at a time (its columns are adjacent); `a` one element at a time, so it may be
+//! read transposed (then the tile's `R` values for one `k` are adjacent). A row-major `a` is read
+//! through one slice per row of the tile, so its tiles have fewer rows, leaving registers for the
+//! row pointers. The causal structure decides, for each tile of rows `r0..r1`, which columns or
+//! which `k` it needs ([`Causal`]); the kernels are compiled for each instruction-set level of
+//! [`crate::simd`].
 
 use std::ops::Range;
 
@@ -88,47 +89,25 @@ impl<'a, F> MatrixMut<'a, F> {
     }
 }
 
-/// The most rows in a tile, at any level: [`product`]'s packing space holds this many times the
-/// inner size.
-const MAX_TILE: usize = 8;
-
 /// `out[i, c] = Σ_k a[i, k] · b[k, c]` over the part `causal` says. `b` must have adjacent columns,
-/// and `a` adjacent columns or adjacent rows; `packed` is working space (grown as needed).
+/// and `a` adjacent columns or adjacent rows.
 ///
 /// # Panics
 /// If an operand or `out` is too small for `sizes`, or the layouts are not as above.
-pub(super) fn product<F: Float>(
-    a: Matrix<F>,
-    b: Matrix<F>,
-    out: MatrixMut<F>,
-    sizes: Sizes,
-    causal: Causal,
-    packed: &mut Vec<F>,
-) {
-    product_at(Arch::new(), a, b, out, sizes, causal, packed);
+pub(super) fn product<F: Float>(a: Matrix<F>, b: Matrix<F>, out: MatrixMut<F>, sizes: Sizes, causal: Causal) {
+    product_at(Arch::new(), a, b, out, sizes, causal);
 }
 
 /// [`product`] compiled for `arch`.
-fn product_at<F: Float>(
-    arch: Arch,
-    a: Matrix<F>,
-    b: Matrix<F>,
-    out: MatrixMut<F>,
-    sizes: Sizes,
-    causal: Causal,
-    packed: &mut Vec<F>,
-) {
+fn product_at<F: Float>(arch: Arch, a: Matrix<F>, b: Matrix<F>, out: MatrixMut<F>, sizes: Sizes, causal: Causal) {
     assert!(b.col == 1 && (a.col == 1 || a.row == 1), "product operands: {a:?}, {b:?}");
-    if packed.len() < MAX_TILE * sizes.inner {
-        packed.resize(MAX_TILE * sizes.inner, F::zero());
-    }
     if let (Some(a), Some(b)) = (a.cast(F::as_f32s(a.data)), b.cast(F::as_f32s(b.data))) {
-        if let (Some(out), Some(packed)) = (out.cast(F::as_f32s_mut), F::as_f32s_mut(packed)) {
-            arch.dispatch(Product { a, b, out, sizes, causal, packed });
+        if let Some(out) = out.cast(F::as_f32s_mut) {
+            arch.dispatch(Product { a, b, out, sizes, causal });
         }
     } else if let (Some(a), Some(b)) = (a.cast(F::as_f64s(a.data)), b.cast(F::as_f64s(b.data))) {
-        if let (Some(out), Some(packed)) = (out.cast(F::as_f64s_mut), F::as_f64s_mut(packed)) {
-            arch.dispatch(Product { a, b, out, sizes, causal, packed });
+        if let Some(out) = out.cast(F::as_f64s_mut) {
+            arch.dispatch(Product { a, b, out, sizes, causal });
         }
     }
 }
@@ -140,7 +119,6 @@ struct Product<'a, T> {
     out: MatrixMut<'a, T>,
     sizes: Sizes,
     causal: Causal,
-    packed: &'a mut [T],
 }
 
 impl<T: SimdFloat + Float> WithSimd for Product<'_, T> {
@@ -148,39 +126,38 @@ impl<T: SimdFloat + Float> WithSimd for Product<'_, T> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        // Rows per tile: two registers of accumulators per row, and room for the loads.
-        if S::REGISTER_COUNT >= 32 {
-            rows_in_tiles::<T, S, MAX_TILE>(simd, self);
-        } else {
-            rows_in_tiles::<T, S, 4>(simd, self);
+        // Rows per tile: two registers of accumulators per row, and room for the loads; a row-major
+        // `a` is read through one pointer per row, so fewer of them.
+        match (S::REGISTER_COUNT >= 32, self.a.col == 1) {
+            (_, true) => rows_in_tiles::<T, S, 4, false>(simd, self),
+            (true, false) => rows_in_tiles::<T, S, 8, true>(simd, self),
+            (false, false) => rows_in_tiles::<T, S, 4, true>(simd, self),
         }
     }
 }
 
-/// The product in tiles of `R` rows (then single rows).
+/// The product in tiles of `R` rows (then single rows), `a` read transposed with `AT`.
 #[inline(always)]
-fn rows_in_tiles<T: SimdFloat + Float, S: Simd, const R: usize>(simd: S, p: Product<'_, T>) {
-    let Product { a, b, mut out, sizes, causal, packed } = p;
+fn rows_in_tiles<T: SimdFloat + Float, S: Simd, const R: usize, const AT: bool>(simd: S, p: Product<'_, T>) {
+    let Product { a, b, mut out, sizes, causal } = p;
     let mut r0 = 0;
     while r0 + R <= sizes.rows {
-        tile_row::<T, S, R>(simd, (&a, &b), &mut out, packed, (sizes, causal), r0);
+        tile_row::<T, S, R, AT>(simd, (&a, &b), &mut out, (sizes, causal), r0);
         r0 += R;
     }
     while r0 < sizes.rows {
-        tile_row::<T, S, 1>(simd, (&a, &b), &mut out, packed, (sizes, causal), r0);
+        tile_row::<T, S, 1, AT>(simd, (&a, &b), &mut out, (sizes, causal), r0);
         r0 += 1;
     }
 }
 
 /// Rows `r0..r0 + R` of the output: tiles of two registers of columns, then one, then single
-/// columns. A row-major `a` is first copied into `packed`, column after column, so that the tiles
-/// read it as they read a transposed one: `R` adjacent values per `k`.
+/// columns.
 #[inline(always)]
-fn tile_row<T: SimdFloat + Float, S: Simd, const R: usize>(
+fn tile_row<T: SimdFloat + Float, S: Simd, const R: usize, const AT: bool>(
     simd: S,
     (a, b): (&Matrix<T>, &Matrix<T>),
     out: &mut MatrixMut<T>,
-    packed: &mut [T],
     (Sizes { cols, inner, .. }, causal): (Sizes, Causal),
     r0: usize,
 ) {
@@ -191,26 +168,13 @@ fn tile_row<T: SimdFloat + Float, S: Simd, const R: usize>(
         Causal::Lower => (cols, 0..r1.min(inner)),
         Causal::Upper => (cols, r0.min(inner)..inner),
     };
-    // Column `k` of the tile's rows of `a` is `columns[(k − ks.start) · stride..][..R]`.
-    let (columns, stride): (&[T], usize) = if a.col == 1 {
-        for k in ks.clone() {
-            let column = &mut packed[(k - ks.start) * R..][..R];
-            for (r, v) in column.iter_mut().enumerate() {
-                *v = element(a, r0 + r, k);
-            }
-        }
-        (packed, R)
-    } else {
-        (&a.data[a.offset + ks.start * a.col + r0..], a.col)
-    };
-    let a = (columns, stride);
     let mut c0 = 0;
     while c0 + 2 * lanes <= end {
-        tile::<T, S, R, 2>(simd, a, b, out, (r0, c0), ks.clone());
+        tile::<T, S, R, 2, AT>(simd, a, b, out, (r0, c0), ks.clone());
         c0 += 2 * lanes;
     }
     if c0 + lanes <= end {
-        tile::<T, S, R, 1>(simd, a, b, out, (r0, c0), ks.clone());
+        tile::<T, S, R, 1, AT>(simd, a, b, out, (r0, c0), ks.clone());
         c0 += lanes;
     }
     for r in 0..R {
@@ -218,19 +182,18 @@ fn tile_row<T: SimdFloat + Float, S: Simd, const R: usize>(
         for (c, v) in (c0..end).zip(row) {
             let mut sum = T::zero();
             for k in ks.clone() {
-                sum = columns[(k - ks.start) * stride + r] * b.data[b.offset + k * b.row + c] + sum;
+                sum = element(a, r0 + r, k) * b.data[b.offset + k * b.row + c] + sum;
             }
             *v = sum;
         }
     }
 }
 
-/// One tile: rows `r0..r0 + R`, `N` registers of columns from `c0`, summed over `ks`; `a` is given
-/// by its columns for the tile's rows, `columns[(k − ks.start) · stride..][..R]`.
+/// One tile: rows `r0..r0 + R`, `N` registers of columns from `c0`, summed over `ks`.
 #[inline(always)]
-fn tile<T: SimdFloat + Float, S: Simd, const R: usize, const N: usize>(
+fn tile<T: SimdFloat + Float, S: Simd, const R: usize, const N: usize, const AT: bool>(
     simd: S,
-    (columns, stride): (&[T], usize),
+    a: &Matrix<T>,
     b: &Matrix<T>,
     out: &mut MatrixMut<T>,
     (r0, c0): (usize, usize),
@@ -238,12 +201,21 @@ fn tile<T: SimdFloat + Float, S: Simd, const R: usize, const N: usize>(
 ) {
     let lanes = T::lanes::<S>();
     let mut acc = [[T::splat(simd, T::default()); N]; R];
-    for (i, k) in ks.enumerate() {
+    // A row-major `a`: each row of the tile as a slice, so that the loop indexes within known bounds.
+    let a_rows: [&[T]; R] =
+        std::array::from_fn(|r| if AT { &[][..] } else { &a.data[a.offset + (r0 + r) * a.row..][..ks.end] });
+    for k in ks {
         let b_row = &b.data[b.offset + k * b.row + c0..][..N * lanes];
         let bv: [T::V<S>; N] = std::array::from_fn(|n| load::<T, S>(&b_row[n * lanes..(n + 1) * lanes]));
-        let column = &columns[i * stride..][..R];
+        // A transposed `a`: the tile's rows are adjacent in column k.
+        let av: [T; R] = if AT {
+            let column = &a.data[a.offset + k * a.col + r0..][..R];
+            std::array::from_fn(|r| column[r])
+        } else {
+            std::array::from_fn(|r| a_rows[r][k])
+        };
         for r in 0..R {
-            let ar = T::splat(simd, column[r]);
+            let ar = T::splat(simd, av[r]);
             for n in 0..N {
                 acc[r][n] = <T as SimdFloat>::mul_add(simd, ar, bv[n], acc[r][n]);
             }
@@ -302,7 +274,7 @@ mod tests {
         let mut out = vec![T::nan(); rows * (cols + 2)];
         let (bm, sizes) = (Matrix::rows(&wide[..], 3, cols + 5), Sizes { rows, cols, inner });
         let om = MatrixMut { data: &mut out[..], offset: 0, row: cols + 2 };
-        product_at(arch, am, bm, om, sizes, causal, &mut Vec::new());
+        product_at(arch, am, bm, om, sizes, causal);
         Array2::from_shape_fn((rows, cols), |(i, c)| out[i * (cols + 2) + c].as_f64())
     }
 
