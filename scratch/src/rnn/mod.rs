@@ -13,5 +13,5 @@ mod language_model;
 mod layer;
 mod simd;
 
-pub use language_model::{one_hot, sample_index, CharWindows};
+pub use language_model::{one_hot, sample_index, CharWindows, Sampling};
 pub use layer::{Recurrent, State};
