@@ -416,7 +416,8 @@ fn sample(model: &dyn LanguageModel, corpus: &Corpus, opts: &LmOptions) -> Resul
     Ok(out)
 }
 
-fn progress_bar(label: &str, iterations: usize, quiet: bool) -> ProgressBar {
+/// A progress bar over `iterations` training iterations (hidden when `quiet`).
+pub(crate) fn progress_bar(label: &str, iterations: usize, quiet: bool) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
@@ -430,7 +431,8 @@ fn progress_bar(label: &str, iterations: usize, quiet: bool) -> ProgressBar {
     bar
 }
 
-fn say(bar: &ProgressBar, quiet: bool, line: String) {
+/// Prints `line` above the progress bar (nothing when `quiet`).
+pub(crate) fn say(bar: &ProgressBar, quiet: bool, line: String) {
     if quiet {
     } else if bar.is_hidden() {
         eprintln!("{line}");

@@ -10,6 +10,7 @@ pub mod boston;
 pub mod divergence;
 pub mod engine;
 pub mod experiments;
+pub mod gpt;
 pub mod language_model;
 pub mod metrics;
 pub mod mnist;
