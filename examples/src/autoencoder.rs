@@ -333,16 +333,16 @@ fn prepare_typed<F: TorchFloat>(
     let o = &settings.options;
     let dir = settings.data.join(o.dataset().folder());
     let images = cache.get(dir.display().to_string(), || Ok(mnist::load(&dir)?))?;
-    if let Some(path) = &o.resume {
+    if let Some(path) = o.resume() {
         resume::check::<F>(path, &book::autoencoder(), LOSS, e.name)?;
     }
     let opts = AeOptions {
         engines: o.engines(),
-        epochs: o.epochs.unwrap_or(1),
-        seed: o.seed.unwrap_or(SEED),
+        epochs: o.count(Opt::Epochs).unwrap_or(1),
+        seed: o.seed().unwrap_or(SEED),
         quiet: settings.quiet,
         device: o.device(),
-        resume: o.resume.clone(),
+        resume: o.resume().map(std::path::Path::to_path_buf),
         outputs: settings.outputs,
     };
     let mnist = o.dataset() == crate::experiments::options::ImageSet::Mnist;

@@ -31,7 +31,8 @@ use crate::plot::{line_chart, Chart, Series};
 use crate::table::Table;
 
 /// The options `ch8-gpt` takes: `--hidden` is the width of the residual stream and `--layers` the
-/// number of blocks.
+/// number of blocks. nanoGPT's GPU configuration of the same model is `--layers 6 --heads 6 --hidden
+/// 384 --context 256 --batch 64 --dropout 0.2`.
 pub const OPTIONS: &[Opt] = &[
     Opt::Engine,
     Opt::Dtype,
@@ -41,9 +42,15 @@ pub const OPTIONS: &[Opt] = &[
     Opt::Iterations,
     Opt::Hidden,
     Opt::Layers,
+    Opt::Heads,
+    Opt::Context,
+    Opt::Batch,
+    Opt::Dropout,
     Opt::Lr,
     Opt::Temperature,
+    Opt::TopK,
     Opt::Prompt,
+    Opt::MaxSeconds,
 ];
 
 /// The loss: the mean cross-entropy per character.
@@ -88,6 +95,8 @@ pub struct GptOptions {
     pub device: torch::Device,
     /// A checkpoint (of either engine, or of nanoGPT's `GPT` in safetensors) to start from.
     pub resume: Option<PathBuf>,
+    /// Stop training after this long (the schedule stays that of `iterations`).
+    pub time_limit: Option<Duration>,
 }
 
 impl Default for GptOptions {
@@ -111,6 +120,7 @@ impl Default for GptOptions {
             quiet: false,
             device: torch::Device::Cpu,
             resume: None,
+            time_limit: None,
         }
     }
 }
@@ -296,12 +306,24 @@ impl GptResult {
     pub fn final_validation(&self) -> f64 {
         self.validations.last().map_or(f64::NAN, |v| v.1)
     }
+
+    /// Training tokens (characters) per second: every window's positions of every iteration.
+    pub fn tokens_per_second(&self, opts: &GptOptions) -> f64 {
+        let tokens = self.train_losses.len() * opts.batch * opts.config.context;
+        tokens as f64 / self.train_time.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
 }
 
 /// Trains one engine's model: the batches drawn from the options' seed, the same in every engine;
 /// validations before training and every `eval_every` iterations; then a sample. Training stops with
 /// a divergence by the rule of [`scratch::train::divergence`].
-fn train(engine: Engine, model: &mut dyn Model, corpus: &Corpus, opts: &GptOptions, out: &Outputs) -> Result<GptResult> {
+fn train(
+    engine: Engine,
+    model: &mut dyn Model,
+    corpus: &Corpus,
+    opts: &GptOptions,
+    out: &Outputs,
+) -> Result<GptResult> {
     let context = opts.config.context;
     let validation = all_windows(&corpus.validation, context);
     let bar = progress_bar(engine.name(), opts.iterations, opts.quiet);
@@ -326,11 +348,16 @@ fn train(engine: Engine, model: &mut dyn Model, corpus: &Corpus, opts: &GptOptio
         result.train_losses.push(loss);
         bar.inc(1);
         bar.set_message(format!("loss {loss:.3}"));
-        if iteration % opts.eval_every == 0 || iteration == opts.iterations {
+        let out_of_time = opts.time_limit.is_some_and(|limit| result.train_time >= limit);
+        if iteration % opts.eval_every == 0 || iteration == opts.iterations || out_of_time {
             let v = model.loss(&validation)?;
             divergence.evaluation(v, 1, iteration)?;
             result.validations.push((iteration, v));
             say(&bar, opts.quiet, format!("{engine:>16} iteration {iteration}: validation loss {v:.4} nats/char"));
+        }
+        if out_of_time {
+            say(&bar, opts.quiet, format!("{engine:>16} stopped after {iteration} iterations: --max-seconds"));
+            break;
         }
     }
     bar.finish_and_clear();
@@ -393,14 +420,16 @@ fn table(opts: &GptOptions, corpus: &Corpus, results: &[GptResult], lstm: Option
             c.context,
             corpus.validation.len()
         ),
-        &["engine", "validation nats/char", "ch6-lstm", "s/iteration", "training time"],
+        &["engine", "validation nats/char", "ch6-lstm", "iterations", "s/iteration", "tokens/s", "training time"],
     );
     for r in results {
         t.push(vec![
             r.engine.to_string(),
             format!("{:.4}", r.final_validation()),
             lstm.map_or_else(|| "(run ch6-lstm)".into(), |v| format!("{v:.4}")),
+            r.train_losses.len().to_string(),
             format!("{:.4}", r.seconds_per_iteration()),
+            format!("{:.0}", r.tokens_per_second(opts)),
             format!("{:.0} s", r.train_time.as_secs_f64()),
         ]);
     }
@@ -455,6 +484,7 @@ fn metrics(name: &str, opts: &GptOptions, dtype: &str, results: &[GptResult]) ->
                 ("final_validation_nats_per_char", r.final_validation()),
                 ("iterations", r.train_losses.len() as f64),
                 ("seconds_per_iteration", r.seconds_per_iteration()),
+                ("tokens_per_second", r.tokens_per_second(opts)),
             ],
         );
     }
@@ -519,21 +549,29 @@ fn prepare_typed<F: TorchFloat>(e: &'static Experiment, settings: Settings) -> R
     let corpus = corpus(&settings.data, &WORKS, None, 0.1).context("loading the Shakespeare corpus")?;
     let config = GptConfig {
         vocab: corpus.vocab.len(),
-        width: o.hidden.unwrap_or(defaults.config.width),
-        layers: o.layers.unwrap_or(defaults.config.layers),
+        width: o.count(Opt::Hidden).unwrap_or(defaults.config.width),
+        layers: o.count(Opt::Layers).unwrap_or(defaults.config.layers),
+        heads: o.count(Opt::Heads).unwrap_or(defaults.config.heads),
+        context: o.count(Opt::Context).unwrap_or(defaults.config.context),
+        dropout: o.number(Opt::Dropout).unwrap_or(defaults.config.dropout),
         ..defaults.config
     };
     let opts = GptOptions {
         engines: o.engines(),
         config,
-        iterations: o.iterations.unwrap_or(defaults.iterations),
-        lr: o.lr.unwrap_or(defaults.lr),
-        seed: o.seed.unwrap_or(defaults.seed),
-        sampling: Sampling { temperature: o.temperature.unwrap_or(defaults.sampling.temperature), ..defaults.sampling },
-        prompt: o.prompt.clone().unwrap_or_else(|| defaults.prompt.clone()),
+        iterations: o.count(Opt::Iterations).unwrap_or(defaults.iterations),
+        lr: o.number(Opt::Lr).unwrap_or(defaults.lr),
+        seed: o.seed().unwrap_or(defaults.seed),
+        batch: o.count(Opt::Batch).unwrap_or(defaults.batch),
+        sampling: Sampling {
+            temperature: o.number(Opt::Temperature).unwrap_or(defaults.sampling.temperature),
+            top_k: o.count(Opt::TopK).or(defaults.sampling.top_k),
+        },
+        time_limit: o.number(Opt::MaxSeconds).map(Duration::from_secs_f64),
+        prompt: o.prompt().map_or_else(|| defaults.prompt.clone(), str::to_string),
         quiet: settings.quiet,
         device: o.device(),
-        resume: o.resume.clone(),
+        resume: o.resume().map(std::path::Path::to_path_buf),
         ..defaults
     };
     if config.width % config.heads != 0 {

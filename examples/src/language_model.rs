@@ -767,17 +767,17 @@ fn prepare_typed<F: TorchFloat>(
     let o = &settings.options;
     let opts = LmOptions {
         engines: o.engines(),
-        hidden: o.hidden.unwrap_or(defaults.hidden),
-        layers: o.layers.unwrap_or(defaults.layers),
-        iterations: o.iterations.unwrap_or(defaults.iterations),
-        lr: o.lr.unwrap_or(defaults.lr),
-        book_windows: o.book_windows || defaults.book_windows,
-        seed: o.seed.unwrap_or(defaults.seed),
-        temperature: o.temperature.unwrap_or(defaults.temperature),
-        prompt: o.prompt.clone().unwrap_or_else(|| defaults.prompt.clone()),
+        hidden: o.count(Opt::Hidden).unwrap_or(defaults.hidden),
+        layers: o.count(Opt::Layers).unwrap_or(defaults.layers),
+        iterations: o.count(Opt::Iterations).unwrap_or(defaults.iterations),
+        lr: o.number(Opt::Lr).unwrap_or(defaults.lr),
+        book_windows: o.flag(Opt::BookWindows) || defaults.book_windows,
+        seed: o.seed().unwrap_or(defaults.seed),
+        temperature: o.number(Opt::Temperature).unwrap_or(defaults.temperature),
+        prompt: o.prompt().map_or_else(|| defaults.prompt.clone(), str::to_string),
         quiet: settings.quiet,
         device: o.device(),
-        resume: o.resume.clone(),
+        resume: o.resume().map(std::path::Path::to_path_buf),
         ..defaults
     };
     let corpus = corpus(&settings.data, &WORKS, opts.corpus_chars, opts.validation_share)

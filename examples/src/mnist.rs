@@ -404,16 +404,16 @@ fn prepare_typed<F: TorchFloat>(
     let o = &settings.options;
     let dir = settings.data.join(o.dataset().folder());
     let data = cache.get(dir.display().to_string(), || load::<F>(&dir))?;
-    if let Some(path) = &o.resume {
+    if let Some(path) = o.resume() {
         resume::check::<F>(path, &(c.network)(), c.loss.spec(), e.name)?;
     }
     let opts = RunOptions {
         engines: o.engines(),
-        epochs: o.epochs,
-        seed: o.seed.unwrap_or(SEED),
+        epochs: o.count(Opt::Epochs),
+        seed: o.seed().unwrap_or(SEED),
         quiet: settings.quiet,
         device: o.device(),
-        resume: o.resume.clone(),
+        resume: o.resume().map(std::path::Path::to_path_buf),
         outputs: settings.outputs,
     };
     Ok(Box::new(ClassifierRun { experiment: e, classifier: c, data, images: o.dataset(), opts }))
