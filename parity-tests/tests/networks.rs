@@ -11,8 +11,7 @@ use scratch::rng::RandomState;
 use scratch::spec::{MseReduction, Reduction, WeightInit};
 use torch::convert::{to_tensor, TorchFloat};
 
-const ACTIVATIONS: [Activation; 5] =
-    [Activation::Linear, Activation::Sigmoid, Activation::Tanh, Activation::ReLU, Activation::LeakyReLU { slope: 0.2 }];
+const ACTIVATIONS: [Activation; 7] = Activation::EACH;
 
 /// Architectures: (inputs, hidden widths, outputs).
 fn architectures() -> Vec<(usize, Vec<usize>, usize)> {
