@@ -2,7 +2,7 @@
 # The GPU check (docs/gpu.md): on a machine with an NVIDIA GPU and PyTorch 2.11 (with CUDA) installed,
 # but no Rust toolchain, run from the bundle that scripts/gpu-bundle.sh builds:
 #
-#   * every parity test binary and the torch crate's sync test, the torch engine on CUDA
+#   * every parity test binary and the torch crate's integration tests, the torch engine on CUDA
 #     (DLFS_TEST_DEVICE=cuda) and the from-scratch engine on the CPU, each comparison reporting its
 #     worst difference against its tolerance;
 #   * `dlfs run ch7-convnet --engine torch --epochs 1` on CUDA and on this machine's CPU: seconds per

@@ -4,7 +4,7 @@
 //! held-out text, beside the chapter-6 LSTM's when that ran, seconds per iteration, and a sample of
 //! each engine's model, drawn with its key-value cache.
 //!
-//! The loop is written once, over [`Model`]; each engine is one implementation of it.
+//! The loop is written once, over `Model`; each engine is one implementation of it.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ use torch::optim::Optimizer as _;
 use crate::engine::{Engine, Engines};
 use crate::experiments::options::Dtype;
 use crate::experiments::{resume, Experiment, Opt, Outputs, Prepared, Ran, Settings};
-use crate::language_model::{corpus, progress_bar, say, Corpus, WORKS};
+use crate::language_model::{check_prompt, corpus, progress_bar, say, Corpus, WORKS};
 use crate::plot::{line_chart, Chart, Series};
 use crate::table::Table;
 
@@ -376,6 +376,7 @@ fn train_engine<F: TorchFloat>(engine: Engine, corpus: &Corpus, opts: &GptOption
     match engine {
         Engine::Scratch => {
             let mut net = NeuralNetwork::<F>::build(&spec, &mut RandomState::new(opts.seed))?.with_loss_spec(LOSS);
+            net.set_metadata(crate::experiments::resume::EXPERIMENT, out.experiment());
             if let Some(path) = &opts.resume {
                 net.load(path)?;
             }
@@ -384,7 +385,8 @@ fn train_engine<F: TorchFloat>(engine: Engine, corpus: &Corpus, opts: &GptOption
         }
         Engine::Torch => {
             let vs = torch::var_store::<F>(opts.device.resolve()?);
-            let net = torch::Net::new(vs.root(), &spec, &mut RandomState::new(opts.seed))?;
+            let mut net = torch::Net::new(vs.root(), &spec, &mut RandomState::new(opts.seed))?;
+            net.set_metadata(crate::experiments::resume::EXPERIMENT, out.experiment());
             if let Some(path) = &opts.resume {
                 net.load(path)?;
             }
@@ -577,7 +579,9 @@ fn prepare_typed<F: TorchFloat>(e: &'static Experiment, settings: Settings) -> R
     if config.width % config.heads != 0 {
         bail!("--hidden {}: the width must be a multiple of the {} attention heads", config.width, config.heads);
     }
-    opts.network().check().context("the network")?;
+    let network = opts.network();
+    network.check_memory().context("the network")?;
+    network.check_step(opts.batch, std::mem::size_of::<F>()).context("the network")?;
     opts.optimizer().validate().context("the optimizer")?;
     let need = config.context + 1;
     if corpus.train.len() < need || corpus.validation.len() < need {
@@ -586,7 +590,7 @@ fn prepare_typed<F: TorchFloat>(e: &'static Experiment, settings: Settings) -> R
              Shakespeare corpus (text/shakespeare, which `make setup` downloads)"
         );
     }
-    corpus.vocab.encode(&opts.prompt).with_context(|| format!("--prompt {:?}", opts.prompt))?;
+    check_prompt(&opts.prompt, &corpus.vocab)?;
     if let Some(path) = &opts.resume {
         resume::check::<F>(path, &opts.network(), LOSS, e.name)?;
     }

@@ -18,3 +18,4 @@ pub mod plot;
 pub mod progress;
 pub mod reproduce;
 pub mod table;
+pub mod write;

@@ -1,5 +1,5 @@
 //! The options of the experiments (`--epochs`, `--lr`, ...), declared once, as data: each [`Opt`] has
-//! one entry in [`Opt::def`] (its flag, its help and the values it takes), from which the command
+//! one entry in `Opt::def` (its flag, its help and the values it takes), from which the command
 //! line's arguments, their parsing and the checks of single values (a count of at least 1, a finite
 //! positive number, a non-empty prompt) all come. [`Options`] holds what the command line gave, every
 //! one optional: an experiment falls back on its own default.
@@ -42,7 +42,7 @@ impl ImageSet {
 }
 
 /// An option an experiment can take, by name. Adding one: a variant here and in [`Opt::ALL`], an arm
-/// in [`Opt::def`], and its use where an experiment reads its value.
+/// in `Opt::def`, and its use where an experiment reads its value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Opt {
     /// `--engine`.

@@ -2,7 +2,7 @@
 //!
 //! 1. without data: the names (known, none twice), the options against each other and against the
 //!    machine (`--device cuda` resolved, `--resume` an existing file, `--out` a folder that can be
-//!    written); single values (counts, rates, the temperature, the prompt) were checked as the command
+//!    written, and every file the run will write one that can be replaced); single values (counts, rates, the temperature, the prompt) were checked as the command
 //!    line was parsed;
 //! 2. each experiment [prepared](super::Experiment::prepare): its data loaded, and what needs the data
 //!    checked (the prompt's characters against the corpus, the corpus's length, the checkpoint against
@@ -98,11 +98,12 @@ pub fn check(experiments: &[&Experiment], options: &Options, context: &Context) 
     if let Some(path) = taken.iter().find_map(Options::resume) {
         check_resume(path)?;
     }
-    let writes = experiments.iter().zip(&taken).any(|(e, o)| !e.files(&context.out, o.engines()).is_empty());
-    if writes {
+    let files: Vec<PathBuf> =
+        experiments.iter().zip(&taken).flat_map(|(e, o)| e.files(&context.out, o.engines())).collect();
+    if !files.is_empty() {
         check_out(&context.out)?;
     }
-    Ok(())
+    files.iter().try_for_each(|file| crate::write::check(file))
 }
 
 /// `--resume` names a regular file (whether it fits the network is checked in stage 2).
@@ -177,10 +178,9 @@ impl Plan {
             for file in &ran.files {
                 assert!(
                     step.declared.contains(file),
-                    "{} wrote {}, which its registry entry does not list: {:?}",
+                    "{} wrote {}, which its registry entry does not list",
                     step.experiment.name,
-                    file.display(),
-                    step.declared
+                    file.display()
                 );
                 if !self.quiet {
                     eprintln!("wrote {}", file.display());
@@ -259,6 +259,14 @@ mod tests {
         assert!(format!("{err:#}").contains("cannot create the folder"), "{err:#}");
         // divergence writes nothing, so it needs no output folder.
         check(&resolve(&["divergence"]).unwrap(), &Options::default(), &blocked).unwrap();
+        // An output that is a folder is found before anything trains.
+        let out = Context { out: dir.join("out"), ..context.clone() };
+        for file in ["ch6-lstm-loss.png", "ch6-lstm-scratch.safetensors", "ch6-lstm-metrics.json"] {
+            std::fs::create_dir_all(out.out.join(file)).unwrap();
+            let err = check(&lstm, &Options::default(), &out).unwrap_err().to_string();
+            assert!(err.contains(&format!("{file} is a folder")), "{err}");
+            std::fs::remove_dir(out.out.join(file)).unwrap();
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -24,17 +24,14 @@ fn validate_std(layer: &str, std: f64) -> Result<()> {
     }
 }
 
-/// Checks that a `rows × dim` table is not empty and that its size fits in memory's index range.
+/// Checks that a `rows × dim` table is not empty and that it fits in memory (see [`crate::memory`]).
 fn validate_table(layer: &str, rows_name: &str, rows: usize, dim: usize) -> Result<()> {
     if rows == 0 || dim == 0 {
         return Err(Error::InvalidArgument(format!(
             "{layer} needs at least one row and one column, got {rows_name} {rows}, dim {dim}"
         )));
     }
-    rows.checked_mul(dim)
-        .filter(|&n| n <= isize::MAX as usize)
-        .map(drop)
-        .ok_or_else(|| Error::InvalidArgument(format!("{layer}: a table of {rows} × {dim} values is too large")))
+    crate::memory::check_parameters(&[&[rows, dim]])
 }
 
 /// A token embedding (PyTorch's `nn.Embedding`, nanoGPT's `wte`): each index `i` in `[0, vocab)` of
