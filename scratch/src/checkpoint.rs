@@ -90,7 +90,7 @@ fn decode<F: Float>(path: &Path, name: &str, dtype: Dtype, bytes: &[u8]) -> Resu
         .map(|(i, v)| {
             let converted = F::cast(v);
             if !v.is_finite() {
-                Err(bad(path, format!("tensor {name}: element {i} is {v}; a checkpoint must hold finite values")))
+                Err(bad(path, format!("tensor {name}: element {i} is {v}; a checkpoint holds finite values only")))
             } else if !converted.is_finite() {
                 Err(bad(path, format!("tensor {name}: element {i} is {v:e}, beyond the range of {}", F::NAME)))
             } else {

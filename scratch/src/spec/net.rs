@@ -217,7 +217,7 @@ impl NetSpec {
     /// saturates rather than overflows.
     ///
     /// ```
-    /// use scratch::spec::{gpt, GptConfig};
+    /// use scratch::spec::gpt::{gpt, GptConfig};
     ///
     /// let spec = gpt(&GptConfig::cpu(65));
     /// let mib = spec.step_bytes(12, 4)? >> 20;

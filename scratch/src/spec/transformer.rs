@@ -77,7 +77,7 @@ impl EmbeddingSpec {
     /// Checks the sizes and the standard deviation.
     ///
     /// # Errors
-    /// A zero size, a table too large to index, or a negative or non-finite `std`.
+    /// A zero size, a table that does not fit in memory, or a negative or non-finite `std`.
     pub fn validate(&self) -> Result<()> {
         validate_table("Embedding", "vocab", self.vocab, self.dim)?;
         validate_std("Embedding", self.std)
@@ -149,7 +149,7 @@ impl PositionEmbeddingSpec {
     /// Checks the sizes and the standard deviation.
     ///
     /// # Errors
-    /// A zero size, a table too large to index, or a negative or non-finite `std`.
+    /// A zero size, a table that does not fit in memory, or a negative or non-finite `std`.
     pub fn validate(&self) -> Result<()> {
         validate_table("PositionEmbedding", "max_len", self.max_len, self.dim)?;
         validate_std("PositionEmbedding", self.std)
@@ -406,7 +406,11 @@ mod tests {
         assert_eq!(EmbeddingSpec::new(65, 8).output_shape(&[5]).unwrap(), vec![5, 8]);
         assert!(EmbeddingSpec::new(65, 8).output_shape(&[]).is_err());
         assert!(EmbeddingSpec::new(0, 8).validate().is_err());
-        assert!(EmbeddingSpec::new(usize::MAX / 2, 3).validate().unwrap_err().to_string().contains("too large"));
+        assert!(EmbeddingSpec::new(usize::MAX / 2, 3)
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("parameters would need"));
         assert!(EmbeddingSpec::new(5, 8).std(-1.0).validate().is_err());
         assert!(EmbeddingSpec::new(5, 8).std(f64::NAN).validate().is_err());
 
