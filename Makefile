@@ -15,20 +15,21 @@ setup-cuda:
 	python3 scripts/setup.py --cuda
 
 tour: setup
-	$(CARGO) run --release -p examples --bin dlfs -- tour
+	$(CARGO) run -p examples --bin dlfs -- tour
 
-# The tests build in the release profile, as the tour does, so that the second command reuses every
-# dependency the first one compiled (libtorch's C++ bindings above all) instead of building them again.
+# The tests build in the one optimised profile the tour builds in (see Cargo.toml), so that the second
+# command reuses everything the first one compiled (libtorch's C++ bindings above all), and so does a
+# plain `cargo test -p parity-tests` after it.
 # DLFS_REQUIRE_DATA turns a missing data set into a test failure instead of a skipped test.
 test: setup
-	DLFS_REQUIRE_DATA=1 $(CARGO) test --release --workspace
+	DLFS_REQUIRE_DATA=1 $(CARGO) test --workspace
 
 lint:
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --no-deps --workspace
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace
 
-# The golden fixtures of parity-tests/tests/pytorch_fixtures.rs, computed by PyTorch itself in a virtual
+# The golden fixtures of parity-tests/tests/parity_suite/pytorch_fixtures.rs, computed by PyTorch itself in a virtual
 # environment of their own (git-ignored); the tests read the committed files and need no Python.
 FIXTURES_VENV ?= .venv-fixtures
 PYTHON ?= python3

@@ -5,7 +5,7 @@
 #   scripts/gpu-bundle.sh [FOLDER]        (default FOLDER: gpu-bundle, ignored by git)
 #
 # The folder holds, in under 64 MiB:
-#   binaries.tar.xz   stripped release builds of `dlfs`, of every test binary of the parity-tests crate
+#   binaries.tar.xz   stripped optimised builds of `dlfs`, of every test binary of the parity-tests crate
 #                     and of the torch crate's integration tests, in bin/ and tests/ (one xz archive: the binaries
 #                     share most of their code, which a solid archive stores once)
 #   data/             gzip-compressed copies of MNIST, the Boston housing CSV and the Shakespeare texts
@@ -60,11 +60,11 @@ for line in sys.stdin:
         print(m["target"]["name"] + "\t" + m["executable"])'
 }
 
-echo "gpu-bundle: building release binaries (cargo)"
+echo "gpu-bundle: building the binaries (cargo, the optimised profile the tests use)"
 {
-    cargo build --release -p examples --bin dlfs --message-format=json-render-diagnostics
-    cargo test --release -p parity-tests --no-run --message-format=json-render-diagnostics
-    cargo test --release -p torch --test torch_suite --no-run --message-format=json-render-diagnostics
+    cargo build -p examples --bin dlfs --message-format=json-render-diagnostics
+    cargo test -p parity-tests --no-run --message-format=json-render-diagnostics
+    cargo test -p torch --test torch_suite --no-run --message-format=json-render-diagnostics
 } > "$STAGE/cargo.json"
 executables < "$STAGE/cargo.json" > "$STAGE/executables.tsv"
 while IFS=$'\t' read -r name path; do

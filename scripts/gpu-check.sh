@@ -143,23 +143,24 @@ fi
 say ""
 say "## Tests on $DEVICE (torch engine on $DEVICE, from-scratch engine on the CPU)"
 say ""
-say "$(printf '%-24s %-8s %6s %6s %8s' binary result passed failed seconds)"
+say "$(printf '%-36s %-8s %6s %6s %8s' binary result passed failed seconds)"
 failed_any=0
-# run_test NAME [SUFFIX [VAR=VALUE...]]: one test binary, its output in logs/test-NAME[SUFFIX].log.
+# run_test NAME [SUFFIX [FILTER [VAR=VALUE...]]]: one test binary (its tests whose path contains FILTER, or
+# all), its output in logs/test-NAME[SUFFIX].log.
 run_test() {
-    local name=$1 suffix=${2:-} log t0 status seconds passed failed result
-    shift 2 || shift $#
+    local name=$1 suffix=${2:-} filter=${3:-} log t0 status seconds passed failed result
+    shift 3 || shift $#
     log=$RESULTS/logs/test-$name$suffix.log
     t0=$(date +%s.%N)
     local left
     left=$(remaining)
-    [ "$left" -gt 300 ] && left=300
+    [ "$left" -gt 600 ] && left=600
     if [ "$left" -lt 10 ]; then
-        say "$(printf '%-24s skipped: the time budget (--budget %s s) is spent' "$name$suffix" "$BUDGET")"
+        say "$(printf '%-36s skipped: the time budget (--budget %s s) is spent' "$name$suffix" "$BUDGET")"
         failed_any=1
         return
     fi
-    env DLFS_TEST_DEVICE="$DEVICE" DLFS_PARITY_REPORT=1 "$@" timeout "$left" "$WORK/tests/$name" --nocapture > "$log" 2>&1
+    env DLFS_TEST_DEVICE="$DEVICE" DLFS_PARITY_REPORT=1 "$@" timeout "$left" "$WORK/tests/$name" $filter --nocapture > "$log" 2>&1
     status=$?
     seconds=$(echo "$t0 $(date +%s.%N)" | awk '{printf "%.1f", $2 - $1}')
     passed=$(sed -n 's/^test result: .*\. \([0-9]*\) passed.*/\1/p' "$log" | tail -n 1)
@@ -170,7 +171,7 @@ run_test() {
         *) result=FAILED ;;
     esac
     [ $status -eq 0 ] || failed_any=1
-    say "$(printf '%-24s %-8s %6s %6s %8s' "$name$suffix" "$result" "${passed:--}" "${failed:--}" "$seconds")"
+    say "$(printf '%-36s %-8s %6s %6s %8s' "$name$suffix" "$result" "${passed:--}" "${failed:--}" "$seconds")"
 }
 for test in "$WORK"/tests/*; do
     run_test "$(basename "$test")"
@@ -179,8 +180,8 @@ done
 # and passes without, cuDNN's algorithms are the cause (TensorFloat-32 in f32 convolutions and
 # recurrent layers, which libtorch allows by default).
 if [ "$DEVICE" = cuda ]; then
-    for name in convolution recurrent; do
-        run_test "$name" -no-cudnn DLFS_TEST_CUDNN=0
+    for module in convolution recurrent; do
+        run_test parity_suite "-$module-no-cudnn" "$module::" DLFS_TEST_CUDNN=0
     done
 fi
 

@@ -10,19 +10,16 @@ use std::rc::Rc;
 use anyhow::{Context, Result};
 use ndarray::{Array2, Axis, Ix2, IxDyn};
 use scratch::data::mnist::{self, Mnist};
-use scratch::network::NeuralNetwork;
-use scratch::ops::Mode;
-use scratch::optim::{Decay, SGDMomentum};
-use scratch::rng::RandomState;
 use scratch::spec::book::{self, AUTOENCODER_ENCODER_LAYERS};
-use scratch::spec::{LossSpec, MseReduction};
+use scratch::spec::{LossSpec, MseReduction, OptimSpec};
 use scratch::train::{Dataset, FitOptions, FitReport};
-use torch::convert::{to_array, to_tensor, TorchFloat};
+use torch::convert::TorchFloat;
 
 use crate::engine::{Engine, Engines};
 use crate::experiments::options::Dtype;
 use crate::experiments::{resume, Cache, Experiment, Opt, Outputs, Prepared, Ran, Settings};
 use crate::metrics::Metrics;
+use crate::network::Network;
 use crate::plot::{fit_chart, image_grid, scatter};
 use crate::progress::ProgressObserver;
 use crate::table::Table;
@@ -105,56 +102,22 @@ const LOSS: LossSpec = LossSpec::MeanSquaredError(MseReduction::Mean);
 
 fn run_engine<F: TorchFloat>(engine: Engine, m: &Mnist, opts: &AeOptions) -> Result<AeResult> {
     let (train, test) = scaled::<F>(m)?;
-    let spec = book::autoencoder();
-    let loss = LOSS;
+    let spec = (&book::autoencoder(), LOSS);
+    let mut net = Network::<F>::new(engine, spec, opts.seed, opts.device, opts.outputs.experiment())?;
+    if let Some(path) = &opts.resume {
+        net.load(path)?;
+    }
     let mut progress = ProgressObserver::new(format!("{} {engine}", opts.outputs.experiment()), opts.quiet);
-    let index = shown(&m.test_labels);
-    let chunks: Vec<usize> = (0..test.len()).step_by(500).collect();
-    let (report, recon, codes) = if engine == Engine::Scratch {
-        let mut net = NeuralNetwork::<F>::from_spec(&spec, loss.build::<F>(), &mut RandomState::new(opts.seed))?;
-        net.set_metadata(crate::experiments::resume::EXPERIMENT, opts.outputs.experiment());
-        if let Some(path) = &opts.resume {
-            net.load(path)?;
-        }
-        let mut trainer = scratch::train::Trainer::new(net, SGDMomentum::new(0.01, 0.9, Decay::None)?);
-        let report = trainer.fit(&train, &test, &options(opts, engine), &mut progress)?;
-        let net = &mut trainer.net;
-        net.save(opts.outputs.checkpoint(engine))?;
-        let recon = net.forward(&test.select(&index).x, Mode::Eval)?.mapv(|v| v.as_f64());
-        let mut codes = Vec::new();
-        for &start in &chunks {
-            let mut h = test.x.slice_axis(Axis(0), (start..(start + 500).min(test.len())).into()).to_owned();
-            for (_, layer) in &net.leaves()[..AUTOENCODER_ENCODER_LAYERS] {
-                h = layer.infer(h)?;
-            }
-            codes.push(h.mapv(|v| v.as_f64()).into_dimensionality::<Ix2>()?);
-        }
-        (report, recon, codes)
-    } else {
-        let vs = torch::var_store::<F>(opts.device.resolve()?);
-        let mut model = torch::Net::new(vs.root(), &spec, &mut RandomState::new(opts.seed))?;
-        model.set_metadata(crate::experiments::resume::EXPERIMENT, opts.outputs.experiment());
-        if let Some(path) = &opts.resume {
-            model.load(path)?;
-        }
-        let optim = torch::optim::SGDMomentum::new(0.01, 0.9, Decay::None)?;
-        let mut trainer = torch::train::Trainer::new(model, loss, optim);
-        let report = trainer.fit(&train, &test, &options(opts, engine), &mut progress)?;
-        let model = &trainer.net;
-        model.save(opts.outputs.checkpoint(engine))?;
-        let recon = tch::no_grad(|| model.f_forward_t(&model.input(&to_tensor(&test.select(&index).x)), false))?;
-        let recon = to_array::<f64>(&recon);
-        let mut codes = Vec::new();
-        for &start in &chunks {
-            let x = test.x.slice_axis(Axis(0), (start..(start + 500).min(test.len())).into()).to_owned();
-            let mut h = model.input(&to_tensor(&x));
-            for (_, layer) in &model.leaves()[..AUTOENCODER_ENCODER_LAYERS] {
-                h = tch::no_grad(|| layer.f_forward_t(&h, false))?;
-            }
-            codes.push(to_array::<f64>(&h).into_dimensionality::<Ix2>()?);
-        }
-        (report, recon, codes)
-    };
+    let optim = OptimSpec::momentum(0.01, 0.9);
+    let (report, net) = net.fit(&optim, (&train, &test), &options(opts, engine), &mut progress)?;
+    net.save(&opts.outputs.checkpoint(engine))?;
+    let recon = net.predict(&test.select(&shown(&m.test_labels)).x)?.mapv(|v| v.as_f64());
+    let mut codes = Vec::new();
+    for start in (0..test.len()).step_by(500) {
+        let x = test.x.slice_axis(Axis(0), (start..(start + 500).min(test.len())).into()).to_owned();
+        let h = net.forward_leaves(&x, AUTOENCODER_ENCODER_LAYERS)?;
+        codes.push(h.mapv(|v| v.as_f64()).into_dimensionality::<Ix2>()?);
+    }
     let views: Vec<_> = codes.iter().map(|c| c.view()).collect();
     let codes = ndarray::concatenate(Axis(0), &views)?;
     let test_mse = report.evaluations.last().map_or(f64::NAN, |e| e.loss);

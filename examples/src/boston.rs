@@ -7,15 +7,16 @@ use std::time::Instant;
 
 use anyhow::Result;
 use scratch::data::boston::{self, Split};
-use scratch::fundamentals::{self, BiasGradient, LinearRegression, StepByStep, TrainConfig, TwoLayerNet};
 use scratch::metrics::{mae, rmse};
 use scratch::network::InitSeeding;
 use scratch::prelude::*;
-use scratch::spec::MseReduction;
-use scratch::train::FitReport;
+use scratch::spec::{MseReduction, OptimSpec};
+use scratch::step_by_step::{self, BiasGradient, LinearRegression, StepByStep, TrainConfig, TwoLayerNet};
+use torch::Device;
 
 use crate::engine::{Engine, Engines};
 use crate::experiments::{Opt, Outputs, Prepared, Ran, Settings};
+use crate::network::Network;
 use crate::plot::{line_chart, Chart, Series};
 use crate::progress::ProgressObserver;
 use crate::table::Table;
@@ -60,7 +61,7 @@ fn chapter2<M: StepByStep<f64>>(
 ) -> Result<(Vec<f64>, f64)> {
     let start = Instant::now();
     let config = TrainConfig { iterations, learning_rate: 0.001, batch_size: 23 };
-    let losses = fundamentals::train(model, &data.x_train, &data.y_train, &config, rng)
+    let losses = step_by_step::train(model, &data.x_train, &data.y_train, &config, rng)
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     Ok((losses, start.elapsed().as_secs_f64()))
 }
@@ -72,14 +73,6 @@ pub fn chapter3_spec(hidden: &[usize]) -> NetSpec {
         hidden.iter().map(|&h| LayerSpec::Dense(DenseSpec::new(h).activation(Activation::Sigmoid))).collect();
     layers.push(LayerSpec::Dense(DenseSpec::new(1)));
     NetSpec::new(&[boston::FEATURES], layers)
-}
-
-/// The chapter-3 network built with the book's seed.
-///
-/// # Errors
-/// None in practice (the description is valid).
-pub fn chapter3_network(hidden: &[usize], seed: u32) -> Result<NeuralNetwork<f64>> {
-    Ok(NeuralNetwork::from_spec(&chapter3_spec(hidden), MeanSquaredError::new(), &mut RandomState::new(seed))?)
 }
 
 /// The chapter-3 training settings: 50 epochs, evaluation every 10, batches of 32, the book's seed and
@@ -123,15 +116,15 @@ impl Chapter2Model for TwoLayerNet<f64> {
     }
 }
 
-impl Chapter2Model for torch::fundamentals::LinearRegression {
+impl Chapter2Model for torch::step_by_step::LinearRegression {
     fn predict(&self, x: &ndarray::ArrayView2<f64>) -> ndarray::Array2<f64> {
-        torch::fundamentals::LinearRegression::predict(self, x)
+        torch::step_by_step::LinearRegression::predict(self, x)
     }
 }
 
-impl Chapter2Model for torch::fundamentals::TwoLayerNet {
+impl Chapter2Model for torch::step_by_step::TwoLayerNet {
     fn predict(&self, x: &ndarray::ArrayView2<f64>) -> ndarray::Array2<f64> {
-        torch::fundamentals::TwoLayerNet::predict(self, x)
+        torch::step_by_step::TwoLayerNet::predict(self, x)
     }
 }
 
@@ -148,32 +141,6 @@ fn chapter2_run<M: Chapter2Model>(
     let (losses, seconds) = chapter2(model, &mut m, iterations, &mut rng, data)?;
     let (mae, rmse) = evaluate(&m.predict(&data.x_test.view()), data);
     Ok((Outcome { model: model.into(), engine, mae, rmse, book, seconds }, losses))
-}
-
-/// The chapter-3 model `hidden` trained by the torch engine with the from-scratch settings.
-fn chapter3_torch(
-    name: &str,
-    hidden: &[usize],
-    seed: u32,
-    data: &Split<f64>,
-    quiet: bool,
-) -> Result<(f64, f64, FitReport)> {
-    let vs = torch::var_store::<f64>(tch::Device::Cpu);
-    let model = torch::Net::new(vs.root(), &chapter3_spec(hidden), &mut RandomState::new(seed))?;
-    let optim = torch::optim::SGD::new(0.01, scratch::optim::Decay::None)?;
-    let mut trainer = torch::train::Trainer::new(model, LossSpec::MSE, optim);
-    let (train, test) = datasets(data)?;
-    let mut progress = ProgressObserver::new(format!("{name} torch"), quiet);
-    let report = trainer.fit(&train, &test, &chapter3_options(seed), &mut progress)?;
-    let preds = predict_torch(&trainer.net, &data.x_test)?;
-    Ok((mae(&preds, &test.y), rmse(&preds, &test.y), report))
-}
-
-/// The torch network's predictions for `x`, in evaluation mode.
-fn predict_torch(net: &torch::Net, x: &ndarray::Array2<f64>) -> Result<ndarray::ArrayD<f64>> {
-    use torch::convert::{to_array, to_tensor};
-    let scores = tch::no_grad(|| net.f_forward_t(&net.input(&to_tensor(x)), false))?;
-    Ok(to_array::<f64>(&scores))
 }
 
 fn datasets(data: &Split<f64>) -> Result<(Dataset<f64>, Dataset<f64>)> {
@@ -200,136 +167,67 @@ pub fn run(data_dir: &Path, engines: Engines, quiet: bool) -> Result<BostonResul
 /// # Errors
 /// A training failure.
 pub fn run_on(data: &Split<f64>, engines: Engines, quiet: bool) -> Result<BostonResults> {
-    let (use_scratch, use_torch) = (engines.contains(Engine::Scratch), engines.contains(Engine::Torch));
     let mut outcomes = Vec::new();
+    // Each chapter-2 loss curve once: the first engine's.
     let mut chapter2_losses = Vec::new();
-
-    let ls_book = Some((3.5671, 5.0476, 4));
-    let ls_name = "ch2 least squares (closed form)";
-    if use_scratch {
+    let mut chapter3_validation = Vec::new();
+    for (i, engine) in engines.iter().enumerate() {
         let start = Instant::now();
-        let ls = fundamentals::least_squares(&data.x_train, &data.y_train)?;
-        let (m, r) = evaluate(&ls.predict(&data.x_test.view()), data);
-        outcomes.push(Outcome {
-            model: ls_name.into(),
-            engine: Engine::Scratch,
-            mae: m,
-            rmse: r,
-            book: ls_book,
-            seconds: start.elapsed().as_secs_f64(),
-        });
-    }
-    if use_torch {
-        let start = Instant::now();
-        let ls = torch::fundamentals::least_squares(&data.x_train, &data.y_train);
-        let (m, r) = evaluate(&ls.predict(&data.x_test.view()), data);
-        outcomes.push(Outcome {
-            model: ls_name.into(),
-            engine: Engine::Torch,
-            mae: m,
-            rmse: r,
-            book: ls_book,
-            seconds: start.elapsed().as_secs_f64(),
-        });
-    }
+        let preds = match engine {
+            Engine::Scratch => step_by_step::least_squares(&data.x_train, &data.y_train)?.predict(&data.x_test.view()),
+            Engine::Torch => {
+                torch::step_by_step::least_squares(&data.x_train, &data.y_train).predict(&data.x_test.view())
+            }
+        };
+        let (mae, rmse) = evaluate(&preds, data);
+        let seconds = start.elapsed().as_secs_f64();
+        let (model, book) = ("ch2 least squares (closed form)".into(), Some((3.5671, 5.0476, 4)));
+        outcomes.push(Outcome { model, engine, mae, rmse, book, seconds });
 
-    let lr_name = "ch2 linear regression, step by step";
-    let lr_book = Some((3.5644, 5.0497, 4));
-    let features = boston::FEATURES;
-    if use_scratch {
-        let (o, l) = chapter2_run(
-            (lr_name, Engine::Scratch, lr_book),
-            180_708,
-            1000,
-            |r| LinearRegression::init(features, r),
-            data,
-        )?;
+        let features = boston::FEATURES;
+        let linear = ("ch2 linear regression, step by step", engine, Some((3.5644, 5.0497, 4)));
+        let (o, l) = match engine {
+            Engine::Scratch => chapter2_run(linear, 180_708, 1000, |r| LinearRegression::init(features, r), data)?,
+            Engine::Torch => {
+                chapter2_run(linear, 180_708, 1000, |r| torch::step_by_step::LinearRegression::init(features, r), data)?
+            }
+        };
         outcomes.push(o);
-        chapter2_losses.push(("linear regression".to_string(), l));
-    }
-    if use_torch {
-        let (o, l) = chapter2_run(
-            (lr_name, Engine::Torch, lr_book),
-            180_708,
-            1000,
-            |r| torch::fundamentals::LinearRegression::init(features, r),
-            data,
-        )?;
-        outcomes.push(o);
-        if !use_scratch {
+        if i == 0 {
             chapter2_losses.push(("linear regression".to_string(), l));
         }
-    }
-    for (quirk, label, book) in [
-        (BiasGradient::BookCollapsed, "ch2 two-layer net (book's bias bug)", Some((2.5951, 3.8851, 4))),
-        (BiasGradient::Correct, "ch2 two-layer net (correct gradient)", None),
-    ] {
-        let short = label.trim_start_matches("ch2 ").to_string();
-        if use_scratch {
-            let (o, l) = chapter2_run(
-                (label, Engine::Scratch, book),
-                180_807,
-                10_000,
-                |r| TwoLayerNet::init(features, 13, quirk, r),
-                data,
-            )?;
+        for (quirk, label, book) in [
+            (BiasGradient::BookCollapsed, "ch2 two-layer net (book's bias bug)", Some((2.5951, 3.8851, 4))),
+            (BiasGradient::Correct, "ch2 two-layer net (correct gradient)", None),
+        ] {
+            let model = (label, engine, book);
+            let (o, l) = match engine {
+                Engine::Scratch => {
+                    chapter2_run(model, 180_807, 10_000, |r| TwoLayerNet::init(features, 13, quirk, r), data)?
+                }
+                Engine::Torch => chapter2_run(
+                    model,
+                    180_807,
+                    10_000,
+                    |r| torch::step_by_step::TwoLayerNet::init(features, 13, quirk, r),
+                    data,
+                )?,
+            };
             outcomes.push(o);
-            chapter2_losses.push((short.clone(), l));
-        }
-        if use_torch {
-            let (o, l) = chapter2_run(
-                (label, Engine::Torch, book),
-                180_807,
-                10_000,
-                |r| torch::fundamentals::TwoLayerNet::init(features, 13, quirk, r),
-                data,
-            )?;
-            outcomes.push(o);
-            if !use_scratch {
-                chapter2_losses.push((short, l));
+            if i == 0 {
+                chapter2_losses.push((label.trim_start_matches("ch2 ").to_string(), l));
             }
         }
-    }
 
-    let (train, test) = datasets(data)?;
-    let mut chapter3_validation = Vec::new();
-    for (name, hidden, (book_mae, book_rmse)) in CHAPTER3_MODELS {
-        let seed = 20_190_501;
-        let short = name.split(':').next().unwrap_or(name);
-        let book = Some((book_mae, book_rmse, 2));
-        if use_scratch {
-            let mut trainer = Trainer::new(chapter3_network(hidden, seed)?, SGD::new(0.01)?);
-            let mut progress = ProgressObserver::new(format!("{short} scratch"), quiet);
-            let report = trainer.fit(&train, &test, &chapter3_options(seed), &mut progress)?;
-            let preds = trainer.net.predict(&data.x_test)?;
-            let seconds = report.train_time.as_secs_f64();
-            outcomes.push(Outcome {
-                model: name.into(),
-                engine: Engine::Scratch,
-                mae: mae(&preds, &test.y),
-                rmse: rmse(&preds, &test.y),
-                book,
-                seconds,
-            });
-            chapter3_validation.push((
-                format!("{short} scratch"),
-                report.evaluations.iter().map(|e| (e.epoch as f64, e.loss)).collect(),
-            ));
-        }
-        if use_torch {
-            let (m, r, report) = chapter3_torch(short, hidden, seed, data, quiet)?;
-            outcomes.push(Outcome {
-                model: name.into(),
-                engine: Engine::Torch,
-                mae: m,
-                rmse: r,
-                book,
-                seconds: report.train_time.as_secs_f64(),
-            });
-            chapter3_validation.push((
-                format!("{short} torch"),
-                report.evaluations.iter().map(|e| (e.epoch as f64, e.loss)).collect(),
-            ));
+        for (name, hidden, (book_mae, book_rmse)) in CHAPTER3_MODELS {
+            let seed = 20_190_501;
+            let short = name.split(':').next().unwrap_or(name);
+            let book = Some((book_mae, book_rmse, 2));
+            let net = Network::new(engine, (&chapter3_spec(hidden), LossSpec::MSE), seed, Device::Cpu, "boston")?;
+            let (outcome, curve) =
+                fit_network(net, (name, book), &OptimSpec::sgd(0.01), &chapter3_options(seed), data, quiet)?;
+            outcomes.push(outcome);
+            chapter3_validation.push((format!("{short} {engine}"), curve));
         }
     }
     for engine in engines.iter() {
@@ -337,7 +235,37 @@ pub fn run_on(data: &Split<f64>, engines: Engines, quiet: bool) -> Result<Boston
         outcomes.push(outcome);
         chapter3_validation.push((format!("ch7 BostonModel {engine}"), curve));
     }
+    // Each model's engines side by side, the models in the order they trained (a stable sort).
+    let mut models: Vec<String> = Vec::new();
+    for o in &outcomes {
+        if !models.contains(&o.model) {
+            models.push(o.model.clone());
+        }
+    }
+    outcomes.sort_by_key(|o| models.iter().position(|m| *m == o.model));
     Ok(BostonResults { outcomes, chapter2_losses, chapter3_validation })
+}
+
+/// Trains `net` (the model named `name`, with the book's numbers `book`) with `optim` and `options`;
+/// returns its test outcome and its validation curve.
+fn fit_network(
+    net: Network<f64>,
+    (name, book): (&str, Option<(f64, f64, usize)>),
+    optim: &OptimSpec,
+    options: &FitOptions,
+    data: &Split<f64>,
+    quiet: bool,
+) -> Result<(Outcome, Vec<(f64, f64)>)> {
+    let engine = net.engine();
+    let (train, test) = datasets(data)?;
+    let short = name.split(':').next().unwrap_or(name);
+    let mut progress = ProgressObserver::new(format!("{short} {engine}"), quiet);
+    let (report, net) = net.fit(optim, (&train, &test), options, &mut progress)?;
+    let preds = net.predict(&data.x_test.clone().into_dyn())?.into_dimensionality::<ndarray::Ix2>()?;
+    let (mae, rmse) = evaluate(&preds, data);
+    let seconds = report.train_time.as_secs_f64();
+    let outcome = Outcome { model: name.into(), engine, mae, rmse, book, seconds };
+    Ok((outcome, report.evaluations.iter().map(|e| (e.epoch as f64, e.loss)).collect()))
 }
 
 /// Trains chapter 7's `BostonModel` ([`book::boston_model`]) with `engine`: PyTorch's mean
@@ -354,35 +282,10 @@ fn chapter7(engine: Engine, data: &Split<f64>, quiet: bool) -> Result<(Outcome, 
         early_stopping: false,
         ..Default::default()
     };
-    let (train, test) = datasets(data)?;
-    let spec = book::boston_model();
     let loss = LossSpec::MeanSquaredError(MseReduction::Mean);
-    let mut progress = ProgressObserver::new(format!("ch7 BostonModel {engine}"), quiet);
-    let (preds, report) = if engine == Engine::Scratch {
-        let net = NeuralNetwork::from_spec(&spec, loss.build::<f64>(), &mut RandomState::new(SEED))?;
-        let mut trainer = Trainer::new(net, scratch::optim::SGDMomentum::new(0.001, 0.9, scratch::optim::Decay::None)?);
-        let report = trainer.fit(&train, &test, &options, &mut progress)?;
-        (trainer.net.predict(&data.x_test)?, report)
-    } else {
-        let vs = torch::var_store::<f64>(tch::Device::Cpu);
-        let options_torch = torch::Options { masks: torch::layers::Masks::Shared, ..Default::default() };
-        let model = torch::Net::with_options(vs.root(), &spec, options_torch, &mut RandomState::new(SEED))?;
-        let optim = torch::optim::SGDMomentum::new(0.001, 0.9, scratch::optim::Decay::None)?;
-        let mut trainer = torch::train::Trainer::new(model, loss, optim);
-        let report = trainer.fit(&train, &test, &options, &mut progress)?;
-        (predict_torch(&trainer.net, &data.x_test)?, report)
-    };
-    let preds = preds.into_dimensionality::<ndarray::Ix2>()?;
-    let (m, r) = evaluate(&preds, data);
-    let outcome = Outcome {
-        model: "ch7 BostonModel: Dense(13, tanh, dropout), Dense(1)".into(),
-        engine,
-        mae: m,
-        rmse: r,
-        book: None,
-        seconds: report.train_time.as_secs_f64(),
-    };
-    Ok((outcome, report.evaluations.iter().map(|e| (e.epoch as f64, e.loss)).collect()))
+    let net = Network::new(engine, (&book::boston_model(), loss), SEED, Device::Cpu, "boston")?;
+    let name = "ch7 BostonModel: Dense(13, tanh, dropout), Dense(1)";
+    fit_network(net, (name, None), &OptimSpec::momentum(0.001, 0.9), &options, data, quiet)
 }
 
 impl BostonResults {

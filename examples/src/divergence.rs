@@ -38,7 +38,7 @@ pub const RATES: [f64; 2] = [0.2, 0.03];
 pub const STEPS: [usize; 7] = [10, 50, 100, 200, 400, 1000, 2000];
 
 /// The differences measured at one learning rate.
-pub struct Divergence {
+pub struct RoundingDrift {
     /// The initial learning rate.
     pub rate: f64,
     /// At each of [`STEPS`], the relative difference of the batch loss of the perturbed from-scratch run,
@@ -61,7 +61,7 @@ pub fn load(data_dir: &Path) -> Result<Dataset<f64>> {
 ///
 /// # Errors
 /// A training failure.
-pub fn run(train: &Dataset<f64>, rates: &[f64]) -> Result<Vec<Divergence>> {
+pub fn run(train: &Dataset<f64>, rates: &[f64]) -> Result<Vec<RoundingDrift>> {
     let hidden = [(178, Activation::Tanh), (46, Activation::Tanh)];
     let spec = book::chapter4_mlp(&hidden, Activation::Linear, WeightInit::Glorot, None);
     let loss = LossSpec::CROSS_ENTROPY;
@@ -101,13 +101,13 @@ pub fn run(train: &Dataset<f64>, rates: &[f64]) -> Result<Vec<Divergence>> {
         let c = losses.0;
         let rel = |p: f64, q: f64| (p - q).abs() / q.abs();
         let differences = STEPS.iter().map(|&s| (rel(b[s - 1], a[s - 1]), rel(c[s - 1], a[s - 1]))).collect();
-        out.push(Divergence { rate: lr, differences });
+        out.push(RoundingDrift { rate: lr, differences });
     }
     Ok(out)
 }
 
 /// The results as a table.
-pub fn table(results: &[Divergence]) -> Table {
+pub fn table(results: &[RoundingDrift]) -> Table {
     let mut headers = vec!["learning rate".to_string(), "compared with scratch".to_string()];
     headers.extend(STEPS.iter().map(|s| format!("step {s}")));
     let headers: Vec<&str> = headers.iter().map(String::as_str).collect();

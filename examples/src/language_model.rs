@@ -12,10 +12,10 @@ use ndarray::{s, Array3, ArrayD, Axis};
 use scratch::data::text::{self, Vocabulary};
 use scratch::network::NeuralNetwork;
 use scratch::ops::Mode;
-use scratch::optim::{AdaGrad, Adam, AdamConfig, Clip, Clipped, Decay, WeightDecay};
+use scratch::optim::{AdamConfig, Clip, WeightDecay};
 use scratch::rng::RandomState;
 use scratch::rnn::{one_hot, sample_index, CharWindows};
-use scratch::spec::{book, CellKind, LossSpec, NetSpec, StateMode};
+use scratch::spec::{book, CellKind, LossSpec, NetSpec, OptimSpec, StateMode};
 use scratch::train::Divergence;
 use tch::Tensor;
 use torch::convert::{to_array, to_tensor, TorchFloat};
@@ -70,17 +70,8 @@ pub const CHAPTER7_OPTIONS: &[Opt] = &[
 /// At most this many held-out characters are scored at each evaluation.
 const VALIDATION_CHARS: usize = 50_000;
 
-/// The optimizer of a language model (each clipped as [`LmOptions::clip`] says).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum LmOptimizer {
-    /// AdaGrad, the book's chapter 6.
-    AdaGrad,
-    /// Adam with L2 weight decay, the book's chapter 7 (`Adam(lr=0.001, weight_decay=1e-5)`).
-    Adam {
-        /// The weight decay.
-        weight_decay: f64,
-    },
-}
+/// Every language model's gradients are clipped to this global norm before each update.
+const CLIP: Clip = Clip::Norm(5.0);
 
 /// How the model is trained.
 #[derive(Clone, Debug)]
@@ -101,16 +92,12 @@ pub struct LmOptions {
     pub iterations: usize,
     /// Iterations between validations.
     pub eval_every: usize,
-    /// The optimizer.
-    pub optimizer: LmOptimizer,
-    /// Its learning rate.
-    pub lr: f64,
+    /// The optimizer, its learning rate and its clipping.
+    pub optimizer: OptimSpec,
     /// Train on only the first this many characters of the corpus (the book's text had 100 000).
     pub corpus_chars: Option<usize>,
     /// The share of the corpus held out for validation, from its end.
     pub validation_share: f64,
-    /// Gradient clipping before every update.
-    pub clip: Clip,
     /// The book's consecutive windows with the state carried between batches, instead of windows at
     /// random places with the state reset.
     pub book_windows: bool,
@@ -138,8 +125,8 @@ impl LmOptions {
         LmOptions {
             hidden: 0,
             steps: 50,
-            optimizer: LmOptimizer::Adam { weight_decay: 1e-5 },
-            lr: 0.001,
+            optimizer: OptimSpec::adam(0.001, AdamConfig { weight_decay: WeightDecay::L2(1e-5), ..Default::default() })
+                .clip(CLIP),
             book_windows: true,
             corpus_chars: Some(100_000),
             validation_share: 0.2,
@@ -161,11 +148,9 @@ impl Default for LmOptions {
             batch: 32,
             iterations: 2000,
             eval_every: 250,
-            optimizer: LmOptimizer::AdaGrad,
-            lr: 0.05,
+            optimizer: OptimSpec::adagrad(0.05).clip(CLIP),
             corpus_chars: None,
             validation_share: 0.1,
-            clip: Clip::Norm(5.0),
             book_windows: false,
             seed: 20_190_825,
             temperature: 0.7,
@@ -276,11 +261,11 @@ trait LanguageModel {
     fn save(&self, path: &Path) -> Result<()>;
 }
 
-struct ScratchLm<F: TorchFloat, O: scratch::optim::Optimizer<F>> {
-    trainer: scratch::train::Trainer<F, O>,
+struct ScratchLm<F: TorchFloat> {
+    trainer: scratch::train::Trainer<F, Box<dyn scratch::optim::Optimizer<F>>>,
 }
 
-impl<F: TorchFloat, O: scratch::optim::Optimizer<F>> LanguageModel for ScratchLm<F, O> {
+impl<F: TorchFloat> LanguageModel for ScratchLm<F> {
     fn start(&mut self, _text: &[usize]) -> Result<()> {
         Ok(())
     }
@@ -317,8 +302,8 @@ impl<F: TorchFloat, O: scratch::optim::Optimizer<F>> LanguageModel for ScratchLm
     }
 }
 
-struct TorchLm<O: torch::optim::Optimizer> {
-    trainer: torch::train::Trainer<O>,
+struct TorchLm {
+    trainer: torch::train::Trainer<Box<dyn torch::optim::Optimizer>>,
     /// The training text, on the network's device.
     text: Option<Tensor>,
 }
@@ -328,7 +313,7 @@ fn indices(v: &[usize]) -> Tensor {
     Tensor::from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>())
 }
 
-impl<O: torch::optim::Optimizer> LanguageModel for TorchLm<O> {
+impl LanguageModel for TorchLm {
     fn start(&mut self, text: &[usize]) -> Result<()> {
         self.text = Some(torch::sync::upload(&indices(text), self.trainer.net.device())?);
         Ok(())
@@ -490,11 +475,12 @@ fn train(
     Ok(result)
 }
 
-/// Trains one engine's copy of the network with `O` (scratch) or `P` (torch).
-fn train_engine<F: TorchFloat, O: scratch::optim::Optimizer<F>, P: torch::optim::Optimizer>(
+/// Trains one engine's copy of the network.
+fn train_engine<F: TorchFloat>(
     engine: Engine,
-    (corpus, opts, outputs): (&Corpus, &LmOptions, &Outputs),
-    (ours, theirs): (O, P),
+    corpus: &Corpus,
+    opts: &LmOptions,
+    outputs: &Outputs,
 ) -> Result<LmResult> {
     let spec = network(opts, corpus.vocab.len());
     match engine {
@@ -504,7 +490,8 @@ fn train_engine<F: TorchFloat, O: scratch::optim::Optimizer<F>, P: torch::optim:
             if let Some(path) = &opts.resume {
                 net.load(path)?;
             }
-            let mut model = ScratchLm { trainer: scratch::train::Trainer::new(net, Clipped::new(ours, opts.clip)) };
+            let optim = scratch::optim::build::<F>(&opts.optimizer)?;
+            let mut model = ScratchLm { trainer: scratch::train::Trainer::new(net, optim) };
             train(engine, &mut model, corpus, opts, outputs)
         }
         Engine::Torch => {
@@ -514,7 +501,7 @@ fn train_engine<F: TorchFloat, O: scratch::optim::Optimizer<F>, P: torch::optim:
             if let Some(path) = &opts.resume {
                 model.load(path)?;
             }
-            let trainer = torch::train::Trainer::new(model, LOSS, torch::optim::Clipped::new(theirs, opts.clip));
+            let trainer = torch::train::Trainer::new(model, LOSS, torch::optim::build(&opts.optimizer)?);
             train(engine, &mut TorchLm { trainer, text: None }, corpus, opts, outputs)
         }
     }
@@ -530,23 +517,15 @@ pub fn train_all<F: TorchFloat>(corpus: &Corpus, opts: &LmOptions, outputs: &Out
     outputs.create_dir()?;
     let mut results = Vec::new();
     for engine in opts.engines.iter() {
-        let run = (corpus, opts, outputs);
-        let result = match opts.optimizer {
-            LmOptimizer::AdaGrad => train_engine::<F, _, _>(
-                engine,
-                run,
-                (AdaGrad::new(opts.lr, Decay::None)?, torch::optim::AdaGrad::new(opts.lr, Decay::None)?),
-            ),
-            LmOptimizer::Adam { weight_decay } => {
-                let config = AdamConfig { weight_decay: WeightDecay::L2(weight_decay), ..Default::default() };
-                let ours = Adam::with_config(opts.lr, Decay::None, config)?;
-                let theirs = torch::optim::Adam::with_config(opts.lr, Decay::None, config)?;
-                train_engine::<F, _, _>(engine, run, (ours, theirs))
-            }
-        };
+        let result = train_engine::<F>(engine, corpus, opts, outputs);
         results.push(result.with_context(|| format!("{}: the {engine} engine", outputs.experiment()))?);
     }
     Ok(results)
+}
+
+/// `text` as a person reads it: control characters escaped (`\n`), every other character as it is.
+fn visible(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// Checks that every character of `prompt` is in `vocab`.
@@ -561,12 +540,11 @@ pub(crate) fn check_prompt(prompt: &str, vocab: &Vocabulary) -> Result<()> {
         }
     }
     if !missing.is_empty() {
-        let quoted = |c: &char| format!("'{}'", c.escape_default());
-        let missing: Vec<String> = missing.iter().map(quoted).collect();
-        let vocabulary: String = vocab.chars().iter().collect::<String>().escape_default().to_string();
+        let missing: Vec<String> = missing.iter().map(|&c| format!("'{}'", visible(&c.to_string()))).collect();
+        let vocabulary = visible(&vocab.chars().iter().collect::<String>());
         bail!(
             "--prompt \"{}\": {} not in the vocabulary of the training text; use only its {} characters, \"{vocabulary}\"",
-            prompt.escape_default(),
+            visible(prompt),
             missing.join(", "),
             vocab.len()
         );
@@ -771,7 +749,7 @@ fn prepare_typed<F: TorchFloat>(
         hidden: o.count(Opt::Hidden).unwrap_or(defaults.hidden),
         layers: o.count(Opt::Layers).unwrap_or(defaults.layers),
         iterations: o.count(Opt::Iterations).unwrap_or(defaults.iterations),
-        lr: o.number(Opt::Lr).unwrap_or(defaults.lr),
+        optimizer: OptimSpec { lr: o.number(Opt::Lr).unwrap_or(defaults.optimizer.lr), ..defaults.optimizer },
         book_windows: o.flag(Opt::BookWindows) || defaults.book_windows,
         seed: o.seed().unwrap_or(defaults.seed),
         temperature: o.number(Opt::Temperature).unwrap_or(defaults.temperature),
@@ -784,6 +762,7 @@ fn prepare_typed<F: TorchFloat>(
     let corpus = corpus(&settings.data, &WORKS, opts.corpus_chars, opts.validation_share)
         .context("loading the Shakespeare corpus")?;
     let opts = fit_to(&opts, &corpus)?;
+    opts.optimizer.validate().context("the optimizer")?;
     let spec = network(&opts, corpus.vocab.len());
     spec.check_memory().context("the network")?;
     spec.check_step(opts.batch, std::mem::size_of::<F>()).context("the network")?;

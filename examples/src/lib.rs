@@ -14,6 +14,7 @@ pub mod gpt;
 pub mod language_model;
 pub mod metrics;
 pub mod mnist;
+pub mod network;
 pub mod plot;
 pub mod progress;
 pub mod reproduce;

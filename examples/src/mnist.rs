@@ -8,17 +8,15 @@ use std::rc::Rc;
 use anyhow::{Context, Result};
 use ndarray::Array2;
 use scratch::data::mnist::{self, Mnist};
-use scratch::network::{InitSeeding, NeuralNetwork};
-use scratch::optim::Decay;
-use scratch::rng::RandomState;
-use scratch::spec::{LossSpec, NetSpec};
+use scratch::network::InitSeeding;
+use scratch::spec::{LossSpec, NetSpec, OptimSpec};
 use scratch::train::{Dataset, FitOptions, FitReport, EVAL_CHUNK};
-use torch::convert::{to_array, to_tensor, TorchFloat};
-use torch::layers::Masks;
+use torch::convert::TorchFloat;
 
 use crate::engine::{Engine, Engines};
 use crate::experiments::options::{Dtype, ImageSet};
 use crate::experiments::{resume, Cache, Experiment, Opt, Outputs, Prepared, Ran, Settings};
+use crate::network::Network;
 use crate::progress::ProgressObserver;
 use crate::table::Table;
 
@@ -47,23 +45,6 @@ impl LossChoice {
     }
 }
 
-/// The optimizer of an experiment.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum OptimChoice {
-    /// Plain SGD.
-    Sgd {
-        /// Learning rate.
-        lr: f64,
-    },
-    /// The book's momentum SGD with a decay schedule.
-    Momentum {
-        /// Initial learning rate.
-        lr: f64,
-        /// Decay to the final rate.
-        decay: Decay,
-    },
-}
-
 /// How an MNIST classifier is trained (its registry entry says what it is).
 #[derive(Clone, Debug)]
 pub struct Classifier {
@@ -72,7 +53,7 @@ pub struct Classifier {
     /// The loss.
     pub loss: LossChoice,
     /// The optimizer.
-    pub optim: OptimChoice,
+    pub optim: OptimSpec,
     /// Epochs (the book's).
     pub epochs: usize,
     /// Evaluate every this many epochs.
@@ -86,7 +67,7 @@ pub struct Classifier {
 
 impl Classifier {
     /// A chapter-4 network with the book's other settings: softmax cross-entropy, early stopping.
-    pub const fn chapter4(network: fn() -> NetSpec, optim: OptimChoice, epochs: usize, eval_every: usize) -> Self {
+    pub const fn chapter4(network: fn() -> NetSpec, optim: OptimSpec, epochs: usize, eval_every: usize) -> Self {
         Classifier {
             network,
             loss: LossChoice::SoftmaxCrossEntropy,
@@ -181,91 +162,35 @@ fn fit_options(c: &Classifier, opts: &RunOptions, engine: Engine) -> FitOptions 
     }
 }
 
-fn accuracy_of(scores: ndarray::ArrayD<impl TorchFloat>, labels: &[usize]) -> Result<f64> {
-    Ok(scratch::metrics::accuracy(&scores, labels)? * 100.0)
-}
-
 /// The final model's test accuracy in percent, evaluated in slices.
-fn test_accuracy<F: TorchFloat>(
-    test: &Dataset<F>,
-    labels: &[usize],
-    mut predict: impl FnMut(ndarray::ArrayD<F>) -> Result<ndarray::ArrayD<F>>,
-) -> Result<f64> {
+fn test_accuracy<F: TorchFloat>(net: &Network<F>, test: &Dataset<F>, labels: &[usize]) -> Result<f64> {
     let mut correct = 0.0;
     for start in (0..test.len()).step_by(EVAL_CHUNK) {
         let end = (start + EVAL_CHUNK).min(test.len());
         let x = test.x.slice_axis(ndarray::Axis(0), (start..end).into()).to_owned();
-        correct += accuracy_of(predict(x)?, &labels[start..end])? * (end - start) as f64;
+        correct += scratch::metrics::accuracy(&net.predict(&x)?, &labels[start..end])? * (end - start) as f64;
     }
-    Ok(correct / test.len() as f64)
+    Ok(correct / test.len() as f64 * 100.0)
 }
 
-fn run_scratch<F: TorchFloat>(
+/// Trains classifier `c` in `engine`: the same initial weights, batches and masks in either.
+fn run_engine<F: TorchFloat>(
     (name, c): (&str, &Classifier),
+    engine: Engine,
     data: &MnistData<F>,
     opts: &RunOptions,
 ) -> Result<EngineResult> {
     let spec = (c.network)();
-    let mut net = NeuralNetwork::from_spec(&spec, c.loss.spec().build::<F>(), &mut RandomState::new(opts.seed))?;
-    net.set_metadata(crate::experiments::resume::EXPERIMENT, opts.outputs.experiment());
+    let mut net = Network::<F>::new(engine, (&spec, c.loss.spec()), opts.seed, opts.device, opts.outputs.experiment())?;
     if let Some(path) = &opts.resume {
         net.load(path)?;
     }
     let (train, test) = (shaped(&data.train, &spec.input)?, shaped(&data.test, &spec.input)?);
-    let mut progress = ProgressObserver::new(format!("{name} scratch {}", F::NAME), opts.quiet);
-    let options = fit_options(c, opts, Engine::Scratch);
-    let (report, net) = match c.optim {
-        OptimChoice::Sgd { lr } => {
-            let mut t = scratch::train::Trainer::new(net, scratch::optim::SGD::new(lr)?);
-            (t.fit(&train, &test, &options, &mut progress)?, t.net)
-        }
-        OptimChoice::Momentum { lr, decay } => {
-            let mut t = scratch::train::Trainer::new(net, scratch::optim::SGDMomentum::new(lr, 0.9, decay)?);
-            (t.fit(&train, &test, &options, &mut progress)?, t.net)
-        }
-    };
-    let accuracy = test_accuracy(&test, &data.labels, |x| Ok(net.predict(&x)?))?;
-    net.save(opts.outputs.checkpoint(Engine::Scratch))?;
-    Ok(EngineResult { engine: Engine::Scratch, report, accuracy })
-}
-
-fn run_torch<F: TorchFloat>(
-    (name, c): (&str, &Classifier),
-    data: &MnistData<F>,
-    opts: &RunOptions,
-) -> Result<EngineResult> {
-    let device = opts.device.resolve()?;
-    let spec = (c.network)();
-    // The same dropout masks as the from-scratch engine on the CPU; libtorch's own generator on a GPU
-    // (the numpy-compatible stream runs on the CPU).
-    let masks = if device.is_cuda() { Masks::Torch } else { Masks::Shared };
-    let vs = torch::var_store::<F>(device);
-    let options = torch::Options { masks, ..Default::default() };
-    let mut model = torch::Net::with_options(vs.root(), &spec, options, &mut RandomState::new(opts.seed))?;
-    model.set_metadata(crate::experiments::resume::EXPERIMENT, opts.outputs.experiment());
-    let loss = c.loss.spec();
-    if let Some(path) = &opts.resume {
-        model.load(path)?;
-    }
-    let (train, test) = (shaped(&data.train, &spec.input)?, shaped(&data.test, &spec.input)?);
-    let mut progress = ProgressObserver::new(format!("{name} torch {}", F::NAME), opts.quiet);
-    let options = fit_options(c, opts, Engine::Torch);
-    let (report, model) = match c.optim {
-        OptimChoice::Sgd { lr } => {
-            let mut t = torch::train::Trainer::new(model, loss, torch::optim::SGD::new(lr, Decay::None)?);
-            (t.fit(&train, &test, &options, &mut progress)?, t.net)
-        }
-        OptimChoice::Momentum { lr, decay } => {
-            let mut t = torch::train::Trainer::new(model, loss, torch::optim::SGDMomentum::new(lr, 0.9, decay)?);
-            (t.fit(&train, &test, &options, &mut progress)?, t.net)
-        }
-    };
-    let accuracy = test_accuracy(&test, &data.labels, |x| {
-        let scores = tch::no_grad(|| model.f_forward_t(&model.input(&to_tensor(&x)), false))?;
-        Ok(to_array::<F>(&scores))
-    })?;
-    model.save(opts.outputs.checkpoint(Engine::Torch))?;
-    Ok(EngineResult { engine: Engine::Torch, report, accuracy })
+    let mut progress = ProgressObserver::new(format!("{name} {engine} {}", F::NAME), opts.quiet);
+    let (report, net) = net.fit(&c.optim, (&train, &test), &fit_options(c, opts, engine), &mut progress)?;
+    let accuracy = test_accuracy(&net, &test, &data.labels)?;
+    net.save(&opts.outputs.checkpoint(engine))?;
+    Ok(EngineResult { engine, report, accuracy })
 }
 
 /// Runs experiment `name` (trained as `c` says) with the selected engines, printing each engine's
@@ -282,10 +207,7 @@ pub fn run<F: TorchFloat>(
     opts.outputs.create_dir()?;
     let mut results = Vec::new();
     for engine in opts.engines.iter() {
-        let result = match engine {
-            Engine::Scratch => run_scratch((name, c), data, opts),
-            Engine::Torch => run_torch((name, c), data, opts),
-        };
+        let result = run_engine((name, c), engine, data, opts);
         results.push(result.with_context(|| format!("{name}: the {engine} engine"))?);
     }
     Ok(results)

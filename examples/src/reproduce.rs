@@ -3,12 +3,12 @@
 
 use anyhow::Result;
 use ndarray::{array, Array1, Array2, Array3, Array4};
+use scratch::calculus::{matrix_function_backward_sum, matrix_function_forward_sum, sigmoid};
 use scratch::conv::loops::{
     conv_1d_batch, conv_1d_sum, conv_2d, input_grad_1d, input_grad_2d, input_grad_2d_multi, param_grad_1d,
     param_grad_1d_batch, param_grad_2d, param_grad_2d_multi,
 };
 use scratch::conv::{Pool2D, PoolKind};
-use scratch::foundations::{matrix_function_backward_sum, matrix_function_forward_sum, sigmoid};
 use scratch::ops::{Mode, Operation};
 use scratch::rng::RandomState;
 

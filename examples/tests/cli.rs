@@ -218,7 +218,7 @@ fn sizes_that_overflow_or_do_not_fit_in_memory_are_refused_before_training() {
     let data = small_corpus("sizes");
     let (dir, out) = (data.path(""), data.path("out"));
     for (flag, size, expected) in [
-        ("--hidden", "4611686018427387904", ["LSTM(", "multiply past the largest size"]),
+        ("--hidden", "4611686018427387904", ["LSTM(", "is more than the largest size"]),
         ("--hidden", "1000000", ["parameters would need", "more than"]),
         ("--layers", "1000000", ["parameters would need", "more than"]),
     ] {
@@ -272,6 +272,9 @@ fn a_prompt_outside_the_vocabulary_is_found_before_training() {
     let err = fails(&["run", "ch6-gru", "--prompt", "RO!ME%O!", "--data", &data.path(""), "--out", &data.path("out")]);
     assert!(err.contains("--prompt \"RO!ME%O!\": '!', '%' not in the vocabulary"), "{err}");
     assert!(!err.contains("validation loss"), "trained: {err}");
+    // Characters as a person reads them, control characters escaped.
+    let err = fails(&["run", "ch6-gru", "--prompt", "RO€\t", "--data", &data.path(""), "--out", &data.path("out")]);
+    assert!(err.contains("--prompt \"RO€\\t\": '€', '\\t' not in the vocabulary"), "{err}");
 }
 
 #[test]

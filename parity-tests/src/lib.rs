@@ -34,7 +34,7 @@ use scratch::spec::{CrossEntropyValue, MseReduction, Reduction};
 pub use scratch::spec::{DenseSpec, LayerSpec, LossSpec, NetSpec};
 use tch::Tensor;
 use torch::convert::{to_array, to_tensor, TorchFloat};
-use torch::layers::{Kernel, Options};
+use torch::layers::{BuildOptions, Kernel};
 use torch::Net;
 
 /// `|a − b| ≤ abs + rel · |b|`.
@@ -179,7 +179,7 @@ pub fn assert_same_names<A, B>(label: &str, scratch: &[(String, A)], torch: &[(S
 }
 
 /// The same network in both engines, both drawn from `RandomState::new(seed)`: identical weights
-/// (checked) and, with [`Options::parity`], identical dropout masks; the libtorch one on the test
+/// (checked) and, with [`BuildOptions::parity`], identical dropout masks; the libtorch one on the test
 /// [`device`], its recurrent layers computed by `kernel`.
 ///
 /// # Panics
@@ -192,7 +192,7 @@ pub fn model_pair_with<F: TorchFloat>(
 ) -> (NeuralNetwork<F>, Net) {
     let net = NeuralNetwork::from_spec(spec, loss.build::<F>(), &mut RandomState::new(seed)).expect("a valid network");
     let vs = var_store::<F>();
-    let model = Net::with_options(vs.root(), spec, Options::parity(kernel), &mut RandomState::new(seed))
+    let model = Net::with_options(vs.root(), spec, BuildOptions::parity(kernel), &mut RandomState::new(seed))
         .expect("a valid network");
     let (ours, theirs) = (net.named_parameters(), model.named_arrays::<F>());
     assert_same_names("model_pair", &ours, &theirs);

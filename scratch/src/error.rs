@@ -95,3 +95,51 @@ impl Error {
         Error::BadFile { path: path.into(), reason: reason.into() }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rust's debug formatting, which no message may show.
+    const DEBUG_MARKS: [&str; 7] = ["Some(", "None", "Os {", " { ", ": {", "Error(", "\\\""];
+
+    /// One error of each variant, built the way the crate builds them; the match has no wildcard, so a
+    /// new variant does not compile until it is here.
+    fn each() -> Vec<Error> {
+        let io = std::fs::File::open("/nonexistent/model.safetensors").unwrap_err();
+        let errors = vec![
+            Error::shape("layers.0 Dense(784 -> 89): input", "[batch, 784]", [2, 28, 28]),
+            Error::MissingFile { path: "data/mnist/train-images-idx3-ubyte".into(), hint: "run `make setup`".into() },
+            Error::bad_file("boston.csv", "row 3 has 13 numbers, not 14"),
+            Error::Io { path: "/nonexistent/model.safetensors".into(), error: io },
+            Error::not_finite(2, 7, "the gradient of layers.0.weight"),
+            Error::InvalidArgument("momentum must be in [0, 1), got 1.5".into()).within("the optimizer"),
+        ];
+        for e in &errors {
+            match e {
+                Error::Shape { .. }
+                | Error::MissingFile { .. }
+                | Error::BadFile { .. }
+                | Error::Io { .. }
+                | Error::Diverged { .. }
+                | Error::InvalidArgument(_) => {}
+            }
+        }
+        errors
+    }
+
+    #[test]
+    fn every_variant_reads_without_debug_formatting_and_says_each_cause_once() {
+        for e in each() {
+            let message = e.to_string();
+            for mark in DEBUG_MARKS {
+                assert!(!message.contains(mark), "debug formatting ({mark}) in: {message}");
+            }
+            assert!(std::error::Error::source(&e).is_none(), "a cause printed twice: {message}");
+        }
+        let io = each().into_iter().find(|e| matches!(e, Error::Io { .. })).unwrap().to_string();
+        assert!(io.starts_with("/nonexistent/model.safetensors: No such file or directory"), "{io}");
+        let shape = each().remove(0).to_string();
+        assert!(shape.ends_with("expected [batch, 784], got [2, 28, 28]"), "{shape}");
+    }
+}

@@ -5,8 +5,8 @@
 //!
 //! | chapter | modules |
 //! |---|---|
-//! | 1, Foundations | [`foundations`] |
-//! | 2, Fundamentals | [`fundamentals`], [`metrics`], [`data::boston`] |
+//! | 1, Foundations | [`calculus`] |
+//! | 2, Fundamentals | [`step_by_step`], [`metrics`], [`data::boston`] |
 //! | 3, Deep learning from scratch | [`ops`], [`layers`], [`losses`], [`network`], [`optim`], [`train`] |
 //! | 4, Extensions | [`ops`] (activations, dropout), [`losses`] (softmax cross-entropy), [`optim`] (momentum, decay), [`data::mnist`] |
 //! | 5, Convolutions | [`conv`] (the chapter's loops, the fast convolution, pooling), [`layers::Conv2D`] |
@@ -35,13 +35,12 @@
 //! ```
 
 pub mod autodiff;
+pub mod calculus;
 pub mod checkpoint;
 pub mod conv;
 pub mod data;
 mod error;
 mod float;
-pub mod foundations;
-pub mod fundamentals;
 pub mod gradcheck;
 pub mod layers;
 pub mod linalg;
@@ -56,6 +55,7 @@ pub mod rng;
 pub mod rnn;
 mod simd;
 pub mod spec;
+pub mod step_by_step;
 pub mod train;
 pub mod transformer;
 

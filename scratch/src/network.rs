@@ -29,6 +29,17 @@ pub enum InitSeeding {
     BookReseed(u32),
 }
 
+impl InitSeeding {
+    /// Prepares `rng` for the next layer to draw its parameters, in the order the network computes:
+    /// with the book's quirk, a layer that re-seeds in the book (`reseeds_in_book`, its `Dense`)
+    /// restarts the stream from the seed. Both engines' networks draw through this.
+    pub fn before_layer(self, reseeds_in_book: bool, rng: &mut RandomState) {
+        if let (InitSeeding::BookReseed(seed), true) = (self, reseeds_in_book) {
+            *rng = RandomState::new(seed);
+        }
+    }
+}
+
 /// A saved copy of every parameter value, to restore a model later (early stopping).
 #[derive(Clone, Debug)]
 pub struct Snapshot<F> {
@@ -360,11 +371,7 @@ impl<F: Float> NeuralNetwork<F> {
     /// Draws fresh parameters for every layer, in order.
     pub fn reinitialize(&mut self, rng: &mut RandomState, seeding: InitSeeding) {
         for_each_leaf_mut(self.root.as_mut(), "", &mut |_, layer| {
-            if let InitSeeding::BookReseed(seed) = seeding {
-                if layer.reseeds_in_book() {
-                    *rng = RandomState::new(seed);
-                }
-            }
+            seeding.before_layer(layer.reseeds_in_book(), rng);
             layer.reinitialize(rng);
         });
         self.adopt_tied_draws();

@@ -26,3 +26,27 @@ impl From<tch::TchError> for Error {
         Error::Torch(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_reads_without_debug_formatting() {
+        let errors = [
+            Error::Scratch(scratch::Error::InvalidArgument("the learning rate must be positive, got 0".into())),
+            Error::Torch(tch::TchError::Torch("shape '[2, 3]' is invalid for input of size 5".into())),
+            Error::Device(DeviceError::CudaUnavailable { reason: "no CUDA device".into() }),
+            Error::Device(DeviceError::Unknown("tpu".into())),
+        ];
+        for e in &errors {
+            let message = e.to_string();
+            for mark in ["Some(", "None", " { ", "Error(", "Torch(", "\\\""] {
+                assert!(!message.contains(mark), "debug formatting ({mark}) in: {message}");
+            }
+            match e {
+                Error::Scratch(_) | Error::Torch(_) | Error::Device(_) => {}
+            }
+        }
+    }
+}

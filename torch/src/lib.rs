@@ -35,18 +35,18 @@
 pub mod convert;
 pub mod device;
 mod error;
-pub mod fundamentals;
 pub mod generate;
 pub mod layers;
 pub mod loss;
 mod net;
 pub mod optim;
+pub mod step_by_step;
 pub mod sync;
 pub mod train;
 
 pub use device::Device;
 pub use error::{Error, Result};
-pub use layers::{Layer, Options};
+pub use layers::{BuildOptions, Layer};
 pub use net::{var_store, Net};
 /// The libtorch bindings the engine is built on, re-exported so that a program uses the same version.
 pub use tch;

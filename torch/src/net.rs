@@ -13,7 +13,7 @@ use scratch::spec::NetSpec;
 use tch::{nn, Kind, Tensor};
 
 use crate::convert::{to_array, TorchFloat};
-use crate::layers::{self, leaves, module_by_checked_forward, Dropout, Layer, Options, Recurrent};
+use crate::layers::{self, leaves, module_by_checked_forward, BuildOptions, Dropout, Layer, Recurrent};
 use crate::Result;
 
 /// The network a [`NetSpec`] describes, on libtorch: a [`nn::ModuleT`] whose parameters live in the
@@ -62,17 +62,17 @@ impl Net {
     /// # Errors
     /// A description that cannot run (checked before any weight is drawn).
     pub fn new<'a>(path: impl Borrow<nn::Path<'a>>, spec: &NetSpec, rng: &mut RandomState) -> Result<Self> {
-        Self::with_options(path, spec, Options::default(), rng)
+        Self::with_options(path, spec, BuildOptions::default(), rng)
     }
 
-    /// As [`Net::new`], with the choices of `options` (see [`Options::parity`]).
+    /// As [`Net::new`], with the choices of `options` (see [`BuildOptions::parity`]).
     ///
     /// # Errors
     /// As [`Net::new`].
     pub fn with_options<'a>(
         path: impl Borrow<nn::Path<'a>>,
         spec: &NetSpec,
-        options: Options,
+        options: BuildOptions,
         rng: &mut RandomState,
     ) -> Result<Self> {
         let path = path.borrow();
@@ -117,6 +117,15 @@ impl Net {
     /// An input that does not fit a layer.
     pub fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         self.root.f_forward_t(xs, train)
+    }
+
+    /// The output for `x` in evaluation mode without recording gradients (PyTorch's `model.eval()`
+    /// under `torch.no_grad()`), `x` moved to the network's device and kind first.
+    ///
+    /// # Errors
+    /// An input that does not fit a layer.
+    pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
+        tch::no_grad(|| self.f_forward_t(&self.input(x), false))
     }
 
     /// Every parameter with its full name, in the order the layers draw them; a tied parameter under
@@ -172,11 +181,7 @@ impl Net {
     /// generator and seeding.
     pub fn reinitialize(&self, rng: &mut RandomState, seeding: InitSeeding) {
         for (_, layer) in self.leaves() {
-            if let InitSeeding::BookReseed(seed) = seeding {
-                if layer.reseeds_in_book() {
-                    *rng = RandomState::new(seed);
-                }
-            }
+            seeding.before_layer(layer.reseeds_in_book(), rng);
             layer.reinitialize(rng);
         }
     }

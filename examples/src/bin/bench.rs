@@ -517,7 +517,7 @@ fn torch_step<F: TorchFloat>(row: &Row, reps: usize) -> Result<f64> {
     let (spec, batch_size) = (&row.spec, row.batch);
     let mut rng = RandomState::new(2);
     let vs = torch::var_store::<F>(Device::Cpu);
-    let model = torch::Net::with_options(vs.root(), spec, torch::Options::parity(row.kernel), &mut rng)?;
+    let model = torch::Net::with_options(vs.root(), spec, torch::BuildOptions::parity(row.kernel), &mut rng)?;
     let mut optim = torch::optim::build(&row.optim)?;
     let (x, y) = batch::<F>(spec, batch_size, &mut rng)?;
     let (x, y): (Tensor, Tensor) = (to_tensor(&x), to_tensor(&y));

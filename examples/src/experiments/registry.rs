@@ -5,11 +5,11 @@
 
 use scratch::ops::Activation;
 use scratch::optim::Decay;
-use scratch::spec::{book, CellKind, GruForm, NetSpec, WeightInit};
+use scratch::spec::{book, CellKind, GruForm, NetSpec, OptimSpec, WeightInit};
 
 use super::{Book, Experiment, Printed, Runner};
 use crate::language_model::{self, LmOptions};
-use crate::mnist::{self, Classifier, LossChoice, OptimChoice};
+use crate::mnist::{self, Classifier, LossChoice};
 use crate::{autoencoder, boston, divergence, gpt};
 
 const SIGMOID_89: &[(usize, Activation)] = &[(89, Activation::Sigmoid)];
@@ -27,7 +27,7 @@ fn deep(dropout: Option<f64>) -> NetSpec {
 }
 
 const EXP_DECAY: Decay = Decay::Exponential { final_lr: 0.05 };
-const MOMENTUM_EXP: OptimChoice = OptimChoice::Momentum { lr: 0.2, decay: EXP_DECAY };
+const MOMENTUM_EXP: OptimSpec = OptimSpec::momentum(0.2, 0.9).decay(EXP_DECAY);
 
 /// The test accuracy the book printed, and which of its runs printed it.
 const fn accuracy(percent: f64, what: &'static str) -> Option<Book> {
@@ -72,7 +72,7 @@ pub const EXPERIMENTS: [Experiment; 22] = [
             loss: LossChoice::Mse,
             ..Classifier::chapter4(
                 || book::chapter4_mlp(SIGMOID_89, Activation::Sigmoid, WeightInit::Standard, None),
-                OptimChoice::Sgd { lr: 0.1 },
+                OptimSpec::sgd(0.1),
                 50,
                 5,
             )
@@ -82,18 +82,13 @@ pub const EXPERIMENTS: [Experiment; 22] = [
         "ch4-softmax",
         "the same with softmax cross-entropy",
         accuracy(92.61, "test accuracy, the book's ch. 4 run with softmax cross-entropy"),
-        Classifier::chapter4(|| sigmoid_89(WeightInit::Standard), OptimChoice::Sgd { lr: 0.1 }, 50, 5),
+        Classifier::chapter4(|| sigmoid_89(WeightInit::Standard), OptimSpec::sgd(0.1), 50, 5),
     ),
     ch4(
         "ch4-momentum",
         "the same with momentum 0.9",
         accuracy(94.10, "test accuracy, the book's ch. 4 run with momentum"),
-        Classifier::chapter4(
-            || sigmoid_89(WeightInit::Standard),
-            OptimChoice::Momentum { lr: 0.1, decay: Decay::None },
-            50,
-            5,
-        ),
+        Classifier::chapter4(|| sigmoid_89(WeightInit::Standard), OptimSpec::momentum(0.1, 0.9), 50, 5),
     ),
     ch4(
         "ch4-linear-decay",
@@ -101,7 +96,7 @@ pub const EXPERIMENTS: [Experiment; 22] = [
         accuracy(94.76, "test accuracy, the book's ch. 4 run with linear decay"),
         Classifier::chapter4(
             || sigmoid_89(WeightInit::Standard),
-            OptimChoice::Momentum { lr: 0.15, decay: Decay::Linear { final_lr: 0.05 } },
+            OptimSpec::momentum(0.15, 0.9).decay(Decay::Linear { final_lr: 0.05 }),
             25,
             5,
         ),
@@ -149,7 +144,7 @@ pub const EXPERIMENTS: [Experiment; 22] = [
             early_stopping: false,
             ..Classifier::chapter4(
                 || sigmoid_89(WeightInit::Glorot),
-                OptimChoice::Momentum { lr: 0.1, decay: Decay::Exponential { final_lr: 0.01 } },
+                OptimSpec::momentum(0.1, 0.9).decay(Decay::Exponential { final_lr: 0.01 }),
                 25,
                 5,
             )
@@ -163,7 +158,7 @@ pub const EXPERIMENTS: [Experiment; 22] = [
             early_stopping: false,
             ..Classifier::chapter4(
                 || deep(Some(0.8)),
-                OptimChoice::Momentum { lr: 0.03, decay: Decay::Exponential { final_lr: 0.003 } },
+                OptimSpec::momentum(0.03, 0.9).decay(Decay::Exponential { final_lr: 0.003 }),
                 50,
                 10,
             )
@@ -178,7 +173,7 @@ pub const EXPERIMENTS: [Experiment; 22] = [
         runner: Runner::Classifier(Classifier {
             network: book::chapter5_cnn,
             loss: LossChoice::SoftmaxCrossEntropy,
-            optim: OptimChoice::Momentum { lr: 0.1, decay: Decay::None },
+            optim: OptimSpec::momentum(0.1, 0.9),
             epochs: 1,
             eval_every: 1,
             eval_batches: Some(100),
@@ -194,7 +189,7 @@ pub const EXPERIMENTS: [Experiment; 22] = [
         runner: Runner::Classifier(Classifier {
             network: book::chapter7_convnet,
             loss: LossChoice::SoftmaxCrossEntropy,
-            optim: OptimChoice::Momentum { lr: 0.01, decay: Decay::None },
+            optim: OptimSpec::momentum(0.01, 0.9),
             epochs: 1,
             eval_every: 1,
             eval_batches: Some(250),

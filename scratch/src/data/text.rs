@@ -94,7 +94,9 @@ impl Vocabulary {
     pub fn encode(&self, text: &str) -> Result<Vec<usize>> {
         text.chars()
             .map(|c| {
-                self.index(c).ok_or_else(|| Error::InvalidArgument(format!("character {c:?} is not in the vocabulary")))
+                self.index(c).ok_or_else(|| {
+                    Error::InvalidArgument(format!("character '{}' is not in the vocabulary", c.escape_debug()))
+                })
             })
             .collect()
     }

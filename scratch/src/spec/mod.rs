@@ -130,7 +130,8 @@ pub enum LayerSpec {
 /// `dims` multiplied, or an error naming `what` when the product overflows.
 pub(crate) fn product(dims: &[usize], what: &str) -> Result<usize> {
     dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| {
-        Error::InvalidArgument(format!("{what}: the sizes {dims:?} multiply past the largest size, {}", usize::MAX))
+        let dims: Vec<String> = dims.iter().map(usize::to_string).collect();
+        Error::InvalidArgument(format!("{what}: {} is more than the largest size, {}", dims.join(" × "), usize::MAX))
     })
 }
 

@@ -46,40 +46,40 @@ pub struct OptimSpec {
 
 impl OptimSpec {
     /// `method` at rate `lr`, constant, without clipping.
-    pub fn new(method: Method, lr: f64) -> Self {
+    pub const fn new(method: Method, lr: f64) -> Self {
         OptimSpec { method, lr, decay: Decay::None, clip: None }
     }
 
     /// Plain SGD.
-    pub fn sgd(lr: f64) -> Self {
+    pub const fn sgd(lr: f64) -> Self {
         Self::new(Method::Sgd, lr)
     }
 
     /// The book's momentum SGD.
-    pub fn momentum(lr: f64, momentum: f64) -> Self {
+    pub const fn momentum(lr: f64, momentum: f64) -> Self {
         Self::new(Method::Momentum(momentum), lr)
     }
 
     /// The book's AdaGrad.
-    pub fn adagrad(lr: f64) -> Self {
+    pub const fn adagrad(lr: f64) -> Self {
         Self::new(Method::AdaGrad, lr)
     }
 
     /// Adam with `config`.
-    pub fn adam(lr: f64, config: AdamConfig) -> Self {
+    pub const fn adam(lr: f64, config: AdamConfig) -> Self {
         Self::new(Method::Adam(config), lr)
     }
 
     /// With the schedule `decay`.
     #[must_use]
-    pub fn decay(mut self, decay: Decay) -> Self {
+    pub const fn decay(mut self, decay: Decay) -> Self {
         self.decay = decay;
         self
     }
 
     /// With gradient clipping.
     #[must_use]
-    pub fn clip(mut self, clip: Clip) -> Self {
+    pub const fn clip(mut self, clip: Clip) -> Self {
         self.clip = Some(clip);
         self
     }

@@ -201,7 +201,10 @@ impl RecurrentSpec {
         }
         // Every size below is a product of these, so none overflows once they pass.
         let widest = self.input.max(self.hidden);
-        super::product(&[self.cell.gates(), self.hidden, widest, self.layers], &self.describe())?;
+        super::product(
+            &[self.cell.gates(), self.hidden, widest, self.layers],
+            "gates × hidden × widest input × layers",
+        )?;
         let gh = self.cell.gates() * self.hidden;
         let biases = self.cell_parameters().len() - 2;
         let (h, more) = (self.hidden, self.layers - 1);

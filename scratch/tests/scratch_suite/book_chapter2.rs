@@ -4,9 +4,9 @@
 use crate::common::{data_dir_or_skip, round};
 use ndarray::Array1;
 use scratch::data::boston;
-use scratch::fundamentals::{train, BiasGradient, LinearRegression, TrainConfig, TwoLayerNet};
 use scratch::metrics::{mae, rmse};
 use scratch::rng::RandomState;
+use scratch::step_by_step::{train, BiasGradient, LinearRegression, TrainConfig, TwoLayerNet};
 
 const BOSTON: &str = "boston/boston_house_prices.csv";
 
@@ -45,7 +45,7 @@ fn linear_regression_matches_the_book() {
 fn closed_form_least_squares_matches_scikit_learn() {
     let Some(dir) = data_dir_or_skip(BOSTON) else { return };
     let data = boston::load_book_split(&dir).unwrap();
-    let model = scratch::fundamentals::least_squares(&data.x_train, &data.y_train).unwrap();
+    let model = scratch::step_by_step::least_squares(&data.x_train, &data.y_train).unwrap();
     let preds = model.predict(&data.x_test.view());
     assert_eq!(round(mae(&preds, &data.y_test), 4), 3.5671);
     assert_eq!(round(rmse(&preds, &data.y_test), 4), 5.0476);

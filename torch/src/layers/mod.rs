@@ -147,18 +147,18 @@ pub(crate) use module_by_checked_forward;
 
 /// How the libtorch engine builds a description where it has a choice.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Options {
+pub struct BuildOptions {
     /// Where dropout draws its masks.
     pub masks: Masks,
     /// How recurrent layers compute.
     pub kernel: Kernel,
 }
 
-impl Options {
+impl BuildOptions {
     /// The options of a parity check with the from-scratch engine: dropout masks from the shared
     /// numpy-compatible stream (so both engines drop the same units), recurrent layers with `kernel`.
     pub fn parity(kernel: Kernel) -> Self {
-        Options { masks: Masks::Shared, kernel }
+        BuildOptions { masks: Masks::Shared, kernel }
     }
 }
 
@@ -172,7 +172,7 @@ pub fn build(
     path: &nn::Path<'_>,
     spec: &LayerSpec,
     shape: &[usize],
-    options: Options,
+    options: BuildOptions,
     rng: &mut RandomState,
 ) -> Result<Box<dyn Layer>> {
     build_tied(path, spec, shape, options, rng, None)
@@ -183,7 +183,7 @@ fn build_tied(
     path: &nn::Path<'_>,
     spec: &LayerSpec,
     shape: &[usize],
-    options: Options,
+    options: BuildOptions,
     rng: &mut RandomState,
     shared: Option<Tensor>,
 ) -> Result<Box<dyn Layer>> {
@@ -211,7 +211,7 @@ fn build_tied(
 /// Builds the libtorch network of a description under a path, drawing from the generator in order.
 struct Build<'a, 'p> {
     root: &'a nn::Path<'p>,
-    options: Options,
+    options: BuildOptions,
     rng: &'a mut RandomState,
     ties: &'a [(String, String)],
 }
@@ -261,7 +261,7 @@ impl Builder for Build<'_, '_> {
 pub fn build_network(
     root: &nn::Path<'_>,
     spec: &NetSpec,
-    options: Options,
+    options: BuildOptions,
     rng: &mut RandomState,
 ) -> Result<Box<dyn Layer>> {
     spec.check_memory()?;

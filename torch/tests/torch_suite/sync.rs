@@ -18,7 +18,7 @@ use torch::convert::to_tensor;
 use torch::optim::{AdaGrad, Clipped, Optimizer, SGDMomentum, SGD};
 use torch::sync::{host_reads, uploads};
 use torch::train::Trainer;
-use torch::{Net, Options};
+use torch::{BuildOptions, Net};
 
 /// The device of `DLFS_TEST_DEVICE` (default: the CPU).
 fn device() -> tch::Device {
@@ -35,7 +35,7 @@ fn counted<T>(f: impl FnOnce() -> T) -> (usize, usize, T) {
 }
 
 /// A trainer of `spec` in f32 on the test device, dropout masks as `options` says.
-fn trainer<O: Optimizer>(spec: &NetSpec, options: Options, loss: LossSpec, optim: O) -> Trainer<O> {
+fn trainer<O: Optimizer>(spec: &NetSpec, options: BuildOptions, loss: LossSpec, optim: O) -> Trainer<O> {
     let vs = torch::var_store::<f32>(device());
     let net = Net::with_options(vs.root(), spec, options, &mut RandomState::new(1)).unwrap();
     Trainer::new(net, loss, optim)
@@ -73,7 +73,7 @@ fn options(epochs: usize, batch_size: usize, eval_batches: Option<usize>) -> Fit
 fn fit_reads_once_per_step_and_once_per_evaluation() {
     let (train, test) = (classes(64, &[10], 3, 2), classes(20, &[10], 3, 3));
     let optim = Clipped::new(SGDMomentum::new(0.05, 0.9, Decay::None).unwrap(), Clip::Norm(1.0));
-    let mut t = trainer(&dense_with_dropout(), Options::default(), LossSpec::CROSS_ENTROPY, optim);
+    let mut t = trainer(&dense_with_dropout(), BuildOptions::default(), LossSpec::CROSS_ENTROPY, optim);
     let (epochs, batches) = (3, 4);
     let (reads, ups, report) = counted(|| t.fit(&train, &test, &options(epochs, 16, Some(2)), &mut ()).unwrap());
     let evaluations = epochs + epochs * batches / 2;
@@ -89,7 +89,7 @@ fn fit_reads_once_per_step_and_once_per_evaluation() {
 fn the_chapter7_convnet_reads_once_per_step() {
     let (train, test) = (classes(24, &[1, 28, 28], 10, 4), classes(8, &[1, 28, 28], 10, 5));
     let optim = SGDMomentum::new(0.1, 0.9, Decay::Exponential { final_lr: 0.01 }).unwrap();
-    let mut t = trainer(&book::chapter7_convnet(), Options::default(), LossSpec::CROSS_ENTROPY, optim);
+    let mut t = trainer(&book::chapter7_convnet(), BuildOptions::default(), LossSpec::CROSS_ENTROPY, optim);
     let (reads, ups, report) = counted(|| t.fit(&train, &test, &options(2, 8, None), &mut ()).unwrap());
     assert_eq!((report.batch_losses.len(), report.evaluations.len()), (6, 2));
     assert_eq!((reads, ups), (6 + 2, 4 + 2));
@@ -100,7 +100,7 @@ fn the_chapter7_convnet_reads_once_per_step() {
 #[test]
 fn shared_dropout_masks_upload_once_per_layer_and_step() {
     let (train, test) = (classes(32, &[10], 3, 6), classes(8, &[10], 3, 7));
-    let options_parity = Options::parity(torch::layers::Kernel::Fused);
+    let options_parity = BuildOptions::parity(torch::layers::Kernel::Fused);
     let mut t =
         trainer(&dense_with_dropout(), options_parity, LossSpec::CROSS_ENTROPY, SGD::new(0.1, Decay::None).unwrap());
     let (reads, ups, _) = counted(|| t.fit(&train, &test, &options(2, 8, None), &mut ()).unwrap());
@@ -117,7 +117,7 @@ fn train_batch_reads_once_with_one_hot_or_class_index_targets() {
     let data = classes(16, &[10], 3, 8);
     let mut t = trainer(
         &dense_with_dropout(),
-        Options::default(),
+        BuildOptions::default(),
         LossSpec::CROSS_ENTROPY,
         SGD::new(0.1, Decay::None).unwrap(),
     );
@@ -147,7 +147,7 @@ fn train_epoch_reads_once_per_batch() {
     let data = classes(40, &[10], 3, 9);
     let mut loader = scratch::data::DataLoader::new(&data, 8).unwrap().shuffle(3);
     let optim = Clipped::new(AdaGrad::new(0.05, Decay::None).unwrap(), Clip::Value(2.0));
-    let mut t = trainer(&dense_with_dropout(), Options::default(), LossSpec::CROSS_ENTROPY, optim);
+    let mut t = trainer(&dense_with_dropout(), BuildOptions::default(), LossSpec::CROSS_ENTROPY, optim);
     let (reads, _, losses) = counted(|| t.train_epoch(&mut loader, 1).unwrap());
     assert_eq!((losses.len(), reads), (5, 5));
 }
@@ -166,7 +166,7 @@ fn language_model_steps_with_clipping_read_once() {
     let (x, y) = (to_tensor(&x).to_device(device()), to_tensor(&y).to_device(device()));
     for clip in [Clip::Norm(5.0), Clip::Value(0.1)] {
         let optim = Clipped::new(AdaGrad::new(0.05, Decay::None).unwrap(), clip);
-        let mut t = trainer(&spec, Options::default(), LossSpec::CROSS_ENTROPY, optim);
+        let mut t = trainer(&spec, BuildOptions::default(), LossSpec::CROSS_ENTROPY, optim);
         let (reads, ups, losses) =
             counted(|| (1..=4).map(|i| t.train_batch(&x, &y, (1, i)).unwrap()).collect::<Vec<_>>());
         assert_eq!((reads, ups), (4, 0), "{clip:?}");

@@ -39,7 +39,7 @@ use tch::{Kind, Tensor};
 use torch::convert::{to_array, to_tensor};
 use torch::layers::Kernel;
 use torch::optim as topt;
-use torch::{Net, Options};
+use torch::{BuildOptions, Net};
 
 /// A value PyTorch computed in f64 that the fixture stores rounded to f32: the rounding (at most
 /// `2⁻²⁴` of the value) on top of [`F64`].
@@ -392,8 +392,13 @@ fn scratch_engine(spec: &NetSpec, loss: LossSpec, fx: &Fixture) -> Computed {
 
 fn torch_engine(spec: &NetSpec, loss: LossSpec, fx: &Fixture, kernel: Kernel) -> Computed {
     let vs = var_store::<f64>();
-    let net = Net::with_options(vs.root(), spec, Options { kernel, ..Options::default() }, &mut RandomState::new(0))
-        .expect("valid");
+    let net = Net::with_options(
+        vs.root(),
+        spec,
+        BuildOptions { kernel, ..BuildOptions::default() },
+        &mut RandomState::new(0),
+    )
+    .expect("valid");
     net.load(fx.weights()).unwrap_or_else(|e| panic!("{}: torch load: {e}", fx.name));
     let masks = fx.masks();
     for &(path, mask) in &masks {

@@ -1,5 +1,5 @@
 //! Chapter 2's models on libtorch: linear regression and the two-layer network as explicit tensors,
-//! with autograd computing the gradients that `scratch::fundamentals` writes out by hand.
+//! with autograd computing the gradients that `scratch::step_by_step` writes out by hand.
 //!
 //! They use the same initial draws, batches and loss conventions as the from-scratch versions (the
 //! gradient of `Σ (y − P)²` for linear regression, of `½ Σ (y − P)²` for the network), so both engines
@@ -11,8 +11,8 @@
 //! [`crate::sync::read`]).
 
 use ndarray::{Array2, ArrayView2};
-use scratch::fundamentals::{BiasGradient, StepByStep};
 use scratch::rng::RandomState;
+use scratch::step_by_step::{BiasGradient, StepByStep};
 use tch::{Kind, Tensor};
 
 use crate::convert::{to_array, to_tensor};
@@ -61,7 +61,7 @@ pub fn least_squares(x: &Array2<f64>, y: &Array2<f64>) -> LinearRegression {
 }
 
 impl LinearRegression {
-    /// Draws `W` then `B` from `rng` as [`scratch::fundamentals::LinearRegression::init`] does.
+    /// Draws `W` then `B` from `rng` as [`scratch::step_by_step::LinearRegression::init`] does.
     pub fn init(features: usize, rng: &mut RandomState) -> Self {
         let w: Array2<f64> = rng.randn((features, 1));
         let b: Array2<f64> = rng.randn((1, 1));
@@ -116,7 +116,7 @@ pub struct TwoLayerNet {
 }
 
 impl TwoLayerNet {
-    /// Draws `W1, B1, W2, B2` from `rng` as [`scratch::fundamentals::TwoLayerNet::init`] does.
+    /// Draws `W1, B1, W2, B2` from `rng` as [`scratch::step_by_step::TwoLayerNet::init`] does.
     pub fn init(features: usize, hidden: usize, bias_gradient: BiasGradient, rng: &mut RandomState) -> Self {
         let w1: Array2<f64> = rng.randn((features, hidden));
         let b1: Array2<f64> = rng.randn((1, hidden));

@@ -1,0 +1,164 @@
+//! A network of either engine, as the experiments that fit one use it: built from the one
+//! description, trained from the one optimizer description by its engine's fit loop (the same loop,
+//! batches and masks in both), evaluated and saved. An experiment written over [`Network`] is written
+//! once and runs in either engine.
+
+use std::path::Path;
+
+use anyhow::Result;
+use ndarray::ArrayD;
+use scratch::network::NeuralNetwork;
+use scratch::rng::RandomState;
+use scratch::spec::{LossSpec, NetSpec, OptimSpec};
+use scratch::train::{Dataset, FitOptions, FitReport, Observer};
+use torch::convert::{to_array, to_tensor, TorchFloat};
+use torch::layers::Masks;
+
+use crate::engine::Engine;
+use crate::experiments::resume::EXPERIMENT;
+
+/// A network in one of the two engines, with its loss.
+pub enum Network<F: TorchFloat> {
+    /// The from-scratch engine's network (it holds its loss).
+    Scratch(NeuralNetwork<F>),
+    /// The libtorch engine's network, on its own `VarStore`, and its loss.
+    Torch {
+        /// The network.
+        net: torch::Net,
+        /// The loss its trainer minimises.
+        loss: LossSpec,
+        /// The store that owns its parameters.
+        store: tch::nn::VarStore,
+    },
+}
+
+impl<F: TorchFloat> Network<F> {
+    /// The network `spec` describes in `engine`, its weights drawn from the stream seeded with `seed`
+    /// (the same weights in both engines), recording in its checkpoints that `experiment` wrote them.
+    /// The torch engine computes on `device` and draws dropout masks from the shared stream on the CPU
+    /// (the same masks as the from-scratch engine), from libtorch's generator on a GPU.
+    ///
+    /// # Errors
+    /// A description that cannot run, or an unavailable device.
+    pub fn new(
+        engine: Engine,
+        (spec, loss): (&NetSpec, LossSpec),
+        seed: u32,
+        device: torch::Device,
+        experiment: &str,
+    ) -> Result<Self> {
+        let mut rng = RandomState::new(seed);
+        Ok(match engine {
+            Engine::Scratch => {
+                let mut net = NeuralNetwork::from_spec(spec, loss.build::<F>(), &mut rng)?;
+                net.set_metadata(EXPERIMENT, experiment);
+                Network::Scratch(net)
+            }
+            Engine::Torch => {
+                let device = device.resolve()?;
+                let masks = if device.is_cuda() { Masks::Torch } else { Masks::Shared };
+                let store = torch::var_store::<F>(device);
+                let options = torch::BuildOptions { masks, ..Default::default() };
+                let mut net = torch::Net::with_options(store.root(), spec, options, &mut rng)?;
+                net.set_metadata(EXPERIMENT, experiment);
+                Network::Torch { net, loss, store }
+            }
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> Engine {
+        match self {
+            Network::Scratch(_) => Engine::Scratch,
+            Network::Torch { .. } => Engine::Torch,
+        }
+    }
+
+    /// Replaces the weights with those of the checkpoint at `path` (written by either engine).
+    ///
+    /// # Errors
+    /// A file that cannot be read or that does not fit the network (every mismatch listed).
+    pub fn load(&mut self, path: &Path) -> Result<()> {
+        match self {
+            Network::Scratch(net) => net.load(path)?,
+            Network::Torch { net, .. } => net.load(path)?,
+        }
+        Ok(())
+    }
+
+    /// Trains on `train` with the optimizer `optim` describes, evaluating on `test`, by the engine's
+    /// trainer (both run the same fit loop).
+    ///
+    /// # Errors
+    /// Invalid options, data that do not fit the network, or a divergence.
+    pub fn fit(
+        self,
+        optim: &OptimSpec,
+        (train, test): (&Dataset<F>, &Dataset<F>),
+        options: &FitOptions,
+        observer: &mut dyn Observer,
+    ) -> Result<(FitReport, Self)> {
+        Ok(match self {
+            Network::Scratch(net) => {
+                let mut trainer = scratch::train::Trainer::new(net, scratch::optim::build::<F>(optim)?);
+                let report = trainer.fit(train, test, options, observer)?;
+                (report, Network::Scratch(trainer.net))
+            }
+            Network::Torch { net, loss, store } => {
+                let mut trainer = torch::train::Trainer::new(net, loss, torch::optim::build(optim)?);
+                let report = trainer.fit(train, test, options, observer)?;
+                (report, Network::Torch { net: trainer.net, loss, store })
+            }
+        })
+    }
+
+    /// The output for `x` in evaluation mode.
+    ///
+    /// # Errors
+    /// An input that does not fit the network.
+    pub fn predict(&self, x: &ArrayD<F>) -> Result<ArrayD<F>> {
+        Ok(match self {
+            Network::Scratch(net) => net.predict(x)?,
+            Network::Torch { net, .. } => to_array::<F>(&net.predict(&to_tensor(x))?),
+        })
+    }
+
+    /// The output of the first `count` leaf layers for `x` in evaluation mode (an autoencoder's codes
+    /// are its encoder's output).
+    ///
+    /// # Errors
+    /// An input that does not fit, or fewer than `count` leaves.
+    pub fn forward_leaves(&self, x: &ArrayD<F>, count: usize) -> Result<ArrayD<F>> {
+        let too_few = |leaves: usize| anyhow::anyhow!("the network has {leaves} layers, fewer than {count}");
+        match self {
+            Network::Scratch(net) => {
+                let leaves = net.leaves();
+                let mut h = x.clone();
+                for (_, layer) in leaves.get(..count).ok_or_else(|| too_few(leaves.len()))? {
+                    h = layer.infer(h)?;
+                }
+                Ok(h)
+            }
+            Network::Torch { net, .. } => {
+                let leaves = net.leaves();
+                let mut h = net.input(&to_tensor(x));
+                for (_, layer) in leaves.get(..count).ok_or_else(|| too_few(leaves.len()))? {
+                    h = tch::no_grad(|| layer.f_forward_t(&h, false))?;
+                }
+                Ok(to_array::<F>(&h))
+            }
+        }
+    }
+
+    /// Saves the weights to `path` as a safetensors checkpoint that either engine (and PyTorch) loads.
+    ///
+    /// # Errors
+    /// A file that cannot be written.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        match self {
+            Network::Scratch(net) => net.save(path)?,
+            Network::Torch { net, .. } => net.save(path)?,
+        }
+        Ok(())
+    }
+}
