@@ -6,7 +6,7 @@
 #
 # The folder holds, in under 64 MiB:
 #   binaries.tar.xz   stripped release builds of `dlfs`, of every test binary of the parity-tests crate
-#                     and of the torch crate's sync test, in bin/ and tests/ (one xz archive: the binaries
+#                     and of the torch crate's integration tests, in bin/ and tests/ (one xz archive: the binaries
 #                     share most of their code, which a solid archive stores once)
 #   data/             gzip-compressed copies of MNIST, the Boston housing CSV and the Shakespeare texts
 #                     (the check decompresses them)
@@ -64,7 +64,7 @@ echo "gpu-bundle: building release binaries (cargo)"
 {
     cargo build --release -p examples --bin dlfs --message-format=json-render-diagnostics
     cargo test --release -p parity-tests --no-run --message-format=json-render-diagnostics
-    cargo test --release -p torch --test sync --no-run --message-format=json-render-diagnostics
+    cargo test --release -p torch --test torch_suite --no-run --message-format=json-render-diagnostics
 } > "$STAGE/cargo.json"
 executables < "$STAGE/cargo.json" > "$STAGE/executables.tsv"
 while IFS=$'\t' read -r name path; do

@@ -2,15 +2,18 @@
 # The GPU check (docs/gpu.md): on a machine with an NVIDIA GPU and PyTorch 2.11 (with CUDA) installed,
 # but no Rust toolchain, run from the bundle that scripts/gpu-bundle.sh builds:
 #
-#   * every parity test binary and the torch crate's sync test, the torch engine on CUDA
+#   * every parity test binary and the torch crate's integration tests, the torch engine on CUDA
 #     (DLFS_TEST_DEVICE=cuda) and the from-scratch engine on the CPU, each comparison reporting its
 #     worst difference against its tolerance;
 #   * `dlfs run ch7-convnet --engine torch --epochs 1` on CUDA and on this machine's CPU: seconds per
 #     epoch and test accuracy;
 #   * `dlfs run ch6-lstm --engine torch` on CUDA: seconds per iteration and validation loss;
+#   * `dlfs run ch8-gpt --engine torch` on CUDA in nanoGPT's GPU configuration of its character model
+#     (6 blocks of 6 heads, width 384, context 256, batch 64, dropout 0.2) for a fixed time
+#     (--gpt-seconds, default 120): tokens per second and validation loss;
 #
 # and write everything into one results file, OUT/gpu-check.txt, with the card's name, the libtorch
-# version, and each command's output in OUT/logs/. It stays within a time budget (7.5 minutes).
+# version, and each command's output in OUT/logs/. It stays within a time budget (10 minutes).
 #
 #   scripts/gpu-check.sh [--torch PATH] [--bundle DIR] [--out DIR] [--cpu-only] [--iterations N]
 #
@@ -21,7 +24,8 @@
 #   --cpu-only      everything on the CPU (DLFS_TEST_DEVICE=cpu, --device cpu): to try the check on a
 #                   machine without a GPU; a real check never uses it
 #   --iterations N  ch6-lstm's training iterations (default: the experiment's 2000)
-#   --budget S      stop starting work after S seconds (default 450): each step runs under a timeout of
+#   --gpt-seconds S how long the GPT trains (default 120)
+#   --budget S      stop starting work after S seconds (default 600): each step runs under a timeout of
 #                   what is left, and the CPU epoch (last) is cut short, and said to be, if it runs over
 #
 # The binaries were linked against libtorch 2.11.0 (the files of PyPI's torch 2.11.0 wheel; see
@@ -39,7 +43,8 @@ BUNDLE=gpu-bundle
 RESULTS=${OUT:-gpu-check-out}
 DEVICE=cuda
 ITERATIONS=
-BUDGET=450
+GPT_SECONDS=120
+BUDGET=600
 while [ $# -gt 0 ]; do
     case $1 in
         --torch) TORCH_PATH=${2:?--torch needs a path}; shift 2 ;;
@@ -49,6 +54,10 @@ while [ $# -gt 0 ]; do
         --iterations)
             ITERATIONS=${2:?--iterations needs a number}
             [[ $ITERATIONS =~ ^[1-9][0-9]*$ ]] || { echo "gpu-check: --iterations: expected a whole number, got $ITERATIONS" >&2; exit 2; }
+            shift 2 ;;
+        --gpt-seconds)
+            GPT_SECONDS=${2:?--gpt-seconds needs a number of seconds}
+            [[ $GPT_SECONDS =~ ^[1-9][0-9]*$ ]] || { echo "gpu-check: --gpt-seconds: expected a whole number of seconds, got $GPT_SECONDS" >&2; exit 2; }
             shift 2 ;;
         --budget)
             BUDGET=${2:?--budget needs a number of seconds}
@@ -242,6 +251,11 @@ out=$WORK/out-lstm-$DEVICE
 train "ch6-lstm, ${ITERATIONS:-2000} iterations" "ch6-lstm-$DEVICE.log" "$out/ch6-lstm-metrics.csv" \
     seconds_per_iteration s/iteration final_validation_nats_per_char "nats/char, validation" "$DEVICE" -- \
     "$DLFS" run ch6-lstm --engine torch --device "$DEVICE" --out "$out" ${ITERATIONS:+--iterations "$ITERATIONS"}
+out=$WORK/out-gpt-$DEVICE
+train "ch8-gpt 6x384, ${GPT_SECONDS} s" "ch8-gpt-$DEVICE.log" "$out/ch8-gpt-metrics.csv" \
+    tokens_per_second tokens/s final_validation_nats_per_char "nats/char, validation" "$DEVICE" -- \
+    "$DLFS" run ch8-gpt --engine torch --device "$DEVICE" --out "$out" --layers 6 --heads 6 --hidden 384 \
+    --context 256 --batch 64 --dropout 0.2 --max-seconds "$GPT_SECONDS"
 # Last: the same convnet epoch on this machine's CPU, for comparison, in whatever time is left.
 [ "$DEVICE" = cpu ] || convnet cpu
 for csv in "$WORK"/out-*/*-metrics.csv; do

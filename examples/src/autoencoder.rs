@@ -112,6 +112,7 @@ fn run_engine<F: TorchFloat>(engine: Engine, m: &Mnist, opts: &AeOptions) -> Res
     let chunks: Vec<usize> = (0..test.len()).step_by(500).collect();
     let (report, recon, codes) = if engine == Engine::Scratch {
         let mut net = NeuralNetwork::<F>::from_spec(&spec, loss.build::<F>(), &mut RandomState::new(opts.seed))?;
+        net.set_metadata(crate::experiments::resume::EXPERIMENT, opts.outputs.experiment());
         if let Some(path) = &opts.resume {
             net.load(path)?;
         }
@@ -131,7 +132,8 @@ fn run_engine<F: TorchFloat>(engine: Engine, m: &Mnist, opts: &AeOptions) -> Res
         (report, recon, codes)
     } else {
         let vs = torch::var_store::<F>(opts.device.resolve()?);
-        let model = torch::Net::new(vs.root(), &spec, &mut RandomState::new(opts.seed))?;
+        let mut model = torch::Net::new(vs.root(), &spec, &mut RandomState::new(opts.seed))?;
+        model.set_metadata(crate::experiments::resume::EXPERIMENT, opts.outputs.experiment());
         if let Some(path) = &opts.resume {
             model.load(path)?;
         }
@@ -333,16 +335,16 @@ fn prepare_typed<F: TorchFloat>(
     let o = &settings.options;
     let dir = settings.data.join(o.dataset().folder());
     let images = cache.get(dir.display().to_string(), || Ok(mnist::load(&dir)?))?;
-    if let Some(path) = &o.resume {
+    if let Some(path) = o.resume() {
         resume::check::<F>(path, &book::autoencoder(), LOSS, e.name)?;
     }
     let opts = AeOptions {
         engines: o.engines(),
-        epochs: o.epochs.unwrap_or(1),
-        seed: o.seed.unwrap_or(SEED),
+        epochs: o.count(Opt::Epochs).unwrap_or(1),
+        seed: o.seed().unwrap_or(SEED),
         quiet: settings.quiet,
         device: o.device(),
-        resume: o.resume.clone(),
+        resume: o.resume().map(std::path::Path::to_path_buf),
         outputs: settings.outputs,
     };
     let mnist = o.dataset() == crate::experiments::options::ImageSet::Mnist;

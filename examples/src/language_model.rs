@@ -251,30 +251,22 @@ impl LmResult {
 /// vocabulary)` input, the state carried from call to call.
 type NextScores = Box<dyn FnMut(&Array3<f32>) -> Result<ArrayD<f32>>>;
 
-/// Every training batch of a run, drawn before training starts: the training text (character indices)
-/// and where each window of each iteration starts, `batch` per iteration.
-struct Batches<'a> {
+/// One training batch: the training text (character indices) and where each of its `batch` windows
+/// of `steps` characters (and one more, the last target) starts. The starts are drawn as training goes,
+/// one batch at a time, so memory does not grow with the number of iterations.
+struct Batch<'a> {
     text: &'a [usize],
-    starts: Vec<usize>,
-    batch: usize,
+    starts: &'a [usize],
     steps: usize,
     vocab: usize,
 }
 
-impl Batches<'_> {
-    /// The window starts of `iteration` (from 1).
-    fn starts(&self, iteration: usize) -> &[usize] {
-        &self.starts[(iteration - 1) * self.batch..iteration * self.batch]
-    }
-}
-
 /// One engine's model, as the training loop drives it.
 trait LanguageModel {
-    /// Training starts on `batches` (the libtorch engine copies them to its device once).
-    fn start(&mut self, batches: &Batches<'_>) -> Result<()>;
-    /// One update on the batch of `iteration` (from 1) of the batches given to `start`; the training
-    /// loss.
-    fn step(&mut self, batches: &Batches<'_>, iteration: usize) -> Result<f64>;
+    /// Training starts on `text` (the libtorch engine copies it to its device once).
+    fn start(&mut self, text: &[usize]) -> Result<()>;
+    /// One update on `batch`, the batch of `iteration` (from 1); the training loss.
+    fn step(&mut self, batch: &Batch<'_>, iteration: usize) -> Result<f64>;
     /// The mean loss over `(x, y)`, in evaluation mode, the state reset before and after.
     fn loss(&mut self, x: &Array3<f32>, y: &Array3<f32>) -> Result<f64>;
     /// Scores of the next character after each of `x`'s positions, the state carried from call to
@@ -289,17 +281,16 @@ struct ScratchLm<F: TorchFloat, O: scratch::optim::Optimizer<F>> {
 }
 
 impl<F: TorchFloat, O: scratch::optim::Optimizer<F>> LanguageModel for ScratchLm<F, O> {
-    fn start(&mut self, _batches: &Batches<'_>) -> Result<()> {
+    fn start(&mut self, _text: &[usize]) -> Result<()> {
         Ok(())
     }
 
     /// One-hot inputs `(batch, steps, vocab)` and class-index targets `(batch, steps)`.
-    fn step(&mut self, batches: &Batches<'_>, iteration: usize) -> Result<f64> {
-        let (inputs, targets) = CharWindows::at(batches.text, batches.starts(iteration), batches.steps)?;
-        let x = one_hot::<F>(&inputs, batches.batch, batches.vocab)?;
-        let y = ndarray::Array2::from_shape_fn((batches.batch, batches.steps), |(b, t)| {
-            F::cast(targets[b * batches.steps + t] as f64)
-        });
+    fn step(&mut self, batch: &Batch<'_>, iteration: usize) -> Result<f64> {
+        let (rows, steps) = (batch.starts.len(), batch.steps);
+        let (inputs, targets) = CharWindows::at(batch.text, batch.starts, steps)?;
+        let x = one_hot::<F>(&inputs, rows, batch.vocab)?;
+        let y = ndarray::Array2::from_shape_fn((rows, steps), |(b, t)| F::cast(targets[b * steps + t] as f64));
         Ok(self.trainer.train_batch(&x, &y, (1, iteration))?)
     }
 
@@ -328,29 +319,31 @@ impl<F: TorchFloat, O: scratch::optim::Optimizer<F>> LanguageModel for ScratchLm
 
 struct TorchLm<O: torch::optim::Optimizer> {
     trainer: torch::train::Trainer<O>,
-    /// The training text and every window start, on the network's device.
-    on_device: Option<(Tensor, Tensor)>,
+    /// The training text, on the network's device.
+    text: Option<Tensor>,
+}
+
+/// Character indices as a tensor of `int64`.
+fn indices(v: &[usize]) -> Tensor {
+    Tensor::from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>())
 }
 
 impl<O: torch::optim::Optimizer> LanguageModel for TorchLm<O> {
-    fn start(&mut self, batches: &Batches<'_>) -> Result<()> {
-        let device = self.trainer.net.device();
-        let indices = |v: &[usize]| Tensor::from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
-        let text = torch::sync::upload(&indices(batches.text), device)?;
-        self.on_device = Some((text, torch::sync::upload(&indices(&batches.starts), device)?));
+    fn start(&mut self, text: &[usize]) -> Result<()> {
+        self.text = Some(torch::sync::upload(&indices(text), self.trainer.net.device())?);
         Ok(())
     }
 
-    /// The batch's windows gathered from the text on the device (no copy from the host), one-hot inputs
-    /// and class-index targets: the step's only transfer is the trainer's one read.
-    fn step(&mut self, batches: &Batches<'_>, iteration: usize) -> Result<f64> {
-        let (text, starts) = self.on_device.as_ref().ok_or_else(|| anyhow::anyhow!("step before start"))?;
-        let (batch, steps) = (batches.batch as i64, batches.steps as i64);
+    /// The batch's windows gathered from the text on the device (only the window starts are copied
+    /// from the host), one-hot inputs and class-index targets.
+    fn step(&mut self, batch: &Batch<'_>, iteration: usize) -> Result<f64> {
+        let text = self.text.as_ref().ok_or_else(|| anyhow::anyhow!("step before start"))?;
+        let (rows, steps) = (batch.starts.len() as i64, batch.steps as i64);
         let device = text.device();
-        let starts = starts.narrow(0, (iteration as i64 - 1) * batch, batch);
+        let starts = torch::sync::upload(&indices(batch.starts), device)?;
         let positions = starts.unsqueeze(1) + Tensor::arange(steps + 1, (tch::Kind::Int64, device));
-        let windows = text.index_select(0, &positions.flatten(0, -1)).reshape([batch, steps + 1]);
-        let classes = Tensor::arange(batches.vocab as i64, (tch::Kind::Int64, device));
+        let windows = text.index_select(0, &positions.flatten(0, -1)).reshape([rows, steps + 1]);
+        let classes = Tensor::arange(batch.vocab as i64, (tch::Kind::Int64, device));
         let x = windows.narrow(1, 0, steps).unsqueeze(-1).eq_tensor(&classes).to_kind(self.trainer.net.kind());
         Ok(self.trainer.train_batch(&x, &windows.narrow(1, 1, steps), (1, iteration))?)
     }
@@ -416,7 +409,8 @@ fn sample(model: &dyn LanguageModel, corpus: &Corpus, opts: &LmOptions) -> Resul
     Ok(out)
 }
 
-fn progress_bar(label: &str, iterations: usize, quiet: bool) -> ProgressBar {
+/// A progress bar over `iterations` training iterations (hidden when `quiet`).
+pub(crate) fn progress_bar(label: &str, iterations: usize, quiet: bool) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
@@ -430,7 +424,8 @@ fn progress_bar(label: &str, iterations: usize, quiet: bool) -> ProgressBar {
     bar
 }
 
-fn say(bar: &ProgressBar, quiet: bool, line: String) {
+/// Prints `line` above the progress bar (nothing when `quiet`).
+pub(crate) fn say(bar: &ProgressBar, quiet: bool, line: String) {
     if quiet {
     } else if bar.is_hidden() {
         eprintln!("{line}");
@@ -468,18 +463,13 @@ fn train(
         train_time: Duration::ZERO,
         sample: String::new(),
     };
-    let batches = Batches {
-        text: &corpus.train,
-        starts: (0..opts.iterations).flat_map(|_| windows.next_starts()).collect(),
-        batch: opts.batch,
-        steps: opts.steps,
-        vocab,
-    };
-    model.start(&batches)?;
+    model.start(&corpus.train)?;
     let mut smoothed = None;
     for iteration in 1..=opts.iterations {
+        let starts = windows.next_starts();
+        let batch = Batch { text: &corpus.train, starts: &starts, steps: opts.steps, vocab };
         let start = Instant::now();
-        let loss = model.step(&batches, iteration)?;
+        let loss = model.step(&batch, iteration)?;
         result.train_time += start.elapsed();
         divergence.batch(loss, 1, iteration)?;
         result.train_losses.push(loss);
@@ -510,6 +500,7 @@ fn train_engine<F: TorchFloat, O: scratch::optim::Optimizer<F>, P: torch::optim:
     match engine {
         Engine::Scratch => {
             let mut net = NeuralNetwork::<F>::from_spec(&spec, LOSS.build::<F>(), &mut RandomState::new(opts.seed))?;
+            net.set_metadata(crate::experiments::resume::EXPERIMENT, outputs.experiment());
             if let Some(path) = &opts.resume {
                 net.load(path)?;
             }
@@ -518,12 +509,13 @@ fn train_engine<F: TorchFloat, O: scratch::optim::Optimizer<F>, P: torch::optim:
         }
         Engine::Torch => {
             let vs = torch::var_store::<F>(opts.device.resolve()?);
-            let model = torch::Net::new(vs.root(), &spec, &mut RandomState::new(opts.seed))?;
+            let mut model = torch::Net::new(vs.root(), &spec, &mut RandomState::new(opts.seed))?;
+            model.set_metadata(crate::experiments::resume::EXPERIMENT, outputs.experiment());
             if let Some(path) = &opts.resume {
                 model.load(path)?;
             }
             let trainer = torch::train::Trainer::new(model, LOSS, torch::optim::Clipped::new(theirs, opts.clip));
-            train(engine, &mut TorchLm { trainer, on_device: None }, corpus, opts, outputs)
+            train(engine, &mut TorchLm { trainer, text: None }, corpus, opts, outputs)
         }
     }
 }
@@ -557,6 +549,31 @@ pub fn train_all<F: TorchFloat>(corpus: &Corpus, opts: &LmOptions, outputs: &Out
     Ok(results)
 }
 
+/// Checks that every character of `prompt` is in `vocab`.
+///
+/// # Errors
+/// Naming each missing character once, in order, and the vocabulary to choose from.
+pub(crate) fn check_prompt(prompt: &str, vocab: &Vocabulary) -> Result<()> {
+    let mut missing: Vec<char> = Vec::new();
+    for c in prompt.chars().filter(|&c| vocab.index(c).is_none()) {
+        if !missing.contains(&c) {
+            missing.push(c);
+        }
+    }
+    if !missing.is_empty() {
+        let quoted = |c: &char| format!("'{}'", c.escape_default());
+        let missing: Vec<String> = missing.iter().map(quoted).collect();
+        let vocabulary: String = vocab.chars().iter().collect::<String>().escape_default().to_string();
+        bail!(
+            "--prompt \"{}\": {} not in the vocabulary of the training text; use only its {} characters, \"{vocabulary}\"",
+            prompt.escape_default(),
+            missing.join(", "),
+            vocab.len()
+        );
+    }
+    Ok(())
+}
+
 /// `opts` fitted to `corpus`: a hidden size of 0 becomes the vocabulary's size, and 0 iterations one
 /// epoch of the book's windows.
 ///
@@ -587,21 +604,7 @@ pub fn fit_to(opts: &LmOptions, corpus: &Corpus) -> Result<LmOptions> {
             opts.steps + 1
         );
     }
-    let mut missing: Vec<char> = Vec::new();
-    for c in opts.prompt.chars().filter(|&c| corpus.vocab.index(c).is_none()) {
-        if !missing.contains(&c) {
-            missing.push(c);
-        }
-    }
-    if !missing.is_empty() {
-        let vocabulary: String = corpus.vocab.chars().iter().collect();
-        bail!(
-            "--prompt {:?}: {missing:?} not in the vocabulary of the training text; use only its {} characters, \
-             {vocabulary:?}",
-            opts.prompt,
-            corpus.vocab.len()
-        );
-    }
+    check_prompt(&opts.prompt, &corpus.vocab)?;
     let mut opts = opts.clone();
     if opts.hidden == 0 {
         opts.hidden = corpus.vocab.len();
@@ -765,22 +768,25 @@ fn prepare_typed<F: TorchFloat>(
     let o = &settings.options;
     let opts = LmOptions {
         engines: o.engines(),
-        hidden: o.hidden.unwrap_or(defaults.hidden),
-        layers: o.layers.unwrap_or(defaults.layers),
-        iterations: o.iterations.unwrap_or(defaults.iterations),
-        lr: o.lr.unwrap_or(defaults.lr),
-        book_windows: o.book_windows || defaults.book_windows,
-        seed: o.seed.unwrap_or(defaults.seed),
-        temperature: o.temperature.unwrap_or(defaults.temperature),
-        prompt: o.prompt.clone().unwrap_or_else(|| defaults.prompt.clone()),
+        hidden: o.count(Opt::Hidden).unwrap_or(defaults.hidden),
+        layers: o.count(Opt::Layers).unwrap_or(defaults.layers),
+        iterations: o.count(Opt::Iterations).unwrap_or(defaults.iterations),
+        lr: o.number(Opt::Lr).unwrap_or(defaults.lr),
+        book_windows: o.flag(Opt::BookWindows) || defaults.book_windows,
+        seed: o.seed().unwrap_or(defaults.seed),
+        temperature: o.number(Opt::Temperature).unwrap_or(defaults.temperature),
+        prompt: o.prompt().map_or_else(|| defaults.prompt.clone(), str::to_string),
         quiet: settings.quiet,
         device: o.device(),
-        resume: o.resume.clone(),
+        resume: o.resume().map(std::path::Path::to_path_buf),
         ..defaults
     };
     let corpus = corpus(&settings.data, &WORKS, opts.corpus_chars, opts.validation_share)
         .context("loading the Shakespeare corpus")?;
     let opts = fit_to(&opts, &corpus)?;
+    let spec = network(&opts, corpus.vocab.len());
+    spec.check_memory().context("the network")?;
+    spec.check_step(opts.batch, std::mem::size_of::<F>()).context("the network")?;
     if let Some(path) = &opts.resume {
         resume::check::<F>(path, &network(&opts, corpus.vocab.len()), LOSS, e.name)?;
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use scratch::train::FitReport;
 use serde::Serialize;
 
@@ -92,8 +92,7 @@ impl Metrics {
     pub fn write(&self, out: &Outputs) -> Result<[PathBuf; 2]> {
         out.create_dir()?;
         let [json, csv_path] = out.metrics();
-        std::fs::write(&json, serde_json::to_string_pretty(self)?)
-            .with_context(|| format!("writing {}", json.display()))?;
+        crate::write::bytes(&json, serde_json::to_string_pretty(self)?)?;
         // Curves, then summaries: `at` is in the run's unit (epochs or iterations).
         let mut csv = String::from("experiment,dtype,engine,kind,name,at,value,accuracy\n");
         for p in &self.curves {
@@ -106,7 +105,7 @@ impl Metrics {
                 csv.push_str(&format!("{},{},{},summary,{name},,{value},\n", self.experiment, self.dtype, s.engine));
             }
         }
-        std::fs::write(&csv_path, csv).with_context(|| format!("writing {}", csv_path.display()))?;
+        crate::write::bytes(&csv_path, csv)?;
         Ok([json, csv_path])
     }
 }

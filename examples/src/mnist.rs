@@ -207,6 +207,7 @@ fn run_scratch<F: TorchFloat>(
 ) -> Result<EngineResult> {
     let spec = (c.network)();
     let mut net = NeuralNetwork::from_spec(&spec, c.loss.spec().build::<F>(), &mut RandomState::new(opts.seed))?;
+    net.set_metadata(crate::experiments::resume::EXPERIMENT, opts.outputs.experiment());
     if let Some(path) = &opts.resume {
         net.load(path)?;
     }
@@ -240,7 +241,8 @@ fn run_torch<F: TorchFloat>(
     let masks = if device.is_cuda() { Masks::Torch } else { Masks::Shared };
     let vs = torch::var_store::<F>(device);
     let options = torch::Options { masks, ..Default::default() };
-    let model = torch::Net::with_options(vs.root(), &spec, options, &mut RandomState::new(opts.seed))?;
+    let mut model = torch::Net::with_options(vs.root(), &spec, options, &mut RandomState::new(opts.seed))?;
+    model.set_metadata(crate::experiments::resume::EXPERIMENT, opts.outputs.experiment());
     let loss = c.loss.spec();
     if let Some(path) = &opts.resume {
         model.load(path)?;
@@ -404,16 +406,16 @@ fn prepare_typed<F: TorchFloat>(
     let o = &settings.options;
     let dir = settings.data.join(o.dataset().folder());
     let data = cache.get(dir.display().to_string(), || load::<F>(&dir))?;
-    if let Some(path) = &o.resume {
+    if let Some(path) = o.resume() {
         resume::check::<F>(path, &(c.network)(), c.loss.spec(), e.name)?;
     }
     let opts = RunOptions {
         engines: o.engines(),
-        epochs: o.epochs,
-        seed: o.seed.unwrap_or(SEED),
+        epochs: o.count(Opt::Epochs),
+        seed: o.seed().unwrap_or(SEED),
         quiet: settings.quiet,
         device: o.device(),
-        resume: o.resume.clone(),
+        resume: o.resume().map(std::path::Path::to_path_buf),
         outputs: settings.outputs,
     };
     Ok(Box::new(ClassifierRun { experiment: e, classifier: c, data, images: o.dataset(), opts }))

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 use scratch::train::FitReport;
@@ -141,11 +141,8 @@ pub fn fit_chart(path: &Path, title: &str, runs: &[(Engine, &FitReport)]) -> Res
 /// # Errors
 /// If the folder or file cannot be written.
 pub fn line_chart(path: &Path, chart: &Chart) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
     let text = font_available();
-    draw(path, chart, text).map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
+    png(path, (900, 560), |root| draw(root, chart, text))
 }
 
 /// A tick label: at most three decimals, trailing zeros dropped.
@@ -157,11 +154,38 @@ fn tick(v: f64) -> String {
 /// Series with at most this many points also get a marker at each point (a lone point is visible).
 const MARKED: usize = 40;
 
-fn draw(path: &Path, chart: &Chart, text: bool) -> Result<(), Box<dyn std::error::Error>> {
-    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE)?;
+/// The drawing surface of a chart: an RGB buffer, encoded as PNG by [`png`].
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// What drawing returns: plotters' errors, which [`png`] turns into a message.
+type Drawn = Result<(), Box<dyn std::error::Error>>;
+
+/// Draws with `draw` into a `size` RGB buffer and writes it to `path` as a PNG, whole (see
+/// [`crate::write::atomically`]).
+fn png(path: &Path, size: (u32, u32), draw: impl FnOnce(&Area<'_>) -> Drawn) -> Result<()> {
+    let mut pixels = vec![0u8; size.0 as usize * size.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))?;
+        draw(&root).map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))?;
+        root.present().map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))?;
+    }
+    crate::write::atomically(path, |partial| {
+        image::save_buffer_with_format(
+            partial,
+            &pixels,
+            size.0,
+            size.1,
+            image::ColorType::Rgb8,
+            image::ImageFormat::Png,
+        )
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+    })
+}
+
+fn draw(root: &Area<'_>, chart: &Chart, text: bool) -> Drawn {
     let (x0, x1, y0, y1) = bounds(&chart.series, chart.log_y);
-    let mut builder = ChartBuilder::on(&root);
+    let mut builder = ChartBuilder::on(root);
     builder.margin(16);
     if text {
         builder.caption(&chart.title, ("sans-serif", 22)).x_label_area_size(44).y_label_area_size(70);
@@ -219,7 +243,6 @@ fn draw(path: &Path, chart: &Chart, text: bool) -> Result<(), Box<dyn std::error
     } else {
         finish!(builder.build_cartesian_2d(x0..x1, y0..y1)?);
     }
-    root.present()?;
     Ok(())
 }
 
@@ -229,17 +252,12 @@ fn draw(path: &Path, chart: &Chart, text: bool) -> Result<(), Box<dyn std::error
 /// # Errors
 /// If the file cannot be written.
 pub fn image_grid(path: &Path, rows: &[(String, Vec<Vec<f64>>)], side: usize, scale: usize) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
     let text = font_available();
     let label_width = if text { 150 } else { 0 };
     let columns = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
     let cell = side * scale + 4;
     let size = ((label_width + columns * cell) as u32, (rows.len() * cell) as u32);
-    let draw = || -> Result<(), Box<dyn std::error::Error>> {
-        let root = BitMapBackend::new(path, size).into_drawing_area();
-        root.fill(&WHITE)?;
+    png(path, size, |root| {
         for (r, (label, images)) in rows.iter().enumerate() {
             let top = (r * cell) as i32;
             if text {
@@ -255,10 +273,8 @@ pub fn image_grid(path: &Path, rows: &[(String, Vec<Vec<f64>>)], side: usize, sc
                 }
             }
         }
-        root.present()?;
         Ok(())
-    };
-    draw().map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
+    })
 }
 
 /// A scatter plot of `(x, y, class)` points, one colour per class, with a legend naming the classes.
@@ -266,19 +282,14 @@ pub fn image_grid(path: &Path, rows: &[(String, Vec<Vec<f64>>)], side: usize, sc
 /// # Errors
 /// If the file cannot be written.
 pub fn scatter(path: &Path, title: &str, points: &[(f64, f64, usize)], classes: &[String]) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
     let text = font_available();
     let range = |f: fn(&(f64, f64, usize)) -> f64| {
         let (lo, hi) = points.iter().map(f).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
         let pad = (hi - lo).max(1e-9) * 0.05;
         (lo - pad)..(hi + pad)
     };
-    let draw = || -> Result<(), Box<dyn std::error::Error>> {
-        let root = BitMapBackend::new(path, (900, 760)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut builder = ChartBuilder::on(&root);
+    png(path, (900, 760), |root| {
+        let mut builder = ChartBuilder::on(root);
         builder.margin(16);
         if text {
             builder.caption(title, ("sans-serif", 22)).x_label_area_size(30).y_label_area_size(50);
@@ -296,8 +307,6 @@ pub fn scatter(path: &Path, title: &str, points: &[(f64, f64, usize)], classes: 
         if text {
             ctx.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
         }
-        root.present()?;
         Ok(())
-    };
-    draw().map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
+    })
 }

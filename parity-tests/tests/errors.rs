@@ -17,7 +17,7 @@ fn an_input_of_the_wrong_width_names_the_layer_and_both_shapes() {
     let theirs = model.f_forward_t(&model.input(&to_tensor(&x)), false).unwrap_err().to_string();
     for msg in [&ours, &theirs] {
         assert!(msg.starts_with("shape mismatch in layers.0 Dense(13 -> 5, sigmoid): "), "{msg}");
-        assert!(msg.ends_with("input: expected (batch, 13), got [4, 12]"), "{msg}");
+        assert!(msg.ends_with("input: expected (batch, 13) or (batch, time, 13), got [4, 12]"), "{msg}");
     }
     let trainer = torch::train::Trainer::new(model, LossSpec::MSE, torch::optim::SGD::new(0.1, Decay::None).unwrap());
     let wrong_target = trainer.forward_loss(
@@ -59,5 +59,5 @@ fn asking_for_an_unavailable_gpu_is_a_clear_error() {
             assert!(msg.contains("CUDA was requested but is not available") && msg.contains("--cuda"), "{msg}");
         }
     }
-    assert!("tpu".parse::<torch::Device>().unwrap_err().to_string().contains("expected `cpu` or `cuda`"));
+    assert!("tpu".parse::<torch::Device>().unwrap_err().to_string().contains("expected `cpu`, `cuda` or `auto`"));
 }

@@ -11,8 +11,7 @@ use scratch::rng::RandomState;
 use scratch::spec::{MseReduction, Reduction, WeightInit};
 use torch::convert::{to_tensor, TorchFloat};
 
-const ACTIVATIONS: [Activation; 5] =
-    [Activation::Linear, Activation::Sigmoid, Activation::Tanh, Activation::ReLU, Activation::LeakyReLU { slope: 0.2 }];
+const ACTIVATIONS: [Activation; 7] = Activation::EACH;
 
 /// Architectures: (inputs, hidden widths, outputs).
 fn architectures() -> Vec<(usize, Vec<usize>, usize)> {
@@ -138,4 +137,42 @@ fn dense_layers_with_dropout_and_an_injected_mask() {
             }
         }
     }
+}
+
+/// A GPT with a key-value cache in both engines: from the same initial weights, the libtorch engine's
+/// cached logits are its whole network's at every step (past the context too, where the cache is
+/// rebuilt from its last half), and both engines draw the same tokens with the same sampling and
+/// generator.
+#[test]
+fn both_engines_generate_the_same_text_from_their_key_value_caches() {
+    use scratch::network::NeuralNetwork;
+    use scratch::rnn::Sampling;
+    use scratch::spec::gpt::{gpt, GptConfig};
+
+    let config = GptConfig { vocab: 11, context: 8, layers: 2, heads: 2, width: 12, dropout: 0.0, bias: true };
+    let spec = gpt(&config);
+    let net = NeuralNetwork::<f64>::build(&spec, &mut RandomState::new(5)).unwrap();
+    let vs = parity_tests::var_store::<f64>();
+    let model = torch::Net::new(vs.root(), &spec, &mut RandomState::new(5)).unwrap();
+
+    let mut cached = torch::generate::Generator::new(&model, &config).unwrap();
+    for (n, t) in (0..13).map(|i| (i * 7 + 3) % 11).enumerate() {
+        let logits = torch::convert::to_array::<f64>(&cached.push(t).unwrap());
+        let context: Vec<i64> = cached.tokens().iter().map(|&t| t as i64).collect();
+        let x = tch::Tensor::from_slice(&context).view([1, -1]).to_device(model.device());
+        let whole = tch::no_grad(|| model.f_forward_t(&x, false)).unwrap().get(0).get(-1);
+        assert_close_tensor(&format!("step {n} cached logits"), &logits, &whole, parity_tests::F64);
+    }
+
+    let sampling = Sampling { temperature: 0.8, top_k: Some(5) };
+    let prompt = [1, 2, 3];
+    let ours = scratch::transformer::Generator::new(&net, &config)
+        .unwrap()
+        .generate(&prompt, 40, &sampling, &mut RandomState::new(9))
+        .unwrap();
+    let theirs = torch::generate::Generator::new(&model, &config)
+        .unwrap()
+        .generate(&prompt, 40, &sampling, &mut RandomState::new(9))
+        .unwrap();
+    assert_eq!(ours, theirs);
 }

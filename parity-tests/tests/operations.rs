@@ -21,14 +21,11 @@ const SHAPES: [(usize, usize, usize); 9] = [
     (256, 64, 130),
 ];
 
-const ACTIVATIONS: [Activation; 6] = [
-    Activation::Linear,
-    Activation::Sigmoid,
-    Activation::Tanh,
-    Activation::ReLU,
-    Activation::LeakyReLU { slope: 0.01 },
-    Activation::LeakyReLU { slope: 0.2 },
-];
+/// Every activation, and the leaky ReLU with PyTorch's default slope too.
+const ACTIVATIONS: [Activation; 8] = {
+    let e = Activation::EACH;
+    [e[0], e[1], e[2], e[3], e[4], e[5], e[6], Activation::LeakyReLU { slope: 0.01 }]
+};
 
 fn randn<F: TorchFloat>(rng: &mut RandomState, shape: &[usize]) -> ArrayD<F> {
     rng.randn(IxDyn(shape))

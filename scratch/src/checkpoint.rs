@@ -52,7 +52,7 @@ const MAX_HEADER_BYTES: u64 = 100_000_000;
 pub type NamedArray<F> = (String, ArrayD<F>);
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_owned(), source }
+    move |error| Error::Io { path: path.to_owned(), error }
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
@@ -90,7 +90,7 @@ fn decode<F: Float>(path: &Path, name: &str, dtype: Dtype, bytes: &[u8]) -> Resu
         .map(|(i, v)| {
             let converted = F::cast(v);
             if !v.is_finite() {
-                Err(bad(path, format!("tensor {name}: element {i} is {v}; a checkpoint must hold finite values")))
+                Err(bad(path, format!("tensor {name}: element {i} is {v}; a checkpoint holds finite values only")))
             } else if !converted.is_finite() {
                 Err(bad(path, format!("tensor {name}: element {i} is {v:e}, beyond the range of {}", F::NAME)))
             } else {
@@ -100,16 +100,30 @@ fn decode<F: Float>(path: &Path, name: &str, dtype: Dtype, bytes: &[u8]) -> Resu
         .collect()
 }
 
-/// Writes `tensors` to `path` atomically (see the [module documentation](self)).
+/// The first value of a tensor that is not finite, as `tensor {name}: element {i} is {v}`.
+fn first_not_finite<F: Float>(name: &str, values: &ArrayD<F>) -> Option<String> {
+    let (i, v) = values.iter().enumerate().find(|(_, v)| !v.is_finite())?;
+    Some(format!("tensor {name}: element {i} is {}", v.as_f64()))
+}
+
+/// Writes `tensors` to `path` atomically (see the [module documentation](self)). A checkpoint holds
+/// finite values only: one the project writes, it can read back.
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] if two tensors have the same name; otherwise if the file cannot be
-/// written: the previous file at `path`, if any, is then unchanged, and no `.partial` file is left.
+/// [`Error::InvalidArgument`] if two tensors have the same name or a value is not finite (naming it);
+/// otherwise if the file cannot be written: the previous file at `path`, if any, is then unchanged,
+/// and no `.partial` file is left.
 pub fn save<F: Float>(path: &Path, tensors: &[NamedArray<F>], metadata: &BTreeMap<String, String>) -> Result<()> {
     // Checked here: the crate's serialiser indexes out of bounds on a repeated name.
     let mut names = BTreeSet::new();
     if let Some((name, _)) = tensors.iter().find(|(n, _)| !names.insert(n.as_str())) {
         return Err(Error::InvalidArgument(format!("checkpoint {}: two tensors are named {name}", path.display())));
+    }
+    if let Some(problem) = tensors.iter().find_map(|(n, a)| first_not_finite(n, a)) {
+        return Err(Error::InvalidArgument(format!(
+            "checkpoint {}: {problem}; a checkpoint holds finite values only (did training diverge?)",
+            path.display()
+        )));
     }
     let encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
@@ -301,9 +315,12 @@ pub fn match_tensors<'t, F: Float>(
                 a.shape(),
                 origin(name, file)
             )),
-            (Some((_, a)), _) => {
-                matched.insert(name.clone(), *a);
-            }
+            (Some((_, a)), _) => match first_not_finite(name, a) {
+                Some(problem) => problems.push(format!("{problem}; a checkpoint holds finite values only")),
+                None => {
+                    matched.insert(name.clone(), *a);
+                }
+            },
         }
     }
     for (name, (file, a)) in &by_name {

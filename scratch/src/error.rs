@@ -38,14 +38,14 @@ pub enum Error {
         reason: String,
     },
 
-    /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
+    /// Reading or writing a file failed. The message holds the operating system's (so that it is
+    /// printed once, not again as a cause).
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file concerned.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// Training diverged (see [`crate::train::divergence`]): a loss or gradient is not finite, or the

@@ -46,6 +46,7 @@ pub mod gradcheck;
 pub mod layers;
 pub mod linalg;
 pub mod losses;
+pub mod memory;
 pub mod metrics;
 pub mod network;
 pub mod ops;

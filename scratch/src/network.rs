@@ -1,5 +1,6 @@
 //! A neural network: a tree of layers and, to train it, a loss (the book's `NeuralNetwork`).
 
+use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
 
@@ -44,6 +45,7 @@ pub struct NeuralNetwork<F: Float> {
     root: Box<dyn Layer<F>>,
     loss: Option<Box<dyn Loss<F>>>,
     spec: Option<NetSpec>,
+    metadata: BTreeMap<String, String>,
 }
 
 /// The parameters of a network, for an optimizer (see [`NeuralNetwork::params_mut`]): each shared
@@ -85,7 +87,7 @@ impl<F: Float> NeuralNetwork<F> {
         let layers = layers.into_iter().enumerate().map(|(i, l)| (Some(i.to_string()), l)).collect();
         let list: Box<dyn Layer<F>> = Box::new(Sequential::new("layers", layers));
         let root = Box::new(Sequential::new("", vec![(Some("layers".into()), list)]));
-        NeuralNetwork { root, loss: Some(Box::new(loss)), spec: None }
+        NeuralNetwork { root, loss: Some(Box::new(loss)), spec: None, metadata: BTreeMap::new() }
     }
 
     /// The network `spec` describes, without a loss (for prediction, or to add one with
@@ -96,7 +98,7 @@ impl<F: Float> NeuralNetwork<F> {
     /// A description that cannot run (see [`NetSpec::check`]), checked before any weight is drawn.
     pub fn build(spec: &NetSpec, rng: &mut RandomState) -> Result<Self> {
         let root = layers::build_network(spec, rng)?;
-        let mut net = NeuralNetwork { root, loss: None, spec: Some(spec.clone()) };
+        let mut net = NeuralNetwork { root, loss: None, spec: Some(spec.clone()), metadata: BTreeMap::new() };
         net.adopt_tied_draws();
         Ok(net)
     }
@@ -401,13 +403,30 @@ impl<F: Float> NeuralNetwork<F> {
         Ok(())
     }
 
-    /// Saves the parameters as a checkpoint (see [`crate::checkpoint`]); atomic.
+    /// Records `key = value` in the metadata of every checkpoint [`NeuralNetwork::save`] writes from
+    /// now on (a program's name for the run, say), beside `engine` and, for a network built from a
+    /// description, `network` ([`NetSpec::fingerprint`]).
+    pub fn set_metadata(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.metadata.insert(key.into(), value.into());
+    }
+
+    /// The metadata a checkpoint of this network records (see [`NeuralNetwork::set_metadata`]).
+    pub fn metadata(&self) -> BTreeMap<String, String> {
+        let mut metadata = self.metadata.clone();
+        metadata.insert("engine".into(), "scratch".into());
+        if let Some(spec) = &self.spec {
+            metadata.insert("network".into(), spec.fingerprint());
+        }
+        metadata
+    }
+
+    /// Saves the parameters as a checkpoint (see [`crate::checkpoint`]) with [`NeuralNetwork::metadata`];
+    /// atomic.
     ///
     /// # Errors
     /// If the file cannot be written.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let metadata = [("engine".to_string(), "scratch".to_string())].into_iter().collect();
-        checkpoint::save(path.as_ref(), &self.named_parameters(), &metadata)
+        checkpoint::save(path.as_ref(), &self.named_parameters(), &self.metadata())
     }
 
     /// Loads parameters saved by either engine, or by PyTorch (`safetensors.torch.save_file` of a

@@ -52,22 +52,37 @@ impl<F: Float> Dataset<F> {
     /// If they have different numbers of rows, or none, or a value that is not finite (naming the
     /// array, the row and the column: the position within the row's values in row-major order).
     pub fn new(x: ArrayD<F>, y: ArrayD<F>) -> Result<Self> {
-        let (nx, ny) = (x.shape().first().copied(), y.shape().first().copied());
-        if nx != ny || nx.unwrap_or(0) == 0 {
-            return Err(Error::shape("dataset", format!("targets with the inputs' {nx:?} rows"), y.shape()));
+        let data = Dataset { x, y };
+        data.check("dataset")?;
+        Ok(data)
+    }
+
+    /// Checks what [`Dataset::new`] checks, for a dataset built by hand (its fields are public); `what`
+    /// names it in the error (`the test set`).
+    ///
+    /// # Errors
+    /// As [`Dataset::new`].
+    pub fn check(&self, what: &str) -> Result<()> {
+        let (x, y) = (&self.x, &self.y);
+        let (nx, ny) = (x.shape().first().copied().unwrap_or(0), y.shape().first().copied().unwrap_or(0));
+        if nx == 0 || x.is_empty() {
+            return Err(Error::shape(what, "inputs with at least one row", x.shape()));
         }
-        for (name, array) in [("x (the inputs)", &x), ("y (the targets)", &y)] {
+        if nx != ny || y.is_empty() {
+            return Err(Error::shape(what, format!("targets with the inputs' {nx} rows"), y.shape()));
+        }
+        for (name, array) in [("x (the inputs)", x), ("y (the targets)", y)] {
             if let Some(at) = array.iter().position(|v| !v.is_finite()) {
                 let per_row = array.len() / array.shape()[0];
                 let value = array.iter().nth(at).map_or(f64::NAN, |v| v.as_f64());
                 return Err(Error::InvalidArgument(format!(
-                    "dataset: {name} row {}, column {} is {value}; every input and target must be finite",
+                    "{what}: {name} row {}, column {} is {value}; every input and target must be finite",
                     at / per_row,
                     at % per_row
                 )));
             }
         }
-        Ok(Dataset { x, y })
+        Ok(())
     }
 
     /// The number of rows.
@@ -115,6 +130,26 @@ pub struct FitOptions {
     /// Save the model to this file (safetensors, the format of both engines) at every end-of-epoch
     /// evaluation that improves on the best so far, so that the file holds the best evaluated model.
     pub checkpoint: Option<std::path::PathBuf>,
+}
+
+impl FitOptions {
+    /// Checks the counts.
+    ///
+    /// # Errors
+    /// Zero epochs, evaluation interval, batch size or batches between in-epoch evaluations, naming
+    /// the setting.
+    pub fn validate(&self) -> Result<()> {
+        let counts = [
+            ("epochs", Some(self.epochs)),
+            ("eval_every", Some(self.eval_every)),
+            ("batch_size", Some(self.batch_size)),
+            ("eval_batches", self.eval_batches),
+        ];
+        match counts.iter().find(|(_, n)| *n == Some(0)) {
+            Some((name, _)) => Err(Error::InvalidArgument(format!("FitOptions: {name} must be at least 1, got 0"))),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Default for FitOptions {
@@ -319,11 +354,7 @@ pub fn fit_loop<T: TrainingLoop>(
     mut loader: Option<&mut dyn BatchOrder>,
     observer: &mut dyn Observer,
 ) -> std::result::Result<FitReport, T::Error> {
-    if options.epochs == 0 || options.eval_every == 0 || options.batch_size == 0 {
-        return Err(
-            Error::InvalidArgument(format!("epochs, eval_every and batch_size must be positive: {options:?}")).into()
-        );
-    }
+    options.validate()?;
     let mut rng = RandomState::new(options.seed);
     // The book draws the first epoch's permutation before its layers initialise (lazily, in the first
     // forward pass); with per-layer re-seeding that order shows in the numbers, so keep it.
@@ -461,6 +492,8 @@ impl<F: Float, O: Optimizer<F>> Trainer<F, O> {
         options: &FitOptions,
         observer: &mut dyn Observer,
     ) -> Result<FitReport> {
+        train.check("the training set")?;
+        test.check("the test set")?;
         fit_loop(&mut Session { trainer: self, train, test }, train.len(), options, None, observer)
     }
 
@@ -494,6 +527,7 @@ impl<F: Float, O: Optimizer<F>> Trainer<F, O> {
         observer: &mut dyn Observer,
     ) -> Result<FitReport> {
         let train = loader.dataset();
+        test.check("the test set")?;
         fit_loop(&mut Session { trainer: self, train, test }, train.len(), options, Some(loader), observer)
     }
 }

@@ -43,7 +43,7 @@ pub enum DeviceError {
         reason: String,
     },
     /// An unknown device name.
-    #[error("unknown device {0:?}: expected `cpu`, `cuda` or `auto`")]
+    #[error("unknown device \"{}\": expected `cpu`, `cuda` or `auto`", .0.escape_default())]
     Unknown(String),
 }
 

@@ -12,10 +12,17 @@ pub enum Error {
     /// A shape, file, divergence or argument error, as in the from-scratch engine.
     #[error(transparent)]
     Scratch(#[from] scratch::Error),
-    /// An error raised by libtorch.
+    /// An error raised by libtorch (its message part of this one's, so that it is printed once, not
+    /// again as a cause).
     #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
     /// A device that is not available.
     #[error(transparent)]
     Device(#[from] DeviceError),
+}
+
+impl From<tch::TchError> for Error {
+    fn from(e: tch::TchError) -> Self {
+        Error::Torch(e)
+    }
 }

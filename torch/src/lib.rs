@@ -36,6 +36,7 @@ pub mod convert;
 pub mod device;
 mod error;
 pub mod fundamentals;
+pub mod generate;
 pub mod layers;
 pub mod loss;
 mod net;

@@ -3,6 +3,7 @@
 //! `transformer.h.0.attn.c_attn.weight`, ...).
 
 use std::borrow::Borrow;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use scratch::checkpoint::{self, NamedArray, Rename};
@@ -50,6 +51,7 @@ pub struct Net {
     root: Box<dyn Layer>,
     kind: Kind,
     device: tch::Device,
+    metadata: BTreeMap<String, String>,
 }
 
 impl Net {
@@ -75,7 +77,7 @@ impl Net {
     ) -> Result<Self> {
         let path = path.borrow();
         let root = layers::build_network(path, spec, options, rng)?;
-        Ok(Net { spec: spec.clone(), root, kind: path.kind(), device: path.device() })
+        Ok(Net { spec: spec.clone(), root, kind: path.kind(), device: path.device(), metadata: BTreeMap::new() })
     }
 
     /// The description the network was built from.
@@ -209,13 +211,27 @@ impl Net {
         Ok(())
     }
 
+    /// Records `key = value` in the metadata of every checkpoint [`Net::save`] writes from now on (a
+    /// program's name for the run, say), beside `engine` and `network` ([`NetSpec::fingerprint`]).
+    pub fn set_metadata(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.metadata.insert(key.into(), value.into());
+    }
+
+    /// The metadata a checkpoint of this network records (see [`Net::set_metadata`]).
+    pub fn metadata(&self) -> BTreeMap<String, String> {
+        let mut metadata = self.metadata.clone();
+        metadata.insert("engine".into(), "torch".into());
+        metadata.insert("network".into(), self.spec.fingerprint());
+        metadata
+    }
+
     /// Saves the parameters as a checkpoint (see [`scratch::checkpoint`]: safetensors, PyTorch's names
-    /// and layouts, F32 or F64 as the network computes); atomic.
+    /// and layouts, F32 or F64 as the network computes) with [`Net::metadata`]; atomic.
     ///
     /// # Errors
     /// If the file cannot be written.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let metadata = [("engine".to_string(), "torch".to_string())].into_iter().collect();
+        let metadata = self.metadata();
         if self.kind == Kind::Float {
             checkpoint::save(path.as_ref(), &self.named_arrays::<f32>(), &metadata)?;
         } else {

@@ -11,24 +11,27 @@
 //! copies cost nothing but are counted alike. (Not counted: [`Net::input`](crate::Net::input) on a
 //! caller's tensor, and setting parameters from arrays.)
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 use tch::{Kind, Tensor};
 
 use crate::Result;
 
-static READS: AtomicUsize = AtomicUsize::new(0);
-static UPLOADS: AtomicUsize = AtomicUsize::new(0);
-
-/// How many device-to-host reads the crate has made so far in this process.
-pub fn host_reads() -> usize {
-    READS.load(Ordering::Relaxed)
+thread_local! {
+    static READS: Cell<usize> = const { Cell::new(0) };
+    static UPLOADS: Cell<usize> = const { Cell::new(0) };
 }
 
-/// How many uploads of host data to the device the crate has made so far in this process (see the
+/// How many device-to-host reads the crate has made so far on this thread (training runs on the
+/// thread that calls it, so that concurrent runs, or tests, count apart).
+pub fn host_reads() -> usize {
+    READS.with(Cell::get)
+}
+
+/// How many uploads of host data to the device the crate has made so far on this thread (see the
 /// [module documentation](self) for which are counted).
 pub fn uploads() -> usize {
-    UPLOADS.load(Ordering::Relaxed)
+    UPLOADS.with(Cell::get)
 }
 
 /// The values of `t` (any shape, device and kind) as `f64`, in row-major order: one read.
@@ -36,7 +39,7 @@ pub fn uploads() -> usize {
 /// # Errors
 /// If libtorch cannot copy the tensor.
 pub fn read(t: &Tensor) -> Result<Vec<f64>> {
-    READS.fetch_add(1, Ordering::Relaxed);
+    READS.with(|n| n.set(n.get() + 1));
     let host = t.f_detach()?.f_to_kind(Kind::Double)?.f_to_device(tch::Device::Cpu)?.f_flatten(0, -1)?;
     Ok(Vec::<f64>::try_from(&host)?)
 }
@@ -46,6 +49,6 @@ pub fn read(t: &Tensor) -> Result<Vec<f64>> {
 /// # Errors
 /// If libtorch cannot copy the tensor (the device is out of memory).
 pub fn upload(host: &Tensor, device: tch::Device) -> Result<Tensor> {
-    UPLOADS.fetch_add(1, Ordering::Relaxed);
+    UPLOADS.with(|n| n.set(n.get() + 1));
     Ok(host.f_to_device(device)?)
 }

@@ -147,6 +147,8 @@ impl<O: Optimizer> Trainer<O> {
         loader: Option<&mut dyn BatchOrder>,
         observer: &mut dyn Observer,
     ) -> Result<FitReport> {
+        train.check("the training set")?;
+        test.check("the test set")?;
         let (x_train, y_train) = self.on_device(train)?;
         let (x_test, y_test) = self.on_device(test)?;
         // Replaced at the start of every epoch.

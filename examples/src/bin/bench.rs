@@ -32,9 +32,10 @@ use examples::table::Table;
 use ndarray::{Array2, ArrayD, IxDyn};
 use scratch::network::NeuralNetwork;
 use scratch::ops::Activation;
-use scratch::optim::{Decay, Optimizer, SGDMomentum};
+use scratch::optim::{AdamConfig, Clip, Decayed, Optimizer, WeightDecay};
 use scratch::rng::RandomState;
-use scratch::spec::{book, CellKind, LayerSpec, LossSpec, Module, NetSpec, StateMode, WeightInit};
+use scratch::spec::gpt::{self, GptConfig};
+use scratch::spec::{book, CellKind, LayerSpec, LossSpec, Module, NetSpec, OptimSpec, StateMode, WeightInit};
 use tch::nn::{self, ModuleT, OptimizerConfig, RNN};
 use tch::{Device, Kind, Tensor};
 use torch::convert::{to_tensor, TorchFloat};
@@ -202,6 +203,9 @@ enum Reference {
     Chapter7ConvNet,
     /// `nn::lstm(65, 256)` over 25 steps, `nn::linear(256, 65)` on every step's output.
     Lstm,
+    /// Chapter 8's GPT in nanoGPT's small CPU configuration ([`GptConfig::cpu`]), written with tch's
+    /// `nn::embedding`, `nn::layer_norm`, `nn::linear` and `scaled_dot_product_attention`.
+    Gpt,
 }
 
 /// The LSTM row's sizes.
@@ -211,6 +215,49 @@ const HIDDEN: i64 = 256;
 
 /// A model's logits, one row per prediction, in training mode.
 type Logits = Box<dyn Fn(&Tensor) -> Tensor>;
+
+/// The GPT row's configuration: nanoGPT's small CPU recipe on a 65-character vocabulary.
+fn gpt_config() -> GptConfig {
+    GptConfig::cpu(VOCAB as usize)
+}
+
+/// The GPT of [`gpt_config`] as a tch user writes it: `nn::embedding` for the tokens and positions,
+/// pre-norm blocks of `nn::layer_norm`, `nn::linear` (no biases) and libtorch's
+/// `scaled_dot_product_attention`, the output layer tied to the token embedding.
+fn tch_gpt(vs: &nn::Path) -> Logits {
+    let GptConfig { vocab, context, layers, heads, width, .. } = gpt_config();
+    let (v, t, c, h) = (vocab as i64, context as i64, width as i64, heads as i64);
+    let linear = |p: nn::Path, i, o| nn::linear(p, i, o, nn::LinearConfig { bias: false, ..Default::default() });
+    let norm = |p: nn::Path| nn::layer_norm(p, vec![c], Default::default());
+    let wte = nn::embedding(vs / "wte", v, c, Default::default());
+    let wpe = nn::embedding(vs / "wpe", t, c, Default::default());
+    let blocks: Vec<_> = (0..layers)
+        .map(|i| {
+            let b = vs / "h" / i;
+            let (ln_1, ln_2) = (norm(&b / "ln_1"), norm(&b / "ln_2"));
+            let (c_attn, attn_proj) = (linear(&b / "c_attn", c, 3 * c), linear(&b / "attn_proj", c, c));
+            let (c_fc, mlp_proj) = (linear(&b / "c_fc", c, 4 * c), linear(&b / "mlp_proj", 4 * c, c));
+            move |x: &Tensor| {
+                let (b, t) = (x.size()[0], x.size()[1]);
+                let qkv = x.apply(&ln_1).apply(&c_attn).split(c, 2);
+                let heads = |m: &Tensor| m.view([b, t, h, c / h]).transpose(1, 2);
+                let (q, k, v) = (heads(&qkv[0]), heads(&qkv[1]), heads(&qkv[2]));
+                let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, true, None, false);
+                let x = x + y.transpose(1, 2).reshape([b, t, c]).apply(&attn_proj);
+                &x + x.apply(&ln_2).apply(&c_fc).gelu("none").apply(&mlp_proj)
+            }
+        })
+        .collect();
+    let ln_f = norm(vs / "ln_f");
+    Box::new(move |idx| {
+        let positions = Tensor::arange(idx.size()[1], (Kind::Int64, idx.device()));
+        let mut x = idx.apply(&wte) + positions.apply(&wpe);
+        for block in &blocks {
+            x = block(&x);
+        }
+        x.apply(&ln_f).matmul(&wte.ws.tr()).view([-1, v])
+    })
+}
 
 impl Reference {
     /// Builds the model in `vs`.
@@ -250,6 +297,7 @@ impl Reference {
                 let out = nn::linear(vs / "out", HIDDEN, VOCAB, Default::default());
                 return Box::new(move |x| lstm.seq(x).0.apply(&out).view([-1, VOCAB]));
             }
+            Reference::Gpt => return tch_gpt(vs),
         };
         Box::new(move |x| net.forward_t(x, true))
     }
@@ -260,6 +308,11 @@ impl Reference {
             Reference::Mlp(widths, _) => (vec![batch, widths[0]], widths[widths.len() - 1], batch),
             Reference::Chapter5Cnn | Reference::Chapter7ConvNet => (vec![batch, 1, 28, 28], 10, batch),
             Reference::Lstm => (vec![batch, STEPS, VOCAB], VOCAB, batch * STEPS),
+            Reference::Gpt => {
+                let t = gpt_config().context as i64;
+                let tokens = Tensor::randint(VOCAB, [batch, t], (Kind::Int64, Device::Cpu));
+                return (tokens, Tensor::randint(VOCAB, [batch * t], (Kind::Int64, Device::Cpu)));
+            }
         };
         (
             Tensor::randn(shape.as_slice(), (kind, Device::Cpu)),
@@ -269,12 +322,23 @@ impl Reference {
 }
 
 /// The idiomatic libtorch training step: forward, `cross_entropy_for_logits`, `backward_step` of an
-/// `nn::Sgd` with momentum 0.9.
+/// `nn::Sgd` with momentum 0.9 (the GPT: of nanoGPT's `nn::AdamW`, gradients clipped to norm 1).
 fn reference_step<F: TorchFloat>(reference: Reference, batch_size: usize, reps: usize) -> Result<f64> {
     tch::manual_seed(2);
     let mut vs = nn::VarStore::new(Device::Cpu);
     vs.set_kind(F::KIND);
     let model = reference.build(&vs.root());
+    if let Reference::Gpt = reference {
+        let mut opt = nn::AdamW { beta1: 0.9, beta2: 0.99, wd: 0.1, ..Default::default() }.build(&vs, 1e-3)?;
+        let (x, labels) = reference.batch(batch_size as i64, F::KIND);
+        return Ok(time(reps, || {
+            let loss = model(&x).cross_entropy_for_logits(&labels);
+            opt.zero_grad();
+            loss.backward();
+            opt.clip_grad_norm(1.0);
+            opt.step();
+        }));
+    }
     let mut opt = nn::Sgd { momentum: 0.9, ..Default::default() }.build(&vs, 0.01)?;
     let (x, labels) = reference.batch(batch_size as i64, F::KIND);
     Ok(time(reps, || {
@@ -288,6 +352,8 @@ struct Row {
     name: &'static str,
     /// The network both of the project's engines build.
     spec: NetSpec,
+    /// The optimizer both of the project's engines build.
+    optim: OptimSpec,
     batch: usize,
     /// The idiomatic libtorch version.
     reference: Option<Reference>,
@@ -302,7 +368,15 @@ fn networks() -> Vec<Row> {
     // to the vocabulary, on 25-character windows.
     let lstm =
         book::language_model(CellKind::Lstm, VOCAB as usize, HIDDEN as usize, 1, StateMode::Reset, STEPS as usize);
-    let row = |name, spec, batch, reference| Row { name, spec, batch, reference, kernel: Kernel::Fused };
+    let momentum = OptimSpec::momentum(0.01, 0.9);
+    let row =
+        |name, spec, batch, reference| Row { name, spec, optim: momentum, batch, reference, kernel: Kernel::Fused };
+    let adamw = AdamConfig {
+        beta2: 0.99,
+        weight_decay: WeightDecay::Decoupled(0.1),
+        decayed: Decayed::Matrices,
+        ..Default::default()
+    };
     vec![
         row(
             "book 784-89-10 (sigmoid), batch 60",
@@ -320,6 +394,15 @@ fn networks() -> Vec<Row> {
         row("chapter-7 ConvNet, batch 60", book::chapter7_convnet(), 60, Some(Reference::Chapter7ConvNet)),
         row("LSTM 256, seq 25, vocab 65, batch 32", lstm.clone(), 32, Some(Reference::Lstm)),
         Row { kernel: Kernel::Cells, ..row("  same, torch engine's step-by-step cells", lstm, 32, None) },
+        Row {
+            optim: OptimSpec::adam(1e-3, adamw).clip(Clip::Norm(1.0)),
+            ..row(
+                "GPT 4x128, 4 heads, context 64, vocab 65, batch 12",
+                gpt::gpt(&gpt_config()),
+                12,
+                Some(Reference::Gpt),
+            )
+        },
     ]
 }
 
@@ -365,11 +448,12 @@ fn step_flops(spec: &NetSpec, batch: usize) -> Result<f64> {
                     })
                     .sum::<f64>()
             }
-            LayerSpec::Attention(a) => {
-                // q kᵀ and the weights times v, per head: 2 products of T·T·hs each way, 3 backward.
+            LayerSpec::Attention(_) => {
+                // Per head, q kᵀ and the weights times v forward, four products of the same size backward
+                // (the gradients of the weights, v, q and k): 6 products of T·T·hs, the whole square
+                // counted although the causal mask leaves half of it out.
                 let (t, width) = (input[0] as f64, (input[1] / 3) as f64);
-                let _ = a;
-                5.0 * 2.0 * b * t * t * width
+                6.0 * 2.0 * b * t * t * width
             }
             LayerSpec::Pool(..)
             | LayerSpec::Flatten
@@ -384,24 +468,39 @@ fn step_flops(spec: &NetSpec, batch: usize) -> Result<f64> {
     Ok(total)
 }
 
-/// Random inputs and random one-hot targets (over the last axis of the network's output).
+/// Random inputs (token indices for a network that starts with an embedding) and random one-hot
+/// targets (over the last axis of the network's output; class indices after an embedding).
 fn batch<F: TorchFloat>(spec: &NetSpec, batch: usize, rng: &mut RandomState) -> Result<(ArrayD<F>, ArrayD<F>)> {
     let mut shape = vec![batch];
     shape.extend(&spec.input);
-    let x = rng.randn(IxDyn(&shape));
     let mut out = vec![batch];
     out.extend(spec.output_shape()?);
     let classes = *out.last().expect("an output has features");
+    let vocab = spec.walk()?.iter().find_map(|n| match n.module {
+        Module::Layer(LayerSpec::Embedding(e)) => Some(e.vocab),
+        _ => None,
+    });
+    if let Some(vocab) = vocab {
+        let mut tokens = |shape: &[usize]| -> Result<ArrayD<F>> {
+            let n = shape.iter().product();
+            let values =
+                (0..n).map(|_| Ok(F::cast(rng.randint(0, vocab as i64)? as f64))).collect::<Result<Vec<_>>>()?;
+            Ok(ArrayD::from_shape_vec(IxDyn(shape), values)?)
+        };
+        return Ok((tokens(&shape)?, tokens(&out[..out.len() - 1])?));
+    }
+    let x = rng.randn(IxDyn(&shape));
     let rows = out.iter().product::<usize>() / classes;
     let labels = (0..rows).map(|_| Ok(rng.randint(0, classes as i64)? as u8)).collect::<Result<Vec<_>>>()?;
     let y = scratch::data::mnist::one_hot::<F>(&labels, classes)?.into_shape_with_order(IxDyn(&out))?;
     Ok((x, y))
 }
 
-fn scratch_step<F: TorchFloat>(spec: &NetSpec, batch_size: usize, reps: usize) -> Result<f64> {
+fn scratch_step<F: TorchFloat>(row: &Row, reps: usize) -> Result<f64> {
+    let (spec, batch_size) = (&row.spec, row.batch);
     let mut rng = RandomState::new(2);
     let mut net = NeuralNetwork::<F>::from_spec(spec, LossSpec::CROSS_ENTROPY.build::<F>(), &mut rng)?;
-    let mut optim = SGDMomentum::new(0.01, 0.9, Decay::None)?;
+    let mut optim = scratch::optim::build::<F>(&row.optim)?;
     let (x, y) = batch::<F>(spec, batch_size, &mut rng)?;
     let mut failure = None;
     let t = time(reps, || {
@@ -414,13 +513,16 @@ fn scratch_step<F: TorchFloat>(spec: &NetSpec, batch_size: usize, reps: usize) -
 
 /// The project's libtorch engine, as the parity tests and `dlfs` run it: dropout masks from the shared
 /// numpy-compatible stream, drawn on the CPU.
-fn torch_step<F: TorchFloat>(spec: &NetSpec, batch_size: usize, reps: usize, kernel: Kernel) -> Result<f64> {
+fn torch_step<F: TorchFloat>(row: &Row, reps: usize) -> Result<f64> {
+    let (spec, batch_size) = (&row.spec, row.batch);
     let mut rng = RandomState::new(2);
     let vs = torch::var_store::<F>(Device::Cpu);
-    let model = torch::Net::with_options(vs.root(), spec, torch::Options::parity(kernel), &mut rng)?;
-    let mut optim = torch::optim::SGDMomentum::new(0.01, 0.9, Decay::None)?;
+    let model = torch::Net::with_options(vs.root(), spec, torch::Options::parity(row.kernel), &mut rng)?;
+    let mut optim = torch::optim::build(&row.optim)?;
     let (x, y) = batch::<F>(spec, batch_size, &mut rng)?;
     let (x, y): (Tensor, Tensor) = (to_tensor(&x), to_tensor(&y));
+    // Class indices (after an embedding) as libtorch takes them.
+    let (x, y) = if x.size() == y.size() { (x.to_kind(Kind::Int64), y.to_kind(Kind::Int64)) } else { (x, y) };
     let mut failure = None;
     let t = time(reps, || {
         if failure.is_none() {
@@ -430,7 +532,7 @@ fn torch_step<F: TorchFloat>(spec: &NetSpec, batch_size: usize, reps: usize, ker
                 .and_then(|out| torch::loss::loss(LossSpec::CROSS_ENTROPY, &out, &y))
                 .and_then(|loss| {
                     loss.backward();
-                    optim.step(&model.named_parameters())
+                    optim.step(&model.trainable_parameters())
                 })
                 .err();
         }
@@ -448,10 +550,10 @@ enum Engine {
 
 fn step<F: TorchFloat>(engine: Engine, row: &Row, reps: usize) -> Result<f64> {
     match (engine, row.reference) {
-        (Engine::Scratch, _) => scratch_step::<F>(&row.spec, row.batch, reps),
+        (Engine::Scratch, _) => scratch_step::<F>(row, reps),
         (Engine::Reference, Some(reference)) => reference_step::<F>(reference, row.batch, reps),
         (Engine::Reference, None) => Ok(f64::NAN),
-        (Engine::Project, _) => torch_step::<F>(&row.spec, row.batch, reps, row.kernel),
+        (Engine::Project, _) => torch_step::<F>(row, reps),
     }
 }
 

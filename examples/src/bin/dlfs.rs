@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use examples::engine::Engines;
 use examples::experiments::plan::{self, Context, Plan};
-use examples::experiments::{listing, Options};
+use examples::experiments::{listing, Opt, Options};
 use examples::{boston, reproduce};
 
 #[derive(Parser)]
@@ -107,8 +107,11 @@ fn run(cli: &Cli) -> Result<()> {
             let experiments = plan::resolve(&TOUR)?;
             print_notes(plan::group_notes("the tour", &experiments, options));
             let mut options = options.clone();
-            options.epochs.get_or_insert(2);
-            options.iterations.get_or_insert(300);
+            for (opt, value) in [(Opt::Epochs, "2"), (Opt::Iterations, "300")] {
+                if !options.is_set(opt) {
+                    options.set(opt, value).map_err(anyhow::Error::msg)?;
+                }
+            }
             let plan = Plan::new(&experiments, &options, &context)?;
             let mut checks = reproduce::chapter1()?;
             plan.run(|_, ran| {

@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 
 use crate::engine::Engines;
 use crate::language_model::LmOptions;
-use crate::{autoencoder, boston, divergence, language_model, mnist};
+use crate::{autoencoder, boston, divergence, gpt, language_model, mnist};
 
 pub mod listing;
 pub mod options;
@@ -81,6 +81,8 @@ pub enum Runner {
     Autoencoder,
     /// Rounding differences growing in training ([`divergence`]).
     Divergence,
+    /// Chapter 8's character GPT ([`gpt`]).
+    Gpt,
 }
 
 /// One experiment.
@@ -110,6 +112,7 @@ impl Experiment {
             Runner::LanguageModel(_) => language_model::files(&out, engines),
             Runner::Autoencoder => autoencoder::files(&out, engines),
             Runner::Divergence => divergence::files(&out),
+            Runner::Gpt => gpt::files(&out, engines),
         }
     }
 
@@ -125,6 +128,7 @@ impl Experiment {
             Runner::LanguageModel(defaults) => language_model::prepare(self, defaults(), settings),
             Runner::Autoencoder => autoencoder::prepare(self, settings, cache),
             Runner::Divergence => divergence::prepare(settings),
+            Runner::Gpt => gpt::prepare(self, settings),
         }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! 1. without data: the names (known, none twice), the options against each other and against the
 //!    machine (`--device cuda` resolved, `--resume` an existing file, `--out` a folder that can be
-//!    written); single values (counts, rates, the temperature, the prompt) were checked as the command
+//!    written, and every file the run will write one that can be replaced); single values (counts, rates, the temperature, the prompt) were checked as the command
 //!    line was parsed;
 //! 2. each experiment [prepared](super::Experiment::prepare): its data loaded, and what needs the data
 //!    checked (the prompt's characters against the corpus, the corpus's length, the checkpoint against
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context as _, Result};
 
 use super::{find, Cache, Experiment, Opt, Options, Outputs, Prepared, Ran, Settings};
-use crate::engine::Engines;
+use crate::engine::{Engine, Engines};
 
 /// The options every command shares.
 #[derive(Clone, Debug)]
@@ -68,7 +68,7 @@ pub fn notes(experiments: &[&Experiment], options: &Options) -> Vec<String> {
 pub fn group_notes(what: &str, experiments: &[&Experiment], options: &Options) -> Vec<String> {
     let unused: Vec<Opt> = Opt::ALL
         .into_iter()
-        .filter(|&o| o.is_set(options) && !experiments.iter().any(|e| e.options.contains(&o)))
+        .filter(|&o| options.is_set(o) && !experiments.iter().any(|e| e.options.contains(&o)))
         .collect();
     let mut notes: Vec<String> = Vec::new();
     if !unused.is_empty() {
@@ -80,7 +80,7 @@ pub fn group_notes(what: &str, experiments: &[&Experiment], options: &Options) -
 
 fn device_note(experiments: &[&Experiment], options: &Options) -> Option<String> {
     let takes_device = experiments.iter().any(|e| e.options.contains(&Opt::Device));
-    (takes_device && options.device.is_some() && options.engine == Some(Engines::Scratch))
+    (takes_device && options.device_given().is_some() && options.engines() == Engines::Scratch)
         .then(|| "note: --device applies to the torch engine, which --engine scratch does not run".to_string())
 }
 
@@ -90,17 +90,20 @@ fn device_note(experiments: &[&Experiment], options: &Options) -> Option<String>
 /// The first option that cannot work, naming it and what to change.
 pub fn check(experiments: &[&Experiment], options: &Options, context: &Context) -> Result<()> {
     let taken: Vec<Options> = experiments.iter().map(|e| options.only(e.options)).collect();
-    if let Some(device) = taken.iter().find_map(|o| o.device) {
+    // The device matters only where the torch engine runs (otherwise a note says it does nothing).
+    let torch_device = taken.iter().filter(|o| o.engines().contains(Engine::Torch)).find_map(Options::device_given);
+    if let Some(device) = torch_device {
         device.resolve().map_err(|e| anyhow!("--device {device}: {e}"))?;
     }
-    if let Some(path) = taken.iter().find_map(|o| o.resume.as_ref()) {
+    if let Some(path) = taken.iter().find_map(Options::resume) {
         check_resume(path)?;
     }
-    let writes = experiments.iter().zip(&taken).any(|(e, o)| !e.files(&context.out, o.engines()).is_empty());
-    if writes {
+    let files: Vec<PathBuf> =
+        experiments.iter().zip(&taken).flat_map(|(e, o)| e.files(&context.out, o.engines())).collect();
+    if !files.is_empty() {
         check_out(&context.out)?;
     }
-    Ok(())
+    files.iter().try_for_each(|file| crate::write::check(file))
 }
 
 /// `--resume` names a regular file (whether it fits the network is checked in stage 2).
@@ -175,10 +178,9 @@ impl Plan {
             for file in &ran.files {
                 assert!(
                     step.declared.contains(file),
-                    "{} wrote {}, which its registry entry does not list: {:?}",
+                    "{} wrote {}, which its registry entry does not list",
                     step.experiment.name,
-                    file.display(),
-                    step.declared
+                    file.display()
                 );
                 if !self.quiet {
                     eprintln!("wrote {}", file.display());
@@ -194,9 +196,12 @@ impl Plan {
 mod tests {
     use super::*;
 
-    fn options(args: impl FnOnce(&mut Options)) -> Options {
+    /// Options as the command line would give them: `(option, value)` pairs.
+    fn options(given: &[(Opt, &str)]) -> Options {
         let mut o = Options::default();
-        args(&mut o);
+        for &(opt, value) in given {
+            o.set(opt, value).unwrap();
+        }
         o
     }
 
@@ -212,11 +217,7 @@ mod tests {
     #[test]
     fn notes_name_the_options_an_experiment_does_not_take() {
         let experiments = resolve(&["boston", "ch6-lstm", "ch7-lstm"]).unwrap();
-        let given = options(|o| {
-            o.epochs = Some(3);
-            o.book_windows = true;
-            o.engine = Some(Engines::Torch);
-        });
+        let given = options(&[(Opt::Epochs, "3"), (Opt::BookWindows, ""), (Opt::Engine, "torch")]);
         assert_eq!(
             notes(&experiments, &given),
             [
@@ -226,15 +227,15 @@ mod tests {
             ]
         );
         assert_eq!(group_notes("the tour", &experiments, &given), ["note: the tour does not use --epochs"]);
-        let scratch_on_cuda = options(|o| {
-            o.engine = Some(Engines::Scratch);
-            o.device = Some(torch::Device::Cuda);
-        });
+        let scratch_on_cuda = options(&[(Opt::Engine, "scratch"), (Opt::Device, "cuda")]);
         assert_eq!(
             notes(&experiments[1..2], &scratch_on_cuda),
             ["note: --device applies to the torch engine, which --engine scratch does not run"]
         );
         assert!(notes(&experiments[..1], &scratch_on_cuda)[0].contains("boston does not use --device"));
+        // A device that does not apply is a note, not a failure, even where CUDA is missing.
+        let context = Context { data: "data".into(), out: std::env::temp_dir(), quiet: true };
+        check(&experiments[1..2], &scratch_on_cuda, &context).unwrap();
     }
 
     #[test]
@@ -243,12 +244,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let context = Context { data: dir.clone(), out: dir.join("out"), quiet: true };
         let lstm = resolve(&["ch6-lstm"]).unwrap();
-        let err = check(&lstm, &options(|o| o.resume = Some(dir.join("none.safetensors"))), &context).unwrap_err();
+        let missing = dir.join("none.safetensors");
+        let err = check(&lstm, &options(&[(Opt::Resume, missing.to_str().unwrap())]), &context).unwrap_err();
         assert!(err.to_string().starts_with(&format!("--resume {}", dir.join("none.safetensors").display())), "{err}");
-        let err = check(&lstm, &options(|o| o.resume = Some(dir.clone())), &context).unwrap_err();
+        let folder = options(&[(Opt::Resume, dir.to_str().unwrap())]);
+        let err = check(&lstm, &folder, &context).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
         // boston does not take --resume: nothing to check.
-        check(&resolve(&["boston"]).unwrap(), &options(|o| o.resume = Some(dir.clone())), &context).unwrap();
+        check(&resolve(&["boston"]).unwrap(), &folder, &context).unwrap();
         let file = dir.join("a-file");
         std::fs::write(&file, b"").unwrap();
         let blocked = Context { out: file.join("out"), ..context.clone() };
@@ -256,6 +259,14 @@ mod tests {
         assert!(format!("{err:#}").contains("cannot create the folder"), "{err:#}");
         // divergence writes nothing, so it needs no output folder.
         check(&resolve(&["divergence"]).unwrap(), &Options::default(), &blocked).unwrap();
+        // An output that is a folder is found before anything trains.
+        let out = Context { out: dir.join("out"), ..context.clone() };
+        for file in ["ch6-lstm-loss.png", "ch6-lstm-scratch.safetensors", "ch6-lstm-metrics.json"] {
+            std::fs::create_dir_all(out.out.join(file)).unwrap();
+            let err = check(&lstm, &Options::default(), &out).unwrap_err().to_string();
+            assert!(err.contains(&format!("{file} is a folder")), "{err}");
+            std::fs::remove_dir(out.out.join(file)).unwrap();
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -10,7 +10,7 @@ use scratch::spec::{book, CellKind, GruForm, NetSpec, WeightInit};
 use super::{Book, Experiment, Printed, Runner};
 use crate::language_model::{self, LmOptions};
 use crate::mnist::{self, Classifier, LossChoice, OptimChoice};
-use crate::{autoencoder, boston, divergence};
+use crate::{autoencoder, boston, divergence, gpt};
 
 const SIGMOID_89: &[(usize, Activation)] = &[(89, Activation::Sigmoid)];
 const TANH_89: &[(usize, Activation)] = &[(89, Activation::Tanh)];
@@ -52,7 +52,7 @@ const fn ch6(name: &'static str, what: &'static str, defaults: fn() -> LmOptions
 }
 
 /// Every experiment.
-pub const EXPERIMENTS: [Experiment; 21] = [
+pub const EXPERIMENTS: [Experiment; 22] = [
     Experiment {
         name: "boston",
         chapter: "2, 3, 7",
@@ -236,6 +236,14 @@ pub const EXPERIMENTS: [Experiment; 21] = [
         }),
         options: autoencoder::OPTIONS,
         runner: Runner::Autoencoder,
+    },
+    Experiment {
+        name: "ch8-gpt",
+        chapter: "8",
+        what: "beyond the book: a character GPT (nanoGPT's small CPU recipe) on ch. 6's corpus, beside its LSTM",
+        book: None,
+        options: gpt::OPTIONS,
+        runner: Runner::Gpt,
     },
     Experiment {
         name: "divergence",

@@ -130,7 +130,10 @@ pub fn load(path: impl AsRef<Path>) -> Result<Boston> {
         if declared != rows {
             return Err(Error::bad_file(
                 path,
-                format!("the header declares {declared} rows but the file has {rows} (truncated?)"),
+                format!(
+                    "the header declares {declared} rows but the file has {rows}{}",
+                    if rows < declared { " (truncated?)" } else { "" }
+                ),
             ));
         }
     }
@@ -150,7 +153,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<Boston> {
 /// If `data` has no rows.
 pub fn book_split(data: &Boston) -> Result<Split<f64>> {
     let (_, scaled) = StandardScaler::fit_transform(&data.features)?;
-    let (train, test) = train_test_split(scaled.nrows(), 0.3, 80718);
+    let (train, test) = train_test_split(scaled.nrows(), 0.3, 80718)?;
     let y = data.target.clone().insert_axis(Axis(1));
     Ok(Split {
         x_train: scaled.select(Axis(0), &train),

@@ -104,7 +104,7 @@ fn read_idx(path: &Path, magic: u32, what: &str) -> Result<(Vec<usize>, Vec<u8>)
             ErrorKind::InvalidInput | ErrorKind::InvalidData | ErrorKind::UnexpectedEof => {
                 Error::bad_file(path, format!("not a valid gzip file: {e}"))
             }
-            _ => Error::Io { path: path.to_owned(), source: e },
+            _ => Error::Io { path: path.to_owned(), error: e },
         };
         let capacity_bound = len.saturating_mul(DEFLATE_MAX_RATIO);
         parse_idx(path, MultiGzDecoder::new(file), None, capacity_bound, magic, what, gzip_error)
@@ -142,48 +142,57 @@ fn parse_idx(
     let Some(expected) = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(u64::from(d))) else {
         return Err(Error::bad_file(
             path,
-            format!("header says {shape:?}, whose product overflows 64 bits: the header is corrupt"),
+            format!("header says {}, whose product overflows 64 bits: the header is corrupt", join_dims(shape)),
         ));
     };
     if expected == 0 {
-        return Err(Error::bad_file(path, format!("header says {shape:?}: no data (a dimension is 0)")));
+        return Err(Error::bad_file(path, format!("header says {}: no data (a dimension is 0)", join_dims(shape))));
     }
     if expected > MAX_DATA_BYTES {
         return Err(Error::bad_file(
             path,
             format!(
-                "header says {shape:?} ({expected} bytes of data), more than the {MAX_DATA_BYTES} this loader \
-                 accepts (mnist::MAX_DATA_BYTES)"
+                "header says {} ({expected} bytes of data), more than the {MAX_DATA_BYTES} this loader \
+                 accepts (mnist::MAX_DATA_BYTES)",
+                join_dims(shape)
             ),
         ));
     }
-    let truncated = |got: u64| {
-        Error::bad_file(
-            path,
-            format!("header says {shape:?} ({expected} bytes of data) but the file has {got} (truncated?)"),
-        )
+    let dims = join_dims(shape);
+    let wrong_length = |got: u64| {
+        let what = if got < expected {
+            format!("the file has {got} (truncated?)")
+        } else {
+            format!("the file has {} bytes more (trailing data)", got - expected)
+        };
+        Error::bad_file(path, format!("header says {dims} ({expected} bytes of data) but {what}"))
     };
     if let Some(len) = file_len {
         let got = len.saturating_sub(header_len as u64);
         if got != expected {
-            return Err(truncated(got));
+            return Err(wrong_length(got));
         }
     }
     // A capacity hint only: the smaller of the header's promise and what the file can hold.
     let capacity = usize::try_from(expected.min(capacity_bound)).unwrap_or(0);
-    let data = read::read_at_most(source, expected + 1, capacity).map_err(&read_error)?;
+    let data = read::read_at_most(&mut source, expected + 1, capacity).map_err(&read_error)?;
     let got = data.len() as u64;
     if got > expected {
-        return Err(Error::bad_file(
-            path,
-            format!("header says {shape:?} ({expected} bytes of data) but the file holds more: trailing data"),
-        ));
+        // More data than promised: read the rest of the stream (without keeping it) to tell a damaged
+        // compressed stream, which fails on the way, from an intact one that holds more.
+        let rest = std::io::copy(&mut (&mut source).take(capacity_bound), &mut std::io::sink()).map_err(&read_error)?;
+        return Err(wrong_length(got + rest));
     }
     if got < expected {
-        return Err(truncated(got));
+        return Err(wrong_length(got));
     }
     let shape = shape.iter().map(|&d| d as usize).collect();
     Ok((shape, data))
+}
+
+/// An IDX header's dimensions as a person writes them: `60000 × 28 × 28`.
+fn join_dims(shape: &[u32]) -> String {
+    shape.iter().map(u32::to_string).collect::<Vec<_>>().join(" × ")
 }
 
 /// Reads an IDX image file: `(count, rows · cols)` pixels and the image size.

@@ -16,6 +16,7 @@ pub use loader::DataLoader;
 pub use scaler::StandardScaler;
 
 use crate::rng::RandomState;
+use crate::{Error, Result};
 
 /// The command that downloads the default data sets.
 pub const SETUP_HINT: &str = "run `make setup` (or `python3 scripts/setup.py`) in the repository root to download it";
@@ -51,13 +52,28 @@ pub fn available(relative: &str) -> Option<PathBuf> {
 /// the rest the training set, both in permutation order. Returns `(train, test)`.
 ///
 /// ```
-/// let (train, test) = scratch::data::train_test_split(506, 0.3, 80718);
+/// let (train, test) = scratch::data::train_test_split(506, 0.3, 80718)?;
 /// assert_eq!((train.len(), test.len()), (354, 152));
 /// assert_eq!((test[0], train[0]), (203, 4));
+/// assert!(scratch::data::train_test_split(506, 1.0, 1).is_err(), "no training rows left");
+/// # Ok::<(), scratch::Error>(())
 /// ```
-pub fn train_test_split(n: usize, test_size: f64, seed: u32) -> (Vec<usize>, Vec<usize>) {
+///
+/// # Errors
+/// A test size outside `(0, 1)` (or NaN), or one that leaves either set empty.
+pub fn train_test_split(n: usize, test_size: f64, seed: u32) -> Result<(Vec<usize>, Vec<usize>)> {
+    if !(test_size > 0.0 && test_size < 1.0) {
+        return Err(Error::InvalidArgument(format!(
+            "train_test_split: the test size must be in (0, 1), got {test_size}"
+        )));
+    }
     let n_test = (test_size * n as f64).ceil() as usize;
+    if n_test == 0 || n_test >= n {
+        return Err(Error::InvalidArgument(format!(
+            "train_test_split: a test size of {test_size} of {n} rows leaves an empty set"
+        )));
+    }
     let mut perm = RandomState::new(seed).permutation(n);
-    let train = perm.split_off(n_test.min(n));
-    (train, perm)
+    let train = perm.split_off(n_test);
+    Ok((train, perm))
 }

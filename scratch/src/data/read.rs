@@ -23,7 +23,7 @@ pub(crate) struct Opened {
 pub(crate) fn io_error(path: &Path, hint: &str, source: std::io::Error) -> Error {
     match source.kind() {
         ErrorKind::NotFound => Error::MissingFile { path: path.to_owned(), hint: hint.to_owned() },
-        _ => Error::Io { path: path.to_owned(), source },
+        _ => Error::Io { path: path.to_owned(), error: source },
     }
 }
 

@@ -98,6 +98,14 @@ impl Vocabulary {
             })
             .collect()
     }
+
+    /// The text of `indices`.
+    ///
+    /// # Errors
+    /// An index outside the vocabulary.
+    pub fn decode(&self, indices: &[usize]) -> Result<String> {
+        indices.iter().map(|&i| self.char(i)).collect()
+    }
 }
 
 #[cfg(test)]
@@ -111,6 +119,7 @@ mod tests {
         assert_eq!(v.char(0).unwrap(), ' ');
         assert!(v.char(v.len()).is_err());
         let idx = v.encode("low").unwrap();
+        assert_eq!(v.decode(&idx).unwrap(), "low");
         assert_eq!(idx.iter().map(|&i| v.char(i).unwrap()).collect::<String>(), "low");
         assert!(v.encode("z").is_err());
     }

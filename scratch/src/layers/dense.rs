@@ -210,6 +210,16 @@ impl<F: Float> Dense<F> {
         (w, dw, x)
     }
 
+    /// Checks that an input of `shape` is `(batch, in)` or `(batch, time, in)`, before any reshaping
+    /// (so that an error shows the shape as given).
+    fn check_width(&self, shape: &[usize]) -> Result<()> {
+        if (2..=3).contains(&shape.len()) && shape.last() == Some(&self.inputs) {
+            Ok(())
+        } else {
+            Err(Error::shape("input", format!("(batch, {0}) or (batch, time, {0})", self.inputs), shape))
+        }
+    }
+
     /// `input` as the matrix `(batch, in)`, or an error naming the shape the layer needs.
     fn check_rows(&self, input: ArrayD<F>) -> Result<Array2<F>> {
         let n_in = self.inputs;
@@ -287,6 +297,7 @@ impl<F: Float> Layer<F> for Dense<F> {
     }
 
     fn forward(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
+        self.check_width(input.shape())?;
         if input.ndim() <= 2 {
             self.leading = None;
             return self.forward_rows(input, mode);
@@ -298,6 +309,7 @@ impl<F: Float> Layer<F> for Dense<F> {
     }
 
     fn infer(&self, input: ArrayD<F>) -> Result<ArrayD<F>> {
+        self.check_width(input.shape())?;
         if input.ndim() <= 2 {
             return self.infer_rows(input);
         }

@@ -66,9 +66,10 @@ impl<F: Float> Builder for (Build<'_>, std::marker::PhantomData<F>) {
 /// The layers of `spec`, as one layer (the root of the tree), drawn from `rng`.
 ///
 /// # Errors
-/// A description that cannot run (see [`NetSpec::check`]), checked before any weight is drawn.
+/// A description that cannot run (see [`NetSpec::check`]) or does not fit in memory (see
+/// [`NetSpec::check_memory`]), checked before any weight is drawn.
 pub fn build_network<F: Float>(spec: &NetSpec, rng: &mut RandomState) -> Result<Box<dyn Layer<F>>> {
-    spec.check()?;
+    spec.check_memory()?;
     spec.module.build(&spec.input, &mut (Build { rng }, std::marker::PhantomData::<F>))
 }
 

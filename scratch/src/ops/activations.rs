@@ -73,6 +73,19 @@ pub enum GeluApproximation {
 }
 
 impl Activation {
+    /// One of each activation (the parametrised ones with a typical parameter): what the tests of every
+    /// activation iterate. A new activation goes here too; a test's exhaustive `match` fails to
+    /// compile until it does.
+    pub const EACH: [Activation; 7] = [
+        Activation::Linear,
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::ReLU,
+        Activation::LeakyReLU { slope: 0.2 },
+        Activation::Gelu(GeluApproximation::Exact),
+        Activation::Gelu(GeluApproximation::Tanh),
+    ];
+
     /// A fresh operation computing this activation.
     pub fn operation<F: Float>(self) -> Box<dyn Operation<F>> {
         Box::new(ActivationOp { activation: self, cached: None })
@@ -387,6 +400,23 @@ impl<F: Float> Operation<F> for ActivationOp<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every variant (and GELU form) is in [`Activation::EACH`], in order: a new variant breaks this
+    /// exhaustive `match` until it has a place, and the test until `EACH` lists it there.
+    #[test]
+    fn each_lists_every_activation() {
+        let place = |a: Activation| match a {
+            Activation::Linear => 0,
+            Activation::Sigmoid => 1,
+            Activation::Tanh => 2,
+            Activation::ReLU => 3,
+            Activation::LeakyReLU { .. } => 4,
+            Activation::Gelu(GeluApproximation::Exact) => 5,
+            Activation::Gelu(GeluApproximation::Tanh) => 6,
+        };
+        let places: Vec<usize> = Activation::EACH.iter().map(|&a| place(a)).collect();
+        assert_eq!(places, (0..Activation::EACH.len()).collect::<Vec<_>>());
+    }
 
     #[test]
     fn a_saturated_sigmoid_gives_zero_rather_than_subnormal_numbers() {

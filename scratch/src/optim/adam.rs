@@ -121,8 +121,15 @@ impl AdamConfig {
             WeightDecay::None => true,
             WeightDecay::L2(l) | WeightDecay::Decoupled(l) => l >= 0.0 && l.is_finite(),
         };
-        if !(unit(self.beta1) && unit(self.beta2) && self.eps >= 0.0 && decay_ok) {
-            return Err(Error::InvalidArgument(format!("Adam: invalid constants {self:?}")));
+        if !(unit(self.beta1) && unit(self.beta2)) {
+            let (b1, b2) = (self.beta1, self.beta2);
+            return Err(Error::InvalidArgument(format!("Adam: β₁ {b1} and β₂ {b2} must be in [0, 1)")));
+        }
+        if !(self.eps >= 0.0 && self.eps.is_finite() && decay_ok) {
+            return Err(Error::InvalidArgument(format!(
+                "Adam: ε {} and the weight decay must be finite and not negative",
+                self.eps
+            )));
         }
         Ok(())
     }

@@ -31,7 +31,11 @@ impl Clip {
         if limit > 0.0 && limit.is_finite() {
             Ok(())
         } else {
-            Err(Error::InvalidArgument(format!("{self:?}: the limit must be positive")))
+            let kind = match self {
+                Clip::Value(_) => "value",
+                Clip::Norm(_) => "norm",
+            };
+            Err(Error::InvalidArgument(format!("clipping by {kind} at {limit}: the limit must be positive and finite")))
         }
     }
 

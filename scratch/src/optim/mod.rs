@@ -139,6 +139,20 @@ pub enum Decay {
 }
 
 impl Decay {
+    /// In words: `not at all`, `linearly to 0.05`, `warm-up over 100 steps, then a cosine to 0.0001 at
+    /// step 5000`, ...
+    pub fn describe(self) -> String {
+        match self {
+            Decay::None => "not at all".into(),
+            Decay::Linear { final_lr } => format!("linearly to {final_lr}"),
+            Decay::Exponential { final_lr } => format!("exponentially to {final_lr}"),
+            Decay::BookExponentialLR { final_lr } => format!("as the book's ExponentialLR towards {final_lr}"),
+            Decay::WarmupCosine { warmup, decay_steps, final_lr } => {
+                format!("after a warm-up of {warmup} steps, by a cosine to {final_lr} at step {decay_steps}")
+            }
+        }
+    }
+
     /// The rate of step `t` (from 0) of a per-step schedule, from `lr`; `None` for a per-epoch one.
     pub fn rate_at_step(self, lr: f64, t: usize) -> Option<f64> {
         let Decay::WarmupCosine { warmup, decay_steps, final_lr } = self else { return None };
@@ -183,8 +197,9 @@ impl LearningRate {
         };
         if !positive(lr) || !final_ok {
             return Err(Error::InvalidArgument(format!(
-                "learning rate {lr} with {decay:?}: rates must be positive (a floor may be zero), and a cosine must \
-                 end after its warm-up"
+                "learning rate {lr} decaying {}: rates must be positive and finite (a floor may be zero), and a \
+                 cosine must end after its warm-up",
+                decay.describe()
             )));
         }
         let current = decay.rate_at_step(lr, 0).unwrap_or(lr);

@@ -256,11 +256,11 @@ pub(super) fn gru_output<F: Float>(
     }
 }
 
-/// What the PyTorch-form GRU backward needs beyond the book form's: the recurrent candidate term `hn`
-/// (read) and the recurrent-side gate gradients `dah` (written).
+/// What the PyTorch-form GRU backward needs beyond the book form's: the recurrent candidate term
+/// `hn = W_hn h_prev + b_hn` (read) and the gradients of the recurrent pre-activations (written).
 pub(super) struct ResetAfterProduct<'a, F> {
     pub hn: ArrayView2<'a, F>,
-    pub dah: ArrayViewMut2<'a, F>,
+    pub d_recurrent: ArrayViewMut2<'a, F>,
 }
 
 /// The GRU step backward, first part: from `dh`, the gradients of the update gate's and the
@@ -271,7 +271,7 @@ pub(super) struct ResetAfterProduct<'a, F> {
 /// ```
 ///
 /// In the PyTorch form it also finishes the reset gate, `da_r = da_n ⊙ hn ⊙ r(1 − r)`, and writes the
-/// recurrent-side gradient `dah = [da_r; da_z; da_n ⊙ r]`.
+/// gradients of the recurrent pre-activations, `d_recurrent = [da_r; da_z; da_n ⊙ r]`.
 #[inline(always)]
 pub(super) fn gru_backward<F: Float>(
     gates: ArrayView2<'_, F>,
@@ -304,8 +304,8 @@ pub(super) fn gru_backward<F: Float>(
             dh_prev[j] = dh[j] * z[j];
         }
     }
-    if let Some(ResetAfterProduct { hn, mut dah }) = pytorch {
-        let (mut dah_r, rest) = dah.view_mut().split_at(Axis(0), n);
+    if let Some(ResetAfterProduct { hn, mut d_recurrent }) = pytorch {
+        let (mut dah_r, rest) = d_recurrent.view_mut().split_at(Axis(0), n);
         let (mut dah_z, mut dah_n) = rest.split_at(Axis(0), n);
         for (((r, hn), (da_r, da_n)), ((dah_r, dah_n), (dah_z, da_z))) in rows(&r)
             .zip(rows(&hn))

@@ -118,30 +118,85 @@ impl CharWindows {
     }
 }
 
-/// Samples a class from `scores` (logits) at `temperature`: from `softmax(scores / temperature)`, or
-/// the arg-max when `temperature` is zero. Low temperatures give safer, more repetitive text.
+/// How a language model's next character is drawn from its scores (logits).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampling {
+    /// The scores are divided by it before the softmax: low temperatures give safer, more repetitive
+    /// text; zero takes the most likely character (greedy).
+    pub temperature: f64,
+    /// Only the `k` highest scores compete (nanoGPT's `top_k`); `None`: all.
+    pub top_k: Option<usize>,
+}
+
+impl Sampling {
+    /// At `temperature`, over every score.
+    pub fn temperature(temperature: f64) -> Self {
+        Sampling { temperature, top_k: None }
+    }
+
+    /// Checks the temperature and `k`.
+    ///
+    /// # Errors
+    /// A temperature that is negative or not finite, or a `k` of zero.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "sampling temperature {} must be finite and not negative (0 takes the most likely character)",
+                self.temperature
+            )));
+        }
+        if self.top_k == Some(0) {
+            return Err(Error::InvalidArgument("sampling from the top 0 scores: k must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// Draws a class from `scores`: from `softmax(scores / temperature)` over the top `k` scores (those
+    /// at least the `k`-th largest, ties included), or the arg-max (the first) at temperature zero.
+    ///
+    /// # Errors
+    /// Invalid settings (see [`Sampling::validate`]), no scores, or a score that is NaN.
+    pub fn sample<F: Float>(&self, scores: ArrayView1<'_, F>, rng: &mut RandomState) -> Result<usize> {
+        self.validate()?;
+        let scores: Vec<f64> = scores.iter().map(|s| s.as_f64()).collect();
+        if scores.is_empty() || scores.iter().any(|s| s.is_nan()) {
+            return Err(Error::InvalidArgument(format!(
+                "sampling needs at least one score and no NaN, got {} scores",
+                scores.len()
+            )));
+        }
+        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let best = scores.iter().position(|&s| s == max).unwrap_or(0);
+        if self.temperature == 0.0 {
+            return Ok(best);
+        }
+        let floor = match self.top_k {
+            Some(k) if k < scores.len() => {
+                let mut sorted = scores.clone();
+                sorted.sort_by(|a, b| b.total_cmp(a));
+                sorted[k - 1]
+            }
+            _ => f64::NEG_INFINITY,
+        };
+        let weights: Vec<f64> =
+            scores.iter().map(|&s| if s >= floor { ((s - max) / self.temperature).exp() } else { 0.0 }).collect();
+        let mut u = rng.random_sample() * weights.iter().sum::<f64>();
+        for (i, w) in weights.iter().enumerate() {
+            if u < *w {
+                return Ok(i);
+            }
+            u -= w;
+        }
+        Ok(best)
+    }
+}
+
+/// Samples a class from `scores` (logits) at `temperature` over every score (see [`Sampling`]).
 ///
 /// # Errors
-/// If `temperature` is negative or not finite, or `scores` is empty.
+/// As [`Sampling::sample`].
 pub fn sample_index<F: Float>(scores: ArrayView1<'_, F>, temperature: f64, rng: &mut RandomState) -> Result<usize> {
-    if !(temperature.is_finite() && temperature >= 0.0) || scores.is_empty() {
-        return Err(Error::InvalidArgument(format!("temperature {temperature} over {} scores", scores.len())));
-    }
-    let scores: Vec<f64> = scores.iter().map(|s| s.as_f64()).collect();
-    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let best = scores.iter().position(|&s| s == max).unwrap_or(0);
-    if temperature == 0.0 {
-        return Ok(best);
-    }
-    let weights: Vec<f64> = scores.iter().map(|&s| ((s - max) / temperature).exp()).collect();
-    let mut u = rng.random_sample() * weights.iter().sum::<f64>();
-    for (i, w) in weights.iter().enumerate() {
-        if u < *w {
-            return Ok(i);
-        }
-        u -= w;
-    }
-    Ok(best)
+    Sampling::temperature(temperature).sample(scores, rng)
 }
 
 #[cfg(test)]
@@ -193,5 +248,23 @@ mod tests {
         assert!((counts[1] as f64 / 40_000.0 - 0.5).abs() < 0.01, "{counts:?}");
         assert_eq!(sample_index(scores.view(), 0.0, &mut rng).unwrap(), 1);
         assert!(sample_index(scores.view(), -1.0, &mut rng).is_err());
+        assert!(sample_index(array![f64::NAN, f64::NAN].view(), 1.0, &mut rng).is_err());
+    }
+
+    #[test]
+    fn top_k_keeps_only_the_k_highest_scores() {
+        let scores = array![3.0f64, 1.0, 2.0, 0.5];
+        let top2 = Sampling { temperature: 1.0, top_k: Some(2) };
+        let mut rng = RandomState::new(4);
+        let mut counts = [0usize; 4];
+        for _ in 0..20_000 {
+            counts[top2.sample(scores.view(), &mut rng).unwrap()] += 1;
+        }
+        assert_eq!((counts[1], counts[3]), (0, 0), "{counts:?}");
+        // e³ / (e³ + e²) of the draws go to the first.
+        let p = 1.0 / (1.0 + (-1.0f64).exp());
+        assert!((counts[0] as f64 / 20_000.0 - p).abs() < 0.01, "{counts:?}");
+        assert!(Sampling { temperature: 1.0, top_k: Some(0) }.sample(scores.view(), &mut rng).is_err());
+        assert_eq!(Sampling { temperature: 1.0, top_k: Some(1) }.sample(scores.view(), &mut rng).unwrap(), 0);
     }
 }

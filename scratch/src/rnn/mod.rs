@@ -8,10 +8,13 @@
 //! and PyTorch. A `Recurrent` layer, a dense projection over the last axis and a softmax
 //! cross-entropy are the book's `RNNModel` ([`crate::spec::book::language_model`]).
 
+mod bptt;
+mod buffers;
+mod cell;
 mod kernels;
 mod language_model;
 mod layer;
-mod simd;
+pub mod loops;
 
-pub use language_model::{one_hot, sample_index, CharWindows};
+pub use language_model::{one_hot, sample_index, CharWindows, Sampling};
 pub use layer::{Recurrent, State};

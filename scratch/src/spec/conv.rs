@@ -171,7 +171,8 @@ impl ConvSpec {
     /// Checks the sizes and the dropout probability.
     ///
     /// # Errors
-    /// A zero size or stride, or a dropout probability outside `(0, 1]`.
+    /// A zero size or stride, a kernel that does not fit in memory (see [`crate::memory`]), or a
+    /// dropout probability outside `(0, 1]`.
     pub fn validate(&self) -> Result<()> {
         if self.in_channels == 0 || self.out_channels == 0 || self.kernel == 0 || self.stride == 0 {
             return Err(Error::InvalidArgument(format!(
@@ -182,7 +183,9 @@ impl ConvSpec {
         super::validate_dropout(self.dropout)?;
         self.activation.validate()?;
         self.init.validate()?;
-        super::product(&[self.in_channels, self.out_channels, self.kernel, self.kernel], "Conv2D's kernel")?;
+        let kernel = [self.in_channels, self.out_channels, self.kernel, self.kernel];
+        super::product(&kernel, "Conv2D's kernel")?;
+        crate::memory::check_parameters(&[&kernel, &[self.out_channels]])?;
         if self.output_padding > 0 && (!self.transposed || self.output_padding >= self.stride) {
             return Err(Error::InvalidArgument(format!(
                 "an output padding ({}) needs a transposed convolution and must be below its stride ({})",

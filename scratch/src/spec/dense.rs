@@ -84,7 +84,8 @@ impl DenseSpec {
     /// Checks the sizes and the dropout probability for `inputs` inputs.
     ///
     /// # Errors
-    /// A zero size, or a keep probability outside `(0, 1]`.
+    /// A zero size, a weight that does not fit in memory (see [`crate::memory`]), or a keep probability
+    /// outside `(0, 1]`.
     pub fn validate(&self, inputs: usize) -> Result<()> {
         if inputs == 0 || self.neurons == 0 {
             return Err(Error::InvalidArgument(format!(
@@ -93,6 +94,7 @@ impl DenseSpec {
             )));
         }
         super::product(&[inputs, self.neurons], "Dense's weight")?;
+        crate::memory::check_parameters(&[&[inputs, self.neurons], &[self.neurons]])?;
         self.activation.validate()?;
         self.init.validate()?;
         super::validate_dropout(self.dropout)

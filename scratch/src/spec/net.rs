@@ -197,6 +197,84 @@ impl NetSpec {
         )
     }
 
+    /// Checks that the network's parameters fit in memory (see [`crate::memory`]), each layer's having
+    /// been checked as the description was walked: the total, counting every parameter as
+    /// [`crate::memory::parameter_bytes`] does.
+    ///
+    /// # Errors
+    /// As [`NetSpec::check`], or a total that does not fit, naming it and the limit.
+    pub fn check_memory(&self) -> Result<()> {
+        let n = self.num_parameters()?;
+        crate::memory::check(crate::memory::parameter_bytes(n as u128, 8), &format!("the network's {n} parameters"))
+    }
+
+    /// An estimate, in bytes, of the memory a training step on batches of `batch` holds, each value
+    /// taking `value_bytes` (4 for `f32`, 8 for `f64`): the parameters with their gradients and two
+    /// optimiser moments, and per example the input, every layer's output and its gradient, and what
+    /// layers keep for their backward pass beyond their output: a convolution's patch matrix
+    /// (`out_h · out_w · in · k²`), a recurrent layer's gates at every step (`T · layers · G · hidden`),
+    /// attention's weights (`H · T²`, with scores and gradient). It errs on the large side, and
+    /// saturates rather than overflows.
+    ///
+    /// ```
+    /// use scratch::spec::gpt::{gpt, GptConfig};
+    ///
+    /// let spec = gpt(&GptConfig::cpu(65));
+    /// let mib = spec.step_bytes(12, 4)? >> 20;
+    /// assert!((10..1000).contains(&mib), "{mib} MiB");
+    /// # Ok::<(), scratch::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`NetSpec::check`].
+    pub fn step_bytes(&self, batch: usize, value_bytes: usize) -> Result<u128> {
+        let parameters = self.num_parameters()? as u128;
+        let values = |dims: &[usize]| crate::memory::count(&[dims]);
+        let per_example = self.walk()?.iter().fold(values(&self.input), |total, node| {
+            let kept = match node.module {
+                Module::Layer(layer) => {
+                    let extra = match (layer, node.input.as_slice(), node.output.as_slice()) {
+                        (LayerSpec::Conv(c), [ci, h, w], [co, ho, wo]) => {
+                            let (h, w, channels) = if c.transposed { (*h, *w, *co) } else { (*ho, *wo, *ci) };
+                            values(&[2, h, w, channels, c.kernel, c.kernel])
+                        }
+                        (LayerSpec::Recurrent(r), [t, _], _) => {
+                            values(&[2, *t, r.layers, r.cell.gates() + 1, r.hidden])
+                        }
+                        (LayerSpec::Attention(a), [t, _], _) => values(&[3, a.heads, *t, *t]),
+                        _ => 0,
+                    };
+                    values(&node.output).saturating_mul(2).saturating_add(extra)
+                }
+                _ => 0,
+            };
+            total.saturating_add(kept)
+        });
+        let activations = per_example.saturating_mul(batch as u128).saturating_mul(value_bytes as u128);
+        Ok(activations.saturating_add(parameters.saturating_mul(4 * value_bytes as u128 + 8)))
+    }
+
+    /// Checks that a training step on batches of `batch`, values of `value_bytes` bytes, fits in memory
+    /// (see [`NetSpec::step_bytes`] and [`crate::memory`]).
+    ///
+    /// # Errors
+    /// As [`NetSpec::check`], or a step that does not fit, naming the batch, the size and the limit.
+    pub fn check_step(&self, batch: usize, value_bytes: usize) -> Result<()> {
+        let bytes = self.step_bytes(batch, value_bytes)?;
+        crate::memory::check(bytes, &format!("a training step on batches of {batch}"))
+    }
+
+    /// A short fingerprint of the whole description (FNV-1a, 64 bits, of its debug text, in hex),
+    /// which checkpoints record under the metadata key `network`, so that one written for another
+    /// description of a network with the same parameter names and shapes (another activation, another
+    /// dropout) is recognised. Stable for a given description and version of this crate.
+    pub fn fingerprint(&self) -> String {
+        let hash = format!("{self:?}")
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
+        format!("{hash:016x}")
+    }
+
     /// The network as a tree, one line per node: its name (indented by depth), what it is, its output
     /// shape and its parameters; then the total.
     ///

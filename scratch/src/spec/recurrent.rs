@@ -182,7 +182,8 @@ impl RecurrentSpec {
         }
     }
 
-    /// Checks that every size is positive and the initialisation is finite.
+    /// Checks that every size is positive, the initialisation finite, and the parameters fit in memory
+    /// (see [`crate::memory`]).
     ///
     /// # Errors
     /// Naming the offending setting.
@@ -198,7 +199,21 @@ impl RecurrentSpec {
                 return Err(Error::InvalidArgument(format!("recurrent layer: weight scale {std} is not a valid std")));
             }
         }
-        Ok(())
+        // Every size below is a product of these, so none overflows once they pass.
+        let widest = self.input.max(self.hidden);
+        super::product(&[self.cell.gates(), self.hidden, widest, self.layers], &self.describe())?;
+        let gh = self.cell.gates() * self.hidden;
+        let biases = self.cell_parameters().len() - 2;
+        let (h, more) = (self.hidden, self.layers - 1);
+        // The first cell's weights and biases, then the others' (each reads the hidden state below).
+        crate::memory::check_parameters(&[
+            &[gh, self.input],
+            &[gh, h],
+            &[biases, gh],
+            &[more, gh, h],
+            &[more, gh, h],
+            &[more, biases, gh],
+        ])
     }
 
     /// The short names of one cell's parameters, without the `_l{k}` suffix, in drawing order:
@@ -213,7 +228,7 @@ impl RecurrentSpec {
     /// Every parameter's name (`weight_ih_l0`, ...) and canonical (PyTorch) shape, in drawing order:
     /// the one list both engines name their parameters from.
     pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
-        let gh = self.cell.gates() * self.hidden;
+        let gh = self.cell.gates().saturating_mul(self.hidden);
         (0..self.layers)
             .flat_map(|k| {
                 self.cell_parameters().iter().map(move |&name| {

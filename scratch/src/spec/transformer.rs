@@ -24,17 +24,14 @@ fn validate_std(layer: &str, std: f64) -> Result<()> {
     }
 }
 
-/// Checks that a `rows × dim` table is not empty and that its size fits in memory's index range.
+/// Checks that a `rows × dim` table is not empty and that it fits in memory (see [`crate::memory`]).
 fn validate_table(layer: &str, rows_name: &str, rows: usize, dim: usize) -> Result<()> {
     if rows == 0 || dim == 0 {
         return Err(Error::InvalidArgument(format!(
             "{layer} needs at least one row and one column, got {rows_name} {rows}, dim {dim}"
         )));
     }
-    rows.checked_mul(dim)
-        .filter(|&n| n <= isize::MAX as usize)
-        .map(drop)
-        .ok_or_else(|| Error::InvalidArgument(format!("{layer}: a table of {rows} × {dim} values is too large")))
+    crate::memory::check_parameters(&[&[rows, dim]])
 }
 
 /// A token embedding (PyTorch's `nn.Embedding`, nanoGPT's `wte`): each index `i` in `[0, vocab)` of
@@ -80,7 +77,7 @@ impl EmbeddingSpec {
     /// Checks the sizes and the standard deviation.
     ///
     /// # Errors
-    /// A zero size, a table too large to index, or a negative or non-finite `std`.
+    /// A zero size, a table that does not fit in memory, or a negative or non-finite `std`.
     pub fn validate(&self) -> Result<()> {
         validate_table("Embedding", "vocab", self.vocab, self.dim)?;
         validate_std("Embedding", self.std)
@@ -152,7 +149,7 @@ impl PositionEmbeddingSpec {
     /// Checks the sizes and the standard deviation.
     ///
     /// # Errors
-    /// A zero size, a table too large to index, or a negative or non-finite `std`.
+    /// A zero size, a table that does not fit in memory, or a negative or non-finite `std`.
     pub fn validate(&self) -> Result<()> {
         validate_table("PositionEmbedding", "max_len", self.max_len, self.dim)?;
         validate_std("PositionEmbedding", self.std)
@@ -409,7 +406,11 @@ mod tests {
         assert_eq!(EmbeddingSpec::new(65, 8).output_shape(&[5]).unwrap(), vec![5, 8]);
         assert!(EmbeddingSpec::new(65, 8).output_shape(&[]).is_err());
         assert!(EmbeddingSpec::new(0, 8).validate().is_err());
-        assert!(EmbeddingSpec::new(usize::MAX / 2, 3).validate().unwrap_err().to_string().contains("too large"));
+        assert!(EmbeddingSpec::new(usize::MAX / 2, 3)
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("parameters would need"));
         assert!(EmbeddingSpec::new(5, 8).std(-1.0).validate().is_err());
         assert!(EmbeddingSpec::new(5, 8).std(f64::NAN).validate().is_err());
 

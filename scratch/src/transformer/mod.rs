@@ -8,6 +8,7 @@
 //! | layer normalisation | `ln_1`, `ln_2`, `ln_f` | [`LayerNorm`] |
 //! | causal self-attention (between `c_attn` and `c_proj`) | `attn` | [`CausalSelfAttention`] |
 //! | GELU in the MLP | `gelu` | [`Activation::Gelu`](crate::ops::Activation::Gelu) |
+//! | generation with a key-value cache | `generate` | [`Generator`] |
 //!
 //! Every layer's forward and backward pass is written by hand; [`loops`] has the plain reference of
 //! each, written as loops over indices, which the tests compare the fast layers with. Each layer
@@ -16,6 +17,7 @@
 
 mod attention;
 mod embedding;
+mod generate;
 mod layer_norm;
 pub mod loops;
 mod products;
@@ -23,6 +25,7 @@ mod products;
 pub use attention::CausalSelfAttention;
 pub(crate) use embedding::check_length;
 pub use embedding::{Embedding, PositionEmbedding};
+pub use generate::Generator;
 pub use layer_norm::LayerNorm;
 
 use ndarray::ArrayD;

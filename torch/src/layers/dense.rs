@@ -68,7 +68,7 @@ impl Layer for Dense {
     fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let size = xs.size();
         if !(2..=3).contains(&size.len()) || size.last() != Some(&(self.inputs as i64)) {
-            let want = format!("(batch, {})", self.inputs);
+            let want = format!("(batch, {0}) or (batch, time, {0})", self.inputs);
             return Err(scratch::Error::shape("input", want, size).into());
         }
         let y = activate(&xs.linear(&self.weight, self.bias.as_ref()), self.spec.activation);

@@ -256,14 +256,15 @@ impl Builder for Build<'_, '_> {
 /// names).
 ///
 /// # Errors
-/// A description that cannot run (see [`NetSpec::check`]), checked before any weight is drawn.
+/// A description that cannot run (see [`NetSpec::check`]) or does not fit in memory (see
+/// [`NetSpec::check_memory`]), checked before any weight is drawn.
 pub fn build_network(
     root: &nn::Path<'_>,
     spec: &NetSpec,
     options: Options,
     rng: &mut RandomState,
 ) -> Result<Box<dyn Layer>> {
-    spec.check()?;
+    spec.check_memory()?;
     let ties: Vec<(String, String)> = spec.ties.iter().map(|t| (t.parameter.clone(), t.source.clone())).collect();
     Ok(spec.module.build(&spec.input, &mut Build { root, options, rng, ties: &ties })?)
 }

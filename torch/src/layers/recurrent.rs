@@ -233,7 +233,11 @@ impl Recurrent {
 
 impl Layer for Recurrent {
     fn describe(&self) -> String {
-        format!("{} ({:?} kernel)", self.spec.describe(), self.kernel)
+        let kernel = match self.kernel {
+            Kernel::Fused => "libtorch's fused kernel",
+            Kernel::Cells => "step-by-step cells",
+        };
+        format!("{} ({kernel})", self.spec.describe())
     }
 
     fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {

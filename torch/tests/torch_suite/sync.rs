@@ -7,8 +7,6 @@
 //! The torch engine computes on `DLFS_TEST_DEVICE` (`cpu`, the default, or `cuda`): the counts are the
 //! same on both, and on a GPU the run also shows that training works there.
 
-use std::sync::{Mutex, MutexGuard};
-
 use ndarray::{Array, ArrayD, IxDyn};
 use scratch::ops::Activation;
 use scratch::optim::{Clip, Decay};
@@ -21,12 +19,6 @@ use torch::optim::{AdaGrad, Clipped, Optimizer, SGDMomentum, SGD};
 use torch::sync::{host_reads, uploads};
 use torch::train::Trainer;
 use torch::{Net, Options};
-
-/// The counters are global to the process: one test at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The device of `DLFS_TEST_DEVICE` (default: the CPU).
 fn device() -> tch::Device {
@@ -79,7 +71,6 @@ fn options(epochs: usize, batch_size: usize, eval_batches: Option<usize>) -> Fit
 /// uploads) once, and one upload per epoch.
 #[test]
 fn fit_reads_once_per_step_and_once_per_evaluation() {
-    let _serial = serial();
     let (train, test) = (classes(64, &[10], 3, 2), classes(20, &[10], 3, 3));
     let optim = Clipped::new(SGDMomentum::new(0.05, 0.9, Decay::None).unwrap(), Clip::Norm(1.0));
     let mut t = trainer(&dense_with_dropout(), Options::default(), LossSpec::CROSS_ENTROPY, optim);
@@ -96,7 +87,6 @@ fn fit_reads_once_per_step_and_once_per_evaluation() {
 /// ch7-convnet` trains it: one read per step and per evaluation.
 #[test]
 fn the_chapter7_convnet_reads_once_per_step() {
-    let _serial = serial();
     let (train, test) = (classes(24, &[1, 28, 28], 10, 4), classes(8, &[1, 28, 28], 10, 5));
     let optim = SGDMomentum::new(0.1, 0.9, Decay::Exponential { final_lr: 0.01 }).unwrap();
     let mut t = trainer(&book::chapter7_convnet(), Options::default(), LossSpec::CROSS_ENTROPY, optim);
@@ -109,7 +99,6 @@ fn the_chapter7_convnet_reads_once_per_step() {
 /// layer and training forward pass, and still one read per step.
 #[test]
 fn shared_dropout_masks_upload_once_per_layer_and_step() {
-    let _serial = serial();
     let (train, test) = (classes(32, &[10], 3, 6), classes(8, &[10], 3, 7));
     let options_parity = Options::parity(torch::layers::Kernel::Fused);
     let mut t =
@@ -125,7 +114,6 @@ fn shared_dropout_masks_upload_once_per_layer_and_step() {
 /// update.
 #[test]
 fn train_batch_reads_once_with_one_hot_or_class_index_targets() {
-    let _serial = serial();
     let data = classes(16, &[10], 3, 8);
     let mut t = trainer(
         &dense_with_dropout(),
@@ -156,7 +144,6 @@ fn train_batch_reads_once_with_one_hot_or_class_index_targets() {
 /// `train_epoch` over a shuffling data loader: one read per batch.
 #[test]
 fn train_epoch_reads_once_per_batch() {
-    let _serial = serial();
     let data = classes(40, &[10], 3, 9);
     let mut loader = scratch::data::DataLoader::new(&data, 8).unwrap().shuffle(3);
     let optim = Clipped::new(AdaGrad::new(0.05, Decay::None).unwrap(), Clip::Value(2.0));
@@ -170,7 +157,6 @@ fn train_epoch_reads_once_per_batch() {
 /// targets: one read per step.
 #[test]
 fn language_model_steps_with_clipping_read_once() {
-    let _serial = serial();
     let (vocab, batch, steps) = (11, 4, 6);
     let spec = book::language_model(CellKind::Lstm, vocab, 16, 2, StateMode::CarryMean, steps);
     let mut rng = RandomState::new(10);
@@ -191,7 +177,6 @@ fn language_model_steps_with_clipping_read_once() {
 /// The loss function alone: checking class indices is one read, one-hot targets none.
 #[test]
 fn cross_entropy_reads_only_to_check_class_indices() {
-    let _serial = serial();
     let logits = Tensor::randn([5, 4], (tch::Kind::Float, device()));
     let indices = Tensor::from_slice(&[0i64, 3, 1, 1, 2]).to_device(device());
     let one_hot = indices.one_hot(4);

@@ -145,15 +145,18 @@ fn an_evaluation_loss_a_thousand_times_the_first_stops_training() {
 }
 
 #[test]
-fn a_test_set_that_is_not_finite_cannot_give_a_best_loss() {
-    // Built field by field, past `Dataset::new`'s check: the evaluation itself must catch it.
+fn a_test_set_that_is_not_finite_is_refused_before_training() {
+    // Built field by field, past `Dataset::new`'s check: `fit` checks both sets before the first step.
     let test = Dataset { x: array![[1.0]].into_dyn(), y: array![[f64::NAN]].into_dyn() };
     let (train, _) = overshooting_problem();
     let options = FitOptions { epochs: 3, eval_every: 1, batch_size: 1, restart: false, ..Default::default() };
     let mut trainer = Trainer::new(one_weight_net(0.0, 0.0), SGD::new(0.1).unwrap());
-    let err = trainer.fit(&train, &test, &options, &mut ()).unwrap_err();
-    assert!(matches!(err, Error::Diverged { epoch: 1, batch: 1, .. }), "{err}");
-    assert!(err.to_string().ends_with("the evaluation loss is not finite"), "{err}");
+    let err = trainer.fit(&train, &test, &options, &mut ()).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid argument: the test set: y (the targets) row 0, column 0 is NaN; every input and target must be finite"
+    );
+    assert_eq!(trainer.net.named_parameters(), one_weight_net(0.0, 0.0).named_parameters(), "nothing trained");
 }
 
 #[test]

@@ -1,9 +1,7 @@
 //! Chapter 2 reproduced to the digits the book printed: linear regression and the two-layer network,
 //! written out step by step and trained on the Boston housing data (f64, numpy-compatible generator).
 
-mod common;
-
-use common::{data_dir_or_skip, round};
+use crate::common::{data_dir_or_skip, round};
 use ndarray::Array1;
 use scratch::data::boston;
 use scratch::fundamentals::{train, BiasGradient, LinearRegression, TrainConfig, TwoLayerNet};

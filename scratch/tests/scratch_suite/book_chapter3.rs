@@ -2,9 +2,7 @@
 //! `Layer`s and a `NeuralNetwork`, trained by the `Trainer` (f64, numpy-compatible generator, the
 //! book's per-layer re-seeding switched on explicitly).
 
-mod common;
-
-use common::{data_dir_or_skip, round};
+use crate::common::{data_dir_or_skip, round};
 use scratch::data::boston;
 use scratch::metrics::{mae, rmse};
 use scratch::prelude::*;

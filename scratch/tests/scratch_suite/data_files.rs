@@ -1,12 +1,10 @@
 //! The data loaders: real files (when downloaded) and every kind of bad file, which must give an error
 //! naming the file and what is wrong.
 
-mod common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use common::{data_dir_or_skip, round};
+use crate::common::{data_dir_or_skip, round};
 use scratch::data::{boston, mnist, text, train_test_split};
 use scratch::Error;
 
@@ -23,7 +21,9 @@ fn write(path: &Path, bytes: &[u8]) {
 }
 
 fn message(err: Error) -> String {
-    err.to_string()
+    let message = err.to_string();
+    crate::common::assert_readable(&message);
+    message
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -107,7 +107,7 @@ fn boston_real_files_agree_and_give_the_books_split() {
     assert_eq!(sklearn.target, stdlib.target);
 
     // The indices and check values of scikit-learn's train_test_split(random_state=80718), as printed by the book.
-    let (train, test) = train_test_split(506, 0.3, 80718);
+    let (train, test) = train_test_split(506, 0.3, 80718).unwrap();
     assert_eq!(&test[..5], &[203, 379, 451, 438, 11]);
     assert_eq!(&test[146..], &[469, 101, 406, 312, 287, 204]);
     assert_eq!(&train[..4], &[4, 410, 380, 378]);
@@ -177,9 +177,10 @@ fn mnist_bad_files() {
     assert!(err.contains("dataset-fashion-mnist") && err.contains("apt-get"), "{err}");
 
     let images = dir.join("train-images-idx3-ubyte");
-    let cases: [(Vec<u8>, &str); 3] = [
+    let cases: [(Vec<u8>, &str); 4] = [
         (idx(0x801, &[1, 2, 3], &[0; 6]), "magic number 0x00000801 is not that of IDX images"),
-        (idx(0x803, &[2, 2, 3], &[0; 6]), "header says [2, 2, 3] (12 bytes of data) but the file has 6 (truncated?)"),
+        (idx(0x803, &[1, 2, 3], &[0; 106]), "(6 bytes of data) but the file has 100 bytes more (trailing data)"),
+        (idx(0x803, &[2, 2, 3], &[0; 6]), "header says 2 × 2 × 3 (12 bytes of data) but the file has 6 (truncated?)"),
         (vec![0, 0, 8], "too short"),
     ];
     for (bytes, expected) in cases {
@@ -207,17 +208,17 @@ fn mnist_bad_files() {
 fn idx_headers_that_overflow_wrap_or_promise_too_much_are_refused() {
     let dir = scratch_dir("mnist-headers");
     let cases: [(&[u32], &[u8], &str); 6] = [
-        (&[u32::MAX; 3], &[0; 6], "header says [4294967295, 4294967295, 4294967295], whose product overflows 64 bits"),
+        (&[u32::MAX; 3], &[0; 6], "header says 4294967295 × 4294967295 × 4294967295, whose product overflows 64 bits"),
         // 2²² · 2²¹ · 2²¹ = 2⁶⁴, which wraps around to the empty payload's 0.
-        (&[1 << 22, 1 << 21, 1 << 21], &[], "header says [4194304, 2097152, 2097152], whose product overflows 64 bits"),
+        (&[1 << 22, 1 << 21, 1 << 21], &[], "header says 4194304 × 2097152 × 2097152, whose product overflows 64 bits"),
         // 3340214413 · 4141967055 · 8 = 6 · 2⁶⁴ + 24, which wraps around to the payload's 24 bytes.
         (
             &[3_340_214_413, 4_141_967_055, 8],
             &[0; 24],
-            "header says [3340214413, 4141967055, 8], whose product overflows",
+            "header says 3340214413 × 4141967055 × 8, whose product overflows",
         ),
         (&[u32::MAX, 1, 1], &[0; 6], "(4294967295 bytes of data), more than the 1073741824 this loader accepts"),
-        (&[0, 28, 28], &[], "header says [0, 28, 28]: no data"),
+        (&[0, 28, 28], &[], "header says 0 × 28 × 28: no data"),
         (&[1 << 10, 1 << 10, 1 << 10], &[0; 6], "(1073741824 bytes of data) but the file has 6 (truncated?)"),
     ];
     for (dims, payload, expected) in cases {
@@ -261,8 +262,15 @@ fn multi_member_gzip_is_read_whole_and_trailing_data_refused() {
     for file in [gzip(&[&bytes[..], &[1]].concat()), [gzip(&bytes), gzip(&[1, 2])].concat()] {
         write(&path, &file);
         let err = message(mnist::read_images(&path).unwrap_err());
-        assert!(err.contains("images.gz") && err.contains("the file holds more: trailing data"), "{err}");
+        assert!(err.contains("images.gz") && err.contains("bytes more (trailing data)"), "{err}");
     }
+    // A damaged stream that decodes to more than the header says is reported as damaged.
+    let mut damaged = gzip(&[&bytes[..], &[1, 2, 3]].concat());
+    let crc = damaged.len() - 8;
+    damaged[crc] ^= 0xff;
+    write(&path, &damaged);
+    let err = message(mnist::read_images(&path).unwrap_err());
+    assert!(err.contains("images.gz") && err.contains("not a valid gzip file"), "{err}");
     // Bytes after the last member that are not gzip.
     write(&path, &[gzip(&bytes), b"junk".to_vec()].concat());
     let err = message(mnist::read_images(&path).unwrap_err());

@@ -1,5 +1,7 @@
 //! Recurrent layers: back-propagation through time against central differences for every cell, both
-//! GRU forms, one and two stacked cells, with and without second biases; a stack and its projection
+//! GRU forms, one and two stacked cells, with and without second biases; the fast layer against the
+//! plain loops of `scratch::rnn::loops` (forward and backward, every gradient, several batch sizes,
+//! lengths and widths, from zeros and from carried states, in f64 and f32); a stack and its projection
 //! under a sequence loss; and the state carried between calls.
 
 use ndarray::{s, Array3, ArrayD};
@@ -9,10 +11,12 @@ use scratch::losses::SoftmaxCrossEntropy;
 use scratch::network::NeuralNetwork;
 use scratch::ops::Mode;
 use scratch::rng::RandomState;
+use scratch::rnn::loops::{self, CellParams};
 use scratch::rnn::{Recurrent, State};
 use scratch::spec::{
     Biases, CellKind, DenseSpec, GruForm, LayerSpec, NetSpec, RecurrentInit, RecurrentSpec, StateMode, WeightInit,
 };
+use scratch::Float;
 
 const CELLS: [CellKind; 4] =
     [CellKind::Rnn, CellKind::Lstm, CellKind::Gru(GruForm::PyTorch), CellKind::Gru(GruForm::Book)];
@@ -45,6 +49,138 @@ fn every_cell_matches_central_differences() {
             }
         }
     }
+}
+
+/// `a` within `tol` of `b`, relative to `b`'s largest magnitude (and at least 1).
+fn assert_near(label: &str, a: &ArrayD<f64>, b: &ArrayD<f64>, tol: f64) {
+    assert_eq!(a.shape(), b.shape(), "{label}: shape");
+    let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let err = a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+    assert!(err <= tol * scale, "{label}: off by {err:e} (scale {scale:e}, tolerance {tol:e})");
+}
+
+fn to_f64<F: Float, D: ndarray::Dimension>(a: &ndarray::Array<F, D>) -> ArrayD<f64> {
+    a.mapv(|v| v.as_f64()).into_dyn()
+}
+
+/// The fast layer of `spec` in precision `F` against the loops in f64 on the same (rounded) weights
+/// and inputs: the output, the final states, the input gradient and every parameter gradient, after
+/// `calls` forward passes (the state carried from one to the next as the spec says; the last one is
+/// differentiated).
+fn compare_with_loops<F: Float>(
+    spec: RecurrentSpec,
+    (batch, steps): (usize, usize),
+    calls: usize,
+    seed: u32,
+    tol: f64,
+) {
+    let label = format!(
+        "{} {} B{batch} T{steps} H{} x{} {:?} {:?}",
+        spec.cell.name(),
+        F::NAME,
+        spec.hidden,
+        spec.layers,
+        spec.biases,
+        spec.state
+    );
+    let mut rng = RandomState::new(seed);
+    let mut layer = Recurrent::<F>::new(spec.init(RecurrentInit::Normal(0.4)), &mut rng).unwrap();
+    let params: Vec<CellParams<f64>> = loops::parameters(&layer)
+        .iter()
+        .map(|p| CellParams {
+            weight_ih: p.weight_ih.mapv(|v| v.as_f64()),
+            weight_hh: p.weight_hh.mapv(|v| v.as_f64()),
+            bias_ih: p.bias_ih.mapv(|v| v.as_f64()),
+            bias_hh: p.bias_hh.as_ref().map(|b| b.mapv(|v| v.as_f64())),
+        })
+        .collect();
+    let lstm = spec.cell == CellKind::Lstm;
+    let (layers, hidden) = (spec.layers, spec.hidden);
+    let mut h0 = Array3::<f64>::zeros((layers, batch, hidden));
+    let mut c0 = lstm.then(|| Array3::<f64>::zeros((layers, batch, hidden)));
+    for call in 0..calls {
+        let x: Array3<F> = rng.randn((batch, steps, spec.input));
+        let x64 = x.mapv(|v| v.as_f64());
+        let expected = loops::forward_stack(spec.cell, &params, &x64, &h0, c0.as_ref());
+        let y = layer.forward(x.into_dyn(), Mode::Train).unwrap();
+        let label = format!("{label} call {call}");
+        assert_near(&format!("{label} output"), &to_f64(&y), &expected.output.clone().into_dyn(), tol);
+        let state = layer.final_state().unwrap().clone();
+        assert_near(&format!("{label} final h"), &to_f64(&state.h), &expected.h.clone().into_dyn(), tol);
+        assert_eq!(state.c.is_some(), lstm, "{label}: a cell state exactly for an LSTM");
+        if let (Some(c), Some(e)) = (&state.c, &expected.c) {
+            assert_near(&format!("{label} final c"), &to_f64(c), &e.clone().into_dyn(), tol);
+        }
+        if call + 1 == calls {
+            let dy: Array3<F> = rng.randn((batch, steps, hidden));
+            let dx = layer.backward(dy.clone().into_dyn()).unwrap();
+            let (dx_expected, grads) =
+                loops::backward_stack(spec.cell, &params, &x64, &h0, c0.as_ref(), &dy.mapv(|v| v.as_f64()));
+            assert_near(&format!("{label} input grad"), &to_f64(&dx), &dx_expected.into_dyn(), tol);
+            for (k, (ours, theirs)) in loops::gradients(&layer).iter().zip(&grads).enumerate() {
+                let pairs = [
+                    ("weight_ih", to_f64(&ours.weight_ih), theirs.weight_ih.clone().into_dyn()),
+                    ("weight_hh", to_f64(&ours.weight_hh), theirs.weight_hh.clone().into_dyn()),
+                    ("bias_ih", to_f64(&ours.bias_ih), theirs.bias_ih.clone().into_dyn()),
+                ];
+                for (name, a, b) in pairs {
+                    assert_near(&format!("{label} {name}_l{k} grad"), &a, &b, tol);
+                }
+                assert_eq!(ours.bias_hh.is_some(), theirs.bias_hh.is_some(), "{label}: bias_hh_l{k}");
+                if let (Some(a), Some(b)) = (&ours.bias_hh, &theirs.bias_hh) {
+                    assert_near(&format!("{label} bias_hh_l{k} grad"), &to_f64(a), &b.clone().into_dyn(), tol);
+                }
+            }
+        }
+        // Where the next call starts.
+        match spec.state {
+            StateMode::Reset => {}
+            StateMode::Carry => {
+                h0 = expected.h;
+                c0 = expected.c;
+            }
+            StateMode::CarryMean => {
+                fn mean(a: &Array3<f64>) -> Array3<f64> {
+                    let m = a.mean_axis(ndarray::Axis(1)).unwrap().insert_axis(ndarray::Axis(1));
+                    m.broadcast(a.raw_dim()).unwrap().to_owned()
+                }
+                h0 = mean(&expected.h);
+                c0 = expected.c.as_ref().map(mean);
+            }
+        }
+    }
+}
+
+/// (batch, steps, input, hidden): one of everything; odd sizes, which leave partial vectors and tiles;
+/// the language model's batch; more units than fit a register tile.
+const LOOP_CASES: [(usize, usize, usize, usize); 5] =
+    [(1, 1, 1, 1), (3, 5, 4, 7), (32, 9, 6, 16), (13, 4, 3, 37), (5, 3, 2, 70)];
+
+fn every_cell_against_the_loops<F: Float>(tol: f64) {
+    for cell in CELLS {
+        for (i, &(batch, steps, input, hidden)) in LOOP_CASES.iter().enumerate() {
+            for layers in [1, 2] {
+                let biases = if i % 2 == 0 { Biases::Two } else { Biases::One };
+                let spec = RecurrentSpec::new(cell, input, hidden).layers(layers).biases(biases);
+                compare_with_loops::<F>(spec, (batch, steps), 1, 20 + i as u32, tol);
+            }
+        }
+        // The states carried between calls.
+        for state in [StateMode::Carry, StateMode::CarryMean] {
+            let spec = RecurrentSpec::new(cell, 3, 9).layers(2).state(state);
+            compare_with_loops::<F>(spec, (6, 4), 3, 7, tol);
+        }
+    }
+}
+
+#[test]
+fn every_cell_matches_the_loops_f64() {
+    every_cell_against_the_loops::<f64>(1e-12);
+}
+
+#[test]
+fn every_cell_matches_the_loops_f32() {
+    every_cell_against_the_loops::<f32>(2e-5);
 }
 
 #[test]

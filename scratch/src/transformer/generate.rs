@@ -1,0 +1,265 @@
+//! Generating text with a GPT one token at a time, with a key-value cache: each block keeps the keys
+//! and values of the positions seen so far, so that a new token costs one position of every layer
+//! instead of a pass over the whole context.
+//!
+//! ```text
+//! x = wte[token] + wpe[position]                                   (1, 1, C)
+//! per block:  q, k, v = c_attn(ln_1(x));  append k, v to the block's cache
+//!             y_h = softmax(q_h · [k_h of every cached position] / √hs) · [v_h of every cached position]
+//!             x = x + c_proj(y);  x = x + mlp(ln_2(x))
+//! logits = lm_head(ln_f(x))                                         (vocab,)
+//! ```
+//!
+//! The position embedding is absolute, so a context that outgrows the model's is cut: the cache is
+//! rebuilt from the last half of the context (one position at a time), and generation goes on from
+//! there. Within the context, the logits are those of the whole network on the same tokens (tested).
+
+use std::collections::HashMap;
+
+use ndarray::{Array1, ArrayD, ArrayView2, Ix2, IxDyn};
+
+use crate::layers::Layer;
+use crate::network::NeuralNetwork;
+use crate::rng::RandomState;
+use crate::rnn::Sampling;
+use crate::spec::gpt::GptConfig;
+use crate::{Error, Float, Result};
+
+/// The layers of one transformer block, found by their nanoGPT names.
+struct Block<'a, F: Float> {
+    ln_1: &'a dyn Layer<F>,
+    c_attn: &'a dyn Layer<F>,
+    attn_proj: &'a dyn Layer<F>,
+    ln_2: &'a dyn Layer<F>,
+    c_fc: &'a dyn Layer<F>,
+    mlp_proj: &'a dyn Layer<F>,
+}
+
+/// A GPT (a network built from [`gpt`](crate::spec::gpt::gpt)) generating one token at a time from
+/// its key-value cache. It borrows the network: its weights are the network's.
+pub struct Generator<'a, F: Float> {
+    wte: ArrayView2<'a, F>,
+    wpe: ArrayView2<'a, F>,
+    blocks: Vec<Block<'a, F>>,
+    ln_f: &'a dyn Layer<F>,
+    lm_head: &'a dyn Layer<F>,
+    heads: usize,
+    /// Each block's cached keys and values, `(positions, C)` row after row.
+    cache: Vec<(Vec<F>, Vec<F>)>,
+    /// The tokens the cache holds, in order.
+    tokens: Vec<usize>,
+}
+
+/// A parameter of `net` as a matrix of `shape`, or an error naming it.
+fn matrix<'a, F: Float>(net: &'a NeuralNetwork<F>, name: &str, shape: (usize, usize)) -> Result<ArrayView2<'a, F>> {
+    let param = net.params().into_iter().find(|(n, _)| n == name).map(|(_, p)| p);
+    let value = param.ok_or_else(|| not_a_gpt(&format!("no parameter {name}")))?.value.view();
+    value
+        .into_dimensionality::<Ix2>()
+        .ok()
+        .filter(|m| m.dim() == shape)
+        .ok_or_else(|| not_a_gpt(&format!("{name} is not {shape:?}")))
+}
+
+fn not_a_gpt(what: &str) -> Error {
+    Error::InvalidArgument(format!("not a GPT as spec::gpt::gpt describes it for its configuration: {what}"))
+}
+
+impl<'a, F: Float> Generator<'a, F> {
+    /// A generator over `net`, which [`gpt`](crate::spec::gpt::gpt)`(config)` describes, its cache empty.
+    ///
+    /// # Errors
+    /// A network without the layers and parameters of that description.
+    pub fn new(net: &'a NeuralNetwork<F>, config: &GptConfig) -> Result<Self> {
+        let leaves: HashMap<String, &'a dyn Layer<F>> = net.leaves().into_iter().collect();
+        let layer = |path: String| leaves.get(&path).copied().ok_or_else(|| not_a_gpt(&format!("no layer {path}")));
+        let blocks = (0..config.layers)
+            .map(|i| {
+                let at = |name: &str| layer(format!("transformer.h.{i}.{name}"));
+                Ok(Block {
+                    ln_1: at("ln_1")?,
+                    c_attn: at("attn.c_attn")?,
+                    attn_proj: at("attn.c_proj")?,
+                    ln_2: at("ln_2")?,
+                    c_fc: at("mlp.c_fc")?,
+                    mlp_proj: at("mlp.c_proj")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Generator {
+            wte: matrix(net, "transformer.wte.weight", (config.vocab, config.width))?,
+            wpe: matrix(net, "transformer.wpe.weight", (config.context, config.width))?,
+            blocks,
+            ln_f: layer("transformer.ln_f".into())?,
+            lm_head: layer("lm_head".into())?,
+            heads: config.heads,
+            cache: vec![(Vec::new(), Vec::new()); config.layers],
+            tokens: Vec::new(),
+        })
+    }
+
+    /// Forgets every cached position.
+    pub fn reset(&mut self) {
+        self.tokens.clear();
+        self.cache.iter_mut().for_each(|(k, v)| {
+            k.clear();
+            v.clear();
+        });
+    }
+
+    /// The tokens the cache holds.
+    pub fn tokens(&self) -> &[usize] {
+        &self.tokens
+    }
+
+    /// Feeds `token` at the next position and returns the logits of the token after it, `(vocab,)`.
+    /// When the context is full, the cache is first rebuilt from its last half.
+    ///
+    /// # Errors
+    /// A token outside the vocabulary.
+    pub fn push(&mut self, token: usize) -> Result<Array1<F>> {
+        if token >= self.wte.nrows() {
+            return Err(Error::InvalidArgument(format!(
+                "token {token} is outside the vocabulary of {}",
+                self.wte.nrows()
+            )));
+        }
+        let context = self.wpe.nrows();
+        if self.tokens.len() == context {
+            let kept = self.tokens[context - context / 2..].to_vec();
+            self.reset();
+            for t in kept {
+                self.step(t)?;
+            }
+        }
+        self.step(token)
+    }
+
+    /// One position through every layer, appending to the caches.
+    fn step(&mut self, token: usize) -> Result<Array1<F>> {
+        let position = self.tokens.len();
+        let row = &self.wte.row(token) + &self.wpe.row(position);
+        let mut x = row.into_shape_with_order(IxDyn(&[1, 1, self.wte.ncols()])).expect("one row");
+        for (i, b) in self.blocks.iter().enumerate() {
+            let qkv = b.c_attn.infer(b.ln_1.infer(x.clone())?)?;
+            let y = attend(&mut self.cache[i], qkv, self.heads);
+            x = x + b.attn_proj.infer(y)?;
+            let h = b.mlp_proj.infer(b.c_fc.infer(b.ln_2.infer(x.clone())?)?)?;
+            x = x + h;
+        }
+        let logits = self.lm_head.infer(self.ln_f.infer(x)?)?;
+        self.tokens.push(token);
+        let vocab = logits.len();
+        Ok(logits.into_shape_with_order(vocab).expect("one position's logits"))
+    }
+
+    /// Feeds `prompt`, then draws `count` tokens one at a time with `sampling`; returns the tokens
+    /// drawn.
+    ///
+    /// # Errors
+    /// An empty prompt, a token outside the vocabulary, or invalid sampling settings.
+    pub fn generate(
+        &mut self,
+        prompt: &[usize],
+        count: usize,
+        sampling: &Sampling,
+        rng: &mut RandomState,
+    ) -> Result<Vec<usize>> {
+        sampling.validate()?;
+        let Some((&last, first)) = prompt.split_last() else {
+            return Err(Error::InvalidArgument("generation needs a prompt of at least one token".into()));
+        };
+        for &t in first {
+            self.push(t)?;
+        }
+        let mut logits = self.push(last)?;
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            let next = sampling.sample(logits.view(), rng)?;
+            out.push(next);
+            logits = self.push(next)?;
+        }
+        Ok(out)
+    }
+}
+
+/// One position's attention over a block's cache: `qkv` `(1, 1, 3C)` (its k and v appended to the
+/// cache first) to `(1, 1, C)`, each head's query against every cached key of that head.
+fn attend<F: Float>((keys, values): &mut (Vec<F>, Vec<F>), qkv: ArrayD<F>, heads: usize) -> ArrayD<F> {
+    let qkv = qkv.as_standard_layout();
+    let qkv = qkv.as_slice().expect("standard layout");
+    let c = qkv.len() / 3;
+    let (q, k, v) = (&qkv[..c], &qkv[c..2 * c], &qkv[2 * c..]);
+    keys.extend_from_slice(k);
+    values.extend_from_slice(v);
+    let positions = keys.len() / c;
+    let hs = c / heads;
+    let scale = F::cast(1.0 / (hs as f64).sqrt());
+    let mut y = vec![F::zero(); c];
+    let mut scores = vec![F::zero(); positions];
+    for h in 0..heads {
+        let head = h * hs..(h + 1) * hs;
+        for (j, s) in scores.iter_mut().enumerate() {
+            let key = &keys[j * c..(j + 1) * c][head.clone()];
+            *s = q[head.clone()].iter().zip(key).fold(F::zero(), |acc, (&a, &b)| acc + a * b) * scale;
+        }
+        let max = scores.iter().copied().fold(F::neg_infinity(), F::max);
+        scores.iter_mut().for_each(|s| *s = (*s - max).exp());
+        let sum = scores.iter().copied().fold(F::zero(), |a, b| a + b);
+        for (j, &p) in scores.iter().enumerate() {
+            let value = &values[j * c..(j + 1) * c][head.clone()];
+            y[head.clone()].iter_mut().zip(value).for_each(|(o, &v)| *o += p / sum * v);
+        }
+    }
+    ArrayD::from_shape_vec(IxDyn(&[1, 1, c]), y).expect("C values")
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array2, Axis};
+
+    use super::*;
+    use crate::spec::gpt::gpt;
+
+    /// Within the context, every cached step's logits are the whole network's at that position on the
+    /// same tokens; past it, those of the network on the kept half of the context.
+    #[test]
+    fn cached_and_uncached_logits_agree() {
+        let config = GptConfig { vocab: 11, context: 8, layers: 2, heads: 2, width: 12, dropout: 0.0, bias: true };
+        let net = NeuralNetwork::<f64>::build(&gpt(&config), &mut RandomState::new(5)).unwrap();
+        let tokens: Vec<usize> = (0..13).map(|i| (i * 7 + 3) % 11).collect();
+        let mut generator = Generator::new(&net, &config).unwrap();
+        let whole = |context: &[usize]| {
+            let x = Array2::from_shape_fn((1, context.len()), |(_, t)| context[t] as f64);
+            let y = net.predict(&x).unwrap();
+            y.index_axis(Axis(0), 0).index_axis(Axis(0), context.len() - 1).to_owned()
+        };
+        for (n, &t) in tokens.iter().enumerate() {
+            let cached = generator.push(t).unwrap();
+            let context = generator.tokens().to_vec();
+            assert_eq!(context.last(), Some(&t));
+            assert!(context.len() <= config.context, "the context is cut when full");
+            let expected = whole(&context);
+            let worst = (&cached - &expected).iter().fold(0.0f64, |m, d| m.max(d.abs()));
+            assert!(worst < 1e-12, "step {n}: cached and uncached logits differ by {worst}");
+        }
+        assert_eq!(generator.tokens().len(), 8 - 4 + 1, "cut to its last half once, then grown to 5");
+    }
+
+    #[test]
+    fn generation_is_reproducible_and_checks_its_input() {
+        let config = GptConfig { vocab: 7, context: 6, layers: 1, heads: 1, width: 4, dropout: 0.0, bias: false };
+        let net = NeuralNetwork::<f32>::build(&gpt(&config), &mut RandomState::new(1)).unwrap();
+        let sampling = Sampling { temperature: 0.8, top_k: Some(3) };
+        let draw = || Generator::new(&net, &config).unwrap().generate(&[1, 2], 20, &sampling, &mut RandomState::new(9));
+        let a = draw().unwrap();
+        assert_eq!(a.len(), 20);
+        assert!(a.iter().all(|&t| t < 7));
+        assert_eq!(a, draw().unwrap());
+        let mut generator = Generator::new(&net, &config).unwrap();
+        assert!(generator.generate(&[], 3, &sampling, &mut RandomState::new(0)).is_err());
+        assert!(generator.push(7).unwrap_err().to_string().contains("outside the vocabulary"));
+        let other = GptConfig { layers: 2, ..config };
+        assert!(Generator::new(&net, &other).err().unwrap().to_string().contains("no layer transformer.h.1.ln_1"));
+    }
+}

@@ -1,0 +1,5 @@
+//! The torch engine's integration tests, in one binary so that libtorch and the crate are linked once
+//! for all of them.
+
+mod sync;
+mod tch_interop;
