@@ -181,20 +181,30 @@ impl<F: Float> Optimizer<F> for Adam<F> {
                 return Err(Error::shape("optimizer state", format!("{:?}", state.mean.shape()), p.value.shape()));
             }
             if p.grad.shape() != p.value.shape() {
-                return Err(Error::shape(format!("the gradient of {name}"), format!("{:?}", p.value.shape()), p.grad.shape()));
+                return Err(Error::shape(
+                    format!("the gradient of {name}"),
+                    format!("{:?}", p.value.shape()),
+                    p.grad.shape(),
+                ));
             }
         }
         let mut states: HashMap<&str, &mut Moments<F>> = self.state.iter_mut().map(|(n, s)| (n.as_str(), s)).collect();
-        let mut updates = Vec::with_capacity(params.len());
+        let mut pairs = Vec::with_capacity(params.len());
         for (name, p) in params.iter_mut() {
             let state = states
                 .remove(name.as_str())
                 .ok_or_else(|| Error::InvalidArgument(format!("Adam: the parameter {name} is listed twice")))?;
-            state.steps += 1;
-            let decay =
-                if config.decayed.applies_to(&p.canonical_shape()) { config.weight_decay } else { WeightDecay::None };
-            updates.push((Update::new(&config, lr, state.steps, decay), &mut **p, state));
+            pairs.push((&mut **p, state));
         }
+        let updates: Vec<_> = pairs
+            .into_iter()
+            .map(|(p, state)| {
+                state.steps += 1;
+                let decayed = config.decayed.applies_to(&p.canonical_shape());
+                let decay = if decayed { config.weight_decay } else { WeightDecay::None };
+                (Update::new(&config, lr, state.steps, decay), p, state)
+            })
+            .collect();
         on_pool(|| {
             updates.into_par_iter().for_each(|(update, p, state)| {
                 let arrays = (p.value.as_slice_mut(), p.grad.as_slice(), state.mean.as_slice_mut());
@@ -289,5 +299,75 @@ impl<F: Float> WithSimd for Pass<'_, F> {
         let Pass { update, value, grad, mean, square } = self;
         let elements = value.iter_mut().zip(mean.iter_mut()).zip(square.iter_mut()).zip(grad);
         elements.for_each(|(((p, m), v), &g)| update.element(p, m, v, g));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array2, ArrayD, IxDyn};
+
+    use super::*;
+    use crate::param::{Layout, Param};
+    use crate::rng::RandomState;
+
+    /// One parameter's values after `steps` steps of the formula in [`Adam`]'s documentation, each
+    /// step with the gradient `grad` and the decay `decay`, element by element.
+    fn reference(value: &ArrayD<f64>, grad: &ArrayD<f64>, config: &AdamConfig, lr: f64, steps: i32) -> ArrayD<f64> {
+        let (mut p, mut m, mut v) = (value.clone(), value.mapv(|_| 0.0), value.mapv(|_| 0.0));
+        let decay = if config.decayed.applies_to(value.shape()) { config.weight_decay } else { WeightDecay::None };
+        for t in 1..=steps {
+            let (c1, c2) = config.bias_corrections(t);
+            for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(grad) {
+                let g = match decay {
+                    WeightDecay::L2(l) => g + l * *p,
+                    _ => g,
+                };
+                if let WeightDecay::Decoupled(l) = decay {
+                    *p *= 1.0 - lr * l;
+                }
+                *m = config.beta1 * *m + (1.0 - config.beta1) * g;
+                *v = config.beta2 * *v + (1.0 - config.beta2) * g * g;
+                *p -= (lr / c1) * *m / (v.sqrt() / c2.sqrt() + config.eps);
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn long_strided_and_small_parameters_follow_the_formula() {
+        let mut rng = RandomState::new(3);
+        // Longer than a piece, so that it is split; transposed, so that it is not contiguous; a vector.
+        let long: ArrayD<f64> = rng.randn(IxDyn(&[3 * PIECE / 128 + 1, 128]));
+        let strided: Array2<f64> = rng.randn((6, 9));
+        let small: ArrayD<f64> = rng.randn(IxDyn(&[5]));
+        let values = [long, strided.reversed_axes().into_dyn(), small];
+        let grads: Vec<ArrayD<f64>> = values.iter().map(|v| rng.randn(v.raw_dim())).collect();
+        for weight_decay in [WeightDecay::None, WeightDecay::L2(0.05), WeightDecay::Decoupled(0.1)] {
+            let config = AdamConfig { beta2: 0.99, weight_decay, decayed: Decayed::Matrices, ..Default::default() };
+            let mut adam = Adam::<f64>::with_config(1e-2, Decay::None, config).unwrap();
+            let mut params: Vec<Param<f64>> = values.iter().map(|v| Param::new(v.clone(), Layout::Canonical)).collect();
+            for _ in 0..3 {
+                for (p, g) in params.iter_mut().zip(&grads) {
+                    p.grad = g.clone();
+                }
+                let mut list: Vec<_> = params.iter_mut().enumerate().map(|(i, p)| (i.to_string(), p)).collect();
+                adam.step(&mut list).unwrap();
+            }
+            for ((p, value), grad) in params.iter().zip(&values).zip(&grads) {
+                let expected = reference(value, grad, &config, 1e-2, 3);
+                assert!(p.value.iter().zip(&expected).all(|(a, b)| (a - b).abs() <= 1e-15 * (1.0 + b.abs())));
+            }
+        }
+    }
+
+    #[test]
+    fn a_parameter_listed_twice_is_an_error() {
+        let mut adam = Adam::<f64>::new(1e-3, Decay::None).unwrap();
+        let (mut a, mut b) = (
+            Param::new(ArrayD::zeros(IxDyn(&[2])), Layout::Canonical),
+            Param::new(ArrayD::zeros(IxDyn(&[2])), Layout::Canonical),
+        );
+        let mut list = vec![("w".to_string(), &mut a), ("w".to_string(), &mut b)];
+        assert!(adam.step(&mut list).is_err());
     }
 }

@@ -48,13 +48,12 @@ impl Clip {
         }
     }
 
-    /// Clips the gradients in place and returns their global 2-norm before clipping.
+    /// Clips the gradients in place and returns their global 2-norm before clipping,
+    /// `‖g‖ = √(Σ_p Σ_i g_pi²)`: each parameter's sum of squares (in `f64`) computed in parallel, the
+    /// sums added in the parameters' order.
     ///
     /// # Errors
     /// If the limit is not positive and finite.
-    ///
-    /// The parameters are processed in parallel; the norm is the square root of the sum, in the
-    /// parameters' order, of each one's sum of squares (in `f64`).
     pub fn apply<F: Float>(self, params: &mut [NamedParamMut<'_, F>]) -> Result<f64> {
         self.validate()?;
         Ok(on_pool(|| {
@@ -179,5 +178,26 @@ mod tests {
         assert!((a.grad[0] / b.grad[0] - 6.0).abs() < 1e-12, "directions are kept");
         let mut list = vec![("a".to_string(), &mut a)];
         assert!(Clip::Norm(-1.0).apply(&mut list).is_err());
+    }
+
+    #[test]
+    fn the_norm_and_the_scaling_cover_long_and_strided_gradients() {
+        let mut rng = crate::rng::RandomState::new(4);
+        // 1000 elements (not a multiple of the partial sums), and every other column of a matrix.
+        let mut long = Param::new(ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[1000])), Layout::Canonical);
+        long.grad = rng.randn(ndarray::IxDyn(&[1000]));
+        let mut strided = Param::new(ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[7, 5])), Layout::Canonical);
+        let mut grad: ndarray::Array2<f32> = rng.randn((7, 10));
+        grad.slice_collapse(ndarray::s![.., ..;2]);
+        assert!(grad.as_slice_memory_order().is_none());
+        strided.grad = grad.into_dyn();
+        let expected: f64 = long.grad.iter().chain(strided.grad.iter()).map(|&g| f64::from(g) * f64::from(g)).sum();
+        let before = (long.grad.clone(), strided.grad.clone());
+        let mut list = vec![("long".to_string(), &mut long), ("strided".to_string(), &mut strided)];
+        let norm = Clip::Norm(1.0).apply(&mut list).unwrap();
+        assert!((norm - expected.sqrt()).abs() < 1e-12 * norm);
+        let factor = (1.0 / (norm + 1e-6)) as f32;
+        assert_eq!(long.grad, before.0.mapv(|g| g * factor));
+        assert_eq!(strided.grad, before.1.mapv(|g| g * factor));
     }
 }
