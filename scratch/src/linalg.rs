@@ -19,10 +19,25 @@ use crate::Float;
 /// layer) 91 / 62, its weight gradient 784×60×89 138 / 160, 60×10×12544 64 / 133, 256×784×512 155 /
 /// 290.
 fn parallelism(m: usize, k: usize, n: usize) -> gemm::Parallelism {
+    split(m, k, n, 0)
+}
+
+/// As [`parallelism`], on `threads` threads (0: all of the pool's).
+fn split(m: usize, k: usize, n: usize, threads: usize) -> gemm::Parallelism {
     if m * k * n >= 1 << 21 && m.max(n) >= 512 {
-        gemm::Parallelism::Rayon(0)
+        gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
+    }
+}
+
+/// How a product that runs at the same time as another one (the two halves of a `rayon::join`) is run:
+/// on half of the pool's threads, by the rule of [`parallelism`]; on one thread where the pool has
+/// two or three, so that each product has a core to itself instead of both splitting across both.
+fn half_parallelism(m: usize, k: usize, n: usize) -> gemm::Parallelism {
+    match rayon::current_num_threads() / 2 {
+        0 | 1 => gemm::Parallelism::None,
+        half => split(m, k, n, half),
     }
 }
 
@@ -31,13 +46,29 @@ fn parallelism(m: usize, k: usize, n: usize) -> gemm::Parallelism {
 /// # Panics
 /// If the inner dimensions differ; callers check shapes first and report them as errors.
 pub fn matmul<F: Float>(a: &ArrayView2<F>, b: &ArrayView2<F>) -> Array2<F> {
+    let ((m, k), n) = (a.dim(), b.ncols());
+    new_product(a, b, parallelism(m, k, n))
+}
+
+/// As [`matmul`], for a product computed at the same time as another one (one half of a
+/// `rayon::join`, the other half [`matmul_into_half`]): split over half of the threads only, and not
+/// at all on a machine of two or three cores, where each of the two products has a core of its own.
+///
+/// # Panics
+/// If the inner dimensions differ.
+pub fn matmul_half<F: Float>(a: &ArrayView2<F>, b: &ArrayView2<F>) -> Array2<F> {
+    let ((m, k), n) = (a.dim(), b.ncols());
+    new_product(a, b, half_parallelism(m, k, n))
+}
+
+/// `A B` into a new array, run as `parallelism` says.
+fn new_product<F: Float>(a: &ArrayView2<F>, b: &ArrayView2<F>, parallelism: gemm::Parallelism) -> Array2<F> {
     let ((m, k), (k2, n)) = (a.dim(), b.dim());
     assert_eq!(k, k2, "matmul: inner dimensions differ");
     if m == 0 || n == 0 || k == 0 {
         return Array2::zeros((m, n));
     }
     let mut c = Array2::<F>::uninit((m, n));
-    let parallelism = parallelism(m, k, n);
     let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
     let (b_rs, b_cs) = (b.strides()[0], b.strides()[1]);
     let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
@@ -78,7 +109,16 @@ pub fn matmul<F: Float>(a: &ArrayView2<F>, b: &ArrayView2<F>) -> Array2<F> {
 /// # Panics
 /// If the shapes do not agree.
 pub fn matmul_into<F: Float>(c: &mut ArrayViewMut2<F>, a: &ArrayView2<F>, b: &ArrayView2<F>, accumulate: bool) {
-    product_into(c, a, b, accumulate, false);
+    product_into(c, a, b, accumulate, |_, _, _| gemm::Parallelism::None);
+}
+
+/// `C ← A B`, or `C ← C + A B` with `accumulate`, for a product computed at the same time as another
+/// one (see [`matmul_half`]).
+///
+/// # Panics
+/// If the shapes do not agree.
+pub fn matmul_into_half<F: Float>(c: &mut ArrayViewMut2<F>, a: &ArrayView2<F>, b: &ArrayView2<F>, accumulate: bool) {
+    product_into(c, a, b, accumulate, half_parallelism);
 }
 
 /// `C ← A B`, or `C ← C + A B` with `accumulate`, into an existing array (so that a caller can keep
@@ -93,7 +133,7 @@ pub fn matmul_into_threaded<F: Float>(
     b: &ArrayView2<F>,
     accumulate: bool,
 ) {
-    product_into(c, a, b, accumulate, true);
+    product_into(c, a, b, accumulate, parallelism);
 }
 
 fn product_into<F: Float>(
@@ -101,7 +141,7 @@ fn product_into<F: Float>(
     a: &ArrayView2<F>,
     b: &ArrayView2<F>,
     accumulate: bool,
-    threaded: bool,
+    parallelism: fn(usize, usize, usize) -> gemm::Parallelism,
 ) {
     let ((m, k), (k2, n)) = (a.dim(), b.dim());
     assert!(k == k2 && c.dim() == (m, n), "matrix product: shapes {:?} x {:?} -> {:?}", a.dim(), b.dim(), c.dim());
@@ -114,7 +154,7 @@ fn product_into<F: Float>(
         }
         return;
     }
-    let parallelism = if threaded { parallelism(m, k, n) } else { gemm::Parallelism::None };
+    let parallelism = parallelism(m, k, n);
     let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
     // SAFETY: as in `matmul`: the pointers and strides describe the arrays exactly, the shapes agree,
     // and `c` is borrowed mutably, so it does not alias `a` or `b`. With `accumulate` gemm reads `c`
@@ -166,9 +206,12 @@ mod tests {
             let bt: Array2<f64> = b.t().as_standard_layout().into_owned();
             let expected = naive(&a.view(), &b.view());
             for (x, y) in [(a.view(), b.view()), (at.t(), b.view()), (a.view(), bt.t()), (at.t(), bt.t())] {
-                let got = matmul(&x, &y);
-                assert_eq!(got.dim(), (m, n));
-                assert!(got.iter().zip(&expected).all(|(g, e)| (g - e).abs() < 1e-12 * (1.0 + e.abs())));
+                let mut into = Array2::zeros((m, n));
+                matmul_into_half(&mut into.view_mut(), &x, &y, false);
+                for got in [matmul(&x, &y), matmul_half(&x, &y), into] {
+                    assert_eq!(got.dim(), (m, n));
+                    assert!(got.iter().zip(&expected).all(|(g, e)| (g - e).abs() < 1e-12 * (1.0 + e.abs())));
+                }
             }
         }
         let (a, b): (Array2<f64>, Array2<f64>) = (rng.randn((30, 20)), rng.randn((20, 10)));

@@ -222,7 +222,8 @@ impl<F: Float> NeuralNetwork<F> {
     }
 
     /// One training pass on a batch: forward, loss, backward. Returns the loss; gradients are left in the
-    /// parameters for an optimizer.
+    /// parameters for an optimizer. The pass runs on a thread of rayon's pool, the calling thread waiting
+    /// for it.
     ///
     /// # Errors
     /// No loss, or shapes that do not fit.
@@ -233,11 +234,16 @@ impl<F: Float> NeuralNetwork<F> {
         D: Dimension,
         E: Dimension,
     {
-        let (_, loss) = self.forward_loss(x, y, Mode::Train)?;
-        let grad = self.loss_backward()?;
-        // The input gradient of the first layer is not needed: skip it, as PyTorch does for data.
-        self.root.backward_params(grad)?;
-        Ok(loss)
+        self.loss()?;
+        let (x, y) = (x.to_owned().into_dyn(), y.to_owned().into_dyn());
+        on_pool(|| {
+            let prediction = self.root.forward(x, Mode::Train)?;
+            let loss = self.loss_mut()?.forward(&prediction, &y)?;
+            let grad = self.loss_backward()?;
+            // The input gradient of the first layer is not needed: skip it, as PyTorch does for data.
+            self.root.backward_params(grad)?;
+            Ok(loss)
+        })
     }
 
     /// `∂L/∂prediction` for the last [`NeuralNetwork::forward_loss`].
@@ -482,6 +488,18 @@ impl<F: Float> NeuralNetwork<F> {
         summary_rows(self.root.as_ref(), None, 0, &mut rows);
         summary::render(&[], &rows, self.num_parameters(), &[])
     }
+}
+
+/// Runs `op` on a thread of rayon's pool, the calling thread waiting for it once.
+///
+/// Every layer spreads its work over the cores with rayon (the matrix products, the pieces of rows of
+/// the element-wise passes, the sequences of the attention). Called from a thread outside the pool,
+/// each of those parallel loops would hand its work to the pool and put the caller to sleep until it
+/// is done: a round trip through the operating system's scheduler per loop, hundreds per training
+/// step. Called from a thread of the pool, a loop runs on that thread and shares its work with the
+/// other threads directly.
+pub(crate) fn on_pool<R: Send>(op: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| op())
 }
 
 fn no_loss() -> Error {

@@ -20,6 +20,27 @@ pub(crate) fn dispatch<Op: WithSimd>(op: Op) -> Op::Output {
     Arch::new().dispatch(op)
 }
 
+/// `op` on every element of `values`, compiled for the widest instruction-set level this processor
+/// has (the compiler vectorises the loop for it where it can).
+#[inline]
+pub(crate) fn for_each<T, Op: Fn(&mut T)>(values: &mut [T], op: Op) {
+    struct ForEach<'a, T, Op> {
+        values: &'a mut [T],
+        op: Op,
+    }
+
+    impl<T, Op: Fn(&mut T)> WithSimd for ForEach<'_, T, Op> {
+        type Output = ();
+
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, _: S) {
+            self.values.iter_mut().for_each(self.op);
+        }
+    }
+
+    dispatch(ForEach { values, op });
+}
+
 /// The levels this processor runs, widest first: what a test of a kernel should cover.
 #[cfg(test)]
 pub(crate) fn levels() -> Vec<Arch> {

@@ -4,8 +4,8 @@ use ndarray::{Array1, Array2, ArrayD, ArrayView2, ArrayViewMut2, Axis, Ix2, IxDy
 use rayon::prelude::*;
 
 use super::Layer;
-use crate::linalg::{matmul, matmul_into_threaded};
-use crate::ops::{no_forward, Dropout, Mode, Operation};
+use crate::linalg::{matmul, matmul_half, matmul_into_half, matmul_into_threaded};
+use crate::ops::{no_forward, scale_by, Activation, Dropout, Mode, Operation};
 use crate::param::{Layout, Param};
 use crate::rng::RandomState;
 use crate::spec::DenseSpec;
@@ -25,9 +25,13 @@ use crate::{Error, Float, Result};
 ///
 /// The book's operations ([`WeightMultiply`](crate::ops::WeightMultiply),
 /// [`BiasAdd`](crate::ops::BiasAdd), the activation, [`Dropout`]) computed in one pass each way: the
-/// product, then the bias, activation and dropout on each piece of rows while it is in cache; the
-/// gradients in place, into buffers kept from one call to the next. Its parameters are named `weight`
-/// and (unless the description has none) `bias`.
+/// product into the output, then the bias, activation and dropout on each piece of rows while it is
+/// in cache (nothing more for a linear layer without bias or dropout); the gradients in place, the
+/// two products of the backward pass (`∂L/∂W` and `∂L/∂X`) at the same time on different cores. The
+/// activation keeps what its derivative needs, in a buffer reused from one call to the next: its
+/// output, or its derivative itself for one whose derivative needs its input (GELU, computed once
+/// for both), nothing for the identity. Its parameters are named `weight` and (unless the description
+/// has none) `bias`.
 ///
 /// ```
 /// use scratch::layers::{Dense, Layer};
@@ -59,9 +63,30 @@ pub struct Dense<F: Float> {
 struct Cache<F> {
     /// `X`.
     input: Array2<F>,
-    /// `A = f(Z)`, or `Z` for an activation whose derivative needs its input
-    /// ([`Activation::derivative_from_input`]); the buffer is reused by the next forward pass.
-    activated: Array2<F>,
+    /// The rows and columns of `Z`.
+    dim: (usize, usize),
+    /// `A = f(Z)`, or `f'(Z)` for an activation whose derivative needs its input
+    /// ([`Activation::derivative_from_input`]), or nothing for the identity (see [`kept`]); the buffer
+    /// is reused by the next forward pass.
+    kept: Option<Array2<F>>,
+}
+
+/// What the backward pass through `activation` needs, computed in the forward pass: `f'(Z)` where the
+/// derivative needs the input, nothing for the identity, `A = f(Z)` otherwise.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kept {
+    Nothing,
+    Derivative,
+    Output,
+}
+
+/// What [`Cache::kept`] holds for `activation`.
+fn kept(activation: Activation) -> Kept {
+    match activation {
+        Activation::Linear => Kept::Nothing,
+        a if a.derivative_from_input() => Kept::Derivative,
+        _ => Kept::Output,
+    }
 }
 
 /// Rows of at least this many elements in all are processed on all cores.
@@ -89,11 +114,13 @@ fn by_rows<F: Float>(
     }
 }
 
-/// `a` with its leading axes merged into rows, `(rows, last)`.
+/// `a` with its leading axes merged into rows, `(rows, last)`: the same buffer when `a` is in standard
+/// layout, else a copy.
 fn rows<F: Float>(a: ArrayD<F>) -> ArrayD<F> {
     let last = a.shape().last().copied().unwrap_or(1);
     let rows = a.len() / last.max(1);
-    a.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&[rows, last])).expect("sizes agree")
+    let a = if a.is_standard_layout() { a } else { a.as_standard_layout().into_owned() };
+    a.into_shape_with_order(IxDyn(&[rows, last])).expect("sizes agree")
 }
 
 /// `a`, `(rows, last)`, reshaped to `leading + [last]`.
@@ -129,10 +156,10 @@ impl<F: Float> Dense<F> {
         self.weight.value.view().into_dimensionality::<Ix2>().expect("the weight is a matrix")
     }
 
-    /// `∂L/∂Z` from `∂L/∂Y` (through dropout and the activation), and the gradients of `B` and `W`.
-    fn param_grads(&mut self, output_grad: ArrayD<F>) -> Result<(Array2<F>, &Cache<F>)> {
+    /// `∂L/∂Z` from `∂L/∂Y` (through dropout and the activation), and the gradient of `B`.
+    fn output_gradient(&mut self, output_grad: ArrayD<F>) -> Result<Array2<F>> {
         let cache = self.cache.as_ref().ok_or_else(|| no_forward("Dense"))?;
-        let expected = cache.activated.dim();
+        let expected = cache.dim;
         if output_grad.shape() != [expected.0, expected.1] {
             return Err(Error::shape(
                 "Dense backward",
@@ -145,13 +172,21 @@ impl<F: Float> Dense<F> {
             g = g.as_standard_layout().into_owned();
         }
         let (activation, dropout) = (self.spec.activation, self.dropout.as_ref());
-        let cached = cache.activated.as_slice().expect("a buffer of the layer's");
-        by_rows(&mut g.view_mut(), None, |offset, g, _| {
-            if let Some(d) = dropout {
-                d.apply(offset, g).expect("started by the forward pass");
-            }
-            activation.gradient(g, &cached[offset..offset + g.len()]);
-        });
+        if let Some(cached) = &cache.kept {
+            let (cached, kept) = (cached.as_slice().expect("a buffer of the layer's"), kept(activation));
+            by_rows(&mut g.view_mut(), None, |offset, g, _| {
+                if let Some(d) = dropout {
+                    d.apply(offset, g).expect("started by the forward pass");
+                }
+                let cached = &cached[offset..offset + g.len()];
+                match kept {
+                    Kept::Derivative => scale_by(g, cached),
+                    _ => activation.gradient(g, cached),
+                }
+            });
+        } else if let Some(d) = dropout {
+            by_rows(&mut g.view_mut(), None, |offset, g, _| d.apply(offset, g).expect("started by the forward pass"));
+        }
         // ∂L/∂B: the rows summed in order.
         if let Some(bias) = &mut self.bias {
             let mut db = Array1::zeros(g.ncols());
@@ -160,14 +195,19 @@ impl<F: Float> Dense<F> {
             }
             bias.grad = db.insert_axis(Axis(0)).into_dyn();
         }
-        // ∂L/∂W = Xᵀ ∂L/∂Z, into the gradient's buffer.
-        let shape = self.weight.value.raw_dim();
-        if self.weight.grad.raw_dim() != shape {
-            self.weight.grad = ArrayD::zeros(shape);
+        Ok(g)
+    }
+
+    /// `W`, its gradient's buffer (shaped as `W`) and `X`, for the products of the backward pass.
+    fn product_operands(&mut self) -> (ArrayView2<'_, F>, ArrayViewMut2<'_, F>, ArrayView2<'_, F>) {
+        let weight = &mut self.weight;
+        if weight.grad.raw_dim() != weight.value.raw_dim() {
+            weight.grad = ArrayD::zeros(weight.value.raw_dim());
         }
-        let mut dw = self.weight.grad.view_mut().into_dimensionality::<Ix2>().expect("the weight is a matrix");
-        matmul_into_threaded(&mut dw, &cache.input.t(), &g.view(), false);
-        Ok((g, cache))
+        let w = weight.value.view().into_dimensionality::<Ix2>().expect("the weight is a matrix");
+        let dw = weight.grad.view_mut().into_dimensionality::<Ix2>().expect("the weight is a matrix");
+        let x = self.cache.as_ref().expect("checked by output_gradient").input.view();
+        (w, dw, x)
     }
 
     /// Checks that an input of `shape` is `(batch, in)` or `(batch, time, in)`, before any reshaping
@@ -202,35 +242,43 @@ impl<F: Float> Dense<F> {
     fn forward_rows(&mut self, input: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
         let x = self.check_rows(input)?;
         let (batch, n) = (x.nrows(), self.spec.neurons);
-        let mut z = match self.cache.take() {
-            Some(c) if c.activated.dim() == (batch, n) => c.activated,
-            _ => Array2::zeros((batch, n)),
-        };
-        matmul_into_threaded(&mut z.view_mut(), &x.view(), &self.w(), false);
         let activation = self.spec.activation;
-        let mut y = Array2::zeros((batch, n));
+        let kept = kept(activation);
+        let mut buffer = match self.cache.take() {
+            Some(Cache { kept: Some(k), .. }) if k.dim() == (batch, n) => Some(k),
+            _ => None,
+        };
+        let mut cached = (kept != Kept::Nothing).then(|| buffer.take().unwrap_or_else(|| Array2::zeros((batch, n))));
+        let mut y = matmul(&x.view(), &self.w());
         if let Some(d) = &mut self.dropout {
             d.start(&[batch, n], mode).map_err(|e| e.within("Dropout"))?;
         }
         let dropout = self.dropout.as_ref();
-        // Per piece of rows: Z += B, A = f(Z) (kept, or Z kept), Y = A ⊙ dropout.
-        by_rows(&mut z.view_mut(), Some(&mut y.view_mut()), |offset, z, y| {
-            let y = y.expect("both arrays");
-            self.add_bias(z);
-            activation.apply_keeping(z, y);
-            if let Some(d) = dropout {
-                d.apply(offset, y).expect("started above");
-            }
-        });
-        self.cache = Some(Cache { input: x, activated: z });
+        // Per piece of rows: Z = XW + B in Y, then Y = f(Z) keeping A or f'(Z), then Y = A ⊙ dropout.
+        if self.bias.is_some() || kept != Kept::Nothing || dropout.is_some() {
+            by_rows(&mut y.view_mut(), cached.as_mut().map(|c| c.view_mut()).as_mut(), |offset, y, cached| {
+                self.add_bias(y);
+                match (kept, cached) {
+                    (Kept::Derivative, Some(d)) => activation.apply_with_derivative(y, d),
+                    (Kept::Output, Some(a)) => {
+                        activation.apply(y);
+                        a.copy_from_slice(y);
+                    }
+                    _ => {}
+                }
+                if let Some(d) = dropout {
+                    d.apply(offset, y).expect("started above");
+                }
+            });
+        }
+        self.cache = Some(Cache { input: x, dim: (batch, n), kept: cached });
         Ok(y.into_dyn())
     }
 
     /// The output in evaluation mode, nothing cached.
     fn infer_rows(&self, input: ArrayD<F>) -> Result<ArrayD<F>> {
         let x = self.check_rows(input)?;
-        let mut z = Array2::zeros((x.nrows(), self.spec.neurons));
-        matmul_into_threaded(&mut z.view_mut(), &x.view(), &self.w(), false);
+        let mut z = matmul(&x.view(), &self.w());
         let activation = self.spec.activation;
         by_rows(&mut z.view_mut(), None, |_, z, _| {
             self.add_bias(z);
@@ -269,11 +317,15 @@ impl<F: Float> Layer<F> for Dense<F> {
         Ok(unrows(self.infer_rows(rows(input))?, &leading))
     }
 
+    /// `∂L/∂W = Xᵀ ∂L/∂Z` (into the gradient's buffer) and `∂L/∂X = ∂L/∂Z Wᵀ`, at the same time.
     fn backward(&mut self, output_grad: ArrayD<F>) -> Result<ArrayD<F>> {
         let leading = self.leading.clone();
         let output_grad = if leading.is_some() { rows(output_grad) } else { output_grad };
-        let (g, _) = self.param_grads(output_grad)?;
-        let dx = matmul(&g.view(), &self.w().t()).into_dyn();
+        let g = self.output_gradient(output_grad)?;
+        let (w, mut dw, x) = self.product_operands();
+        let (_, dx) =
+            rayon::join(|| matmul_into_half(&mut dw, &x.t(), &g.view(), false), || matmul_half(&g.view(), &w.t()));
+        let dx = dx.into_dyn();
         Ok(match leading {
             Some(leading) => unrows(dx, &leading),
             None => dx,
@@ -282,7 +334,10 @@ impl<F: Float> Layer<F> for Dense<F> {
 
     fn backward_params(&mut self, output_grad: ArrayD<F>) -> Result<()> {
         let output_grad = if self.leading.is_some() { rows(output_grad) } else { output_grad };
-        self.param_grads(output_grad).map(drop)
+        let g = self.output_gradient(output_grad)?;
+        let (_, mut dw, x) = self.product_operands();
+        matmul_into_threaded(&mut dw, &x.t(), &g.view(), false);
+        Ok(())
     }
 
     fn params(&self) -> Vec<(String, &Param<F>)> {

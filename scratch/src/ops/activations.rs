@@ -127,6 +127,19 @@ impl Activation {
         }
     }
 
+    /// `y ← f(y)`, and in `derivative` the derivative `f'` at the same points, for an activation whose
+    /// derivative needs its input ([`Activation::derivative_from_input`]): the backward pass is then
+    /// a product ([`scale_by`]), and GELU's `Φ(x)` is computed once for both. The values are those
+    /// of [`Activation::apply`] and of [`Activation::gradient`] with a gradient of 1.
+    ///
+    /// # Panics
+    /// If the slices differ in length, or for an activation whose derivative needs its output.
+    pub(crate) fn apply_with_derivative<F: Float>(self, y: &mut [F], derivative: &mut [F]) {
+        assert_eq!(y.len(), derivative.len(), "values and their derivatives");
+        assert!(self.derivative_from_input(), "{self:?}: the derivative is computed from the output");
+        dispatch(ApplyWithDerivative { activation: self, values: y, derivative });
+    }
+
     /// `g ← g ⊙ f'(·)` for every element, the derivative computed from `cached`: the activation's output,
     /// or its input where [`Activation::derivative_from_input`].
     ///
@@ -198,6 +211,86 @@ impl<F: Float> WithSimd for Apply<'_, F> {
                 values.for_each(|v| *v = half * *v * (one + (beta * (*v + kappa * *v * *v * *v)).tanh_fast()));
             }
         }
+    }
+}
+
+/// [`Activation::apply_with_derivative`], compiled for each instruction-set level.
+struct ApplyWithDerivative<'a, F> {
+    activation: Activation,
+    values: &'a mut [F],
+    derivative: &'a mut [F],
+}
+
+impl<F: Float> WithSimd for ApplyWithDerivative<'_, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        let pairs = self.values.iter_mut().zip(self.derivative.iter_mut());
+        let one = F::one();
+        match self.activation {
+            Activation::LeakyReLU { slope } => {
+                let slope = F::cast(slope);
+                pairs.for_each(|(v, d)| {
+                    let positive = *v > F::zero();
+                    *d = if positive { one } else { slope };
+                    *v = if positive { *v } else { slope * *v };
+                });
+            }
+            // As in `Apply` and `Gradient`: x Φ(x) and Φ(x) + x φ(x), Φ(x) = (1 + erf(x/√2)) / 2.
+            Activation::Gelu(GeluApproximation::Exact) => {
+                let (half, rsqrt2, density) =
+                    (F::cast(0.5), F::cast(std::f64::consts::FRAC_1_SQRT_2), F::cast(GELU_DENSITY));
+                pairs.for_each(|(v, d)| {
+                    let x = *v;
+                    let one_erf = one + (x * rsqrt2).erf_fast();
+                    *d = half * one_erf + x * density * (-half * x * x).exp_fast();
+                    *v = half * x * one_erf;
+                });
+            }
+            Activation::Gelu(GeluApproximation::Tanh) => {
+                let (half, two, four) = (F::cast(0.5), F::cast(2.0), F::cast(4.0));
+                let (beta, kappa, kappa3) = (F::cast(GELU_BETA), F::cast(GELU_KAPPA), F::cast(3.0 * GELU_KAPPA));
+                pairs.for_each(|(v, d)| {
+                    let x = *v;
+                    let x2 = x * x;
+                    let u = beta * (x + kappa * x2 * x);
+                    let s = (-two * u.abs()).exp_fast();
+                    let r = one / (one + s);
+                    let t = ((one - s) * r).copysign(u);
+                    *d = half * (one + t) + half * x * (four * s * r * r) * beta * (one + kappa3 * x2);
+                    *v = half * x * (one + (beta * (x + kappa * x * x * x)).tanh_fast());
+                });
+            }
+            Activation::Linear | Activation::Sigmoid | Activation::Tanh | Activation::ReLU => {
+                unreachable!("checked by apply_with_derivative")
+            }
+        }
+    }
+}
+
+/// `g ← g ⊙ d` for every element: a gradient through an activation whose derivative `d` was kept
+/// ([`Activation::apply_with_derivative`]).
+///
+/// # Panics
+/// If the slices differ in length.
+pub(crate) fn scale_by<F: Float>(grad: &mut [F], derivative: &[F]) {
+    assert_eq!(grad.len(), derivative.len(), "a gradient and the derivatives");
+    dispatch(ScaleBy { grad, derivative });
+}
+
+/// [`scale_by`], compiled for each instruction-set level.
+struct ScaleBy<'a, F> {
+    grad: &'a mut [F],
+    derivative: &'a [F],
+}
+
+impl<F: Float> WithSimd for ScaleBy<'_, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        self.grad.iter_mut().zip(self.derivative).for_each(|(g, &d)| *g *= d);
     }
 }
 
@@ -336,6 +429,38 @@ mod tests {
         let cached = [1e-20f32, 0.5, 0.5];
         Activation::Sigmoid.gradient(&mut g, &cached);
         assert_eq!(g, [0.0, 0.25e-20, 0.25]);
+    }
+
+    /// The values and derivatives computed together are those computed apart, bit for bit, in both
+    /// precisions and at every instruction-set level's length (with a tail).
+    fn values_with_derivatives_are_those_computed_apart<F: Float>() {
+        let mut rng = crate::rng::RandomState::new(4);
+        let x: Vec<F> = rng.normal::<F, _>(0.0, 3.0, 37).into_raw_vec_and_offset().0;
+        for activation in [
+            Activation::Gelu(GeluApproximation::Exact),
+            Activation::Gelu(GeluApproximation::Tanh),
+            Activation::LeakyReLU { slope: -0.3 },
+        ] {
+            let (mut y, mut d) = (x.clone(), vec![F::zero(); x.len()]);
+            activation.apply_with_derivative(&mut y, &mut d);
+            let mut apart = x.clone();
+            activation.apply(&mut apart);
+            let mut g = vec![F::one(); x.len()];
+            activation.gradient(&mut g, &x);
+            assert_eq!(y, apart, "{activation:?}");
+            assert_eq!(d, g, "{activation:?}'");
+            let mut scaled = vec![F::cast(0.75); x.len()];
+            scale_by(&mut scaled, &d);
+            let mut direct = vec![F::cast(0.75); x.len()];
+            activation.gradient(&mut direct, &x);
+            assert_eq!(scaled, direct, "{activation:?}: a gradient through the kept derivative");
+        }
+    }
+
+    #[test]
+    fn values_with_derivatives_are_those_computed_apart_f32_f64() {
+        values_with_derivatives_are_those_computed_apart::<f32>();
+        values_with_derivatives_are_those_computed_apart::<f64>();
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod reshape;
 
 use ndarray::{ArrayD, ArrayView2, Ix2};
 
+pub(crate) use activations::scale_by;
 pub use activations::{Activation, ActivationOp, GeluApproximation};
 pub use dense::{BiasAdd, WeightMultiply};
 pub use dropout::{Dropout, DropoutStyle};

@@ -1,8 +1,12 @@
 //! Gradient clipping: by value (the book's chapter 6) or by global norm, and an optimizer wrapper
 //! that clips before every step.
 
+use rayon::prelude::*;
+
 use super::{LearningRate, Optimizer};
+use crate::network::on_pool;
 use crate::param::NamedParamMut;
+use crate::simd::{self, dispatch, Simd, WithSimd};
 use crate::{Error, Float, Result};
 
 /// Gradient clipping, applied to all gradients before an update.
@@ -44,26 +48,74 @@ impl Clip {
         }
     }
 
-    /// Clips the gradients in place and returns their global 2-norm before clipping.
+    /// Clips the gradients in place and returns their global 2-norm before clipping,
+    /// `‖g‖ = √(Σ_p Σ_i g_pi²)`: each parameter's sum of squares (in `f64`) computed in parallel, the
+    /// sums added in the parameters' order.
     ///
     /// # Errors
     /// If the limit is not positive and finite.
     pub fn apply<F: Float>(self, params: &mut [NamedParamMut<'_, F>]) -> Result<f64> {
         self.validate()?;
-        let norm = params.iter().flat_map(|(_, p)| p.grad.iter()).map(|&g| g.as_f64() * g.as_f64()).sum::<f64>().sqrt();
-        match self {
-            Clip::Value(limit) => {
-                let (lo, hi) = (F::cast(-limit), F::cast(limit));
-                params.iter_mut().for_each(|(_, p)| p.grad.mapv_inplace(|g| g.max(lo).min(hi)));
-            }
-            Clip::Norm(_) => {
-                if let Some(factor) = self.norm_factor(norm) {
-                    let factor = F::cast(factor);
-                    params.iter_mut().for_each(|(_, p)| p.grad.mapv_inplace(|g| g * factor));
+        Ok(on_pool(|| {
+            let squares: Vec<f64> = params.par_iter().map(|(_, p)| sum_of_squares(&p.grad)).collect();
+            let norm = squares.iter().sum::<f64>().sqrt();
+            match self {
+                Clip::Value(limit) => {
+                    let (lo, hi) = (F::cast(-limit), F::cast(limit));
+                    each_gradient(params, |g| *g = g.max(lo).min(hi));
+                }
+                Clip::Norm(_) => {
+                    if let Some(factor) = self.norm_factor(norm) {
+                        let factor = F::cast(factor);
+                        each_gradient(params, |g| *g *= factor);
+                    }
                 }
             }
+            norm
+        }))
+    }
+}
+
+/// `op` on every gradient element of every parameter, the parameters in parallel.
+fn each_gradient<F: Float>(params: &mut [NamedParamMut<'_, F>], op: impl Fn(&mut F) + Sync) {
+    params.par_iter_mut().for_each(|(_, p)| match p.grad.as_slice_memory_order_mut() {
+        Some(grad) => simd::for_each(grad, &op),
+        None => p.grad.iter_mut().for_each(&op),
+    });
+}
+
+/// Independent partial sums in [`sum_of_squares`]: enough for the compiler to keep them in vector
+/// registers.
+const LANES: usize = 16;
+
+/// `Σ a²` in `f64`.
+fn sum_of_squares<F: Float>(a: &ndarray::ArrayD<F>) -> f64 {
+    match a.as_slice_memory_order() {
+        Some(values) => dispatch(SumOfSquares { values }),
+        None => a.iter().map(|&v| v.as_f64() * v.as_f64()).sum(),
+    }
+}
+
+/// [`sum_of_squares`] of a slice, in [`LANES`] interleaved partial sums, compiled for each
+/// instruction-set level.
+struct SumOfSquares<'a, F> {
+    values: &'a [F],
+}
+
+impl<F: Float> WithSimd for SumOfSquares<'_, F> {
+    type Output = f64;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) -> f64 {
+        let mut acc = [0.0; LANES];
+        let chunks = self.values.chunks_exact(LANES);
+        let tail = chunks.remainder().iter().map(|&v| v.as_f64() * v.as_f64()).sum::<f64>();
+        for chunk in chunks {
+            for (s, &v) in acc.iter_mut().zip(chunk) {
+                *s += v.as_f64() * v.as_f64();
+            }
         }
-        Ok(norm)
+        acc.iter().sum::<f64>() + tail
     }
 }
 
@@ -126,5 +178,26 @@ mod tests {
         assert!((a.grad[0] / b.grad[0] - 6.0).abs() < 1e-12, "directions are kept");
         let mut list = vec![("a".to_string(), &mut a)];
         assert!(Clip::Norm(-1.0).apply(&mut list).is_err());
+    }
+
+    #[test]
+    fn the_norm_and_the_scaling_cover_long_and_strided_gradients() {
+        let mut rng = crate::rng::RandomState::new(4);
+        // 1000 elements (not a multiple of the partial sums), and every other column of a matrix.
+        let mut long = Param::new(ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[1000])), Layout::Canonical);
+        long.grad = rng.randn(ndarray::IxDyn(&[1000]));
+        let mut strided = Param::new(ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[7, 5])), Layout::Canonical);
+        let mut grad: ndarray::Array2<f32> = rng.randn((7, 10));
+        grad.slice_collapse(ndarray::s![.., ..;2]);
+        assert!(grad.as_slice_memory_order().is_none());
+        strided.grad = grad.into_dyn();
+        let expected: f64 = long.grad.iter().chain(strided.grad.iter()).map(|&g| f64::from(g) * f64::from(g)).sum();
+        let before = (long.grad.clone(), strided.grad.clone());
+        let mut list = vec![("long".to_string(), &mut long), ("strided".to_string(), &mut strided)];
+        let norm = Clip::Norm(1.0).apply(&mut list).unwrap();
+        assert!((norm - expected.sqrt()).abs() < 1e-12 * norm);
+        let factor = (1.0 / (norm + 1e-6)) as f32;
+        assert_eq!(long.grad, before.0.mapv(|g| g * factor));
+        assert_eq!(strided.grad, before.1.mapv(|g| g * factor));
     }
 }
