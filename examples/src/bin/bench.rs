@@ -468,6 +468,14 @@ fn step_flops(spec: &NetSpec, batch: usize) -> Result<f64> {
     Ok(total)
 }
 
+/// The vocabulary of the network's embedding, if it starts from class indices.
+fn embedding_vocab(spec: &NetSpec) -> Result<Option<usize>> {
+    Ok(spec.walk()?.iter().find_map(|n| match n.module {
+        Module::Layer(LayerSpec::Embedding(e)) => Some(e.vocab),
+        _ => None,
+    }))
+}
+
 /// Random inputs (token indices for a network that starts with an embedding) and random one-hot
 /// targets (over the last axis of the network's output; class indices after an embedding).
 fn batch<F: TorchFloat>(spec: &NetSpec, batch: usize, rng: &mut RandomState) -> Result<(ArrayD<F>, ArrayD<F>)> {
@@ -476,11 +484,7 @@ fn batch<F: TorchFloat>(spec: &NetSpec, batch: usize, rng: &mut RandomState) -> 
     let mut out = vec![batch];
     out.extend(spec.output_shape()?);
     let classes = *out.last().expect("an output has features");
-    let vocab = spec.walk()?.iter().find_map(|n| match n.module {
-        Module::Layer(LayerSpec::Embedding(e)) => Some(e.vocab),
-        _ => None,
-    });
-    if let Some(vocab) = vocab {
+    if let Some(vocab) = embedding_vocab(spec)? {
         let mut tokens = |shape: &[usize]| -> Result<ArrayD<F>> {
             let n = shape.iter().product();
             let values =
@@ -522,7 +526,8 @@ fn torch_step<F: TorchFloat>(row: &Row, reps: usize) -> Result<f64> {
     let (x, y) = batch::<F>(spec, batch_size, &mut rng)?;
     let (x, y): (Tensor, Tensor) = (to_tensor(&x), to_tensor(&y));
     // Class indices (after an embedding) as libtorch takes them.
-    let (x, y) = if x.size() == y.size() { (x.to_kind(Kind::Int64), y.to_kind(Kind::Int64)) } else { (x, y) };
+    let (x, y) =
+        if embedding_vocab(spec)?.is_some() { (x.to_kind(Kind::Int64), y.to_kind(Kind::Int64)) } else { (x, y) };
     let mut failure = None;
     let t = time(reps, || {
         if failure.is_none() {

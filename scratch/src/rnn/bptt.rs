@@ -4,92 +4,222 @@
 //!
 //! ```text
 //! ∂L/∂W_ih = Σ_t ∂L/∂a_tᵀ x_t        ∂L/∂W_hh = Σ_t ∂L/∂a_tᵀ h_{t−1}      ∂L/∂b = Σ_t Σ_batch ∂L/∂a_t
-//! ∂L/∂h_{t−1} = W_hhᵀ ∂L/∂a_t  (+ the cell's direct paths)            ∂L/∂x_t = W_ihᵀ ∂L/∂a_t
+//! ∂L/∂h_{t−1} = ∂L/∂a_t W_hh  (+ the cell's direct paths)            ∂L/∂x_t = ∂L/∂a_t W_ih
 //! ```
 //!
-//! (the PyTorch GRU's recurrent side sees `[da_r; da_z; da_n ⊙ r]`, the book GRU's candidate rows
-//! `r ⊙ h_{t−1}` instead of `h_{t−1}`; [`super::loops`] writes every case out).
+//! (the PyTorch GRU's recurrent side sees `[da_r, da_z, da_n ⊙ r]`, the book GRU's candidate rows
+//! `r ⊙ h_{t−1}` instead of `h_{t−1}`; [`super::loops`] writes every case out). As forward, the
+//! threads share each step by hidden units ([`super::threads`]): each computes the gradient reaching
+//! its units' states from all the gate gradients of the step after, `(B, G·H) × (G·H, n)`, then its
+//! units' gate gradients.
 
-use ndarray::{s, Array2, ArrayD, ArrayView2, ArrayView3, ArrayViewMut3, Axis, Ix2, Ix3};
+use std::ops::Range;
 
-use super::buffers::{block_columns, merged, reuse, run_blocks, BackwardBuffers};
+use ndarray::{s, Array2, ArrayD, ArrayViewMut2, ArrayViewMut3, Axis, Ix2};
+use rayon::prelude::*;
+
+use super::buffers::{gate_rows, reuse, split_units, step, step_mut, BackwardBuffers};
 use super::cell::{matrix, Cell};
 use super::kernels;
-use crate::linalg::{matmul, matmul_into, matmul_into_threaded};
+use super::product::{product, Panels};
+use super::threads::{each, on_pool, unit_ranges};
+use crate::linalg::{matmul, matmul_into_threaded};
 use crate::simd::{dispatch, Simd, WithSimd};
 use crate::spec::{CellKind, GruForm};
 use crate::{Error, Float, Result};
 
-/// One block of batch columns for the backward pass: the forward pass's states (read), the gradient
-/// reaching each step's hidden output, and the gate gradients (written; `d_recurrent` only for the
-/// PyTorch GRU).
-struct BackwardBlock<'a, F> {
-    gates: ArrayView3<'a, F>,
-    hs: ArrayView3<'a, F>,
-    cs: ArrayView3<'a, F>,
-    tanh_c: ArrayView3<'a, F>,
-    hn: ArrayView3<'a, F>,
-    d_hidden: ArrayView3<'a, F>,
+/// One thread's part of the backward pass: its units, the recurrent weights that carry gradients to
+/// their states packed for the step product, and its running gradients.
+struct Backward<F> {
+    units: Range<usize>,
+    /// `W_hh`'s columns of the units (for the book GRU, of its reset and update gate rows only):
+    /// `(G·H, n)`.
+    recurrent: Panels<F>,
+    /// The book GRU's `W_hn` columns of the units, for `∂L/∂(r ⊙ h)`.
+    candidate: Option<Panels<F>>,
+    /// A step's product, `(B, padded columns)`: the gradient reaching the units' states through the
+    /// next step's gates.
+    pre: Vec<F>,
+    /// The whole gradient reaching the units' hidden states at this step, `(B, n)`.
+    dh: Vec<F>,
+    /// The LSTM's gradient reaching the units' cell states, `(B, n)`.
+    dc: Vec<F>,
+    /// The GRU's gradient reaching the units' previous hidden states by the direct paths (`dh ⊙ z`,
+    /// and the book GRU's `∂L/∂(r ⊙ h) ⊙ r`), `(B, n)`.
+    carry: Vec<F>,
+}
+
+/// What every thread reads at step `t`: the forward pass's values of the step, all units, the
+/// gradient reaching the layer's output, and the gradients of the step after (empty at the last).
+#[derive(Clone, Copy)]
+struct StepIn<'a, F> {
+    t: usize,
+    steps: usize,
+    gates: &'a [F],
+    h_prev: &'a [F],
+    c_prev: &'a [F],
+    tanh_c: &'a [F],
+    hn: &'a [F],
+    output_grad: &'a [F],
+    /// `∂L/∂a_{t+1}` on the recurrent side, `(B, G·H)`, or the book GRU's reset and update part of it.
+    after: &'a [F],
+    /// The book GRU's `∂L/∂a_n` of the step, all units, `(B, H)`, for its second part.
+    da_n: &'a [F],
+}
+
+/// What one thread writes at one step: its units' columns of the gate gradients `(B, G, n)`, and
+/// for the book GRU `∂L/∂a_n` again, contiguous, `(B, 1, n)`.
+struct StepOut<'a, F> {
     da: ArrayViewMut3<'a, F>,
     d_recurrent: ArrayViewMut3<'a, F>,
+    da_n: ArrayViewMut3<'a, F>,
 }
 
-/// [`Cell::backward_block`], compiled for each instruction-set level of [`crate::simd`].
-struct Backward<'a, 'b, F: Float> {
+/// One thread's step, compiled for each instruction-set level of [`crate::simd`]: the cell's step
+/// backward, or the book GRU's second part once every thread has written `∂L/∂a_n`.
+struct BackwardStep<'a, 'i, 'o, F: Float> {
     cell: &'a Cell<F>,
-    w_hh: ArrayView2<'a, F>,
-    block: BackwardBlock<'b, F>,
+    thread: &'o mut Backward<F>,
+    input: StepIn<'i, F>,
+    out: StepOut<'o, F>,
+    reset: bool,
 }
 
-impl<F: Float> WithSimd for Backward<'_, '_, F> {
+impl<F: Float> WithSimd for BackwardStep<'_, '_, '_, F> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, _: S) {
-        self.cell.backward_block(&self.w_hh, self.block);
+        if self.reset {
+            self.cell.reset_step_backward(self.thread, self.input, self.out);
+        } else {
+            self.cell.step_backward(self.thread, self.input, self.out);
+        }
     }
 }
 
+/// The values of `units` in a row that starts at `buffer[offset]`.
+#[inline(always)]
+fn units_of<'a, F>(buffer: &'a [F], offset: usize, units: &Range<usize>) -> &'a [F] {
+    &buffer[offset..][units.clone()]
+}
+
+/// A view without elements, for what a step does not write.
+fn empty<'a, F>() -> ArrayViewMut3<'a, F> {
+    ArrayViewMut3::from_shape((0, 0, 0), &mut []).expect("no elements")
+}
+
+/// Step `t` of a time-major buffer (written) and step `t + 1` (read; empty after the last step).
+fn step_and_after<F>(a: &mut Array2<F>, t: usize, batch: usize) -> (ArrayViewMut2<'_, F>, &[F]) {
+    let width = a.ncols();
+    let data = a.as_slice_mut().expect("buffers are contiguous");
+    let (upto, after) = data.split_at_mut((t + 1) * batch * width);
+    let now = ArrayViewMut2::from_shape((batch, width), &mut upto[t * batch * width..]).expect("a step's rows");
+    (now, &after[..after.len().min(batch * width)])
+}
+
 impl<F: Float> Cell<F> {
-    /// Back-propagation through time over one block of batch columns: fills the gate gradients.
-    /// `w_hh` is the stored `(H, G·H)` layout, `W_hhᵀ`.
+    /// The thread of units `units`: the columns of `W_hh` that carry gradients to them, packed.
+    fn backward_thread(&self, units: Range<usize>, batch: usize) -> Backward<F> {
+        let (h, gh, w_hh) = (self.spec.hidden, self.gate_rows(), matrix(&self.weight_hh));
+        let (recurrent, candidate) = match self.spec.cell {
+            CellKind::Gru(GruForm::Book) => (
+                Panels::transposed_rows(w_hh, units.clone(), 0..2 * h),
+                Some(Panels::transposed_rows(w_hh, units.clone(), 2 * h..3 * h)),
+            ),
+            _ => (Panels::transposed_rows(w_hh, units.clone(), 0..gh), None),
+        };
+        let padded = recurrent.padded_columns().max(candidate.as_ref().map_or(0, Panels::padded_columns));
+        let n = units.len();
+        let lstm = self.spec.cell == CellKind::Lstm;
+        Backward {
+            units,
+            recurrent,
+            candidate,
+            pre: vec![F::zero(); batch * padded],
+            dh: vec![F::zero(); batch * n],
+            dc: vec![F::zero(); if lstm { batch * n } else { 0 }],
+            carry: vec![F::zero(); if lstm { 0 } else { batch * n }],
+        }
+    }
+
+    /// Step `t` backward for one thread's units: the gradient reaching their hidden states, then the
+    /// gate gradients (for the book GRU, of the update gate and the candidate).
     #[inline(always)]
-    fn backward_block(&self, w_hh: &ArrayView2<'_, F>, mut blk: BackwardBlock<'_, F>) {
-        let (h, steps, cols) = (self.spec.hidden, blk.gates.dim().1, blk.gates.dim().2);
-        let mut dh = Array2::<F>::zeros((h, cols));
-        let mut dh_next = Array2::<F>::zeros((h, cols));
-        let mut dc = Array2::<F>::zeros((if self.spec.cell == CellKind::Lstm { h } else { 0 }, cols));
-        let mut d_rh = Array2::<F>::zeros((if self.spec.cell == CellKind::Gru(GruForm::Book) { h } else { 0 }, cols));
-        for t in (0..steps).rev() {
-            kernels::sum_into(blk.d_hidden.index_axis(Axis(1), t), dh_next.view(), dh.view_mut());
-            let g = blk.gates.index_axis(Axis(1), t);
-            let h_prev = blk.hs.index_axis(Axis(1), t);
-            let mut da = blk.da.index_axis_mut(Axis(1), t);
+    fn step_backward<'b>(&self, thread: &mut Backward<F>, input: StepIn<'b, F>, mut out: StepOut<'_, F>) {
+        let (hidden, gh, batch) = (self.spec.hidden, self.gate_rows(), out.da.dim().0);
+        let Backward { units, recurrent, pre, dh, dc, carry, .. } = thread;
+        let n = units.len();
+        let padded = recurrent.padded_columns();
+        if input.t + 1 == input.steps {
+            // Nothing comes back from after the last step.
+            pre.fill(F::zero());
+            dc.fill(F::zero());
+            carry.fill(F::zero());
+        } else {
+            product(input.after, gh, batch, recurrent, pre, false);
+        }
+        for b in 0..batch {
+            let at = |buffer: &'b [F], width: usize, block: usize| units_of(buffer, b * width + block * hidden, units);
+            let d_out = &input.output_grad[(b * input.steps + input.t) * hidden..][units.clone()];
+            let d_next = &pre[b * padded..][..n];
+            let dh = &mut dh[b * n..(b + 1) * n];
+            let gate = |block: usize| at(input.gates, gh, block);
             match self.spec.cell {
                 CellKind::Rnn => {
-                    kernels::rnn_backward(blk.hs.index_axis(Axis(1), t + 1), dh.view(), da.view_mut());
-                    matmul_into(&mut dh_next.view_mut(), w_hh, &da.view(), false);
+                    kernels::sum2(d_out, d_next, dh);
+                    let [da] = gate_rows::<F, 1>(out.da.index_axis_mut(Axis(0), b));
+                    kernels::rnn_backward(gate(0), dh, da);
                 }
                 CellKind::Lstm => {
-                    let state = (blk.cs.index_axis(Axis(1), t), blk.tanh_c.index_axis(Axis(1), t));
-                    kernels::lstm_backward(g, state, dh.view(), dc.view_mut(), da.view_mut());
-                    matmul_into(&mut dh_next.view_mut(), w_hh, &da.view(), false);
+                    kernels::sum2(d_out, d_next, dh);
+                    let state = (at(input.c_prev, hidden, 0), at(input.tanh_c, hidden, 0));
+                    let da = gate_rows::<F, 4>(out.da.index_axis_mut(Axis(0), b));
+                    kernels::lstm_backward(
+                        [gate(0), gate(1), gate(2), gate(3)],
+                        state,
+                        dh,
+                        &mut dc[b * n..(b + 1) * n],
+                        da,
+                    );
                 }
-                CellKind::Gru(GruForm::PyTorch) => {
-                    let mut d_rec = blk.d_recurrent.index_axis_mut(Axis(1), t);
-                    let extra =
-                        kernels::ResetAfterProduct { hn: blk.hn.index_axis(Axis(1), t), d_recurrent: d_rec.view_mut() };
-                    kernels::gru_backward(g, h_prev, dh.view(), da.view_mut(), dh_next.view_mut(), Some(extra));
-                    matmul_into(&mut dh_next.view_mut(), w_hh, &d_rec.view(), true);
-                }
-                CellKind::Gru(GruForm::Book) => {
-                    kernels::gru_backward(g, h_prev, dh.view(), da.view_mut(), dh_next.view_mut(), None);
-                    let (w_rz, w_n) = (w_hh.slice(s![.., ..2 * h]), w_hh.slice(s![.., 2 * h..]));
-                    matmul_into(&mut d_rh.view_mut(), &w_n, &da.slice(s![2 * h.., ..]), false);
-                    kernels::gru_book_reset_backward(g, h_prev, d_rh.view(), da.view_mut(), dh_next.view_mut());
-                    matmul_into(&mut dh_next.view_mut(), &w_rz, &da.slice(s![..2 * h, ..]), true);
+                CellKind::Gru(form) => {
+                    let carry = &mut carry[b * n..(b + 1) * n];
+                    kernels::sum3(d_out, d_next, carry, dh);
+                    let [da_r, da_z, da_n] = gate_rows::<F, 3>(out.da.index_axis_mut(Axis(0), b));
+                    kernels::gru_backward((gate(1), gate(2)), at(input.h_prev, hidden, 0), dh, (da_z, da_n), carry);
+                    match form {
+                        GruForm::PyTorch => {
+                            let d_rec = gate_rows::<F, 3>(out.d_recurrent.index_axis_mut(Axis(0), b));
+                            let hn = at(input.hn, hidden, 0);
+                            kernels::gru_reset_backward_after_product((gate(0), hn), (da_z, da_n), da_r, d_rec);
+                        }
+                        GruForm::Book => {
+                            let [copy] = gate_rows::<F, 1>(out.da_n.index_axis_mut(Axis(0), b));
+                            copy.copy_from_slice(da_n);
+                        }
+                    }
                 }
             }
+        }
+    }
+
+    /// The book GRU's reset gate backward for one thread's units, once `∂L/∂a_n` is written for all
+    /// units: `∂L/∂(r ⊙ h) = ∂L/∂a_n W_hn`, then `∂L/∂a_r` and the direct path to `h_prev`.
+    #[inline(always)]
+    fn reset_step_backward(&self, thread: &mut Backward<F>, input: StepIn<'_, F>, mut out: StepOut<'_, F>) {
+        let (hidden, batch) = (self.spec.hidden, out.da.dim().0);
+        let (units, n) = (thread.units.clone(), thread.units.len());
+        let gh = self.gate_rows();
+        let panels = thread.candidate.as_ref().expect("the book GRU's candidate weights");
+        product(input.da_n, hidden, batch, panels, &mut thread.pre, false);
+        let padded = panels.padded_columns();
+        for b in 0..batch {
+            let d_rh = &thread.pre[b * padded..][..n];
+            let r = &input.gates[b * gh..][units.clone()];
+            let h_prev = &input.h_prev[b * hidden..][units.clone()];
+            let [da_r, _, _] = gate_rows::<F, 3>(out.da.index_axis_mut(Axis(0), b));
+            kernels::gru_reset_backward_before_product(r, h_prev, d_rh, da_r, &mut thread.carry[b * n..(b + 1) * n]);
         }
     }
 
@@ -101,75 +231,98 @@ impl<F: Float> Cell<F> {
     pub fn backward(&mut self, output_grad: ArrayD<F>, input_grad: bool) -> Result<Option<ArrayD<F>>> {
         let trace =
             self.trace.take().ok_or_else(|| Error::InvalidArgument("Recurrent: backward before forward".into()))?;
-        let (h, gh) = (self.spec.hidden, self.spec.cell.gates() * self.spec.hidden);
-        let (steps, batch) = (trace.gates.dim().1, trace.gates.dim().2);
-        let want = [batch, steps, h];
+        let (batch, steps, hidden, gh) = (trace.batch, trace.steps(), self.spec.hidden, self.gate_rows());
+        let want = [batch, steps, hidden];
         if output_grad.shape() != want {
             self.trace = Some(trace);
             return Err(Error::shape("output gradient", format!("{want:?}"), output_grad.shape()));
         }
-        let rows = steps * batch;
-        let pytorch_gru = self.spec.cell == CellKind::Gru(GruForm::PyTorch);
-        let (old_dh, old_da, old_d_rec) = match self.backward_buffers.take() {
-            Some(b) => (Some(b.d_hidden), Some(b.da), Some(b.d_recurrent)),
+        let output_grad = output_grad.as_standard_layout();
+        let output_grad = output_grad.as_slice().expect("standard layout");
+        let (cell, rows) = (self.spec.cell, steps * batch);
+        let (pytorch_gru, book_gru) = (cell == CellKind::Gru(GruForm::PyTorch), cell == CellKind::Gru(GruForm::Book));
+        let (old_da, old_d_rec, old_da_n) = match self.backward_buffers.take() {
+            Some(b) => (Some(b.da), Some(b.d_recurrent), Some(b.da_n)),
             None => Default::default(),
         };
-        // (B, T, H) to feature-major (H, T, B).
-        let mut d_hidden = reuse(old_dh, ndarray::Dim([h, steps, batch]));
-        d_hidden.assign(&output_grad.into_dimensionality::<Ix3>().expect("checked").permuted_axes([2, 1, 0]));
+        let mut da = reuse(old_da, ndarray::Dim([rows, gh]));
+        let mut d_recurrent = reuse(old_d_rec, ndarray::Dim([rows, if pytorch_gru { gh } else { 0 }]));
+        let mut da_n = reuse(old_da_n, ndarray::Dim([batch, if book_gru { hidden } else { 0 }]));
 
-        let mut da = reuse(old_da, ndarray::Dim([gh, steps, batch]));
-        let mut d_recurrent = reuse(old_d_rec, ndarray::Dim([if pytorch_gru { gh } else { 0 }, steps, batch]));
-        let cols = block_columns(batch);
-        let blocks: Vec<BackwardBlock<'_, F>> = trace
-            .gates
-            .axis_chunks_iter(Axis(2), cols)
-            .zip(trace.hs.axis_chunks_iter(Axis(2), cols))
-            .zip(trace.cs.axis_chunks_iter(Axis(2), cols).zip(trace.tanh_c.axis_chunks_iter(Axis(2), cols)))
-            .zip(trace.hn.axis_chunks_iter(Axis(2), cols).zip(d_hidden.axis_chunks_iter(Axis(2), cols)))
-            .zip(da.axis_chunks_iter_mut(Axis(2), cols).zip(d_recurrent.axis_chunks_iter_mut(Axis(2), cols)))
-            .map(|((((gates, hs), (cs, tanh_c)), (hn, d_hidden)), (da, d_recurrent))| BackwardBlock {
-                gates,
-                hs,
-                cs,
-                tanh_c,
-                hn,
-                d_hidden,
-                da,
-                d_recurrent,
-            })
-            .collect();
-        let w_hh = matrix(&self.weight_hh);
-        run_blocks(blocks, |block| dispatch(Backward { cell: self, w_hh: w_hh.view(), block }));
-
-        {
-            let da2 = da.view().into_shape_with_order((gh, rows)).expect("contiguous");
-            let d_rec2 = d_recurrent.view().into_shape_with_order((d_recurrent.dim().0, rows)).expect("contiguous");
-            let d_rec = if pytorch_gru { d_rec2 } else { da2 };
-            let h_before = merged(&trace.hs, 0, steps);
-            let mut dw_hh = self.weight_hh.grad.view_mut().into_dimensionality::<Ix2>().expect("a matrix");
-            if self.spec.cell == CellKind::Gru(GruForm::Book) {
-                let (rz, n) = (s![..2 * h, ..], s![2 * h.., ..]);
-                matmul_into_threaded(&mut dw_hh.slice_mut(s![.., ..2 * h]), &h_before, &d_rec.slice(rz).t(), false);
-                let rh = merged(&trace.rh, 0, steps);
-                matmul_into_threaded(&mut dw_hh.slice_mut(s![.., 2 * h..]), &rh, &d_rec.slice(n).t(), false);
+        let units = unit_ranges(batch, cell.gates(), hidden);
+        on_pool(units.len(), || {
+            let mut threads: Vec<Backward<F>> = if units.len() > 1 {
+                units.par_iter().map(|u| self.backward_thread(u.clone(), batch)).collect()
             } else {
-                matmul_into_threaded(&mut dw_hh, &h_before, &d_rec.t(), false);
+                units.iter().map(|u| self.backward_thread(u.clone(), batch)).collect()
+            };
+            for t in (0..steps).rev() {
+                let (da_t, da_after) = step_and_after(&mut da, t, batch);
+                let (d_rec_t, d_rec_after) = step_and_after(&mut d_recurrent, t, batch);
+                let input = StepIn {
+                    t,
+                    steps,
+                    gates: step(&trace.gates, t, batch),
+                    h_prev: step(&trace.hs, t, batch),
+                    c_prev: step(&trace.cs, t, batch),
+                    tanh_c: step(&trace.tanh_c, t, batch),
+                    hn: step(&trace.hn, t, batch),
+                    output_grad,
+                    after: if pytorch_gru { d_rec_after } else { da_after },
+                    da_n: &[],
+                };
+                let outs = split_units(da_t, cell.gates(), &units)
+                    .into_iter()
+                    .zip(split_units(d_rec_t, cell.gates(), &units))
+                    .zip(split_units(da_n.view_mut(), 1, &units))
+                    .map(|((da, d_recurrent), da_n)| StepOut { da, d_recurrent, da_n });
+                let work: Vec<_> = threads.iter_mut().zip(outs).collect();
+                each(work, |(thread, out)| dispatch(BackwardStep { cell: self, thread, input, out, reset: false }));
+                if book_gru {
+                    let input = StepIn {
+                        t,
+                        steps,
+                        gates: step(&trace.gates, t, batch),
+                        h_prev: step(&trace.hs, t, batch),
+                        c_prev: &[],
+                        tanh_c: &[],
+                        hn: &[],
+                        output_grad,
+                        after: &[],
+                        da_n: da_n.as_slice().expect("contiguous"),
+                    };
+                    let outs = split_units(step_mut(&mut da, t, batch), cell.gates(), &units)
+                        .into_iter()
+                        .map(|da| StepOut { da, d_recurrent: empty(), da_n: empty() });
+                    let work: Vec<_> = threads.iter_mut().zip(outs).collect();
+                    each(work, |(thread, out)| dispatch(BackwardStep { cell: self, thread, input, out, reset: true }));
+                }
             }
-            if let Some(b) = &mut self.bias_hh {
-                b.grad = d_rec.sum_axis(Axis(1)).into_dyn();
-            }
-            let mut dw_ih = self.weight_ih.grad.view_mut().into_dimensionality::<Ix2>().expect("a matrix");
-            matmul_into_threaded(&mut dw_ih, &trace.x.t(), &da2.t(), false);
-            self.bias_ih.grad = da2.sum_axis(Axis(1)).into_dyn();
+        });
+
+        // The weight gradients, each one product over all steps, in the stored layouts (W_ihᵀ, W_hhᵀ).
+        let h_before = trace.hs.slice(s![..rows, ..]);
+        let d_rec = if pytorch_gru { d_recurrent.view() } else { da.view() };
+        let mut dw_hh = self.weight_hh.grad.view_mut().into_dimensionality::<Ix2>().expect("a matrix");
+        if book_gru {
+            let (rz, n) = (s![.., ..2 * hidden], s![.., 2 * hidden..]);
+            matmul_into_threaded(&mut dw_hh.slice_mut(rz), &h_before.t(), &d_rec.slice(rz), false);
+            matmul_into_threaded(&mut dw_hh.slice_mut(n), &trace.rh.t(), &d_rec.slice(n), false);
+        } else {
+            matmul_into_threaded(&mut dw_hh, &h_before.t(), &d_rec, false);
         }
+        if let Some(b) = &mut self.bias_hh {
+            b.grad = d_rec.sum_axis(Axis(0)).into_dyn();
+        }
+        let mut dw_ih = self.weight_ih.grad.view_mut().into_dimensionality::<Ix2>().expect("a matrix");
+        matmul_into_threaded(&mut dw_ih, &trace.x.t(), &da.view(), false);
+        self.bias_ih.grad = da.sum_axis(Axis(0)).into_dyn();
         let dx = input_grad.then(|| {
-            let da2 = da.view().into_shape_with_order((gh, rows)).expect("contiguous");
-            let dx = matmul(&da2.t(), &matrix(&self.weight_ih).t());
+            let dx = matmul(&da.view(), &matrix(&self.weight_ih).t());
             let dx = dx.into_shape_with_order((steps, batch, self.spec.input)).expect("sizes agree");
             dx.permuted_axes([1, 0, 2]).as_standard_layout().into_owned().into_dyn()
         });
-        self.backward_buffers = Some(BackwardBuffers { d_hidden, da, d_recurrent });
+        self.backward_buffers = Some(BackwardBuffers { da, d_recurrent, da_n });
         self.trace = Some(trace);
         Ok(dx)
     }

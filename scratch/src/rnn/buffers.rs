@@ -1,80 +1,112 @@
 //! What a cell keeps from its forward pass for back-propagation through time, and the buffers of its
 //! backward pass, both kept from one call to the next.
 //!
-//! `T` steps, batch `B`, `G` gate blocks of `H` units. States are feature-major, `(features, time,
-//! batch)`: one step is a `(features, B)` matrix, the layout of the per-step products, and all steps
-//! together are a `(features, T·B)` matrix for the weight gradients ([`merged`]). A buffer that a
-//! cell does not use has no rows.
+//! `T` steps, batch `B`, `G` gate blocks of `H` units. Every buffer is time-major, one row per step
+//! and sequence, `(T·B, features)`: one step is the `(B, features)` block of rows `t·B .. (t + 1)·B`,
+//! which the step's product reads or writes whole, and all steps together are the matrix of the
+//! weight gradients' products. A buffer that a cell does not use has no columns.
 
-use ndarray::{Array, Array2, Array3, ArrayView2, ShapeBuilder};
+use std::ops::Range;
+
+use ndarray::{Array, Array2, ArrayViewMut2, ArrayViewMut3, Axis, Dimension};
 
 use crate::Float;
 
 /// What the forward pass keeps.
 pub(super) struct Trace<F> {
-    /// The input, time-major: `(T·B, input)`.
+    /// The input: `(T·B, input)`.
     pub x: Array2<F>,
-    /// The gate activations, `(G·H, T, B)`: `[i; f; g; o]` (LSTM), `[r; z; n]` (GRU), `h` (RNN).
-    pub gates: Array3<F>,
-    /// The hidden states `h_0 … h_T`: `(H, T + 1, B)`.
-    pub hs: Array3<F>,
-    /// The LSTM's cell states `c_0 … c_T`: `(H, T + 1, B)`.
-    pub cs: Array3<F>,
-    /// The LSTM's `tanh(c_t)`, `t = 1 … T`: `(H, T, B)`.
-    pub tanh_c: Array3<F>,
-    /// The PyTorch GRU's recurrent candidate term `W_hn h_{t−1} + b_hn`: `(H, T, B)`.
-    pub hn: Array3<F>,
-    /// The book GRU's reset state `r_t ⊙ h_{t−1}`, what `W_hn` multiplies: `(H, T, B)`.
-    pub rh: Array3<F>,
-    /// `W_ih` in its canonical `(G·H, input)` layout, contiguous.
-    pub w_ih: Array2<F>,
-    /// `W_hh` in its canonical `(G·H, H)` layout, contiguous.
-    pub w_hh: Array2<F>,
+    /// The gate activations, `(T·B, G·H)`: `[i, f, g, o]` (LSTM), `[r, z, n]` (GRU), `h` (RNN).
+    pub gates: Array2<F>,
+    /// The hidden states `h_0 … h_T`: `((T + 1)·B, H)`.
+    pub hs: Array2<F>,
+    /// The LSTM's cell states `c_0 … c_T`: `((T + 1)·B, H)`.
+    pub cs: Array2<F>,
+    /// The LSTM's `tanh(c_t)`, `t = 1 … T`: `(T·B, H)`.
+    pub tanh_c: Array2<F>,
+    /// The PyTorch GRU's recurrent candidate term `W_hn h_{t−1} + b_hn`: `(T·B, H)`.
+    pub hn: Array2<F>,
+    /// The book GRU's reset state `r_t ⊙ h_{t−1}`, what `W_hn` multiplies: `(T·B, H)`.
+    pub rh: Array2<F>,
+    /// `B`.
+    pub batch: usize,
+}
+
+impl<F> Trace<F> {
+    /// `T`.
+    pub fn steps(&self) -> usize {
+        self.gates.nrows() / self.batch.max(1)
+    }
 }
 
 /// The backward pass's buffers.
 pub(super) struct BackwardBuffers<F> {
-    /// The gradient reaching each step's hidden output from the layer above, `(H, T, B)`.
-    pub d_hidden: Array3<F>,
-    /// The gradients of the gate pre-activations, `(G·H, T, B)`: what `W_ih` and `b_ih` see.
-    pub da: Array3<F>,
-    /// The PyTorch GRU's gradients of the recurrent pre-activations, `(G·H, T, B)`, what `W_hh` and
-    /// `b_hh` see: `[da_r; da_z; da_n ⊙ r]` (the other cells' are `da` itself).
-    pub d_recurrent: Array3<F>,
+    /// The gradients of the gate pre-activations, `(T·B, G·H)`: what `W_ih` and `b_ih` see.
+    pub da: Array2<F>,
+    /// The PyTorch GRU's gradients of the recurrent pre-activations, `(T·B, G·H)`, what `W_hh` and
+    /// `b_hh` see: `[da_r, da_z, da_n ⊙ r]` (the other cells' are `da` itself).
+    pub d_recurrent: Array2<F>,
+    /// The book GRU's `∂L/∂a_n` of one step, `(B, H)`: what `W_hn` carries back to `r ⊙ h`.
+    pub da_n: Array2<F>,
 }
 
 /// `old` if it has shape `dim`, else a new array of zeros. The layer keeps its buffers from one call
 /// to the next: allocating megabytes afresh at every call costs more than the arithmetic done in them
 /// (every page is faulted in and cleared again).
-pub(super) fn reuse<F: Float, D: ndarray::Dimension>(old: Option<Array<F, D>>, dim: D) -> Array<F, D> {
+pub(super) fn reuse<F: Float, D: Dimension>(old: Option<Array<F, D>>, dim: D) -> Array<F, D> {
     match old {
         Some(a) if a.raw_dim() == dim => a,
         _ => Array::zeros(dim),
     }
 }
 
-/// Steps `t0 .. t0 + steps` of a `(features, T', B)` buffer as one `(features, steps·B)` matrix,
-/// without copying.
-pub(super) fn merged<F>(a: &Array3<F>, t0: usize, steps: usize) -> ArrayView2<'_, F> {
-    let (rows, span, batch) = a.dim();
-    let data = &a.as_slice().expect("state buffers are contiguous")[(t0 * batch).min(a.len())..];
-    let shape = (rows, steps * batch).strides((span * batch, 1));
-    ArrayView2::from_shape(shape, data).expect("the steps lie inside the buffer")
+/// Step `t`'s rows of a time-major buffer of batch `batch`: a `(B, features)` block, rows contiguous.
+pub(super) fn step<F>(a: &Array2<F>, t: usize, batch: usize) -> &[F] {
+    let width = a.ncols();
+    &a.as_slice().expect("buffers are contiguous")[t * batch * width..(t + 1) * batch * width]
 }
 
-/// Columns per block when the batch is split over the threads: evenly, in blocks of at least 8
-/// sequences (the recurrence of each sequence is independent of the others).
-pub(super) fn block_columns(batch: usize) -> usize {
-    let blocks = rayon::current_num_threads().min(batch / 8).max(1);
-    batch.div_ceil(blocks)
+/// Step `t`'s rows of a time-major buffer, writable.
+pub(super) fn step_mut<F>(a: &mut Array2<F>, t: usize, batch: usize) -> ArrayViewMut2<'_, F> {
+    a.slice_mut(ndarray::s![t * batch..(t + 1) * batch, ..])
 }
 
-/// Runs `f` on every block, in parallel when there are several.
-pub(super) fn run_blocks<T: Send>(blocks: Vec<T>, f: impl Fn(T) + Sync + Send) {
-    use rayon::prelude::*;
-    if blocks.len() == 1 {
-        blocks.into_iter().for_each(f);
-    } else {
-        blocks.into_par_iter().for_each(f);
+/// Steps `t` (read) and `t + 1` (written) of a buffer that holds `T + 1` steps.
+pub(super) fn step_and_next<F>(a: &mut Array2<F>, t: usize, batch: usize) -> (&[F], ArrayViewMut2<'_, F>) {
+    let width = a.ncols();
+    let data = a.as_slice_mut().expect("buffers are contiguous");
+    let (done, rest) = data.split_at_mut((t + 1) * batch * width);
+    let next = ArrayViewMut2::from_shape((batch, width), &mut rest[..batch * width]).expect("a step's rows");
+    (&done[t * batch * width..], next)
+}
+
+/// A step's `(B, G·H)` block (`G` gate blocks of `H` units) as one `(B, G, n)` view per range of
+/// units: every gate block's columns of those units. A buffer without columns gives views without
+/// columns.
+pub(super) fn split_units<'a, F>(
+    a: ArrayViewMut2<'a, F>,
+    gates: usize,
+    units: &[Range<usize>],
+) -> Vec<ArrayViewMut3<'a, F>> {
+    let (rows, width) = a.dim();
+    let hidden = width / gates;
+    let mut rest = a.into_shape_with_order((rows, gates, hidden)).expect("a step's rows are contiguous");
+    let mut parts = Vec::with_capacity(units.len());
+    for u in units {
+        let at = u.len().min(rest.dim().2);
+        let (part, tail) = rest.split_at(Axis(2), at);
+        parts.push(part);
+        rest = tail;
     }
+    parts
+}
+
+/// The `G` rows of `n` values of one batch row of a [`split_units`] view, as slices.
+pub(super) fn gate_rows<'a, F, const G: usize>(row: ArrayViewMut2<'a, F>) -> [&'a mut [F]; G] {
+    let mut rest = Some(row);
+    std::array::from_fn(|_| {
+        let (head, tail) = rest.take().expect("one row per gate block").split_at(Axis(0), 1);
+        rest = Some(tail);
+        head.into_slice().expect("unit ranges are contiguous")
+    })
 }

@@ -1,13 +1,23 @@
-//! One cell of a stack, unrolled over a sequence: its parameters and its forward pass.
+//! One cell of a stack unrolled over a sequence: its parameters and its forward pass.
+//!
+//! With `T` steps, batch `B` and `G` gate blocks of `H` units, the input products of all steps are
+//! one matrix product, `(T·B, input) × (input, G·H)`, with the additive biases. Each step then adds its
+//! recurrent product `(B, H) × (H, G·H)` over the whole batch and applies the cell element-wise
+//! ([`super::kernels`]); the threads share each step by hidden units ([`super::threads`]).
 
-use ndarray::{s, Array2, ArrayD, ArrayView1, ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis, Ix2, Ix3};
+use std::ops::Range;
 
-use super::buffers::{block_columns, reuse, run_blocks, Trace};
+use ndarray::{s, Array1, Array2, ArrayD, ArrayView2, ArrayViewMut3, Axis, Ix2, Ix3};
+use rayon::prelude::*;
+
+use super::buffers::{gate_rows, reuse, split_units, step, step_and_next, step_mut, Trace};
 use super::kernels;
-use crate::linalg::{matmul_into, matmul_into_threaded};
+use super::product::{product, Panels};
+use super::threads::{each, on_pool, unit_ranges};
+use crate::linalg::matmul_into_threaded;
 use crate::param::{Layout, Param};
 use crate::simd::{dispatch, Simd, WithSimd};
-use crate::spec::{CellKind, GruForm, RecurrentSpec};
+use crate::spec::{Biases, CellKind, GruForm, RecurrentSpec};
 use crate::Float;
 
 /// One cell's state: `h` `(batch, hidden)` and, for an LSTM, `c`.
@@ -22,13 +32,13 @@ pub(super) struct Cell<F: Float> {
     pub spec: RecurrentSpec,
     /// The cell's index in the stack: the `k` of its parameters' `_l{k}`.
     pub index: usize,
-    /// `(input, G·H)`, canonical `(G·H, input)`.
+    /// Stored `(input, G·H)`, `W_ihᵀ`; canonical `(G·H, input)`.
     pub weight_ih: Param<F>,
-    /// `(H, G·H)`, canonical `(G·H, H)`.
+    /// Stored `(H, G·H)`, `W_hhᵀ`; canonical `(G·H, H)`.
     pub weight_hh: Param<F>,
     pub bias_ih: Param<F>,
     pub bias_hh: Option<Param<F>>,
-    /// What the last forward pass in training kept.
+    /// What the last forward pass kept.
     pub trace: Option<Trace<F>>,
     /// The backward pass's buffers, kept for the next call.
     pub backward_buffers: Option<super::buffers::BackwardBuffers<F>>,
@@ -39,38 +49,79 @@ pub(super) fn matrix<F>(p: &Param<F>) -> ArrayView2<'_, F> {
     p.value.view().into_dimensionality::<Ix2>().expect("a weight is a matrix")
 }
 
-/// `a` with `bias[r]` added to every element of row `r`.
-fn add_to_rows<F: Float>(mut a: ArrayViewMut2<'_, F>, bias: ArrayView1<'_, F>) {
-    a += &bias.insert_axis(Axis(1));
+/// One thread's part of the forward pass: its units, the recurrent weights of their gate rows packed
+/// for the step product, and the product's output.
+struct Forward<F> {
+    units: Range<usize>,
+    /// `W_hhᵀ`'s columns of the units' gate rows (for the book GRU, of the reset and update gates).
+    recurrent: Panels<F>,
+    /// The book GRU's candidate rows, which multiply `r ⊙ h` rather than `h`.
+    candidate: Option<Panels<F>>,
+    /// The PyTorch GRU's `b_hn` of the units (zeros without a second bias).
+    b_hn: Vec<F>,
+    /// A step's product, `(B, padded columns)`: the units' blocks of each gate, one after the other.
+    pre: Vec<F>,
 }
 
-/// One block of batch columns of the per-step buffers, unrolled on its own thread.
-struct ForwardBlock<'a, F> {
+/// What one thread writes at one step: its units' columns of the step's gates `(B, G, n)`, next
+/// states and kept values `(B, 1, n)` (no columns where the cell keeps none).
+struct StepOut<'a, F> {
     gates: ArrayViewMut3<'a, F>,
-    hs: ArrayViewMut3<'a, F>,
-    cs: ArrayViewMut3<'a, F>,
+    h: ArrayViewMut3<'a, F>,
+    c: ArrayViewMut3<'a, F>,
     tanh_c: ArrayViewMut3<'a, F>,
     hn: ArrayViewMut3<'a, F>,
     rh: ArrayViewMut3<'a, F>,
 }
 
-/// [`Cell::unroll_block`], compiled for each instruction-set level of [`crate::simd`].
-struct Unroll<'a, 'b, F: Float> {
-    cell: &'a Cell<F>,
-    w_hh: ArrayView2<'a, F>,
-    block: ForwardBlock<'b, F>,
+/// A view without elements, for what a step does not write.
+fn empty<'a, F>() -> ArrayViewMut3<'a, F> {
+    ArrayViewMut3::from_shape((0, 0, 0), &mut []).expect("no elements")
 }
 
-impl<F: Float> WithSimd for Unroll<'_, '_, F> {
+/// What every thread reads at one step: the previous states, all units, `(B, H)` each.
+#[derive(Clone, Copy)]
+struct StepIn<'a, F> {
+    h_prev: &'a [F],
+    c_prev: &'a [F],
+}
+
+/// One thread's step, compiled for each instruction-set level of [`crate::simd`]: the cell's step,
+/// or the book GRU's candidate once every thread has written `r ⊙ h`.
+struct ForwardStep<'a, 'i, 'o, F: Float> {
+    cell: &'a Cell<F>,
+    thread: &'o mut Forward<F>,
+    input: StepIn<'i, F>,
+    out: StepOut<'o, F>,
+    /// The book GRU's `r ⊙ h_prev`, all units, for the candidate.
+    rh: Option<&'i [F]>,
+}
+
+impl<F: Float> WithSimd for ForwardStep<'_, '_, '_, F> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, _: S) {
-        self.cell.unroll_block(&self.w_hh, self.block);
+        match self.rh {
+            None => self.cell.step(self.thread, self.input, self.out),
+            Some(rh) => self.cell.candidate_step(self.thread, self.input, rh, self.out),
+        }
     }
 }
 
 impl<F: Float> Cell<F> {
+    /// A cell from its canonical parameter values, in the order of [`Cell::params`].
+    pub fn from_values(spec: RecurrentSpec, index: usize, values: &mut impl Iterator<Item = ArrayD<f64>>) -> Self {
+        let mut next = |layout: Layout| {
+            let v = values.next().expect("one value per parameter");
+            Param::new(layout.from_canonical(&v.mapv(F::cast)), layout)
+        };
+        let (weight_ih, weight_hh) = (next(Layout::SwapAxes01), next(Layout::SwapAxes01));
+        let bias_ih = next(Layout::Canonical);
+        let bias_hh = (spec.biases == Biases::Two).then(|| next(Layout::Canonical));
+        Cell { spec, index, weight_ih, weight_hh, bias_ih, bias_hh, trace: None, backward_buffers: None }
+    }
+
     /// The parameters with their names, `weight_ih_l{k}`, ... (the order of
     /// [`RecurrentSpec::parameter_shapes`]).
     pub fn params(&self) -> Vec<(String, &Param<F>)> {
@@ -86,150 +137,206 @@ impl<F: Float> Cell<F> {
         names.zip(out).collect()
     }
 
-    /// A cell from its canonical parameter values, in the order of [`Cell::params`].
-    pub fn from_values(spec: RecurrentSpec, index: usize, values: &mut impl Iterator<Item = ArrayD<f64>>) -> Self {
-        let mut next = |layout: Layout| {
-            let v = values.next().expect("one value per parameter");
-            Param::new(layout.from_canonical(&v.mapv(F::cast)), layout)
-        };
-        let (weight_ih, weight_hh) = (next(Layout::SwapAxes01), next(Layout::SwapAxes01));
-        let bias_ih = next(Layout::Canonical);
-        let bias_hh = (spec.biases == crate::spec::Biases::Two).then(|| next(Layout::Canonical));
-        Cell { spec, index, weight_ih, weight_hh, bias_ih, bias_hh, trace: None, backward_buffers: None }
+    /// `G·H`.
+    pub fn gate_rows(&self) -> usize {
+        self.spec.cell.gates() * self.spec.hidden
     }
 
-    /// The canonical `(G·H, ·)` weight, contiguous, for the products in the feature-major layout.
-    fn canonical(p: &Param<F>, old: Option<Array2<F>>) -> Array2<F> {
-        let w = matrix(p);
-        let mut out = reuse(old, w.t().raw_dim());
-        out.assign(&w.t());
-        out
-    }
-
-    /// The input products of every step plus the additive biases, written over `a`: `(G·H, T·B)`.
-    fn input_products(&self, x: &Array2<F>, w_ih: &Array2<F>, a: &mut Array2<F>) {
-        let (h, gh) = (self.spec.hidden, self.spec.cell.gates() * self.spec.hidden);
-        let mut bias = self.bias_ih.value.clone();
+    /// The biases added to the input products: `b_ih + b_hh`, except the PyTorch GRU's `b_hn`, which
+    /// stays inside the reset gate's product.
+    fn additive_bias(&self) -> Array1<F> {
+        let h = self.spec.hidden;
+        let mut bias = self.bias_ih.value.clone().into_dimensionality().expect("a vector");
         if let Some(b_hh) = &self.bias_hh {
-            // A PyTorch GRU keeps b_hn inside the reset gate's product.
-            let additive = if self.spec.cell == CellKind::Gru(GruForm::PyTorch) { 2 * h } else { gh };
+            let additive = if self.spec.cell == CellKind::Gru(GruForm::PyTorch) { 2 * h } else { self.gate_rows() };
             bias.slice_mut(s![..additive]).zip_mut_with(&b_hh.value.slice(s![..additive]), |b, &c| *b += c);
         }
-        for (mut row, &b) in a.rows_mut().into_iter().zip(&bias) {
-            row.fill(b);
-        }
-        matmul_into_threaded(&mut a.view_mut(), &w_ih.view(), &x.t(), true);
+        bias
     }
 
-    /// Runs the cell over the sequences of one block of batch columns.
-    #[inline(always)]
-    fn unroll_block(&self, w_hh: &ArrayView2<'_, F>, mut blk: ForwardBlock<'_, F>) {
+    /// The PyTorch GRU's `b_hn` (zeros without a second bias).
+    fn candidate_bias(&self) -> Array1<F> {
         let h = self.spec.hidden;
-        for t in 0..blk.gates.dim().1 {
-            let (prev, next) = blk.hs.multi_slice_mut((s![.., t, ..], s![.., t + 1, ..]));
-            let h_prev = prev.view();
-            let mut g = blk.gates.index_axis_mut(Axis(1), t);
+        match &self.bias_hh {
+            Some(b) if self.spec.cell == CellKind::Gru(GruForm::PyTorch) => {
+                b.value.slice(s![2 * h..]).to_owned().into_dimensionality().expect("a vector")
+            }
+            _ => Array1::zeros(h),
+        }
+    }
+
+    /// The thread of units `units`: their gate rows of `W_hh`, packed.
+    fn forward_thread(&self, units: Range<usize>, batch: usize) -> Forward<F> {
+        let (h, w_hh) = (self.spec.hidden, matrix(&self.weight_hh));
+        let segment = |g: usize| g * h + units.start..g * h + units.end;
+        let (recurrent, candidate) = match self.spec.cell {
+            CellKind::Gru(GruForm::Book) => {
+                (Panels::columns(w_hh, &[segment(0), segment(1)]), Some(Panels::columns(w_hh, &[segment(2)])))
+            }
+            cell => (Panels::columns(w_hh, &(0..cell.gates()).map(segment).collect::<Vec<_>>()), None),
+        };
+        let pre = vec![
+            F::zero();
+            batch * recurrent.padded_columns().max(candidate.as_ref().map_or(0, Panels::padded_columns))
+        ];
+        let b_hn = self.candidate_bias().slice(s![units.clone()]).to_vec();
+        Forward { units, recurrent, candidate, b_hn, pre }
+    }
+
+    /// One step of one thread: the recurrent product of its units' gate rows, then the cell (for the
+    /// book GRU, the reset and update gates and `r ⊙ h`).
+    #[inline(always)]
+    fn step(&self, thread: &mut Forward<F>, input: StepIn<'_, F>, mut out: StepOut<'_, F>) {
+        let (hidden, batch) = (self.spec.hidden, out.gates.dim().0);
+        let units = thread.units.clone();
+        product(input.h_prev, hidden, batch, &thread.recurrent, &mut thread.pre, false);
+        let padded = thread.recurrent.padded_columns();
+        for b in 0..batch {
+            let pre = &thread.pre[b * padded..(b + 1) * padded];
+            let h_prev = &input.h_prev[b * hidden..][units.clone()];
+            let gates = out.gates.index_axis_mut(Axis(0), b);
+            let [h] = gate_rows::<F, 1>(out.h.index_axis_mut(Axis(0), b));
             match self.spec.cell {
                 CellKind::Rnn => {
-                    matmul_into(&mut g, w_hh, &h_prev, true);
-                    kernels::rnn_forward(g, next);
+                    let [a] = gate_rows::<F, 1>(gates);
+                    kernels::rnn_forward(pre, a, h);
                 }
                 CellKind::Lstm => {
-                    matmul_into(&mut g, w_hh, &h_prev, true);
-                    let (c_prev, c_next) = blk.cs.multi_slice_mut((s![.., t, ..], s![.., t + 1, ..]));
-                    kernels::lstm_forward(g, c_prev.view(), c_next, blk.tanh_c.index_axis_mut(Axis(1), t), next);
+                    let c_prev = &input.c_prev[b * hidden..][units.clone()];
+                    let [c] = gate_rows::<F, 1>(out.c.index_axis_mut(Axis(0), b));
+                    let [tanh_c] = gate_rows::<F, 1>(out.tanh_c.index_axis_mut(Axis(0), b));
+                    kernels::lstm_forward(pre, gate_rows::<F, 4>(gates), c_prev, (c, tanh_c, h));
                 }
-                CellKind::Gru(form) => {
-                    let (w_rz, w_n) = (w_hh.slice(s![..2 * h, ..]), w_hh.slice(s![2 * h.., ..]));
-                    matmul_into(&mut g.slice_mut(s![..2 * h, ..]), &w_rz, &h_prev, true);
-                    match form {
-                        GruForm::PyTorch => {
-                            let mut hn = blk.hn.index_axis_mut(Axis(1), t);
-                            matmul_into(&mut hn, &w_n, &h_prev, false);
-                            if let Some(b) = &self.bias_hh {
-                                let b_hn = b.value.slice(s![2 * h..]).into_dimensionality().expect("a vector");
-                                add_to_rows(hn.view_mut(), b_hn);
-                            }
-                            kernels::gru_gates(g.view_mut(), h_prev, None);
-                            kernels::gru_output(g, Some(hn.view()), h_prev, next);
-                        }
-                        GruForm::Book => {
-                            let mut rh = blk.rh.index_axis_mut(Axis(1), t);
-                            kernels::gru_gates(g.view_mut(), h_prev, Some(rh.view_mut()));
-                            matmul_into(&mut g.slice_mut(s![2 * h.., ..]), &w_n, &rh.view(), true);
-                            kernels::gru_output(g, None, h_prev, next);
-                        }
-                    }
+                CellKind::Gru(GruForm::PyTorch) => {
+                    let [r, z, cand] = gate_rows::<F, 3>(gates);
+                    let [hn] = gate_rows::<F, 1>(out.hn.index_axis_mut(Axis(0), b));
+                    let n = units.len();
+                    kernels::gru_gates(pre, r, z);
+                    kernels::gru_output_after_product(
+                        (&pre[2 * n..3 * n], &thread.b_hn),
+                        (r, z),
+                        cand,
+                        h_prev,
+                        (hn, h),
+                    );
+                }
+                CellKind::Gru(GruForm::Book) => {
+                    let [r, z, _] = gate_rows::<F, 3>(gates);
+                    let [rh] = gate_rows::<F, 1>(out.rh.index_axis_mut(Axis(0), b));
+                    kernels::gru_gates(pre, r, z);
+                    kernels::gru_reset_state(r, h_prev, rh);
                 }
             }
         }
     }
 
-    /// Runs the cell over the sequence, the batch split in blocks over the threads, in the buffers of
-    /// the previous call where they fit.
+    /// The book GRU's candidate and output for one thread's units, once `rh = r ⊙ h_prev` is written
+    /// for all units.
+    #[inline(always)]
+    fn candidate_step(&self, thread: &mut Forward<F>, input: StepIn<'_, F>, rh: &[F], mut out: StepOut<'_, F>) {
+        let (hidden, batch) = (self.spec.hidden, out.gates.dim().0);
+        let units = thread.units.clone();
+        let panels = thread.candidate.as_ref().expect("the book GRU's candidate weights");
+        product(rh, hidden, batch, panels, &mut thread.pre, false);
+        let padded = panels.padded_columns();
+        for b in 0..batch {
+            let pre = &thread.pre[b * padded..(b + 1) * padded];
+            let h_prev = &input.h_prev[b * hidden..][units.clone()];
+            let [_, z, cand] = gate_rows::<F, 3>(out.gates.index_axis_mut(Axis(0), b));
+            let [h] = gate_rows::<F, 1>(out.h.index_axis_mut(Axis(0), b));
+            kernels::gru_output_before_product(pre, z, cand, h_prev, h);
+        }
+    }
+
+    /// Runs the cell over the sequence from `start`, in the buffers of the previous call where they
+    /// fit.
     fn unroll(&self, input: ArrayD<F>, start: CellState<F>, old: Option<Trace<F>>) -> Trace<F> {
-        let (batch, steps, h) = (input.shape()[0], input.shape()[1], self.spec.hidden);
-        let gh = self.spec.cell.gates() * h;
-        let old = old.map(|t| (t.x, t.gates, t.hs, t.cs, t.tanh_c, t.hn, t.rh, t.w_ih, t.w_hh));
-        let (old_x, old_gates, old_hs, old_cs, old_tanh_c, old_hn, old_rh, old_w_ih, old_w_hh) = match old {
-            Some((a, b, c, d, e, f, g, h, i)) => {
-                (Some(a), Some(b), Some(c), Some(d), Some(e), Some(f), Some(g), Some(h), Some(i))
-            }
+        let (batch, steps, hidden) = (input.shape()[0], input.shape()[1], self.spec.hidden);
+        let (cell, gh, rows) = (self.spec.cell, self.gate_rows(), steps * batch);
+        let old = old.map(|t| [t.x, t.gates, t.hs, t.cs, t.tanh_c, t.hn, t.rh]);
+        let [old_x, old_gates, old_hs, old_cs, old_tanh_c, old_hn, old_rh] = match old {
+            Some(buffers) => buffers.map(Some),
             None => Default::default(),
         };
         // (B, T, in) to time-major (T·B, in).
-        let mut x = reuse(old_x, ndarray::Dim([steps * batch, self.spec.input]));
+        let mut x = reuse(old_x, ndarray::Dim([rows, self.spec.input]));
         let time_major = input.into_dimensionality::<Ix3>().expect("checked").permuted_axes([1, 0, 2]);
-        x.assign(&time_major.to_shape((steps * batch, self.spec.input)).expect("sizes agree"));
-        let (w_ih, w_hh) = (Self::canonical(&self.weight_ih, old_w_ih), Self::canonical(&self.weight_hh, old_w_hh));
-        let mut gates = reuse(
-            old_gates.and_then(|g| g.into_shape_with_order((gh, steps * batch)).ok()),
-            ndarray::Dim([gh, steps * batch]),
-        );
-        self.input_products(&x, &w_ih, &mut gates);
-        let mut gates = gates.into_shape_with_order((gh, steps, batch)).expect("sizes agree");
-        let mut hs = reuse(old_hs, ndarray::Dim([h, steps + 1, batch]));
-        hs.index_axis_mut(Axis(1), 0).assign(&start.h.t());
-        let mut cs = reuse(old_cs, ndarray::Dim([start.c.as_ref().map_or(0, |_| h), steps + 1, batch]));
+        x.assign(&time_major.to_shape((rows, self.spec.input)).expect("sizes agree"));
+        // The input products of every step, with the additive biases.
+        let mut gates = reuse(old_gates, ndarray::Dim([rows, gh]));
+        let bias = self.additive_bias();
+        gates.rows_mut().into_iter().for_each(|mut row| row.assign(&bias));
+        matmul_into_threaded(&mut gates.view_mut(), &x.view(), &matrix(&self.weight_ih), true);
+
+        let kept = |used: bool| if used { hidden } else { 0 };
+        let mut hs = reuse(old_hs, ndarray::Dim([rows + batch, hidden]));
+        hs.slice_mut(s![..batch, ..]).assign(&start.h);
+        let mut cs = reuse(old_cs, ndarray::Dim([rows + batch, kept(start.c.is_some())]));
         if let Some(c0) = &start.c {
-            cs.index_axis_mut(Axis(1), 0).assign(&c0.t());
+            cs.slice_mut(s![..batch, ..]).assign(c0);
         }
-        let rows_if = |used: bool| if used { h } else { 0 };
-        let cell = self.spec.cell;
-        let mut tanh_c = reuse(old_tanh_c, ndarray::Dim([rows_if(cell == CellKind::Lstm), steps, batch]));
-        let mut hn = reuse(old_hn, ndarray::Dim([rows_if(cell == CellKind::Gru(GruForm::PyTorch)), steps, batch]));
-        let mut rh = reuse(old_rh, ndarray::Dim([rows_if(cell == CellKind::Gru(GruForm::Book)), steps, batch]));
-        let cols = block_columns(batch);
-        let blocks: Vec<ForwardBlock<'_, F>> = gates
-            .axis_chunks_iter_mut(Axis(2), cols)
-            .zip(hs.axis_chunks_iter_mut(Axis(2), cols))
-            .zip(cs.axis_chunks_iter_mut(Axis(2), cols).zip(tanh_c.axis_chunks_iter_mut(Axis(2), cols)))
-            .zip(hn.axis_chunks_iter_mut(Axis(2), cols).zip(rh.axis_chunks_iter_mut(Axis(2), cols)))
-            .map(|(((gates, hs), (cs, tanh_c)), (hn, rh))| ForwardBlock { gates, hs, cs, tanh_c, hn, rh })
-            .collect();
-        run_blocks(blocks, |block| dispatch(Unroll { cell: self, w_hh: w_hh.view(), block }));
-        Trace { x, gates, hs, cs, tanh_c, hn, rh, w_ih, w_hh }
+        let mut tanh_c = reuse(old_tanh_c, ndarray::Dim([rows, kept(cell == CellKind::Lstm)]));
+        let mut hn = reuse(old_hn, ndarray::Dim([rows, kept(cell == CellKind::Gru(GruForm::PyTorch))]));
+        let mut rh = reuse(old_rh, ndarray::Dim([rows, kept(cell == CellKind::Gru(GruForm::Book))]));
+
+        let units = unit_ranges(batch, cell.gates(), hidden);
+        on_pool(units.len(), || {
+            let mut threads: Vec<Forward<F>> = if units.len() > 1 {
+                units.par_iter().map(|u| self.forward_thread(u.clone(), batch)).collect()
+            } else {
+                units.iter().map(|u| self.forward_thread(u.clone(), batch)).collect()
+            };
+            for t in 0..steps {
+                let (h_prev, h_next) = step_and_next(&mut hs, t, batch);
+                let (c_prev, c_next) = step_and_next(&mut cs, t, batch);
+                let input = StepIn { h_prev, c_prev };
+                let outs = split_units(step_mut(&mut gates, t, batch), cell.gates(), &units)
+                    .into_iter()
+                    .zip(split_units(h_next, 1, &units))
+                    .zip(split_units(c_next, 1, &units))
+                    .zip(split_units(step_mut(&mut tanh_c, t, batch), 1, &units))
+                    .zip(split_units(step_mut(&mut hn, t, batch), 1, &units))
+                    .zip(split_units(step_mut(&mut rh, t, batch), 1, &units))
+                    .map(|(((((gates, h), c), tanh_c), hn), rh)| StepOut { gates, h, c, tanh_c, hn, rh });
+                let work: Vec<_> = threads.iter_mut().zip(outs).collect();
+                each(work, |(thread, out)| dispatch(ForwardStep { cell: self, thread, input, out, rh: None }));
+                if cell == CellKind::Gru(GruForm::Book) {
+                    let rh = step(&rh, t, batch);
+                    let (h_prev, h_next) = step_and_next(&mut hs, t, batch);
+                    let input = StepIn { h_prev, c_prev: &[] };
+                    let outs = split_units(step_mut(&mut gates, t, batch), cell.gates(), &units)
+                        .into_iter()
+                        .zip(split_units(h_next, 1, &units))
+                        .map(|(gates, h)| StepOut { gates, h, c: empty(), tanh_c: empty(), hn: empty(), rh: empty() });
+                    let work: Vec<_> = threads.iter_mut().zip(outs).collect();
+                    each(work, |(thread, out)| dispatch(ForwardStep { cell: self, thread, input, out, rh: Some(rh) }));
+                }
+            }
+        });
+        Trace { x, gates, hs, cs, tanh_c, hn, rh, batch }
     }
 
     /// The cell's output, the hidden states `h_1 … h_T` batch-major: `(B, T, H)`.
     fn output(trace: &Trace<F>) -> ArrayD<F> {
-        trace.hs.slice(s![.., 1.., ..]).permuted_axes([2, 1, 0]).as_standard_layout().into_owned().into_dyn()
+        let (batch, steps, hidden) = (trace.batch, trace.steps(), trace.hs.ncols());
+        let hs = trace.hs.slice(s![batch.., ..]);
+        let hs = hs.into_shape_with_order((steps, batch, hidden)).expect("time-major steps");
+        hs.permuted_axes([1, 0, 2]).as_standard_layout().into_owned().into_dyn()
     }
 
     /// Runs the cell over `input` `(B, T, in)` from `start`: its output and its final state, and keeps
     /// what back-propagation through time needs.
     pub fn forward(&mut self, input: ArrayD<F>, start: CellState<F>) -> (ArrayD<F>, CellState<F>) {
-        let steps = input.shape()[1];
         let old = self.trace.take();
         let trace = self.unroll(input, start, old);
-        let last = CellState {
-            h: trace.hs.index_axis(Axis(1), steps).t().as_standard_layout().into_owned(),
-            c: (self.spec.cell == CellKind::Lstm)
-                .then(|| trace.cs.index_axis(Axis(1), steps).t().as_standard_layout().into_owned()),
+        let last = s![trace.steps() * trace.batch.., ..];
+        let state = CellState {
+            h: trace.hs.slice(last).to_owned(),
+            c: (self.spec.cell == CellKind::Lstm).then(|| trace.cs.slice(last).to_owned()),
         };
         let y = Self::output(&trace);
         self.trace = Some(trace);
-        (y, last)
+        (y, state)
     }
 
     /// The cell's output on `input` from `start`, nothing kept.

@@ -1,75 +1,68 @@
-//! The element-wise part of one time step of each cell, forward and backward.
+//! The element-wise part of one time step of each cell, forward and backward, on one row of the batch
+//! and a range of `n` hidden units.
 //!
-//! Every buffer is a `(features, batch)` matrix (feature-major: one row per unit, the batch along the
-//! row), the layout the layer keeps its per-step states in; rows need not be adjacent, but each row
-//! is contiguous. A gate buffer stacks `G` blocks of `H` rows. Backward functions take `dh`, the
-//! gradient reaching this step's hidden output (from the layer above and from the next step), and
-//! write the gradients of the gate pre-activations.
-
-use ndarray::{s, ArrayView2, ArrayViewMut2, Axis};
+//! Each argument is a slice of `n` values (the units' part of one gate block or state row), except
+//! `pre`: the row of the step's recurrent product ([`super::product`]), its blocks of `n` values one
+//! after the other in the order of the gates. A gate slice holds the input side of the gate's
+//! pre-activation (`W_ih x + b`) and is overwritten with the activation. Backward functions take `dh`,
+//! the whole gradient reaching this step's hidden output, and write the gradients of the gate
+//! pre-activations.
+//!
+//! The loops take their operands as separate slices cut to the same length: the compiler then knows
+//! that they do not overlap and have no bounds to check, and vectorises them for the level of
+//! [`crate::simd`] they are compiled at.
 
 use crate::Float;
 
-/// The rows of `a` as slices.
+/// `a ← f(a + pre)`.
 #[inline(always)]
-fn rows<'a, F>(a: &'a ArrayView2<'_, F>) -> impl Iterator<Item = &'a [F]> {
-    a.rows().into_iter().map(|r| r.to_slice().expect("rows are contiguous"))
-}
-
-/// The rows of `a` as mutable slices.
-#[inline(always)]
-fn rows_mut<'a, F>(a: &'a mut ArrayViewMut2<'_, F>) -> impl Iterator<Item = &'a mut [F]> {
-    a.rows_mut().into_iter().map(|r| r.into_slice().expect("rows are contiguous"))
-}
-
-/// Applies `f` to every element of rows `range` of `a`.
-#[inline(always)]
-fn apply<F: Float>(a: &mut ArrayViewMut2<'_, F>, range: std::ops::Range<usize>, f: impl Fn(F) -> F) {
-    for row in rows_mut(&mut a.slice_mut(s![range, ..])) {
-        row.iter_mut().for_each(|v| *v = f(*v));
+fn activate<F: Float>(a: &mut [F], pre: &[F], f: impl Fn(F) -> F) {
+    let pre = &pre[..a.len()];
+    for (a, &p) in a.iter_mut().zip(pre) {
+        *a = f(*a + p);
     }
 }
 
-/// `c = a + b`.
+/// `dh = d_out + d_next`: the gradient reaching a hidden state from the layer above and from the next
+/// step's recurrent product.
 #[inline(always)]
-pub(super) fn sum_into<F: Float>(a: ArrayView2<'_, F>, b: ArrayView2<'_, F>, mut c: ArrayViewMut2<'_, F>) {
-    for ((a, b), c) in rows(&a).zip(rows(&b)).zip(rows_mut(&mut c)) {
-        add(a, b, c);
-    }
-}
-
-/// `c = a + b` on rows.
-#[inline(always)]
-fn add<F: Float>(a: &[F], b: &[F], c: &mut [F]) {
-    let n = c.len();
-    let (a, b) = (&a[..n], &b[..n]);
+pub(super) fn sum2<F: Float>(d_out: &[F], d_next: &[F], dh: &mut [F]) {
+    let n = dh.len();
+    let (d_out, d_next) = (&d_out[..n], &d_next[..n]);
     for j in 0..n {
-        c[j] = a[j] + b[j];
+        dh[j] = d_out[j] + d_next[j];
     }
 }
 
-/// `h = tanh(a)`: `a` holds the pre-activation and becomes `h` too.
+/// `dh = d_out + d_next + carry`: the gradient reaching a hidden state from the layer above, from the
+/// next step's recurrent product, and from the next step's direct paths.
 #[inline(always)]
-pub(super) fn rnn_forward<F: Float>(mut a: ArrayViewMut2<'_, F>, mut h: ArrayViewMut2<'_, F>) {
-    for (a, h) in rows_mut(&mut a).zip(rows_mut(&mut h)) {
-        for (a, h) in a.iter_mut().zip(h) {
-            *a = a.tanh_fast();
-            *h = *a;
-        }
+pub(super) fn sum3<F: Float>(d_out: &[F], d_next: &[F], carry: &[F], dh: &mut [F]) {
+    let n = dh.len();
+    let (d_out, d_next, carry) = (&d_out[..n], &d_next[..n], &carry[..n]);
+    for j in 0..n {
+        dh[j] = d_out[j] + d_next[j] + carry[j];
     }
+}
+
+/// `h = tanh(a + pre)`, kept in the gate slice too.
+#[inline(always)]
+pub(super) fn rnn_forward<F: Float>(pre: &[F], a: &mut [F], h: &mut [F]) {
+    activate(a, pre, F::tanh_fast);
+    h.copy_from_slice(a);
 }
 
 /// `∂L/∂a = dh ⊙ (1 − h²)`.
 #[inline(always)]
-pub(super) fn rnn_backward<F: Float>(h: ArrayView2<'_, F>, dh: ArrayView2<'_, F>, mut da: ArrayViewMut2<'_, F>) {
-    for ((da, h), dh) in rows_mut(&mut da).zip(rows(&h)).zip(rows(&dh)) {
-        for ((da, &h), &dh) in da.iter_mut().zip(h).zip(dh) {
-            *da = dh * (F::one() - h * h);
-        }
+pub(super) fn rnn_backward<F: Float>(h: &[F], dh: &[F], da: &mut [F]) {
+    let n = da.len();
+    let (h, dh) = (&h[..n], &dh[..n]);
+    for j in 0..n {
+        da[j] = dh[j] * (F::one() - h[j] * h[j]);
     }
 }
 
-/// The LSTM step. `gates` holds the pre-activations `[a_i; a_f; a_g; a_o]` and is overwritten with the
+/// The LSTM step. The gate slices hold the input sides of `[a_i; a_f; a_g; a_o]` and become the
 /// activations `[i; f; g; o]`; then
 ///
 /// ```text
@@ -77,31 +70,19 @@ pub(super) fn rnn_backward<F: Float>(h: ArrayView2<'_, F>, dh: ArrayView2<'_, F>
 /// ```
 #[inline(always)]
 pub(super) fn lstm_forward<F: Float>(
-    mut gates: ArrayViewMut2<'_, F>,
-    c_prev: ArrayView2<'_, F>,
-    mut c: ArrayViewMut2<'_, F>,
-    mut tanh_c: ArrayViewMut2<'_, F>,
-    mut h: ArrayViewMut2<'_, F>,
+    pre: &[F],
+    [i, f, g, o]: [&mut [F]; 4],
+    c_prev: &[F],
+    (c, tanh_c, h): (&mut [F], &mut [F], &mut [F]),
 ) {
-    let n = c.nrows();
-    apply(&mut gates, 0..2 * n, F::sigmoid_fast);
-    apply(&mut gates, 2 * n..3 * n, F::tanh_fast);
-    apply(&mut gates, 3 * n..4 * n, F::sigmoid_fast);
-    let gates = gates.view();
-    let (i, rest) = gates.split_at(Axis(0), n);
-    let (f, rest) = rest.split_at(Axis(0), n);
-    let (g, o) = rest.split_at(Axis(0), n);
-    let inputs = rows(&i).zip(rows(&f)).zip(rows(&g).zip(rows(&o))).zip(rows(&c_prev));
-    let outputs = rows_mut(&mut c).zip(rows_mut(&mut tanh_c)).zip(rows_mut(&mut h));
-    for ((((i, f), (g, o)), c_prev), ((c, tanh_c), h)) in inputs.zip(outputs) {
-        cell_state(i, f, g, c_prev, c);
-        hidden_output(c, o, tanh_c, h);
-    }
+    let n = h.len();
+    activate(i, &pre[..n], F::sigmoid_fast);
+    activate(f, &pre[n..2 * n], F::sigmoid_fast);
+    activate(g, &pre[2 * n..3 * n], F::tanh_fast);
+    activate(o, &pre[3 * n..4 * n], F::sigmoid_fast);
+    cell_state(i, f, g, c_prev, c);
+    hidden_output(c, o, tanh_c, h);
 }
-
-// The row loops below take their rows as separate slice arguments: the compiler then knows that the
-// rows do not overlap and vectorises the loops without run-time overlap checks (with a dozen rows in
-// one loop it gives up).
 
 /// `c = f ⊙ c_prev + i ⊙ g`.
 #[inline(always)]
@@ -122,6 +103,28 @@ fn hidden_output<F: Float>(c: &[F], o: &[F], tanh_c: &mut [F], h: &mut [F]) {
         tanh_c[j] = c[j].tanh_fast();
         h[j] = o[j] * tanh_c[j];
     }
+}
+
+/// The LSTM step backward. `dc` holds the gradient of this step's cell state coming from the next
+/// step and is replaced by the gradient of `c_prev`:
+///
+/// ```text
+/// dc   = dc + dh ⊙ o ⊙ (1 − tanh_c²)
+/// da_i = dc ⊙ g ⊙ i(1 − i)        da_f = dc ⊙ c_prev ⊙ f(1 − f)
+/// da_g = dc ⊙ i ⊙ (1 − g²)        da_o = dh ⊙ tanh_c ⊙ o(1 − o)
+/// dc_prev = dc ⊙ f
+/// ```
+#[inline(always)]
+pub(super) fn lstm_backward<F: Float>(
+    [i, f, g, o]: [&[F]; 4],
+    (c_prev, tanh_c): (&[F], &[F]),
+    dh: &[F],
+    dc: &mut [F],
+    [da_i, da_f, da_g, da_o]: [&mut [F]; 4],
+) {
+    output_gate_backward(dh, o, tanh_c, dc, da_o);
+    input_gates_backward(dc, i, g, da_i, da_g);
+    forget_gate_backward(f, c_prev, dc, da_f);
 }
 
 /// `dc += dh ⊙ o ⊙ (1 − tanh_c²)`, `da_o = dh ⊙ tanh_c ⊙ o(1 − o)`.
@@ -157,205 +160,118 @@ fn forget_gate_backward<F: Float>(f: &[F], c_prev: &[F], dc: &mut [F], da_f: &mu
     }
 }
 
-/// The LSTM step backward. `dc` holds the gradient of this step's cell state coming from the next
-/// step and is replaced by the gradient of `c_prev`:
+/// The reset and update gates of a GRU: `r = σ(a_r + pre_r)`, `z = σ(a_z + pre_z)`.
+#[inline(always)]
+pub(super) fn gru_gates<F: Float>(pre: &[F], r: &mut [F], z: &mut [F]) {
+    let n = r.len();
+    activate(r, &pre[..n], F::sigmoid_fast);
+    activate(z, &pre[n..2 * n], F::sigmoid_fast);
+}
+
+/// The PyTorch GRU's candidate and output, after [`gru_gates`]: `pre_n = W_hn h_prev`, and
 ///
 /// ```text
-/// dc   = dc + dh ⊙ o ⊙ (1 − tanh_c²)
-/// da_i = dc ⊙ g ⊙ i(1 − i)        da_f = dc ⊙ c_prev ⊙ f(1 − f)
-/// da_g = dc ⊙ i ⊙ (1 − g²)        da_o = dh ⊙ tanh_c ⊙ o(1 − o)
-/// dc_prev = dc ⊙ f
+/// hn = pre_n + b_hn,   n = tanh(a_n + r ⊙ hn),   h = (1 − z) ⊙ n + z ⊙ h_prev
 /// ```
 #[inline(always)]
-pub(super) fn lstm_backward<F: Float>(
-    gates: ArrayView2<'_, F>,
-    (c_prev, tanh_c): (ArrayView2<'_, F>, ArrayView2<'_, F>),
-    dh: ArrayView2<'_, F>,
-    mut dc: ArrayViewMut2<'_, F>,
-    mut da: ArrayViewMut2<'_, F>,
+pub(super) fn gru_output_after_product<F: Float>(
+    (pre_n, b_hn): (&[F], &[F]),
+    (r, z): (&[F], &[F]),
+    cand: &mut [F],
+    h_prev: &[F],
+    (hn, h): (&mut [F], &mut [F]),
 ) {
-    let n = dc.nrows();
-    let (i, rest) = gates.split_at(Axis(0), n);
-    let (f, rest) = rest.split_at(Axis(0), n);
-    let (g, o) = rest.split_at(Axis(0), n);
-    let (mut da_i, rest) = da.view_mut().split_at(Axis(0), n);
-    let (mut da_f, rest) = rest.split_at(Axis(0), n);
-    let (mut da_g, mut da_o) = rest.split_at(Axis(0), n);
-    let gates = rows(&i).zip(rows(&f)).zip(rows(&g).zip(rows(&o)));
-    let state = rows(&c_prev).zip(rows(&tanh_c)).zip(rows(&dh)).zip(rows_mut(&mut dc));
-    let grads = rows_mut(&mut da_i).zip(rows_mut(&mut da_f)).zip(rows_mut(&mut da_g).zip(rows_mut(&mut da_o)));
-    for ((((i, f), (g, o)), (((c_prev, tanh_c), dh), dc)), ((da_i, da_f), (da_g, da_o))) in gates.zip(state).zip(grads)
-    {
-        output_gate_backward(dh, o, tanh_c, dc, da_o);
-        input_gates_backward(dc, i, g, da_i, da_g);
-        forget_gate_backward(f, c_prev, dc, da_f);
+    let (n, one) = (h.len(), F::one());
+    let (pre_n, b_hn, r, z, cand, h_prev, hn) =
+        (&pre_n[..n], &b_hn[..n], &r[..n], &z[..n], &mut cand[..n], &h_prev[..n], &mut hn[..n]);
+    for j in 0..n {
+        hn[j] = pre_n[j] + b_hn[j];
+        cand[j] = (cand[j] + r[j] * hn[j]).tanh_fast();
+        h[j] = (one - z[j]) * cand[j] + z[j] * h_prev[j];
     }
 }
 
-/// The reset and update gates of a GRU: rows `0..2H` of `gates` hold `[a_r; a_z]` (input and
-/// recurrent products summed) and become `[r; z]`. In the book's form, `rh = r ⊙ h_prev` is written
-/// for the candidate's recurrent product.
+/// The book GRU's reset state, after [`gru_gates`]: `rh = r ⊙ h_prev`, what `W_hn` multiplies.
 #[inline(always)]
-pub(super) fn gru_gates<F: Float>(
-    mut gates: ArrayViewMut2<'_, F>,
-    h_prev: ArrayView2<'_, F>,
-    rh: Option<ArrayViewMut2<'_, F>>,
-) {
-    let n = h_prev.nrows();
-    apply(&mut gates, 0..2 * n, F::sigmoid_fast);
-    if let Some(mut rh) = rh {
-        let r = gates.slice(s![..n, ..]);
-        for ((r, h_prev), rh) in rows(&r).zip(rows(&h_prev)).zip(rows_mut(&mut rh)) {
-            let n = rh.len();
-            // Slices of exactly n elements: no bounds checks in the loop, which then vectorises.
-            let h_prev = &h_prev[..n];
-            let r = &r[..n];
-            for j in 0..n {
-                rh[j] = r[j] * h_prev[j];
-            }
-        }
+pub(super) fn gru_reset_state<F: Float>(r: &[F], h_prev: &[F], rh: &mut [F]) {
+    let n = rh.len();
+    let (r, h_prev) = (&r[..n], &h_prev[..n]);
+    for j in 0..n {
+        rh[j] = r[j] * h_prev[j];
     }
 }
 
-/// The GRU candidate and output. Rows `2H..3H` of `gates` hold `a_n` without its recurrent term, which
-/// is `hn` in the PyTorch form (`n = tanh(a_n + r ⊙ hn)`, `hn = W_hn h + b_hn`) and already added in
-/// the book's form (`hn = None`). `n` is written over `a_n`, then `h = (1 − z) ⊙ n + z ⊙ h_prev`.
+/// The book GRU's candidate and output, once `pre_n = W_hn (r ⊙ h_prev)` is known:
+/// `n = tanh(a_n + pre_n)`, `h = (1 − z) ⊙ n + z ⊙ h_prev`.
 #[inline(always)]
-pub(super) fn gru_output<F: Float>(
-    mut gates: ArrayViewMut2<'_, F>,
-    hn: Option<ArrayView2<'_, F>>,
-    h_prev: ArrayView2<'_, F>,
-    mut h: ArrayViewMut2<'_, F>,
-) {
-    let one = F::one();
-    let n = h.nrows();
-    let (rz, mut cand) = gates.view_mut().split_at(Axis(0), 2 * n);
-    let (r, z) = rz.split_at(Axis(0), n);
-    let (r, z) = (r.view(), z.view());
-    if let Some(hn) = hn {
-        for ((cand, r), hn) in rows_mut(&mut cand).zip(rows(&r)).zip(rows(&hn)) {
-            let n = cand.len();
-            // Slices of exactly n elements: no bounds checks in the loop, which then vectorises.
-            let hn = &hn[..n];
-            let r = &r[..n];
-            for j in 0..n {
-                cand[j] += r[j] * hn[j];
-            }
-        }
+pub(super) fn gru_output_before_product<F: Float>(pre_n: &[F], z: &[F], cand: &mut [F], h_prev: &[F], h: &mut [F]) {
+    let (n, one) = (h.len(), F::one());
+    let (pre_n, z, cand, h_prev) = (&pre_n[..n], &z[..n], &mut cand[..n], &h_prev[..n]);
+    for j in 0..n {
+        cand[j] = (cand[j] + pre_n[j]).tanh_fast();
+        h[j] = (one - z[j]) * cand[j] + z[j] * h_prev[j];
     }
-    for (((cand, z), h_prev), h) in rows_mut(&mut cand).zip(rows(&z)).zip(rows(&h_prev)).zip(rows_mut(&mut h)) {
-        let n = h.len();
-        // Slices of exactly n elements: no bounds checks in the loop, which then vectorises.
-        let cand = &mut cand[..n];
-        let h_prev = &h_prev[..n];
-        let z = &z[..n];
-        for j in 0..n {
-            cand[j] = cand[j].tanh_fast();
-            h[j] = (one - z[j]) * cand[j] + z[j] * h_prev[j];
-        }
-    }
-}
-
-/// What the PyTorch-form GRU backward needs beyond the book form's: the recurrent candidate term
-/// `hn = W_hn h_prev + b_hn` (read) and the gradients of the recurrent pre-activations (written).
-pub(super) struct ResetAfterProduct<'a, F> {
-    pub hn: ArrayView2<'a, F>,
-    pub d_recurrent: ArrayViewMut2<'a, F>,
 }
 
 /// The GRU step backward, first part: from `dh`, the gradients of the update gate's and the
-/// candidate's pre-activations, and the direct path to the previous state.
+/// candidate's pre-activations, and the direct path to the previous state, which is written to
+/// `carry`:
 ///
 /// ```text
-/// da_n = dh ⊙ (1 − z) ⊙ (1 − n²)     da_z = dh ⊙ (h_prev − n) ⊙ z(1 − z)     dh_prev = dh ⊙ z
+/// da_n = dh ⊙ (1 − z) ⊙ (1 − n²)     da_z = dh ⊙ (h_prev − n) ⊙ z(1 − z)     carry = dh ⊙ z
 /// ```
-///
-/// In the PyTorch form it also finishes the reset gate, `da_r = da_n ⊙ hn ⊙ r(1 − r)`, and writes the
-/// gradients of the recurrent pre-activations, `d_recurrent = [da_r; da_z; da_n ⊙ r]`.
 #[inline(always)]
 pub(super) fn gru_backward<F: Float>(
-    gates: ArrayView2<'_, F>,
-    h_prev: ArrayView2<'_, F>,
-    dh: ArrayView2<'_, F>,
-    mut da: ArrayViewMut2<'_, F>,
-    mut dh_prev: ArrayViewMut2<'_, F>,
-    pytorch: Option<ResetAfterProduct<'_, F>>,
+    (z, cand): (&[F], &[F]),
+    h_prev: &[F],
+    dh: &[F],
+    (da_z, da_n): (&mut [F], &mut [F]),
+    carry: &mut [F],
 ) {
-    let one = F::one();
-    let n = h_prev.nrows();
-    let (r, rest) = gates.split_at(Axis(0), n);
-    let (z, cand) = rest.split_at(Axis(0), n);
-    let (mut da_r, rest) = da.view_mut().split_at(Axis(0), n);
-    let (mut da_z, mut da_n) = rest.split_at(Axis(0), n);
-    let inputs = rows(&z).zip(rows(&cand)).zip(rows(&h_prev).zip(rows(&dh)));
-    let outputs = rows_mut(&mut da_z).zip(rows_mut(&mut da_n)).zip(rows_mut(&mut dh_prev));
-    for (((z, cand), (h_prev, dh)), ((da_z, da_n), dh_prev)) in inputs.zip(outputs) {
-        let n = dh.len();
-        // Slices of exactly n elements: no bounds checks in the loop, which then vectorises.
-        let cand = &cand[..n];
-        let da_n = &mut da_n[..n];
-        let da_z = &mut da_z[..n];
-        let dh_prev = &mut dh_prev[..n];
-        let h_prev = &h_prev[..n];
-        let z = &z[..n];
-        for j in 0..n {
-            da_z[j] = dh[j] * (h_prev[j] - cand[j]) * z[j] * (one - z[j]);
-            da_n[j] = dh[j] * (one - z[j]) * (one - cand[j] * cand[j]);
-            dh_prev[j] = dh[j] * z[j];
-        }
-    }
-    if let Some(ResetAfterProduct { hn, mut d_recurrent }) = pytorch {
-        let (mut dah_r, rest) = d_recurrent.view_mut().split_at(Axis(0), n);
-        let (mut dah_z, mut dah_n) = rest.split_at(Axis(0), n);
-        for (((r, hn), (da_r, da_n)), ((dah_r, dah_n), (dah_z, da_z))) in rows(&r)
-            .zip(rows(&hn))
-            .zip(rows_mut(&mut da_r).zip(rows(&da_n.view())))
-            .zip(rows_mut(&mut dah_r).zip(rows_mut(&mut dah_n)).zip(rows_mut(&mut dah_z).zip(rows(&da_z.view()))))
-        {
-            let n = r.len();
-            // Slices of exactly n elements: no bounds checks in the loop, which then vectorises.
-            let da_n = &da_n[..n];
-            let da_r = &mut da_r[..n];
-            let da_z = &da_z[..n];
-            let dah_n = &mut dah_n[..n];
-            let dah_r = &mut dah_r[..n];
-            let dah_z = &mut dah_z[..n];
-            let hn = &hn[..n];
-            for j in 0..n {
-                da_r[j] = da_n[j] * hn[j] * r[j] * (one - r[j]);
-                dah_r[j] = da_r[j];
-                dah_z[j] = da_z[j];
-                dah_n[j] = da_n[j] * r[j];
-            }
-        }
+    let (n, one) = (dh.len(), F::one());
+    let (z, cand, h_prev, da_z, da_n, carry) =
+        (&z[..n], &cand[..n], &h_prev[..n], &mut da_z[..n], &mut da_n[..n], &mut carry[..n]);
+    for j in 0..n {
+        da_z[j] = dh[j] * (h_prev[j] - cand[j]) * z[j] * (one - z[j]);
+        da_n[j] = dh[j] * (one - z[j]) * (one - cand[j] * cand[j]);
+        carry[j] = dh[j] * z[j];
     }
 }
 
-/// The book-form GRU's reset gate backward, once `d_rh = W_hnᵀ da_n` is known:
-/// `da_r = d_rh ⊙ h_prev ⊙ r(1 − r)` and `dh_prev += d_rh ⊙ r`.
+/// The PyTorch GRU's reset gate backward, after [`gru_backward`]: `da_r = da_n ⊙ hn ⊙ r(1 − r)`, and
+/// the gradients of the recurrent pre-activations `[da_r; da_z; da_n ⊙ r]`.
 #[inline(always)]
-pub(super) fn gru_book_reset_backward<F: Float>(
-    gates: ArrayView2<'_, F>,
-    h_prev: ArrayView2<'_, F>,
-    d_rh: ArrayView2<'_, F>,
-    mut da: ArrayViewMut2<'_, F>,
-    mut dh_prev: ArrayViewMut2<'_, F>,
+pub(super) fn gru_reset_backward_after_product<F: Float>(
+    (r, hn): (&[F], &[F]),
+    (da_z, da_n): (&[F], &[F]),
+    da_r: &mut [F],
+    [d_rec_r, d_rec_z, d_rec_n]: [&mut [F]; 3],
 ) {
-    let one = F::one();
-    let n = h_prev.nrows();
-    let r = gates.slice(s![..n, ..]);
-    let mut da_r = da.slice_mut(s![..n, ..]);
-    let inputs = rows(&r).zip(rows(&h_prev)).zip(rows(&d_rh));
-    for (((r, h_prev), d_rh), (da_r, dh_prev)) in inputs.zip(rows_mut(&mut da_r).zip(rows_mut(&mut dh_prev))) {
-        let n = r.len();
-        // Slices of exactly n elements: no bounds checks in the loop, which then vectorises.
-        let d_rh = &d_rh[..n];
-        let da_r = &mut da_r[..n];
-        let dh_prev = &mut dh_prev[..n];
-        let h_prev = &h_prev[..n];
-        for j in 0..n {
-            da_r[j] = d_rh[j] * h_prev[j] * r[j] * (one - r[j]);
-            dh_prev[j] += d_rh[j] * r[j];
-        }
+    let (n, one) = (da_r.len(), F::one());
+    let (r, hn, da_z, da_n) = (&r[..n], &hn[..n], &da_z[..n], &da_n[..n]);
+    let (d_rec_r, d_rec_z, d_rec_n) = (&mut d_rec_r[..n], &mut d_rec_z[..n], &mut d_rec_n[..n]);
+    for j in 0..n {
+        da_r[j] = da_n[j] * hn[j] * r[j] * (one - r[j]);
+        d_rec_r[j] = da_r[j];
+        d_rec_z[j] = da_z[j];
+        d_rec_n[j] = da_n[j] * r[j];
+    }
+}
+
+/// The book GRU's reset gate backward, once `d_rh = W_hnᵀ da_n` is known:
+/// `da_r = d_rh ⊙ h_prev ⊙ r(1 − r)` and `carry += d_rh ⊙ r`.
+#[inline(always)]
+pub(super) fn gru_reset_backward_before_product<F: Float>(
+    r: &[F],
+    h_prev: &[F],
+    d_rh: &[F],
+    da_r: &mut [F],
+    carry: &mut [F],
+) {
+    let (n, one) = (da_r.len(), F::one());
+    let (r, h_prev, d_rh, carry) = (&r[..n], &h_prev[..n], &d_rh[..n], &mut carry[..n]);
+    for j in 0..n {
+        da_r[j] = d_rh[j] * h_prev[j] * r[j] * (one - r[j]);
+        carry[j] += d_rh[j] * r[j];
     }
 }

@@ -15,6 +15,8 @@ mod kernels;
 mod language_model;
 mod layer;
 pub mod loops;
+mod product;
+mod threads;
 
 pub use language_model::{one_hot, sample_index, CharWindows, Sampling};
 pub use layer::{Recurrent, State};
