@@ -401,7 +401,7 @@ fn lstm_validation(out: &Outputs) -> Option<f64> {
     let path = out.file("").with_file_name("ch6-lstm-metrics.json");
     let text = std::fs::read_to_string(path).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["summary"].as_array()?.iter().find_map(|s| s["final_validation_nats_per_char"].as_f64())
+    json["summaries"].as_array()?.iter().find_map(|s| s["values"]["final_validation_nats_per_char"].as_f64())
 }
 
 /// The results as a table.
@@ -615,6 +615,17 @@ mod tests {
         let all = all_windows(&text, 8);
         assert_eq!(all.rows, 12, "(100 - 1) / 8 full windows");
         assert_eq!((all.x[95], all.y[95]), (95, 96));
+    }
+
+    #[test]
+    fn the_lstms_validation_loss_is_read_from_its_metrics() {
+        let dir = std::env::temp_dir().join(format!("dlfs-gpt-lstm-{}", std::process::id()));
+        let mut lstm = crate::metrics::Metrics::new("ch6-lstm", "f32", "iteration");
+        lstm.summary("scratch", &[("final_validation_nats_per_char", 2.0195)]);
+        lstm.write(&Outputs::new(&dir, "ch6-lstm")).unwrap();
+        assert_eq!(lstm_validation(&Outputs::new(&dir, "ch8-gpt")), Some(2.0195));
+        assert_eq!(lstm_validation(&Outputs::new(dir.join("elsewhere"), "ch8-gpt")), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
