@@ -26,6 +26,7 @@ test: setup
 
 lint:
 	$(CARGO) fmt --all --check
+	python3 scripts/check-features.py
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace
 

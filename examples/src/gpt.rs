@@ -27,6 +27,7 @@ use crate::engine::{Engine, Engines};
 use crate::experiments::options::Dtype;
 use crate::experiments::{resume, Experiment, Opt, Outputs, Prepared, Ran, Settings};
 use crate::language_model::{check_prompt, corpus, progress_bar, say, Corpus, WORKS};
+use crate::network::{Models, Network};
 use crate::plot::{line_chart, Chart, Series};
 use crate::table::Table;
 
@@ -371,28 +372,27 @@ fn train(
 /// Builds and trains one engine's GPT in `F`.
 fn train_engine<F: TorchFloat>(engine: Engine, corpus: &Corpus, opts: &GptOptions, out: &Outputs) -> Result<GptResult> {
     let spec = opts.network();
-    let optimizer = opts.optimizer();
-    let config = opts.config;
-    match engine {
-        Engine::Scratch => {
-            let mut net = NeuralNetwork::<F>::build(&spec, &mut RandomState::new(opts.seed))?.with_loss_spec(LOSS);
-            net.set_metadata(crate::experiments::resume::EXPERIMENT, out.experiment());
-            if let Some(path) = &opts.resume {
-                net.load(path)?;
-            }
-            let optim = scratch::optim::build::<F>(&optimizer)?;
-            train(engine, &mut ScratchGpt { net, optim, config }, corpus, opts, out)
-        }
-        Engine::Torch => {
-            let vs = torch::var_store::<F>(opts.device.resolve()?);
-            let mut net = torch::Net::new(vs.root(), &spec, &mut RandomState::new(opts.seed))?;
-            net.set_metadata(crate::experiments::resume::EXPERIMENT, out.experiment());
-            if let Some(path) = &opts.resume {
-                net.load(path)?;
-            }
-            let optim = torch::optim::build(&optimizer)?;
-            train(engine, &mut TorchGpt { net, optim, config }, corpus, opts, out)
-        }
+    let mut net = Network::<F>::new(engine, (&spec, LOSS), opts.seed, opts.device, out.experiment())?;
+    if let Some(path) = &opts.resume {
+        net.load(path)?;
+    }
+    let mut model = net.into_model(&Gpts(opts.config), &opts.optimizer())?;
+    train(engine, model.as_mut(), corpus, opts, out)
+}
+
+/// The GPT of a configuration in each engine.
+struct Gpts(GptConfig);
+
+impl<F: TorchFloat> Models<F> for Gpts {
+    type Model = dyn Model;
+
+    fn scratch(&self, net: NeuralNetwork<F>, optim: Box<dyn scratch::optim::Optimizer<F>>) -> Box<dyn Model> {
+        Box::new(ScratchGpt { net, optim, config: self.0 })
+    }
+
+    /// The loss is the experiment's own ([`LOSS`]).
+    fn torch(&self, net: torch::Net, _loss: LossSpec, optim: Box<dyn torch::optim::Optimizer>) -> Box<dyn Model> {
+        Box::new(TorchGpt { net, optim, config: self.0 })
     }
 }
 

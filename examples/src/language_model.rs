@@ -23,6 +23,7 @@ use torch::convert::{to_array, to_tensor, TorchFloat};
 use crate::engine::{Engine, Engines};
 use crate::experiments::options::Dtype;
 use crate::experiments::{resume, Experiment, Opt, Outputs, Prepared, Ran, Settings};
+use crate::network::{Models, Network};
 use crate::plot::{line_chart, Chart, Series};
 use crate::table::Table;
 
@@ -334,11 +335,11 @@ impl LanguageModel for TorchLm {
     }
 
     fn loss(&mut self, x: &Array3<f32>, y: &Array3<f32>) -> Result<f64> {
-        let trainer = &self.trainer;
-        trainer.net.reset_state();
+        let trainer = &mut self.trainer;
+        trainer.reset_state();
         let (x, y) = (to_tensor(&x.clone().into_dyn()), to_tensor(&y.clone().into_dyn()));
         let (_, loss) = tch::no_grad(|| trainer.forward_loss(&x, &y, false))?;
-        trainer.net.reset_state();
+        trainer.reset_state();
         Ok(loss.double_value(&[]))
     }
 
@@ -349,9 +350,11 @@ impl LanguageModel for TorchLm {
         vs.set_kind(net.kind());
         let copy = torch::Net::new(vs.root(), &spec, &mut RandomState::new(opts.seed))?;
         copy.load_named::<f64>(&net.named_arrays::<f64>())?;
+        let mut state = torch::state::NetState::new();
         Ok(Box::new(move |x| {
             let x = copy.input(&to_tensor(&x.clone().into_dyn()));
-            let scores: Tensor = tch::no_grad(|| copy.f_forward_t(&x, false))?;
+            let (scores, next) = tch::no_grad(|| copy.f_forward_state(&x, &state, false))?;
+            state = next;
             Ok(to_array::<f32>(&scores))
         }))
     }
@@ -483,27 +486,31 @@ fn train_engine<F: TorchFloat>(
     outputs: &Outputs,
 ) -> Result<LmResult> {
     let spec = network(opts, corpus.vocab.len());
-    match engine {
-        Engine::Scratch => {
-            let mut net = NeuralNetwork::<F>::from_spec(&spec, LOSS.build::<F>(), &mut RandomState::new(opts.seed))?;
-            net.set_metadata(crate::experiments::resume::EXPERIMENT, outputs.experiment());
-            if let Some(path) = &opts.resume {
-                net.load(path)?;
-            }
-            let optim = scratch::optim::build::<F>(&opts.optimizer)?;
-            let mut model = ScratchLm { trainer: scratch::train::Trainer::new(net, optim) };
-            train(engine, &mut model, corpus, opts, outputs)
-        }
-        Engine::Torch => {
-            let vs = torch::var_store::<F>(opts.device.resolve()?);
-            let mut model = torch::Net::new(vs.root(), &spec, &mut RandomState::new(opts.seed))?;
-            model.set_metadata(crate::experiments::resume::EXPERIMENT, outputs.experiment());
-            if let Some(path) = &opts.resume {
-                model.load(path)?;
-            }
-            let trainer = torch::train::Trainer::new(model, LOSS, torch::optim::build(&opts.optimizer)?);
-            train(engine, &mut TorchLm { trainer, text: None }, corpus, opts, outputs)
-        }
+    let mut net = Network::<F>::new(engine, (&spec, LOSS), opts.seed, opts.device, outputs.experiment())?;
+    if let Some(path) = &opts.resume {
+        net.load(path)?;
+    }
+    let mut model = net.into_model(&LanguageModels, &opts.optimizer)?;
+    train(engine, model.as_mut(), corpus, opts, outputs)
+}
+
+/// The language model in each engine.
+struct LanguageModels;
+
+impl<F: TorchFloat> Models<F> for LanguageModels {
+    type Model = dyn LanguageModel;
+
+    fn scratch(&self, net: NeuralNetwork<F>, optim: Box<dyn scratch::optim::Optimizer<F>>) -> Box<dyn LanguageModel> {
+        Box::new(ScratchLm { trainer: scratch::train::Trainer::new(net, optim) })
+    }
+
+    fn torch(
+        &self,
+        net: torch::Net,
+        loss: LossSpec,
+        optim: Box<dyn torch::optim::Optimizer>,
+    ) -> Box<dyn LanguageModel> {
+        Box::new(TorchLm { trainer: torch::train::Trainer::new(net, loss, optim), text: None })
     }
 }
 

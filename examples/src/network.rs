@@ -1,7 +1,9 @@
 //! A network of either engine, as the experiments that fit one use it: built from the one
 //! description, trained from the one optimizer description by its engine's fit loop (the same loop,
 //! batches and masks in both), evaluated and saved. An experiment written over [`Network`] is written
-//! once and runs in either engine.
+//! once and runs in either engine. An experiment with a loop of its own (the language models, the GPT)
+//! builds its network here too, and turns it into its model with [`Network::into_model`], giving the
+//! model's two implementations as a [`Models`].
 
 use std::path::Path;
 
@@ -16,6 +18,19 @@ use torch::layers::Masks;
 
 use crate::engine::Engine;
 use crate::experiments::resume::EXPERIMENT;
+
+/// An experiment's model in each engine: what an experiment with its own training loop makes of a
+/// network and its optimizer ([`Network::into_model`]), behind the one trait its loop is written over.
+pub trait Models<F: TorchFloat> {
+    /// The trait the experiment's loop drives (`dyn LanguageModel`, say).
+    type Model: ?Sized;
+
+    /// The model on the from-scratch engine's network (which holds its loss).
+    fn scratch(&self, net: NeuralNetwork<F>, optim: Box<dyn scratch::optim::Optimizer<F>>) -> Box<Self::Model>;
+
+    /// The model on the libtorch engine's network, trained on `loss`.
+    fn torch(&self, net: torch::Net, loss: LossSpec, optim: Box<dyn torch::optim::Optimizer>) -> Box<Self::Model>;
+}
 
 /// A network in one of the two engines, with its loss.
 pub enum Network<F: TorchFloat> {
@@ -109,6 +124,18 @@ impl<F: TorchFloat> Network<F> {
                 let report = trainer.fit(train, test, options, observer)?;
                 (report, Network::Torch { net: trainer.net, loss, store })
             }
+        })
+    }
+
+    /// The experiment's model (see [`Models`]) on this network, trained with the optimizer `optim`
+    /// describes.
+    ///
+    /// # Errors
+    /// Invalid optimizer settings.
+    pub fn into_model<M: Models<F>>(self, models: &M, optim: &OptimSpec) -> Result<Box<M::Model>> {
+        Ok(match self {
+            Network::Scratch(net) => models.scratch(net, scratch::optim::build::<F>(optim)?),
+            Network::Torch { net, loss, .. } => models.torch(net, loss, torch::optim::build(optim)?),
         })
     }
 

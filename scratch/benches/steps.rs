@@ -1,5 +1,5 @@
 //! Training steps of the from-scratch engine alone, without libtorch (quick to build, and a clean
-//! process to profile): the networks of `examples/src/bin/bench.rs`, the median time of a step
+//! process to profile): the networks of `examples/benches/bench.rs`, the median time of a step
 //! (forward, backward, update: momentum, or for the GPT AdamW with clipping) in f32 and f64; and,
 //! alone, forward and backward of the core of causal self-attention and of GELU in its two forms, in
 //! the shapes of chapter 8's GPT (B = 12, T = 64, C = 128, 4 heads; the MLP's hidden layer is 4C
@@ -106,7 +106,7 @@ fn vocabulary(spec: &NetSpec) -> Option<usize> {
     })
 }
 
-/// The optimizer of `examples/src/bin/bench.rs` for network `name`: SGD with momentum, or for the GPT
+/// The optimizer of `examples/benches/bench.rs` for network `name`: SGD with momentum, or for the GPT
 /// nanoGPT's AdamW (β₂ 0.99, decoupled weight decay 0.1 on matrices) with gradients clipped to norm 1.
 fn optimizer(name: &str) -> OptimSpec {
     if name != "gpt" {

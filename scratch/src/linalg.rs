@@ -6,7 +6,7 @@
 //! machines it reaches about 180 GFLOP/s in f32 (2 threads, 2048³), 90 % of the cores' peak; on 2
 //! AVX-512 cores about 250 GFLOP/s, as fast as libtorch's MKL (without `x86-v4`, half that). ndarray's
 //! default product (`matrixmultiply`) runs on one core at a third of that
-//! (`examples/src/bin/bench.rs` measures all three).
+//! (`examples/benches/bench.rs` measures all three).
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 

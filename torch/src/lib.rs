@@ -40,6 +40,7 @@ pub mod layers;
 pub mod loss;
 mod net;
 pub mod optim;
+pub mod state;
 pub mod step_by_step;
 pub mod sync;
 pub mod train;

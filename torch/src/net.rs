@@ -14,6 +14,7 @@ use tch::{nn, Kind, Tensor};
 
 use crate::convert::{to_array, TorchFloat};
 use crate::layers::{self, leaves, module_by_checked_forward, BuildOptions, Dropout, Layer, Recurrent};
+use crate::state::{NetState, StatePass};
 use crate::Result;
 
 /// The network a [`NetSpec`] describes, on libtorch: a [`nn::ModuleT`] whose parameters live in the
@@ -49,6 +50,9 @@ use crate::Result;
 pub struct Net {
     spec: NetSpec,
     root: Box<dyn Layer>,
+    /// The parameters as the `VarStore` holds them, under the description's names (looked up there
+    /// once the layers have registered them).
+    parameters: Vec<(String, Tensor)>,
     kind: Kind,
     device: tch::Device,
     metadata: BTreeMap<String, String>,
@@ -60,7 +64,8 @@ impl Net {
     /// libtorch's fused kernels.
     ///
     /// # Errors
-    /// A description that cannot run (checked before any weight is drawn).
+    /// A description that cannot run (checked before any weight is drawn), or a `VarStore` that already
+    /// holds a parameter under one of the network's names (another network built under the same path).
     pub fn new<'a>(path: impl Borrow<nn::Path<'a>>, spec: &NetSpec, rng: &mut RandomState) -> Result<Self> {
         Self::with_options(path, spec, BuildOptions::default(), rng)
     }
@@ -76,8 +81,32 @@ impl Net {
         rng: &mut RandomState,
     ) -> Result<Self> {
         let path = path.borrow();
+        let names: Vec<String> = spec.parameter_shapes()?.into_iter().map(|(name, _)| name).collect();
+        let prefix: Vec<&str> = path.components().collect();
+        let full = |name: &str| prefix.iter().copied().chain([name]).collect::<Vec<_>>().join(".");
+        if let Some(taken) = names.iter().find(|name| layers::lookup(path, name).is_some()) {
+            return Err(scratch::Error::InvalidArgument(format!(
+                "the VarStore already holds a parameter {}: build each network under a path of its own",
+                full(taken)
+            ))
+            .into());
+        }
         let root = layers::build_network(path, spec, options, rng)?;
-        Ok(Net { spec: spec.clone(), root, kind: path.kind(), device: path.device(), metadata: BTreeMap::new() })
+        let parameters = names
+            .into_iter()
+            .map(|name| match layers::lookup(path, &name) {
+                Some(tensor) => Ok((name, tensor)),
+                None => Err(scratch::Error::InvalidArgument(format!("no parameter {} was registered", full(&name)))),
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(Net {
+            spec: spec.clone(),
+            root,
+            parameters,
+            kind: path.kind(),
+            device: path.device(),
+            metadata: BTreeMap::new(),
+        })
     }
 
     /// The description the network was built from.
@@ -110,13 +139,49 @@ impl Net {
         x.to_device(self.device).to_kind(self.kind)
     }
 
-    /// The forward pass (`train` selects dropout's training behaviour); errors name the layer
-    /// (`layers.0 Dense(13 -> 5, sigmoid)`) and the shapes.
+    /// The forward pass (`train` selects dropout's training behaviour), every recurrent layer starting
+    /// from zeros; errors name the layer (`layers.0 Dense(13 -> 5, sigmoid)`) and the shapes.
     ///
     /// # Errors
     /// An input that does not fit a layer.
     pub fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         self.root.f_forward_t(xs, train)
+    }
+
+    /// The forward pass from the recurrent state `state` (each recurrent layer starting from its own
+    /// as its description's [`StateMode`](scratch::spec::StateMode) says; nothing carried: zeros), and
+    /// the state it leaves (not detached: [`NetState::detach`] before carrying it to the next call to
+    /// stop the gradients there). tch's `seq_init`, for a whole network.
+    ///
+    /// ```
+    /// use scratch::rng::RandomState;
+    /// use scratch::spec::{book, CellKind, StateMode};
+    /// use torch::state::NetState;
+    ///
+    /// let spec = book::language_model(CellKind::Lstm, 10, 16, 1, StateMode::Carry, 5);
+    /// let vs = torch::var_store::<f32>(tch::Device::Cpu);
+    /// let net = torch::Net::new(vs.root(), &spec, &mut RandomState::new(0))?;
+    /// let x = tch::Tensor::zeros([4, 5, 10], tch::kind::FLOAT_CPU);
+    /// let (_, state) = net.f_forward_state(&x, &NetState::new(), false)?;
+    /// let (_, next) = net.f_forward_state(&x, &state.detach(), false)?;
+    /// assert_eq!(next.layers()[0].h.size(), [1, 4, 16]);
+    /// # Ok::<(), torch::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// An input that does not fit a layer, or a state that does not fit the network or the batch.
+    pub fn f_forward_state(&self, xs: &Tensor, state: &NetState, train: bool) -> Result<(Tensor, NetState)> {
+        let recurrent = self.recurrent_layers().len();
+        if !state.is_empty() && state.layers().len() != recurrent {
+            return Err(scratch::Error::InvalidArgument(format!(
+                "the state holds {} recurrent layers' states, the network has {recurrent} recurrent layers",
+                state.layers().len()
+            ))
+            .into());
+        }
+        let mut pass = StatePass::new(state);
+        let y = self.root.f_forward_state(xs, train, &mut pass)?;
+        Ok((y, pass.finish()))
     }
 
     /// The output for `x` in evaluation mode without recording gradients (PyTorch's `model.eval()`
@@ -128,10 +193,10 @@ impl Net {
         tch::no_grad(|| self.f_forward_t(&self.input(x), false))
     }
 
-    /// Every parameter with its full name, in the order the layers draw them; a tied parameter under
-    /// each of its names (the same tensor), as `state_dict()` lists it.
+    /// Every parameter with its full name, in the order the layers draw them, as the `VarStore` holds
+    /// it; a tied parameter under each of its names (the same tensor), as `state_dict()` lists it.
     pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        self.root.parameters()
+        self.parameters.iter().map(|(name, t)| (name.clone(), t.shallow_clone())).collect()
     }
 
     /// The parameters an optimizer updates: each tensor once (a tied one under its source's name).
@@ -169,11 +234,6 @@ impl Net {
     /// The dropout at `path` (see [`Net::dropouts`]).
     pub fn dropout(&self, path: &str) -> Option<&Dropout> {
         self.dropouts().into_iter().find(|(p, _)| p == path).map(|(_, d)| d)
-    }
-
-    /// Forgets the state every recurrent layer carries between calls.
-    pub fn reset_state(&self) {
-        self.recurrent_layers().into_iter().for_each(|(_, r)| r.reset_state());
     }
 
     /// Draws fresh parameters for every layer from `rng`, as the from-scratch
@@ -314,6 +374,10 @@ impl Layer for Net {
 
     fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         Net::f_forward_t(self, xs, train)
+    }
+
+    fn f_forward_state(&self, xs: &Tensor, train: bool, state: &mut StatePass<'_>) -> Result<Tensor> {
+        self.root.f_forward_state(xs, train, state)
     }
 
     fn children(&self) -> Vec<(Option<&str>, &dyn Layer)> {

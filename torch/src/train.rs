@@ -17,9 +17,11 @@ use tch::{Kind, Tensor};
 use crate::convert::{to_tensor, TorchFloat};
 use crate::net::Net;
 use crate::optim::Optimizer;
+use crate::state::NetState;
 use crate::{loss, sync, Result};
 
-/// Trains a [`Net`] on a loss with an [`Optimizer`].
+/// Trains a [`Net`] on a loss with an [`Optimizer`], carrying the recurrent state from one call to
+/// the next (detached) as the from-scratch engine's layers carry theirs.
 pub struct Trainer<O: Optimizer> {
     /// The network being trained.
     pub net: Net,
@@ -27,6 +29,8 @@ pub struct Trainer<O: Optimizer> {
     pub loss: LossSpec,
     /// The optimizer updating it.
     pub optim: O,
+    /// The recurrent state the last training or evaluation pass left.
+    state: NetState,
 }
 
 fn diverged(epoch: usize, batch: usize, quantity: String) -> crate::Error {
@@ -36,16 +40,32 @@ fn diverged(epoch: usize, batch: usize, quantity: String) -> crate::Error {
 impl<O: Optimizer> Trainer<O> {
     /// A trainer for `net` on `loss` with `optim`.
     pub fn new(net: Net, loss: LossSpec, optim: O) -> Self {
-        Trainer { net, loss, optim }
+        Trainer { net, loss, optim, state: NetState::new() }
     }
 
-    /// The loss of the network's output on `x` against `y` in training mode, as a scalar tensor, and
-    /// the output.
+    /// Forgets the carried recurrent state: the next pass starts every recurrent layer from zeros.
+    pub fn reset_state(&mut self) {
+        self.state = NetState::new();
+    }
+
+    /// The network's output on `x` (moved to its device and kind) from the carried recurrent state,
+    /// carrying the state it leaves, detached, to the next call.
     ///
     /// # Errors
     /// Shapes that do not fit.
-    pub fn forward_loss(&self, x: &Tensor, y: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
-        let prediction = self.net.f_forward_t(&self.net.input(x), train)?;
+    pub fn forward(&mut self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (prediction, state) = self.net.f_forward_state(&self.net.input(x), &self.state, train)?;
+        self.state = state.detach();
+        Ok(prediction)
+    }
+
+    /// The loss of the network's output on `x` against `y` (see [`Trainer::forward`]), as a scalar
+    /// tensor, and the output.
+    ///
+    /// # Errors
+    /// Shapes that do not fit.
+    pub fn forward_loss(&mut self, x: &Tensor, y: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
+        let prediction = self.forward(x, train)?;
         let value = loss::loss(self.loss, &prediction, &y.to_device(self.net.device()))?;
         Ok((prediction, value))
     }
@@ -58,7 +78,7 @@ impl<O: Optimizer> Trainer<O> {
     /// loss or gradient (naming `epoch` and `batch`).
     pub fn train_batch(&mut self, x: &Tensor, y: &Tensor, (epoch, batch): (usize, usize)) -> Result<f64> {
         self.net.zero_grad();
-        let prediction = self.net.f_forward_t(&self.net.input(x), true)?;
+        let prediction = self.forward(x, true)?;
         let (value, valid) = loss::loss_unchecked(self.loss, &prediction, &y.to_device(self.net.device()))?;
         value.backward();
         let params = self.net.trainable_parameters();
@@ -191,6 +211,7 @@ impl<O: Optimizer> TrainingLoop for Session<'_, O> {
 
     fn reinitialize(&mut self, rng: &mut RandomState, seeding: InitSeeding) {
         self.trainer.net.reinitialize(rng, seeding);
+        self.trainer.reset_state();
     }
 
     fn start(&mut self, epochs: usize) {
@@ -213,7 +234,7 @@ impl<O: Optimizer> TrainingLoop for Session<'_, O> {
 
     /// The loss and accuracy summed over the test set on the device, chunk by chunk, and read once.
     fn evaluate(&mut self) -> Result<(f64, Option<f64>)> {
-        let trainer = &*self.trainer;
+        let trainer = &mut *self.trainer;
         let (x, y) = (&self.x_test, &self.y_test);
         let rows = x.size()[0];
         let classification = trainer.loss.is_classification();
@@ -222,7 +243,7 @@ impl<O: Optimizer> TrainingLoop for Session<'_, O> {
             for start in (0..rows).step_by(EVAL_CHUNK) {
                 let n = (rows - start).min(EVAL_CHUNK as i64);
                 let (xs, ys) = (x.narrow(0, start, n), y.narrow(0, start, n));
-                let prediction = trainer.net.f_forward_t(&xs, false)?;
+                let prediction = trainer.forward(&xs, false)?;
                 let value = loss::loss(trainer.loss, &prediction, &ys)?.to_kind(Kind::Double) * n as f64;
                 let correct = if classification {
                     prediction.argmax(-1, false).eq_tensor(&ys.argmax(-1, false)).sum(Kind::Double)

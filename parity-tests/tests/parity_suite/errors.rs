@@ -19,7 +19,8 @@ fn an_input_of_the_wrong_width_names_the_layer_and_both_shapes() {
         assert!(msg.starts_with("shape mismatch in layers.0 Dense(13 -> 5, sigmoid): "), "{msg}");
         assert!(msg.ends_with("input: expected (batch, 13) or (batch, time, 13), got [4, 12]"), "{msg}");
     }
-    let trainer = torch::train::Trainer::new(model, LossSpec::MSE, torch::optim::SGD::new(0.1, Decay::None).unwrap());
+    let mut trainer =
+        torch::train::Trainer::new(model, LossSpec::MSE, torch::optim::SGD::new(0.1, Decay::None).unwrap());
     let wrong_target = trainer.forward_loss(
         &to_tensor(&Array2::<f64>::zeros((4, 13))),
         &to_tensor(&Array2::<f64>::zeros((4, 2))),

@@ -39,6 +39,7 @@ use tch::{Kind, Tensor};
 use torch::convert::{to_array, to_tensor};
 use torch::layers::Kernel;
 use torch::optim as topt;
+use torch::state::NetState;
 use torch::{BuildOptions, Net};
 
 /// A value PyTorch computed in f64 that the fixture stores rounded to f32: the rounding (at most
@@ -412,14 +413,11 @@ fn torch_engine(spec: &NetSpec, loss: LossSpec, fx: &Fixture, kernel: Kernel) ->
     };
     let eval_output = masks.is_empty().then(|| to_array(&net.f_forward_t(&x, false).expect("forward")));
     net.zero_grad();
-    let output = net.f_forward_t(&x, true).expect("forward");
+    let (output, last) = net.f_forward_state(&x, &NetState::new(), true).expect("forward");
     let value = torch::loss::loss(loss, &output, &fx.target_tensor()).expect("loss");
     value.backward();
     let grads = net.trainable_parameters().into_iter().map(|(n, t)| (n, to_array(&t.grad()))).collect();
-    let state = net.recurrent_layers().into_iter().next().map(|(_, r)| {
-        let (h, c) = r.final_state().expect("a forward pass ran");
-        (to_array(&h), c.map(|c| to_array(&c)))
-    });
+    let state = last.layers().first().map(|s| (to_array(&s.h), s.c.as_ref().map(to_array)));
     Computed {
         output: to_array(&output),
         loss: value.double_value(&[]),

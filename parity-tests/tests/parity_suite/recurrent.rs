@@ -18,7 +18,7 @@ use scratch::rnn::{one_hot, CharWindows, Recurrent};
 use scratch::spec::{Biases, CellKind, GruForm, RecurrentSpec, StateMode, WeightInit};
 use tch::nn::{self, RNN as _};
 use torch::convert::{to_tensor, TorchFloat};
-use torch::layers::{Kernel, Layer as _, Recurrent as TorchRecurrent};
+use torch::layers::{Kernel, Recurrent as TorchRecurrent};
 use torch::optim as topt;
 
 const CELLS: [CellKind; 4] =
@@ -48,19 +48,20 @@ fn compare_layer<F: TorchFloat>(spec: RecurrentSpec, kernel: Kernel, (batch, ste
     let y = ours.forward(x.clone(), Mode::Train).unwrap();
     let dx = ours.backward(dy.clone()).unwrap();
     let xt = leaf(&x);
-    let yt = theirs.f_forward_t(&xt, true).unwrap();
+    let (yt, last) = theirs.seq(&xt, true).unwrap();
     (&yt * to_tensor(&dy).to_device(yt.device())).sum(yt.kind()).backward();
 
     assert_close_tensor(&format!("{label} output"), &y, &yt, tol);
     let state = ours.final_state().unwrap();
-    let (h, c) = theirs.final_state().unwrap();
-    assert_close_tensor(&format!("{label} final h"), &state.h.clone().into_dyn(), &h, tol);
-    assert_eq!(state.c.is_some(), c.is_some(), "{label}: cell state");
-    if let (Some(ours), Some(theirs)) = (&state.c, &c) {
+    assert_close_tensor(&format!("{label} final h"), &state.h.clone().into_dyn(), &last.h, tol);
+    assert_eq!(state.c.is_some(), last.c.is_some(), "{label}: cell state");
+    if let (Some(ours), Some(theirs)) = (&state.c, &last.c) {
         assert_close_tensor(&format!("{label} final c"), &ours.clone().into_dyn(), theirs, tol);
     }
     assert_close_tensor(&format!("{label} input grad"), &dx, &xt.grad(), tol);
-    let params = theirs.parameters();
+    let store = vs.variables();
+    let params: Vec<(String, tch::Tensor)> =
+        spec.parameter_shapes().into_iter().map(|(name, _)| (name.clone(), store[&name].shallow_clone())).collect();
     assert_same_names(&label, &ours.params(), &params);
     for ((name, p), (_, t)) in ours.params().into_iter().zip(&params) {
         assert_close_tensor(&format!("{label} {name} grad"), &p.grad_canonical(), &t.grad(), tol);

@@ -8,7 +8,7 @@ use crate::layers::Layer;
 use crate::ops::Mode;
 use crate::param::Param;
 use crate::rng::RandomState;
-use crate::spec::{CellKind, RecurrentSpec, StateMode};
+use crate::spec::{CellKind, RecurrentSpec, StateMode, StateStart};
 use crate::{Error, Float, Result};
 
 /// The hidden state `h` of every cell of a stack, `(layers, batch, hidden)` (PyTorch's `h_n`), with
@@ -94,8 +94,8 @@ impl<F: Float> Recurrent<F> {
     }
 
     /// Sets the state the next call starts from: `h` `(layers, batch or 1, hidden)` and, for an LSTM,
-    /// `c` of the same shape. Used as the carried state of [`StateMode::Carry`] and
-    /// [`StateMode::CarryMean`] (one row is broadcast over the batch).
+    /// `c` of the same shape, as the carried state of [`StateMode::Carry`] and [`StateMode::CarryMean`]
+    /// ([`StateMode::start`] says how a call starts from it: one row is repeated over the batch).
     ///
     /// # Errors
     /// If a shape is wrong, `c` is missing for an LSTM or given for another cell, or the layer's mode
@@ -132,33 +132,31 @@ impl<F: Float> Recurrent<F> {
         (0..self.cells.len()).map(|k| self.initial_state(k, batch)).collect()
     }
 
-    /// The state cell `k` starts this call from, for a batch of `batch`.
+    /// The state cell `k` starts this call from, for a batch of `batch` (see [`StateMode::start`]).
     fn initial_state(&self, k: usize, batch: usize) -> Result<CellState<F>> {
         let h = self.spec.hidden;
         let zeros = || Array2::zeros((batch, h));
         let lstm = self.spec.cell == CellKind::Lstm;
-        let Some(carried) = self.carried.as_ref().filter(|_| self.spec.state != StateMode::Reset) else {
+        let start = self.spec.state.start(self.carried.as_ref().map(|s| s.h.len_of(Axis(1))), batch)?;
+        let Some(carried) = self.carried.as_ref().filter(|_| start != StateStart::Zeros) else {
             return Ok(CellState { h: zeros(), c: lstm.then(zeros) });
         };
-        let fit = |a: &Array3<F>| -> Result<Array2<F>> {
+        let fit = |a: &Array3<F>| -> Array2<F> {
             let a = a.index_axis(Axis(0), k);
-            if a.nrows() == batch {
-                Ok(a.to_owned())
-            } else if a.nrows() == 1 {
-                Ok(a.broadcast((batch, h)).expect("one row broadcasts").to_owned())
-            } else {
-                Err(Error::InvalidArgument(format!(
-                    "the carried state has batch {}, this batch has {batch}: call reset_state() first, or carry \
-                     the batch mean (StateMode::CarryMean)",
-                    a.nrows()
-                )))
+            match start {
+                StateStart::Mean => {
+                    let mean = a.mean_axis(Axis(0)).expect("a carried state has rows");
+                    mean.broadcast((batch, h)).expect("one row broadcasts").to_owned()
+                }
+                StateStart::Broadcast => a.broadcast((batch, h)).expect("one row broadcasts").to_owned(),
+                StateStart::Carried | StateStart::Zeros => a.to_owned(),
             }
         };
         let c = match &carried.c {
-            Some(c) => Some(fit(c)?),
+            Some(c) => Some(fit(c)),
             None => lstm.then(zeros),
         };
-        Ok(CellState { h: fit(&carried.h)?, c })
+        Ok(CellState { h: fit(&carried.h), c })
     }
 
     /// Runs the cells backward from the gradient of the top cell's output; the input gradient of the
@@ -196,14 +194,7 @@ impl<F: Float> Layer<F> for Recurrent<F> {
             ndarray::stack(Axis(0), &views).expect("states of one shape")
         };
         let last = State { h: stack(hs), c: (!cs.is_empty()).then(|| stack(cs)) };
-        self.carried = match self.spec.state {
-            StateMode::Reset => None,
-            StateMode::Carry => Some(last.clone()),
-            StateMode::CarryMean => {
-                let mean = |a: &Array3<F>| a.mean_axis(Axis(1)).expect("batch > 0").insert_axis(Axis(1));
-                Some(State { h: mean(&last.h), c: last.c.as_ref().map(mean) })
-            }
-        };
+        self.carried = (self.spec.state != StateMode::Reset).then(|| last.clone());
         self.last = Some(last);
         Ok(y)
     }

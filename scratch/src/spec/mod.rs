@@ -51,7 +51,7 @@ pub use loss::{CrossEntropyValue, LossSpec, MseReduction, Reduction};
 pub use module::{Child, Module};
 pub use net::{NetSpec, Tie};
 pub use optim::{Method, OptimSpec};
-pub use recurrent::{Biases, CellKind, GruForm, RecurrentInit, RecurrentSpec, StateMode};
+pub use recurrent::{Biases, CellKind, GruForm, RecurrentInit, RecurrentSpec, StateMode, StateStart};
 pub use transformer::{AttentionSpec, EmbeddingSpec, LayerNormDraw, LayerNormSpec, PositionEmbeddingSpec};
 
 pub use crate::conv::PoolKind;

@@ -76,6 +76,40 @@ pub enum StateMode {
     CarryMean,
 }
 
+/// Where a call starts from, as [`StateMode::start`] decides it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateStart {
+    /// Zeros.
+    Zeros,
+    /// The carried state as it is, row for row.
+    Carried,
+    /// The carried state's one row, repeated over the batch.
+    Broadcast,
+    /// The mean of the carried state's rows, repeated over the batch.
+    Mean,
+}
+
+impl StateMode {
+    /// Where a call on a batch of `batch` rows starts, the layer carrying a state of `carried` rows
+    /// (the previous call's final state, or one set by hand; `None`: nothing carried). Both engines'
+    /// layers follow this rule.
+    ///
+    /// # Errors
+    /// [`StateMode::Carry`] with a carried state of neither `batch` rows nor one.
+    pub fn start(self, carried: Option<usize>, batch: usize) -> Result<StateStart> {
+        match (self, carried) {
+            (StateMode::Reset, _) | (_, None) => Ok(StateStart::Zeros),
+            (StateMode::CarryMean, Some(_)) => Ok(StateStart::Mean),
+            (StateMode::Carry, Some(rows)) if rows == batch => Ok(StateStart::Carried),
+            (StateMode::Carry, Some(1)) => Ok(StateStart::Broadcast),
+            (StateMode::Carry, Some(rows)) => Err(Error::InvalidArgument(format!(
+                "the carried state has batch {rows}, this batch has {batch}: reset the state first, or carry \
+                 the batch mean (StateMode::CarryMean)"
+            ))),
+        }
+    }
+}
+
 /// How the initial weights are drawn.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum RecurrentInit {

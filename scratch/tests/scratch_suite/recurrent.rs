@@ -233,7 +233,7 @@ fn carried_state_continues_the_sequence() {
         let again = stepwise.forward(x3.slice(s![.., 0..1, ..]).to_owned().into_dyn(), Mode::Eval).unwrap();
         assert!(again.abs_diff_eq(&y.slice(s![.., 0..1, ..]).into_dyn(), 1e-12), "reset starts from zeros");
         let err = stepwise.forward(Array3::<f64>::zeros((2, 1, 3)).into_dyn(), Mode::Eval).unwrap_err();
-        assert!(err.to_string().contains("reset_state"), "{err}");
+        assert!(err.to_string().contains("reset the state first"), "{err}");
     }
 }
 
@@ -307,4 +307,24 @@ fn a_character_lstm_learns_hamlet() {
     }
     let after = held_out_loss(&mut trainer.net);
     assert!(after < 2.6, "held-out loss {before} -> {after}");
+}
+
+/// The one rule both engines' layers follow for where a call starts.
+#[test]
+fn the_state_mode_decides_where_a_call_starts() {
+    use scratch::spec::StateStart;
+    let start = |mode: StateMode, carried, batch| mode.start(carried, batch).unwrap();
+    for mode in [StateMode::Reset, StateMode::Carry, StateMode::CarryMean] {
+        assert_eq!(start(mode, None, 4), StateStart::Zeros, "{mode:?}: nothing carried");
+    }
+    assert_eq!(start(StateMode::Reset, Some(4), 4), StateStart::Zeros);
+    assert_eq!(start(StateMode::Carry, Some(4), 4), StateStart::Carried);
+    assert_eq!(start(StateMode::Carry, Some(1), 4), StateStart::Broadcast);
+    assert_eq!(start(StateMode::CarryMean, Some(4), 3), StateStart::Mean);
+    let err = StateMode::Carry.start(Some(4), 3).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid argument: the carried state has batch 4, this batch has 3: reset the state first, or carry \
+         the batch mean (StateMode::CarryMean)"
+    );
 }

@@ -75,12 +75,6 @@ impl Layer for Conv2D {
         }
     }
 
-    fn parameters(&self) -> Vec<(String, Tensor)> {
-        let mut out = vec![("weight".to_string(), self.weight.shallow_clone())];
-        out.extend(self.bias.as_ref().map(|b| ("bias".to_string(), b.shallow_clone())));
-        out
-    }
-
     /// Draws as [`ConvSpec::draw`] says, then turns the book's `(C, O, k, k)` kernel into PyTorch's
     /// layout with the from-scratch engine's own conversion ([`Layout`]).
     fn reinitialize(&self, rng: &mut RandomState) {

@@ -78,11 +78,6 @@ impl Layer for Dense {
         }
     }
 
-    fn parameters(&self) -> Vec<(String, Tensor)> {
-        let weight = ("weight".to_string(), self.weight.shallow_clone());
-        std::iter::once(weight).chain(self.bias.as_ref().map(|b| ("bias".to_string(), b.shallow_clone()))).collect()
-    }
-
     /// Draws as [`DenseSpec::draw`] says, then turns the book's `(inputs, neurons)` weight into
     /// `(neurons, inputs)` with the from-scratch engine's own conversion ([`Layout`]). A shared weight
     /// takes this draw too: the last draw of a tied parameter is its value, in both engines.

@@ -58,10 +58,6 @@ impl Layer for Embedding {
         })
     }
 
-    fn parameters(&self) -> Vec<(String, Tensor)> {
-        vec![("weight".into(), self.weight.shallow_clone())]
-    }
-
     fn reinitialize(&self, rng: &mut RandomState) {
         set_values(&self.weight, &self.spec.draw(rng).into_dyn());
     }
@@ -106,10 +102,6 @@ impl Layer for PositionEmbedding {
                 Err(scratch::Error::shape("input", want, size).into())
             }
         }
-    }
-
-    fn parameters(&self) -> Vec<(String, Tensor)> {
-        vec![("weight".into(), self.weight.shallow_clone())]
     }
 
     fn reinitialize(&self, rng: &mut RandomState) {

@@ -43,11 +43,6 @@ impl Layer for LayerNorm {
         Ok(xs.f_layer_norm([self.spec.dim as i64], self.weight.as_ref(), self.bias.as_ref(), self.spec.eps, true)?)
     }
 
-    fn parameters(&self) -> Vec<(String, Tensor)> {
-        let weight = self.weight.iter().map(|w| ("weight".to_string(), w.shallow_clone()));
-        weight.chain(self.bias.iter().map(|b| ("bias".to_string(), b.shallow_clone()))).collect()
-    }
-
     /// Sets the weight to 1 and the bias to 0 (nothing is drawn).
     fn reinitialize(&self, _rng: &mut RandomState) {
         let draw = self.spec.draw();

@@ -28,6 +28,10 @@
 //! returns the error instead (naming the layer and the shapes), and is what [`crate::Net`] and the
 //! trainer call. Containers ([`Sequential`], [`Residual`]) nest layers as the description's modules
 //! nest.
+//!
+//! A layer holds handles to its parameters for its forward pass, as tch's modules do; the `VarStore`
+//! is the one list of them ([`crate::Net::named_parameters`] reads it). Recurrent state is passed in and
+//! returned, never kept in a layer (see [`crate::state`]).
 
 mod attention;
 mod conv;
@@ -54,42 +58,43 @@ pub use dropout::{Dropout, Masks};
 pub use embedding::{Embedding, PositionEmbedding};
 pub use layer_norm::LayerNorm;
 pub use pool::Pool2D;
-pub use recurrent::{recurrent, Kernel, Recurrent};
+pub use recurrent::{recurrent, Kernel, Recurrent, RecurrentState};
 pub use reshape::Reshape;
 pub use residual::Residual;
 pub use sequential::Sequential;
 
+use crate::state::StatePass;
 use crate::Result;
 
 /// A layer of the libtorch engine: a [`nn::ModuleT`] with a checked forward pass, named parameters and
-/// the from-scratch engine's initialisation; or a container of layers (then its parameters, dropouts
-/// and state are its children's).
+/// the from-scratch engine's initialisation; or a container of layers (then its parameters and
+/// dropouts are its children's).
 pub trait Layer: nn::ModuleT {
     /// A one-line description, e.g. `Dense(13 -> 1, linear)`.
     fn describe(&self) -> String;
 
-    /// The forward pass (`train` selects dropout's training behaviour); errors name the layer and the
-    /// shapes instead of panicking.
+    /// The forward pass (`train` selects dropout's training behaviour), every recurrent layer starting
+    /// from zeros; errors name the layer and the shapes instead of panicking.
     ///
     /// # Errors
     /// An input of the wrong shape.
     fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor>;
 
+    /// The forward pass with recurrent state: every recurrent layer of this one, in the order they
+    /// compute, starts from the state it left in `state` (as its description's
+    /// [`StateMode`](scratch::spec::StateMode) says) and leaves its final state there. Only containers
+    /// and recurrent layers differ from [`Layer::f_forward_t`].
+    ///
+    /// # Errors
+    /// As [`Layer::f_forward_t`], or a carried state that does not fit the batch.
+    fn f_forward_state(&self, xs: &Tensor, train: bool, _state: &mut StatePass<'_>) -> Result<Tensor> {
+        self.f_forward_t(xs, train)
+    }
+
     /// The layers this one holds, with their names (`None`: inline, named at this level); none for a
     /// layer that is not a container.
     fn children(&self) -> Vec<(Option<&str>, &dyn Layer)> {
         Vec::new()
-    }
-
-    /// The parameters with their names within the layer, in drawing order (PyTorch's layout); a
-    /// container's are its children's, their names prefixed.
-    fn parameters(&self) -> Vec<(String, Tensor)> {
-        self.children()
-            .into_iter()
-            .flat_map(|(name, child)| {
-                child.parameters().into_iter().map(move |(n, t)| (join(name.unwrap_or_default(), &n), t))
-            })
-            .collect()
     }
 
     /// Draws fresh parameters from `rng`, exactly as the from-scratch layer of the same description
@@ -216,11 +221,15 @@ struct Build<'a, 'p> {
     ties: &'a [(String, String)],
 }
 
-impl<'p> Build<'_, 'p> {
-    /// The path `path` (dotted) below the root.
-    fn path(&self, path: &str) -> nn::Path<'p> {
-        path.split('.').filter(|s| !s.is_empty()).fold(self.root.clone(), |p, segment| p.sub(segment))
-    }
+/// The path `dotted` (e.g. `transformer.h.0`; empty: `root` itself) below `root`.
+fn sub_path<'p>(root: &nn::Path<'p>, dotted: &str) -> nn::Path<'p> {
+    dotted.split('.').filter(|s| !s.is_empty()).fold(root.clone(), |p, segment| p.sub(segment))
+}
+
+/// The variable `name` (dotted, e.g. `layers.0.weight`) below `root` in its `VarStore`, if there is one.
+pub(crate) fn lookup(root: &nn::Path<'_>, name: &str) -> Option<Tensor> {
+    let (at, leaf) = name.rsplit_once('.').unwrap_or(("", name));
+    sub_path(root, at).get(leaf)
 }
 
 impl Builder for Build<'_, '_> {
@@ -229,13 +238,12 @@ impl Builder for Build<'_, '_> {
     fn layer(&mut self, path: &str, layer: &LayerSpec, input: &[usize]) -> scratch::Result<Self::Output> {
         let weight = join(path, "weight");
         let shared = match self.ties.iter().find(|(tied, _)| *tied == weight) {
-            Some((_, source)) => {
-                let (at, name) = source.rsplit_once('.').unwrap_or(("", source));
-                Some(self.path(at).get(name).expect("the tie's source is built first"))
-            }
+            Some((_, source)) => Some(lookup(self.root, source).ok_or_else(|| {
+                scratch::Error::InvalidArgument(format!("{weight} is tied to {source}, which is not built before it"))
+            })?),
             None => None,
         };
-        let at = self.path(path);
+        let at = sub_path(self.root, path);
         build_tied(&at, layer, input, self.options, self.rng, shared).map_err(|e| match e {
             crate::Error::Scratch(e) => e.within(&context(path, &layer.describe(input))),
             other => scratch::Error::InvalidArgument(format!("{}: {other}", context(path, &layer.describe(input)))),

@@ -39,10 +39,6 @@ impl Layer for Pool2D {
         })
     }
 
-    fn parameters(&self) -> Vec<(String, Tensor)> {
-        Vec::new()
-    }
-
     fn reinitialize(&self, _rng: &mut RandomState) {}
 }
 

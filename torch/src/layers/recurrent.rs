@@ -9,13 +9,12 @@
 //!   not have); autograd does back-propagation through time.
 
 use std::borrow::Borrow;
-use std::cell::RefCell;
 
 use scratch::rng::RandomState;
-use scratch::spec::{CellKind, GruForm, RecurrentSpec, StateMode};
+use scratch::spec::{CellKind, GruForm, RecurrentSpec, StateStart};
 use tch::{nn, Tensor};
 
-use super::{module_by_checked_forward, parameter, set_values, Layer};
+use super::{module_by_checked_forward, parameter, set_values, Layer, StatePass};
 use crate::Result;
 
 /// How a [`Recurrent`] layer computes its cells.
@@ -29,24 +28,42 @@ pub enum Kernel {
     Cells,
 }
 
-/// The hidden state `(layers, batch, hidden)` and, for an LSTM, the cell state.
-type State = (Tensor, Option<Tensor>);
+/// The state of a recurrent layer: the hidden state `h` of every cell, `(layers, batch, hidden)`
+/// (PyTorch's `h_n`), and for an LSTM the cell state `c` of the same shape (`c_n`).
+#[derive(Debug)]
+pub struct RecurrentState {
+    /// The hidden states.
+    pub h: Tensor,
+    /// The LSTM's cell states.
+    pub c: Option<Tensor>,
+}
+
+impl RecurrentState {
+    /// The same values, cut from the graph that computed them: the state a later call starts from
+    /// (truncated back-propagation through time).
+    pub fn detach(&self) -> Self {
+        RecurrentState { h: self.h.detach(), c: self.c.as_ref().map(Tensor::detach) }
+    }
+
+    /// The number of rows (the batch of the call that left it).
+    pub fn rows(&self) -> i64 {
+        self.h.size().get(1).copied().unwrap_or(0)
+    }
+}
 
 /// A recurrent layer on libtorch over `(batch, time, input)` sequences, `(batch, time, hidden)` out;
-/// see [`RecurrentSpec`] for the cells, the parameters and the state between calls.
+/// see [`RecurrentSpec`] for the cells and the parameters.
+///
+/// Like tch's recurrent modules it holds no state: [`Recurrent::seq_init`] takes the state a call
+/// starts from and returns its final state; [`Recurrent::seq`] and the [`Layer`] forward pass start from
+/// zeros. A network's forward pass with state ([`crate::Net::f_forward_state`]) starts each recurrent
+/// layer from the state it left, as its description's [`StateMode`](scratch::spec::StateMode) says.
 #[derive(Debug)]
 pub struct Recurrent {
     spec: RecurrentSpec,
     kernel: Kernel,
     /// Per cell of the stack: `weight_ih`, `weight_hh`, `bias_ih` and, with two biases, `bias_hh`.
     weights: Vec<Vec<Tensor>>,
-    state: RefCell<States>,
-}
-
-#[derive(Debug, Default)]
-struct States {
-    carried: Option<State>,
-    last: Option<State>,
 }
 
 /// The recurrent layer `spec` describes, its parameters under `path` (of the path's kind and device),
@@ -79,7 +96,7 @@ impl Recurrent {
             .map(|cell| cell.iter().map(|(name, shape)| parameter(path, name, shape)).collect())
             .collect();
         let kernel = if spec.cell == CellKind::Gru(GruForm::Book) { Kernel::Cells } else { kernel };
-        let layer = Recurrent { spec, kernel, weights, state: RefCell::default() };
+        let layer = Recurrent { spec, kernel, weights };
         layer.reinitialize(rng);
         Ok(layer)
     }
@@ -94,38 +111,100 @@ impl Recurrent {
         self.kernel
     }
 
-    /// The final state of the last forward pass: `h` `(layers, batch, hidden)` (PyTorch's `h_n`) and,
-    /// for an LSTM, `c` (`c_n`).
-    pub fn final_state(&self) -> Option<(Tensor, Option<Tensor>)> {
-        let state = self.state.borrow();
-        state.last.as_ref().map(|(h, c)| (h.shallow_clone(), c.as_ref().map(Tensor::shallow_clone)))
-    }
-
-    /// Forgets the state carried between calls.
-    pub fn reset_state(&self) {
-        self.state.borrow_mut().carried = None;
-    }
-
-    fn initial_state(&self, batch: i64, like: &Tensor) -> Result<State> {
+    /// Zeros: the state a call starts from when nothing is carried.
+    pub fn zero_state(&self, batch: i64, (kind, device): (tch::Kind, tch::Device)) -> RecurrentState {
         let (layers, hidden) = (self.spec.layers as i64, self.spec.hidden as i64);
-        let zeros = || Tensor::zeros([layers, batch, hidden], (like.kind(), like.device()));
-        let lstm = self.spec.cell == CellKind::Lstm;
-        let state = self.state.borrow();
-        let Some((h, c)) = state.carried.as_ref().filter(|_| self.spec.state != StateMode::Reset) else {
-            return Ok((zeros(), lstm.then(zeros)));
+        let zeros = || Tensor::zeros([layers, batch, hidden], (kind, device));
+        RecurrentState { h: zeros(), c: (self.spec.cell == CellKind::Lstm).then(zeros) }
+    }
+
+    /// The output `(batch, time, hidden)` on `xs` and the final state, starting from zeros (tch's
+    /// `RNN::seq`).
+    ///
+    /// # Errors
+    /// An input of the wrong shape.
+    pub fn seq(&self, xs: &Tensor, train: bool) -> Result<(Tensor, RecurrentState)> {
+        let batch = self.batch_of(xs)?;
+        self.run(xs, self.zero_state(batch, (xs.kind(), xs.device())), train)
+    }
+
+    /// The output `(batch, time, hidden)` on `xs` and the final state, starting from `state`, which
+    /// must have the batch's rows (tch's `RNN::seq_init`). Gradients flow into `state`; detach it to
+    /// stop them ([`RecurrentState::detach`]).
+    ///
+    /// # Errors
+    /// An input or a state of the wrong shape.
+    pub fn seq_init(&self, xs: &Tensor, state: &RecurrentState, train: bool) -> Result<(Tensor, RecurrentState)> {
+        let batch = self.batch_of(xs)?;
+        self.check_state(state, Some(batch))?;
+        let start = RecurrentState { h: state.h.shallow_clone(), c: state.c.as_ref().map(Tensor::shallow_clone) };
+        self.run(xs, start, train)
+    }
+
+    /// Checks that `state` is this layer's: `(layers, rows, hidden)` tensors (`rows` the given number,
+    /// or any), a cell state for an LSTM and for nothing else.
+    fn check_state(&self, state: &RecurrentState, rows: Option<i64>) -> Result<()> {
+        let (layers, hidden) = (self.spec.layers as i64, self.spec.hidden as i64);
+        let want = match rows {
+            Some(rows) => format!("({layers}, {rows}, {hidden})"),
+            None => format!("({layers}, rows, {hidden})"),
         };
-        let fit = |a: &Tensor| -> Result<Tensor> {
-            match a.size()[1] {
-                rows if rows == batch => Ok(a.shallow_clone()),
-                1 => Ok(a.expand([layers, batch, hidden], false)),
-                rows => Err(scratch::Error::InvalidArgument(format!(
-                    "the carried state has batch {rows}, this batch has {batch}: call reset_state() first, or \
-                     carry the batch mean (StateMode::CarryMean)"
-                ))
-                .into()),
+        let fits = |t: &Tensor| match t.size()[..] {
+            [l, r, h] => l == layers && h == hidden && r > 0 && rows.is_none_or(|rows| r == rows),
+            _ => false,
+        };
+        if !fits(&state.h) {
+            return Err(scratch::Error::shape("hidden state", want, state.h.size()).into());
+        }
+        match (&state.c, self.spec.cell == CellKind::Lstm) {
+            (Some(c), true) if !fits(c) || c.size() != state.h.size() => {
+                Err(scratch::Error::shape("cell state", want, c.size()).into())
             }
+            (None, true) | (Some(_), false) => {
+                Err(scratch::Error::InvalidArgument("an LSTM, and only an LSTM, has a cell state".into()).into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The batch size of an input `(batch > 0, time > 0, input)`.
+    fn batch_of(&self, xs: &Tensor) -> Result<i64> {
+        match xs.size()[..] {
+            [b, t, v] if v == self.spec.input as i64 && b > 0 && t > 0 => Ok(b),
+            _ => {
+                let want = format!("(batch > 0, time > 0, {})", self.spec.input);
+                Err(scratch::Error::shape("input", want, xs.size()).into())
+            }
+        }
+    }
+
+    /// The state a call on `batch` rows starts from when the layer carried `carried`, as the
+    /// description's [`StateMode::start`](scratch::spec::StateMode::start) says.
+    ///
+    /// # Errors
+    /// A carried state that is not this layer's, or whose rows do not fit the batch.
+    fn start(&self, carried: Option<&RecurrentState>, batch: i64, like: &Tensor) -> Result<RecurrentState> {
+        let rows = carried.map(|s| s.rows() as usize);
+        let start = self.spec.state.start(rows, batch as usize)?;
+        let Some(carried) = carried.filter(|_| start != StateStart::Zeros) else {
+            return Ok(self.zero_state(batch, (like.kind(), like.device())));
         };
-        Ok((fit(h)?, c.as_ref().map(fit).transpose()?))
+        self.check_state(carried, None)?;
+        let shape = [self.spec.layers as i64, batch, self.spec.hidden as i64];
+        let fit = |t: &Tensor| match start {
+            StateStart::Mean => t.mean_dim(1, true, t.kind()).expand(shape, false),
+            StateStart::Broadcast => t.expand(shape, false),
+            StateStart::Carried | StateStart::Zeros => t.shallow_clone(),
+        };
+        Ok(RecurrentState { h: fit(&carried.h), c: carried.c.as_ref().map(fit) })
+    }
+
+    /// Every cell over `xs` from `start`, with the layer's kernel.
+    fn run(&self, xs: &Tensor, start: RecurrentState, train: bool) -> Result<(Tensor, RecurrentState)> {
+        Ok(match self.kernel {
+            Kernel::Cells => self.all_cells(xs, start),
+            Kernel::Fused => self.fused(xs, start, train),
+        })
     }
 
     /// One cell of the stack step by step: `(batch, time, hidden)` and the cell's final state.
@@ -185,7 +264,7 @@ impl Recurrent {
     }
 
     /// Every cell step by step: the top cell's `(batch, time, hidden)` and the stacked final states.
-    fn all_cells(&self, x: &Tensor, (h0, c0): State) -> (Tensor, State) {
+    fn all_cells(&self, x: &Tensor, RecurrentState { h: h0, c: c0 }: RecurrentState) -> (Tensor, RecurrentState) {
         let mut y = x.shallow_clone();
         let (mut hs, mut cs) = (Vec::new(), Vec::new());
         for (k, w) in self.weights.iter().enumerate() {
@@ -196,11 +275,16 @@ impl Recurrent {
             cs.extend(c);
         }
         let c = (!cs.is_empty()).then(|| Tensor::stack(&cs, 0));
-        (y, (Tensor::stack(&hs, 0), c))
+        (y, RecurrentState { h: Tensor::stack(&hs, 0), c })
     }
 
     /// libtorch's fused kernel over the whole stack: `(batch, time, hidden)` and the final state.
-    fn fused(&self, x: &Tensor, (h0, c0): State, train: bool) -> (Tensor, State) {
+    fn fused(
+        &self,
+        x: &Tensor,
+        RecurrentState { h: h0, c: c0 }: RecurrentState,
+        train: bool,
+    ) -> (Tensor, RecurrentState) {
         let zero_biases: Vec<Tensor> =
             self.weights.iter().filter(|w| w.len() == 3).map(|w| w[2].zeros_like()).collect();
         let mut zeros = zero_biases.iter();
@@ -217,15 +301,15 @@ impl Recurrent {
             CellKind::Lstm => {
                 let c0 = c0.unwrap_or_else(|| h0.zeros_like());
                 let (y, h, c) = x.lstm(&[&h0, &c0], &params, true, layers, 0.0, train, false, true);
-                (y, (h, Some(c)))
+                (y, RecurrentState { h, c: Some(c) })
             }
             CellKind::Gru(_) => {
                 let (y, h) = x.gru(&h0, &params, true, layers, 0.0, train, false, true);
-                (y, (h, None))
+                (y, RecurrentState { h, c: None })
             }
             CellKind::Rnn => {
                 let (y, h) = x.rnn_tanh(&h0, &params, true, layers, 0.0, train, false, true);
-                (y, (h, None))
+                (y, RecurrentState { h, c: None })
             }
         }
     }
@@ -241,33 +325,16 @@ impl Layer for Recurrent {
     }
 
     fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let size = xs.size();
-        let batch = match size[..] {
-            [b, t, v] if v == self.spec.input as i64 && b > 0 && t > 0 => b,
-            _ => {
-                let want = format!("(batch > 0, time > 0, {})", self.spec.input);
-                return Err(scratch::Error::shape("input", want, size).into());
-            }
-        };
-        let start = self.initial_state(batch, xs)?;
-        let (hidden, last) = match self.kernel {
-            Kernel::Cells => self.all_cells(xs, start),
-            Kernel::Fused => self.fused(xs, start, train),
-        };
-        let detach = |(h, c): &State, f: &dyn Fn(&Tensor) -> Tensor| (f(h), c.as_ref().map(f));
-        let mut state = self.state.borrow_mut();
-        state.carried = match self.spec.state {
-            StateMode::Reset => None,
-            StateMode::Carry => Some(detach(&last, &|t| t.detach())),
-            StateMode::CarryMean => Some(detach(&last, &|t| t.mean_dim(1, true, t.kind()).detach())),
-        };
-        state.last = Some(last);
-        Ok(hidden)
+        Ok(self.seq(xs, train)?.0)
     }
 
-    fn parameters(&self) -> Vec<(String, Tensor)> {
-        let names = self.spec.parameter_shapes().into_iter().map(|(name, _)| name);
-        names.zip(self.weights.iter().flatten().map(Tensor::shallow_clone)).collect()
+    /// Starts from the state this layer left in `state` (as its description's mode says) and leaves
+    /// its final state there.
+    fn f_forward_state(&self, xs: &Tensor, train: bool, state: &mut StatePass<'_>) -> Result<Tensor> {
+        let start = self.start(state.carried(), self.batch_of(xs)?, xs)?;
+        let (y, last) = self.run(xs, start, train)?;
+        state.leave(last);
+        Ok(y)
     }
 
     /// Draws as [`RecurrentSpec::draw`] says (canonical layout, so no conversion).
@@ -276,7 +343,6 @@ impl Layer for Recurrent {
         for (p, (_, v)) in self.weights.iter().flatten().zip(values) {
             set_values(p, &v);
         }
-        self.reset_state();
     }
 
     fn recurrent(&self) -> Option<&Recurrent> {

@@ -49,10 +49,6 @@ impl Layer for Reshape {
         }
     }
 
-    fn parameters(&self) -> Vec<(String, Tensor)> {
-        Vec::new()
-    }
-
     fn reinitialize(&self, _rng: &mut RandomState) {}
 }
 

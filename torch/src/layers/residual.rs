@@ -3,6 +3,7 @@
 use tch::Tensor;
 
 use super::{module_by_checked_forward, Layer};
+use crate::state::StatePass;
 use crate::Result;
 
 /// `y = x + f(x)`, with `f` (the body) keeping its input's shape; the body's parameters are named at
@@ -27,7 +28,11 @@ impl Layer for Residual {
     }
 
     fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let fx = self.body.f_forward_t(xs, train)?;
+        self.f_forward_state(xs, train, &mut StatePass::zeros())
+    }
+
+    fn f_forward_state(&self, xs: &Tensor, train: bool, state: &mut StatePass<'_>) -> Result<Tensor> {
+        let fx = self.body.f_forward_state(xs, train, state)?;
         if fx.size() != xs.size() {
             let want = format!("the body to keep the shape {:?}", xs.size());
             return Err(scratch::Error::shape(self.describe(), want, fx.size()).into());

@@ -5,6 +5,7 @@ use scratch::spec::module::join;
 use tch::Tensor;
 
 use super::{context, module_by_checked_forward, Layer};
+use crate::state::StatePass;
 use crate::Result;
 
 /// Children applied in order; each has a name (its parameters' prefix: `0`, `conv1`, `h`) or none
@@ -46,9 +47,13 @@ impl Layer for Sequential {
     }
 
     fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.f_forward_state(xs, train, &mut StatePass::zeros())
+    }
+
+    fn f_forward_state(&self, xs: &Tensor, train: bool, state: &mut StatePass<'_>) -> Result<Tensor> {
         let mut x = xs.shallow_clone();
         for child in &self.children {
-            x = child.layer.f_forward_t(&x, train).map_err(|e| match (e, &child.context) {
+            x = child.layer.f_forward_state(&x, train, state).map_err(|e| match (e, &child.context) {
                 (crate::Error::Scratch(e), Some(context)) => e.within(context).into(),
                 (other, _) => other,
             })?;

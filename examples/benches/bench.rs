@@ -1,6 +1,7 @@
-//! `bench`: speed of the from-scratch engine against libtorch, measured in one process on the same
-//! machine. Build with `cargo build --release -p examples` (the epoch timings spawn the `dlfs` binary
-//! built beside this one).
+//! `cargo bench -p examples`: speed of the from-scratch engine against libtorch, measured in one process
+//! on the same machine, in the release profile (options after `--`: `cargo bench -p examples -- --only
+//! lstm`). A bench target rather than a program, so that `cargo test` does not build it; Cargo builds
+//! the `dlfs` binary beside it, which the epoch timings spawn.
 //!
 //! * the matrix-product peak: GFLOP/s of the `gemm` crate (what `scratch` uses) and of libtorch at
 //!   512³, 1024³ and 2048³ in f32 and f64 on all cores; the best is the peak the training steps are
@@ -43,8 +44,11 @@ use torch::layers::Kernel;
 use torch::optim::Optimizer as _;
 
 #[derive(Parser)]
-#[command(about = "Time the from-scratch engine against libtorch (build with --release)")]
+#[command(about = "Time the from-scratch engine against libtorch (cargo bench -p examples -- OPTIONS)")]
 struct Args {
+    /// Passed by `cargo bench`; nothing to choose.
+    #[arg(long = "bench", hide = true)]
+    _bench: bool,
     /// Timed repetitions per measurement (after a warm-up of a tenth as many)
     #[arg(long, default_value_t = 200)]
     reps: usize,
@@ -577,7 +581,7 @@ fn dlfs_epoch(dlfs: &PathBuf, experiment: &str, engine: &str) -> Result<f64> {
 }
 
 fn epochs_table(rounds_: usize) -> Result<Option<Table>> {
-    let dlfs = std::env::current_exe()?.with_file_name("dlfs");
+    let dlfs = PathBuf::from(env!("CARGO_BIN_EXE_dlfs"));
     if !dlfs.exists() {
         println!("\n(no {}: build it with `cargo build --release -p examples` to time epochs)", dlfs.display());
         return Ok(None);
