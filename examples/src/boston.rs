@@ -11,12 +11,12 @@ use scratch::metrics::{mae, rmse};
 use scratch::network::InitSeeding;
 use scratch::prelude::*;
 use scratch::spec::{MseReduction, OptimSpec};
-use scratch::step_by_step::{self, BiasGradient, LinearRegression, StepByStep, TrainConfig, TwoLayerNet};
+use scratch::step_by_step::{self, BiasGradient, StepByStep, TrainConfig};
 use torch::Device;
 
 use crate::engine::{Engine, Engines};
 use crate::experiments::{Opt, Outputs, Prepared, Ran, Settings};
-use crate::network::Network;
+use crate::network::{Network, StepByStepModel, StepByStepModels};
 use crate::plot::{line_chart, Chart, Series};
 use crate::progress::ProgressObserver;
 use crate::table::Table;
@@ -99,37 +99,8 @@ pub const CHAPTER3_MODELS: [(&str, &[usize], (f64, f64)); 3] = [
     ("ch3 dl: Dense(13, sigmoid) x2, Dense(1)", &[13, 13], (2.45, 3.83)),
 ];
 
-/// A chapter-2 model in either engine.
-trait Chapter2Model: StepByStep<f64> {
-    fn predict(&self, x: &ndarray::ArrayView2<f64>) -> ndarray::Array2<f64>;
-}
-
-impl Chapter2Model for LinearRegression<f64> {
-    fn predict(&self, x: &ndarray::ArrayView2<f64>) -> ndarray::Array2<f64> {
-        LinearRegression::predict(self, x)
-    }
-}
-
-impl Chapter2Model for TwoLayerNet<f64> {
-    fn predict(&self, x: &ndarray::ArrayView2<f64>) -> ndarray::Array2<f64> {
-        TwoLayerNet::predict(self, x)
-    }
-}
-
-impl Chapter2Model for torch::step_by_step::LinearRegression {
-    fn predict(&self, x: &ndarray::ArrayView2<f64>) -> ndarray::Array2<f64> {
-        torch::step_by_step::LinearRegression::predict(self, x)
-    }
-}
-
-impl Chapter2Model for torch::step_by_step::TwoLayerNet {
-    fn predict(&self, x: &ndarray::ArrayView2<f64>) -> ndarray::Array2<f64> {
-        torch::step_by_step::TwoLayerNet::predict(self, x)
-    }
-}
-
 /// Trains a chapter-2 model built by `init` from the seeded generator; returns its outcome and losses.
-fn chapter2_run<M: Chapter2Model>(
+fn chapter2_run<M: StepByStepModel>(
     (model, engine, book): (&str, Engine, Option<(f64, f64, usize)>),
     seed: u32,
     iterations: usize,
@@ -173,12 +144,8 @@ pub fn run_on(data: &Split<f64>, engines: Engines, quiet: bool) -> Result<Boston
     let mut chapter3_validation = Vec::new();
     for (i, engine) in engines.iter().enumerate() {
         let start = Instant::now();
-        let preds = match engine {
-            Engine::Scratch => step_by_step::least_squares(&data.x_train, &data.y_train)?.predict(&data.x_test.view()),
-            Engine::Torch => {
-                torch::step_by_step::least_squares(&data.x_train, &data.y_train).predict(&data.x_test.view())
-            }
-        };
+        let models = StepByStepModels::of(engine);
+        let preds = (models.least_squares)(&data.x_train, &data.y_train)?.predict(&data.x_test.view());
         let (mae, rmse) = evaluate(&preds, data);
         let seconds = start.elapsed().as_secs_f64();
         let (model, book) = ("ch2 least squares (closed form)".into(), Some((3.5671, 5.0476, 4)));
@@ -186,12 +153,7 @@ pub fn run_on(data: &Split<f64>, engines: Engines, quiet: bool) -> Result<Boston
 
         let features = boston::FEATURES;
         let linear = ("ch2 linear regression, step by step", engine, Some((3.5644, 5.0497, 4)));
-        let (o, l) = match engine {
-            Engine::Scratch => chapter2_run(linear, 180_708, 1000, |r| LinearRegression::init(features, r), data)?,
-            Engine::Torch => {
-                chapter2_run(linear, 180_708, 1000, |r| torch::step_by_step::LinearRegression::init(features, r), data)?
-            }
-        };
+        let (o, l) = chapter2_run(linear, 180_708, 1000, |r| (models.linear)(features, r), data)?;
         outcomes.push(o);
         if i == 0 {
             chapter2_losses.push(("linear regression".to_string(), l));
@@ -201,18 +163,7 @@ pub fn run_on(data: &Split<f64>, engines: Engines, quiet: bool) -> Result<Boston
             (BiasGradient::Correct, "ch2 two-layer net (correct gradient)", None),
         ] {
             let model = (label, engine, book);
-            let (o, l) = match engine {
-                Engine::Scratch => {
-                    chapter2_run(model, 180_807, 10_000, |r| TwoLayerNet::init(features, 13, quirk, r), data)?
-                }
-                Engine::Torch => chapter2_run(
-                    model,
-                    180_807,
-                    10_000,
-                    |r| torch::step_by_step::TwoLayerNet::init(features, 13, quirk, r),
-                    data,
-                )?,
-            };
+            let (o, l) = chapter2_run(model, 180_807, 10_000, |r| (models.two_layer)(features, 13, quirk, r), data)?;
             outcomes.push(o);
             if i == 0 {
                 chapter2_losses.push((label.trim_start_matches("ch2 ").to_string(), l));

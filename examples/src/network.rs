@@ -3,21 +3,95 @@
 //! batches and masks in both), evaluated and saved. An experiment written over [`Network`] is written
 //! once and runs in either engine. An experiment with a loop of its own (the language models, the GPT)
 //! builds its network here too, and turns it into its model with [`Network::into_model`], giving the
-//! model's two implementations as a [`Models`].
+//! model's two implementations as a [`Models`]. Chapter 2's models, written step by step without
+//! layers, come from [`StepByStepModels::of`]. This is the one module that names each engine's types.
 
 use std::path::Path;
 
 use anyhow::Result;
-use ndarray::ArrayD;
+use ndarray::{Array2, ArrayD, ArrayView2};
 use scratch::network::NeuralNetwork;
 use scratch::rng::RandomState;
 use scratch::spec::{LossSpec, NetSpec, OptimSpec};
+use scratch::step_by_step::{BiasGradient, StepByStep};
 use scratch::train::{Dataset, FitOptions, FitReport, Observer};
 use torch::convert::{to_array, to_tensor, TorchFloat};
 use torch::layers::Masks;
 
 use crate::engine::Engine;
 use crate::experiments::resume::EXPERIMENT;
+
+/// A chapter-2 model (weights and gradients written out, no layers) in either engine.
+pub trait StepByStepModel: StepByStep<f64> {
+    /// The predictions for `x`, `(rows, 1)`.
+    fn predict(&self, x: &ArrayView2<f64>) -> Array2<f64>;
+}
+
+impl StepByStep<f64> for BoxedStepByStep {
+    fn train_step(&mut self, x: &ArrayView2<f64>, y: &ArrayView2<f64>, learning_rate: f64) -> scratch::Result<f64> {
+        (**self).train_step(x, y, learning_rate)
+    }
+}
+
+impl StepByStepModel for BoxedStepByStep {
+    fn predict(&self, x: &ArrayView2<f64>) -> Array2<f64> {
+        (**self).predict(x)
+    }
+}
+
+/// Implements [`StepByStepModel`] for an engine's chapter-2 model by its own `predict`.
+macro_rules! step_by_step_model {
+    ($($model:ty),*) => {$(
+        impl StepByStepModel for $model {
+            fn predict(&self, x: &ArrayView2<f64>) -> Array2<f64> {
+                <$model>::predict(self, x)
+            }
+        }
+    )*};
+}
+
+step_by_step_model!(
+    scratch::step_by_step::LinearRegression<f64>,
+    scratch::step_by_step::TwoLayerNet<f64>,
+    torch::step_by_step::LinearRegression,
+    torch::step_by_step::TwoLayerNet
+);
+
+/// A chapter-2 model of either engine.
+pub type BoxedStepByStep = Box<dyn StepByStepModel>;
+
+/// Chapter 2's models in one engine.
+pub struct StepByStepModels {
+    /// The closed-form least-squares fit of `y` on `x`.
+    pub least_squares: fn(&Array2<f64>, &Array2<f64>) -> Result<BoxedStepByStep>,
+    /// Linear regression on `features` inputs, its weights drawn from the generator.
+    pub linear: fn(usize, &mut RandomState) -> BoxedStepByStep,
+    /// The two-layer network on `features` inputs with `hidden` sigmoid units, its bias gradient as the
+    /// book computes it or as it should be.
+    pub two_layer: fn(usize, usize, BiasGradient, &mut RandomState) -> BoxedStepByStep,
+}
+
+impl StepByStepModels {
+    /// The chapter-2 models of `engine`: the same weights from the same generator in both.
+    pub fn of(engine: Engine) -> Self {
+        match engine {
+            Engine::Scratch => StepByStepModels {
+                least_squares: |x, y| Ok(Box::new(scratch::step_by_step::least_squares(x, y)?)),
+                linear: |features, rng| Box::new(scratch::step_by_step::LinearRegression::init(features, rng)),
+                two_layer: |features, hidden, bias, rng| {
+                    Box::new(scratch::step_by_step::TwoLayerNet::init(features, hidden, bias, rng))
+                },
+            },
+            Engine::Torch => StepByStepModels {
+                least_squares: |x, y| Ok(Box::new(torch::step_by_step::least_squares(x, y))),
+                linear: |features, rng| Box::new(torch::step_by_step::LinearRegression::init(features, rng)),
+                two_layer: |features, hidden, bias, rng| {
+                    Box::new(torch::step_by_step::TwoLayerNet::init(features, hidden, bias, rng))
+                },
+            },
+        }
+    }
+}
 
 /// An experiment's model in each engine: what an experiment with its own training loop makes of a
 /// network and its optimizer ([`Network::into_model`]), behind the one trait its loop is written over.
