@@ -26,7 +26,7 @@ use torch::optim::Optimizer as _;
 use crate::engine::{Engine, Engines};
 use crate::experiments::options::Dtype;
 use crate::experiments::{resume, Experiment, Opt, Outputs, Prepared, Ran, Settings};
-use crate::language_model::{check_prompt, corpus, progress_bar, say, Corpus, WORKS};
+use crate::language_model::{check_prompt, corpus, progress_bar, say, Corpus, LmResult, WORKS};
 use crate::network::{Models, Network};
 use crate::plot::{line_chart, Chart, Series};
 use crate::table::Table;
@@ -282,49 +282,16 @@ impl Model for TorchGpt {
     }
 }
 
-/// What one engine reached.
-#[derive(Clone, Debug)]
-pub struct GptResult {
-    /// The engine.
-    pub engine: Engine,
-    /// Training loss of every iteration (nats per character).
-    pub train_losses: Vec<f64>,
-    /// `(iteration, validation loss)`, the first before training.
-    pub validations: Vec<(usize, f64)>,
-    /// Time spent in training steps.
-    pub train_time: Duration,
-    /// A sample of the trained model.
-    pub sample: String,
-}
-
-impl GptResult {
-    /// Seconds per training iteration.
-    pub fn seconds_per_iteration(&self) -> f64 {
-        self.train_time.as_secs_f64() / self.train_losses.len().max(1) as f64
-    }
-
-    /// The last validation loss.
-    pub fn final_validation(&self) -> f64 {
-        self.validations.last().map_or(f64::NAN, |v| v.1)
-    }
-
-    /// Training tokens (characters) per second: every window's positions of every iteration.
-    pub fn tokens_per_second(&self, opts: &GptOptions) -> f64 {
-        let tokens = self.train_losses.len() * opts.batch * opts.config.context;
-        tokens as f64 / self.train_time.as_secs_f64().max(f64::MIN_POSITIVE)
-    }
+/// Training tokens (characters) per second of a run: every window's positions of every iteration.
+fn tokens_per_second(result: &LmResult, opts: &GptOptions) -> f64 {
+    let tokens = result.train_losses.len() * opts.batch * opts.config.context;
+    tokens as f64 / result.train_time.as_secs_f64().max(f64::MIN_POSITIVE)
 }
 
 /// Trains one engine's model: the batches drawn from the options' seed, the same in every engine;
 /// validations before training and every `eval_every` iterations; then a sample. Training stops with
 /// a divergence by the rule of [`scratch::train::divergence`].
-fn train(
-    engine: Engine,
-    model: &mut dyn Model,
-    corpus: &Corpus,
-    opts: &GptOptions,
-    out: &Outputs,
-) -> Result<GptResult> {
+fn train(engine: Engine, model: &mut dyn Model, corpus: &Corpus, opts: &GptOptions, out: &Outputs) -> Result<LmResult> {
     let context = opts.config.context;
     let validation = all_windows(&corpus.validation, context);
     let bar = progress_bar(engine.name(), opts.iterations, opts.quiet);
@@ -332,8 +299,9 @@ fn train(
     let initial = model.loss(&validation)?;
     divergence.evaluation(initial, 1, 0)?;
     say(&bar, opts.quiet, format!("{engine:>16} before training: validation loss {initial:.4} nats/char"));
-    let mut result = GptResult {
+    let mut result = LmResult {
         engine,
+        initial_validation: initial,
         train_losses: Vec::with_capacity(opts.iterations),
         validations: vec![(0, initial)],
         train_time: Duration::ZERO,
@@ -370,7 +338,7 @@ fn train(
 }
 
 /// Builds and trains one engine's GPT in `F`.
-fn train_engine<F: TorchFloat>(engine: Engine, corpus: &Corpus, opts: &GptOptions, out: &Outputs) -> Result<GptResult> {
+fn train_engine<F: TorchFloat>(engine: Engine, corpus: &Corpus, opts: &GptOptions, out: &Outputs) -> Result<LmResult> {
     let spec = opts.network();
     let mut net = Network::<F>::new(engine, (&spec, LOSS), opts.seed, opts.device, out.experiment())?;
     if let Some(path) = &opts.resume {
@@ -405,7 +373,7 @@ fn lstm_validation(out: &Outputs) -> Option<f64> {
 }
 
 /// The results as a table.
-fn table(opts: &GptOptions, corpus: &Corpus, results: &[GptResult], lstm: Option<f64>) -> Table {
+fn table(opts: &GptOptions, corpus: &Corpus, results: &[LmResult], lstm: Option<f64>) -> Table {
     let c = &opts.config;
     let mut t = Table::new(
         format!(
@@ -431,7 +399,7 @@ fn table(opts: &GptOptions, corpus: &Corpus, results: &[GptResult], lstm: Option
             lstm.map_or_else(|| "(run ch6-lstm)".into(), |v| format!("{v:.4}")),
             r.train_losses.len().to_string(),
             format!("{:.4}", r.seconds_per_iteration()),
-            format!("{:.0}", r.tokens_per_second(opts)),
+            format!("{:.0}", tokens_per_second(r, opts)),
             format!("{:.0} s", r.train_time.as_secs_f64()),
         ]);
     }
@@ -439,7 +407,7 @@ fn table(opts: &GptOptions, corpus: &Corpus, results: &[GptResult], lstm: Option
 }
 
 /// The training loss (smoothed) and validation loss of each engine against the iteration.
-fn plot(out: &Outputs, opts: &GptOptions, results: &[GptResult]) -> Result<PathBuf> {
+fn plot(out: &Outputs, opts: &GptOptions, results: &[LmResult]) -> Result<PathBuf> {
     let path = out.loss_chart();
     let mut series = Vec::new();
     for r in results {
@@ -463,7 +431,7 @@ fn plot(out: &Outputs, opts: &GptOptions, results: &[GptResult]) -> Result<PathB
 }
 
 /// The metrics of a run: each engine's curves and final numbers.
-fn metrics(name: &str, opts: &GptOptions, dtype: &str, results: &[GptResult]) -> crate::metrics::Metrics {
+fn metrics(name: &str, opts: &GptOptions, dtype: &str, results: &[LmResult]) -> crate::metrics::Metrics {
     let mut m = crate::metrics::Metrics::new(name, dtype, "iteration");
     let every = opts.eval_every.max(1);
     for r in results {
@@ -486,7 +454,7 @@ fn metrics(name: &str, opts: &GptOptions, dtype: &str, results: &[GptResult]) ->
                 ("final_validation_nats_per_char", r.final_validation()),
                 ("iterations", r.train_losses.len() as f64),
                 ("seconds_per_iteration", r.seconds_per_iteration()),
-                ("tokens_per_second", r.tokens_per_second(opts)),
+                ("tokens_per_second", tokens_per_second(r, opts)),
             ],
         );
     }

@@ -204,7 +204,7 @@ fn network_with_state(opts: &LmOptions, vocab: usize, state: StateMode) -> NetSp
 /// The loss of the language models: the mean cross-entropy per character.
 const LOSS: LossSpec = LossSpec::CROSS_ENTROPY;
 
-/// What one engine reached.
+/// What one engine's language model (the recurrent ones', the GPT's) reached.
 #[derive(Clone, Debug)]
 pub struct LmResult {
     /// The engine.
@@ -213,7 +213,7 @@ pub struct LmResult {
     pub initial_validation: f64,
     /// Training loss of every iteration (nats per character).
     pub train_losses: Vec<f64>,
-    /// `(iteration, validation loss)`.
+    /// `(iteration, validation loss)` (the GPT's begin with the one before training, at iteration 0).
     pub validations: Vec<(usize, f64)>,
     /// Time spent in training steps.
     pub train_time: Duration,

@@ -7,39 +7,22 @@ use std::collections::HashMap;
 
 use scratch::rng::RandomState;
 use scratch::rnn::Sampling;
-use scratch::spec::gpt::GptConfig;
+use scratch::spec::gpt::{not_a_gpt, GptConfig, GptParts};
 use tch::Tensor;
 
 use crate::layers::Layer;
 use crate::{Net, Result};
-
-/// The layers of one transformer block, found by their nanoGPT names.
-struct Block<'a> {
-    ln_1: &'a dyn Layer,
-    c_attn: &'a dyn Layer,
-    attn_proj: &'a dyn Layer,
-    ln_2: &'a dyn Layer,
-    c_fc: &'a dyn Layer,
-    mlp_proj: &'a dyn Layer,
-}
 
 /// A GPT (a [`Net`] built from [`gpt`](scratch::spec::gpt::gpt)) generating one token at a time from
 /// its key-value cache, on the network's device.
 pub struct Generator<'a> {
     wte: Tensor,
     wpe: Tensor,
-    blocks: Vec<Block<'a>>,
-    ln_f: &'a dyn Layer,
-    lm_head: &'a dyn Layer,
+    parts: GptParts<&'a dyn Layer>,
     heads: i64,
     /// Each block's cached keys and values, `(1, heads, positions, hs)`.
     cache: Vec<Option<(Tensor, Tensor)>>,
     tokens: Vec<usize>,
-}
-
-fn not_a_gpt(what: &str) -> crate::Error {
-    scratch::Error::InvalidArgument(format!("not a GPT as spec::gpt::gpt describes it for its configuration: {what}"))
-        .into()
 }
 
 impl<'a> Generator<'a> {
@@ -50,34 +33,20 @@ impl<'a> Generator<'a> {
     /// A network without the layers and parameters of that description.
     pub fn new(net: &'a Net, config: &GptConfig) -> Result<Self> {
         let leaves: HashMap<String, &'a dyn Layer> = net.leaves().into_iter().collect();
-        let layer = |path: String| leaves.get(&path).copied().ok_or_else(|| not_a_gpt(&format!("no layer {path}")));
-        let blocks = (0..config.layers)
-            .map(|i| {
-                let at = |name: &str| layer(format!("transformer.h.{i}.{name}"));
-                Ok(Block {
-                    ln_1: at("ln_1")?,
-                    c_attn: at("attn.c_attn")?,
-                    attn_proj: at("attn.c_proj")?,
-                    ln_2: at("ln_2")?,
-                    c_fc: at("mlp.c_fc")?,
-                    mlp_proj: at("mlp.c_proj")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let parts = GptParts::find(config, |path| leaves.get(path).copied())?;
         let params: HashMap<String, Tensor> = net.named_parameters().into_iter().collect();
-        let matrix = |name: &str, shape: [usize; 2]| {
+        let matrix = |name: &str, (rows, columns): (usize, usize)| {
             let t = params.get(name).ok_or_else(|| not_a_gpt(&format!("no parameter {name}")))?;
-            if t.size() != [shape[0] as i64, shape[1] as i64] {
-                return Err(not_a_gpt(&format!("{name} is not {shape:?}")));
+            if t.size() != [rows as i64, columns as i64] {
+                return Err(not_a_gpt(&format!("{name} is not ({rows}, {columns})")));
             }
             Ok(t.detach())
         };
+        let [(wte, wte_shape), (wpe, wpe_shape)] = config.embedding_tables();
         Ok(Generator {
-            wte: matrix("transformer.wte.weight", [config.vocab, config.width])?,
-            wpe: matrix("transformer.wpe.weight", [config.context, config.width])?,
-            blocks,
-            ln_f: layer("transformer.ln_f".into())?,
-            lm_head: layer("lm_head".into())?,
+            wte: matrix(wte, wte_shape)?,
+            wpe: matrix(wpe, wpe_shape)?,
+            parts,
             heads: config.heads as i64,
             cache: (0..config.layers).map(|_| None).collect(),
             tokens: Vec::new(),
@@ -123,7 +92,7 @@ impl<'a> Generator<'a> {
             let c = self.wte.size()[1];
             let (h, hs) = (self.heads, c / self.heads);
             let mut x = (self.wte.get(token as i64) + self.wpe.get(self.tokens.len() as i64)).view([1, 1, c]);
-            for (b, cache) in self.blocks.iter().zip(&mut self.cache) {
+            for (b, cache) in self.parts.blocks.iter().zip(&mut self.cache) {
                 let qkv = b.c_attn.f_forward_t(&b.ln_1.f_forward_t(&x, false)?, false)?;
                 let part = |i: i64| qkv.narrow(2, i * c, c).view([1, 1, h, hs]).transpose(1, 2);
                 let (q, k, v) = (part(0), part(1), part(2));
@@ -146,7 +115,7 @@ impl<'a> Generator<'a> {
                 let m = b.mlp_proj.f_forward_t(&b.c_fc.f_forward_t(&b.ln_2.f_forward_t(&x, false)?, false)?, false)?;
                 x = &x + m;
             }
-            let logits = self.lm_head.f_forward_t(&self.ln_f.f_forward_t(&x, false)?, false)?;
+            let logits = self.parts.lm_head.f_forward_t(&self.parts.ln_f.f_forward_t(&x, false)?, false)?;
             self.tokens.push(token);
             Ok(logits.view([-1]))
         })

@@ -21,6 +21,7 @@ use super::{
     PositionEmbeddingSpec, WeightInit,
 };
 use crate::ops::GeluApproximation;
+use crate::{Error, Result};
 
 /// The sizes of a GPT.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -43,6 +44,12 @@ pub struct GptConfig {
 }
 
 impl GptConfig {
+    /// The token and position embedding tables of [`gpt`]`(self)`: their parameters' names and shapes,
+    /// `(vocab, C)` and `(context, C)`.
+    pub fn embedding_tables(&self) -> [(&'static str, (usize, usize)); 2] {
+        [("transformer.wte.weight", (self.vocab, self.width)), ("transformer.wpe.weight", (self.context, self.width))]
+    }
+
     /// The small model nanoGPT trains on Shakespeare's characters on a CPU: 4 blocks of 4 heads, width
     /// 128, context 64, no dropout, no biases.
     pub fn cpu(vocab: usize) -> Self {
@@ -105,4 +112,65 @@ pub fn gpt(config: &GptConfig) -> NetSpec {
         .child("transformer", transformer)
         .child("lm_head", DenseSpec::new(vocab).bias(false).init(normal));
     NetSpec::from_module(&[context], net).tie("lm_head.weight", "transformer.wte.weight")
+}
+
+/// The layers of one transformer block of [`gpt`], by their nanoGPT names (`transformer.h.{i}.ln_1`,
+/// `.attn.c_attn`, `.attn.c_proj`, `.ln_2`, `.mlp.c_fc`, `.mlp.c_proj`).
+#[derive(Debug)]
+pub struct GptBlock<L> {
+    /// The normalisation before attention.
+    pub ln_1: L,
+    /// The query, key and value projection.
+    pub c_attn: L,
+    /// The projection of the heads back into the residual stream.
+    pub attn_proj: L,
+    /// The normalisation before the MLP.
+    pub ln_2: L,
+    /// The MLP's widening layer (with its GELU).
+    pub c_fc: L,
+    /// The MLP's projection back into the residual stream.
+    pub mlp_proj: L,
+}
+
+/// The layers a key-value-cache generator runs one position at a time, found in a network of either
+/// engine that [`gpt`] describes; the embedding tables are parameters
+/// ([`GptConfig::embedding_tables`]).
+#[derive(Debug)]
+pub struct GptParts<L> {
+    /// Every block's layers, in order.
+    pub blocks: Vec<GptBlock<L>>,
+    /// The final normalisation.
+    pub ln_f: L,
+    /// The projection onto the vocabulary.
+    pub lm_head: L,
+}
+
+impl<L> GptParts<L> {
+    /// Every part of a network that [`gpt`]`(config)` describes, `layer(path)` answering the layer at a
+    /// path (`None` where there is none).
+    ///
+    /// # Errors
+    /// A missing layer, named (see [`not_a_gpt`]).
+    pub fn find(config: &GptConfig, layer: impl Fn(&str) -> Option<L>) -> Result<Self> {
+        let at = |path: String| layer(&path).ok_or_else(|| not_a_gpt(&format!("no layer {path}")));
+        let blocks = (0..config.layers)
+            .map(|i| {
+                let part = |name: &str| at(format!("transformer.h.{i}.{name}"));
+                Ok(GptBlock {
+                    ln_1: part("ln_1")?,
+                    c_attn: part("attn.c_attn")?,
+                    attn_proj: part("attn.c_proj")?,
+                    ln_2: part("ln_2")?,
+                    c_fc: part("mlp.c_fc")?,
+                    mlp_proj: part("mlp.c_proj")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(GptParts { blocks, ln_f: at("transformer.ln_f".into())?, lm_head: at("lm_head".into())? })
+    }
+}
+
+/// The error for a network that is not what [`gpt`] describes for a configuration.
+pub fn not_a_gpt(what: &str) -> Error {
+    Error::InvalidArgument(format!("not a GPT as spec::gpt::gpt describes it for its configuration: {what}"))
 }

@@ -22,27 +22,15 @@ use crate::layers::Layer;
 use crate::network::NeuralNetwork;
 use crate::rng::RandomState;
 use crate::rnn::Sampling;
-use crate::spec::gpt::GptConfig;
+use crate::spec::gpt::{not_a_gpt, GptConfig, GptParts};
 use crate::{Error, Float, Result};
-
-/// The layers of one transformer block, found by their nanoGPT names.
-struct Block<'a, F: Float> {
-    ln_1: &'a dyn Layer<F>,
-    c_attn: &'a dyn Layer<F>,
-    attn_proj: &'a dyn Layer<F>,
-    ln_2: &'a dyn Layer<F>,
-    c_fc: &'a dyn Layer<F>,
-    mlp_proj: &'a dyn Layer<F>,
-}
 
 /// A GPT (a network built from [`gpt`](crate::spec::gpt::gpt)) generating one token at a time from
 /// its key-value cache. It borrows the network: its weights are the network's.
 pub struct Generator<'a, F: Float> {
     wte: ArrayView2<'a, F>,
     wpe: ArrayView2<'a, F>,
-    blocks: Vec<Block<'a, F>>,
-    ln_f: &'a dyn Layer<F>,
-    lm_head: &'a dyn Layer<F>,
+    parts: GptParts<&'a dyn Layer<F>>,
     heads: usize,
     /// Each block's cached keys and values, `(positions, C)` row after row.
     cache: Vec<(Vec<F>, Vec<F>)>,
@@ -58,11 +46,7 @@ fn matrix<'a, F: Float>(net: &'a NeuralNetwork<F>, name: &str, shape: (usize, us
         .into_dimensionality::<Ix2>()
         .ok()
         .filter(|m| m.dim() == shape)
-        .ok_or_else(|| not_a_gpt(&format!("{name} is not {shape:?}")))
-}
-
-fn not_a_gpt(what: &str) -> Error {
-    Error::InvalidArgument(format!("not a GPT as spec::gpt::gpt describes it for its configuration: {what}"))
+        .ok_or_else(|| not_a_gpt(&format!("{name} is not ({}, {})", shape.0, shape.1)))
 }
 
 impl<'a, F: Float> Generator<'a, F> {
@@ -72,26 +56,12 @@ impl<'a, F: Float> Generator<'a, F> {
     /// A network without the layers and parameters of that description.
     pub fn new(net: &'a NeuralNetwork<F>, config: &GptConfig) -> Result<Self> {
         let leaves: HashMap<String, &'a dyn Layer<F>> = net.leaves().into_iter().collect();
-        let layer = |path: String| leaves.get(&path).copied().ok_or_else(|| not_a_gpt(&format!("no layer {path}")));
-        let blocks = (0..config.layers)
-            .map(|i| {
-                let at = |name: &str| layer(format!("transformer.h.{i}.{name}"));
-                Ok(Block {
-                    ln_1: at("ln_1")?,
-                    c_attn: at("attn.c_attn")?,
-                    attn_proj: at("attn.c_proj")?,
-                    ln_2: at("ln_2")?,
-                    c_fc: at("mlp.c_fc")?,
-                    mlp_proj: at("mlp.c_proj")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let parts = GptParts::find(config, |path| leaves.get(path).copied())?;
+        let [(wte, wte_shape), (wpe, wpe_shape)] = config.embedding_tables();
         Ok(Generator {
-            wte: matrix(net, "transformer.wte.weight", (config.vocab, config.width))?,
-            wpe: matrix(net, "transformer.wpe.weight", (config.context, config.width))?,
-            blocks,
-            ln_f: layer("transformer.ln_f".into())?,
-            lm_head: layer("lm_head".into())?,
+            wte: matrix(net, wte, wte_shape)?,
+            wpe: matrix(net, wpe, wpe_shape)?,
+            parts,
             heads: config.heads,
             cache: vec![(Vec::new(), Vec::new()); config.layers],
             tokens: Vec::new(),
@@ -140,14 +110,14 @@ impl<'a, F: Float> Generator<'a, F> {
         let position = self.tokens.len();
         let row = &self.wte.row(token) + &self.wpe.row(position);
         let mut x = row.into_shape_with_order(IxDyn(&[1, 1, self.wte.ncols()])).expect("one row");
-        for (i, b) in self.blocks.iter().enumerate() {
+        for (i, b) in self.parts.blocks.iter().enumerate() {
             let qkv = b.c_attn.infer(b.ln_1.infer(x.clone())?)?;
             let y = attend(&mut self.cache[i], qkv, self.heads);
             x = x + b.attn_proj.infer(y)?;
             let h = b.mlp_proj.infer(b.c_fc.infer(b.ln_2.infer(x.clone())?)?)?;
             x = x + h;
         }
-        let logits = self.lm_head.infer(self.ln_f.infer(x)?)?;
+        let logits = self.parts.lm_head.infer(self.parts.ln_f.infer(x)?)?;
         self.tokens.push(token);
         let vocab = logits.len();
         Ok(logits.into_shape_with_order(vocab).expect("one position's logits"))
