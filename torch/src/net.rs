@@ -171,17 +171,9 @@ impl Net {
     /// # Errors
     /// An input that does not fit a layer, or a state that does not fit the network or the batch.
     pub fn f_forward_state(&self, xs: &Tensor, state: &NetState, train: bool) -> Result<(Tensor, NetState)> {
-        let recurrent = self.recurrent_layers().len();
-        if !state.is_empty() && state.layers().len() != recurrent {
-            return Err(scratch::Error::InvalidArgument(format!(
-                "the state holds {} recurrent layers' states, the network has {recurrent} recurrent layers",
-                state.layers().len()
-            ))
-            .into());
-        }
         let mut pass = StatePass::new(state);
         let y = self.root.f_forward_state(xs, train, &mut pass)?;
-        Ok((y, pass.finish()))
+        Ok((y, pass.finish()?))
     }
 
     /// The output for `x` in evaluation mode without recording gradients (PyTorch's `model.eval()`

@@ -70,7 +70,18 @@ impl<'a> StatePass<'a> {
     }
 
     /// The states the pass left.
-    pub fn finish(self) -> NetState {
-        NetState { layers: self.left }
+    ///
+    /// # Errors
+    /// A pass from a state that held another number of recurrent layers' states than the pass met.
+    pub fn finish(self) -> crate::Result<NetState> {
+        if !self.from.is_empty() && self.from.len() != self.left.len() {
+            return Err(scratch::Error::InvalidArgument(format!(
+                "the state holds {} recurrent layers' states, the network has {} recurrent layers",
+                self.from.len(),
+                self.left.len()
+            ))
+            .into());
+        }
+        Ok(NetState { layers: self.left })
     }
 }
