@@ -241,8 +241,8 @@ impl<F: Float> Cell<F> {
         let output_grad = output_grad.as_slice().expect("standard layout");
         let (cell, rows) = (self.spec.cell, steps * batch);
         let (pytorch_gru, book_gru) = (cell == CellKind::Gru(GruForm::PyTorch), cell == CellKind::Gru(GruForm::Book));
-        let (old_da, old_d_rec, old_da_n) = match self.backward_buffers.take() {
-            Some(b) => (Some(b.da), Some(b.d_recurrent), Some(b.da_n)),
+        let [old_da, old_d_rec, old_da_n, old_inputs, old_weight_grads] = match self.backward_buffers.take() {
+            Some(b) => [b.da, b.d_recurrent, b.da_n, b.inputs, b.weight_grads].map(Some),
             None => Default::default(),
         };
         let mut da = reuse(old_da, ndarray::Dim([rows, gh]));
@@ -300,29 +300,46 @@ impl<F: Float> Cell<F> {
             }
         });
 
-        // The weight gradients, each one product over all steps, in the stored layouts (W_ihᵀ, W_hhᵀ).
+        // The weight gradients, each one product over all steps, in the stored layouts (W_ihᵀ, W_hhᵀ):
+        // for the RNN and the LSTM, whose two sides see the same `da`, one product
+        // `[x_t, h_{t−1}]ᵀ · da` split in two (one wide product runs faster than a thin one over the
+        // few input columns and a second one).
         let h_before = trace.hs.slice(s![..rows, ..]);
         let d_rec = if pytorch_gru { d_recurrent.view() } else { da.view() };
         let mut dw_hh = self.weight_hh.grad.view_mut().into_dimensionality::<Ix2>().expect("a matrix");
-        if book_gru {
-            let (rz, n) = (s![.., ..2 * hidden], s![.., 2 * hidden..]);
-            matmul_into_threaded(&mut dw_hh.slice_mut(rz), &h_before.t(), &d_rec.slice(rz), false);
-            matmul_into_threaded(&mut dw_hh.slice_mut(n), &trace.rh.t(), &d_rec.slice(n), false);
-        } else {
-            matmul_into_threaded(&mut dw_hh, &h_before.t(), &d_rec, false);
-        }
-        if let Some(b) = &mut self.bias_hh {
-            b.grad = d_rec.sum_axis(Axis(0)).into_dyn();
-        }
         let mut dw_ih = self.weight_ih.grad.view_mut().into_dimensionality::<Ix2>().expect("a matrix");
-        matmul_into_threaded(&mut dw_ih, &trace.x.t(), &da.view(), false);
-        self.bias_ih.grad = da.sum_axis(Axis(0)).into_dyn();
+        let one_product = matches!(cell, CellKind::Rnn | CellKind::Lstm);
+        let input = self.spec.input;
+        let stacked = if one_product { input + hidden } else { 0 };
+        let mut inputs = reuse(old_inputs, ndarray::Dim([rows, stacked]));
+        let mut weight_grads = reuse(old_weight_grads, ndarray::Dim([stacked, gh]));
+        if one_product {
+            inputs.slice_mut(s![.., ..input]).assign(&trace.x);
+            inputs.slice_mut(s![.., input..]).assign(&h_before);
+            matmul_into_threaded(&mut weight_grads.view_mut(), &inputs.t(), &da.view(), false);
+            dw_ih.assign(&weight_grads.slice(s![..input, ..]));
+            dw_hh.assign(&weight_grads.slice(s![input.., ..]));
+        } else {
+            if book_gru {
+                let (rz, n) = (s![.., ..2 * hidden], s![.., 2 * hidden..]);
+                matmul_into_threaded(&mut dw_hh.slice_mut(rz), &h_before.t(), &d_rec.slice(rz), false);
+                matmul_into_threaded(&mut dw_hh.slice_mut(n), &trace.rh.t(), &d_rec.slice(n), false);
+            } else {
+                matmul_into_threaded(&mut dw_hh, &h_before.t(), &d_rec, false);
+            }
+            matmul_into_threaded(&mut dw_ih, &trace.x.t(), &da.view(), false);
+        }
+        let bias_grad = da.sum_axis(Axis(0)).into_dyn();
+        if let Some(b) = &mut self.bias_hh {
+            b.grad = if pytorch_gru { d_rec.sum_axis(Axis(0)).into_dyn() } else { bias_grad.clone() };
+        }
+        self.bias_ih.grad = bias_grad;
         let dx = input_grad.then(|| {
             let dx = matmul(&da.view(), &matrix(&self.weight_ih).t());
             let dx = dx.into_shape_with_order((steps, batch, self.spec.input)).expect("sizes agree");
             dx.permuted_axes([1, 0, 2]).as_standard_layout().into_owned().into_dyn()
         });
-        self.backward_buffers = Some(BackwardBuffers { da, d_recurrent, da_n });
+        self.backward_buffers = Some(BackwardBuffers { da, d_recurrent, da_n, inputs, weight_grads });
         self.trace = Some(trace);
         Ok(dx)
     }

@@ -48,6 +48,12 @@ pub(super) struct BackwardBuffers<F> {
     pub d_recurrent: Array2<F>,
     /// The book GRU's `∂L/∂a_n` of one step, `(B, H)`: what `W_hn` carries back to `r ⊙ h`.
     pub da_n: Array2<F>,
+    /// For the cells whose weights on both sides see `da` (RNN, LSTM): every step's input and previous
+    /// hidden state side by side, `(T·B, input + H)`, the left operand of the one product that gives
+    /// both weight gradients.
+    pub inputs: Array2<F>,
+    /// That product, `(input + H, G·H)`: `∂L/∂W_ihᵀ` above `∂L/∂W_hhᵀ`.
+    pub weight_grads: Array2<F>,
 }
 
 /// `old` if it has shape `dim`, else a new array of zeros. The layer keeps its buffers from one call

@@ -18,7 +18,7 @@ use std::ops::Range;
 
 use ndarray::ArrayView2;
 
-use crate::simd::{load, store, Arch, Simd, SimdFloat, WithSimd};
+use crate::simd::{load, registers, store, Arch, Simd, SimdFloat, WithSimd};
 use crate::Float;
 
 /// Values of `k` summed per pass over a panel: 128 rows of a panel of 3 AVX-512 registers are 24 KiB
@@ -57,13 +57,16 @@ impl<F: Float> WithSimd for Lanes<F> {
 }
 
 impl<F: Float> Panels<F> {
-    /// Room for `columns` columns of depth `depth`, the panel width chosen for this processor: three
-    /// registers, or four or two where that pads less.
+    /// Room for `columns` columns of depth `depth`, the panel width chosen for this processor: with 32
+    /// vector registers three, or four or two where that pads less; with 16, two (a tile of six rows
+    /// then holds its 12 accumulators, the panel row and a broadcast in registers, where wider panels
+    /// spill accumulators to the stack at every `k`).
     fn new(depth: usize, columns: usize) -> Self {
         let arch = Arch::new();
         let lanes = arch.dispatch(Lanes::<F>(std::marker::PhantomData));
         let padded = |registers: usize| columns.div_ceil(registers * lanes) * registers * lanes;
-        let registers = [3, 4, 2].into_iter().min_by_key(|&r| padded(r)).expect("three choices");
+        let choices: &[usize] = if registers(arch) >= 32 { &[3, 4, 2] } else { &[2] };
+        let registers = choices.iter().copied().min_by_key(|&r| padded(r)).expect("a choice");
         let width = registers * lanes;
         let data = vec![F::zero(); columns.div_ceil(width) * depth * width];
         Panels { arch, registers, width, depth, data }
@@ -172,14 +175,12 @@ impl<T: SimdFloat + Float> WithSimd for Product<'_, T> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        // Rows per tile: as many as leave room for the accumulators (24 of 32 registers, 12 of 16) and
-        // the panel row.
+        // Rows per tile: as many as leave room for the accumulators (24 of 32 registers, 12 of 16), the
+        // panel row and a broadcast. With 16 registers the panels are two wide ([`Panels::new`]).
         match (S::REGISTER_COUNT >= 32, self.panels.registers) {
             (true, 4) => panels::<T, S, 6, 4>(simd, self),
             (true, 3) => panels::<T, S, 8, 3>(simd, self),
             (true, _) => panels::<T, S, 12, 2>(simd, self),
-            (false, 4) => panels::<T, S, 3, 4>(simd, self),
-            (false, 3) => panels::<T, S, 4, 3>(simd, self),
             (false, _) => panels::<T, S, 6, 2>(simd, self),
         }
     }
