@@ -42,6 +42,10 @@ pub mod data;
 mod error;
 mod float;
 pub mod gradcheck;
+// Not in the crate's own unit tests: they compile the crate anyway, and share with nothing.
+#[cfg(all(shared_instances, not(test)))]
+#[doc(hidden)]
+pub mod instances;
 pub mod layers;
 pub mod linalg;
 pub mod losses;

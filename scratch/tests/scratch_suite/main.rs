@@ -10,6 +10,7 @@ mod checkpoint;
 mod convolution;
 mod data_files;
 mod generated;
+mod generation;
 mod gradients;
 mod recurrent;
 mod training;
