@@ -22,6 +22,9 @@ use crate::{Float, Result};
 /// A [`Trainer`] with an optimizer built from its description, as programs make it.
 type BuiltTrainer<F> = Trainer<F, Box<dyn Optimizer<F>>>;
 
+/// [`Trainer::fit`]'s signature.
+type Fit<F> = fn(&mut BuiltTrainer<F>, &Dataset<F>, &Dataset<F>, &FitOptions, &mut dyn Observer) -> Result<FitReport>;
+
 /// The entry points of the engine for one float type; never called through.
 pub struct Instances<F: Float> {
     /// [`NeuralNetwork::build`]: every layer kind, through the description.
@@ -29,7 +32,7 @@ pub struct Instances<F: Float> {
     /// [`optim::build`]: every optimizer and schedule.
     pub optimizer: fn(&OptimSpec) -> Result<Box<dyn Optimizer<F>>>,
     /// [`Trainer::fit`]: the training loop.
-    pub fit: fn(&mut BuiltTrainer<F>, &Dataset<F>, &Dataset<F>, &FitOptions, &mut dyn Observer) -> Result<FitReport>,
+    pub fit: Fit<F>,
 }
 
 impl<F: Float> Instances<F> {
