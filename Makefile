@@ -14,14 +14,26 @@ setup:
 setup-cuda:
 	python3 scripts/setup.py --cuda
 
-tour: setup
+# `make tour` and `make test` set up what `make setup` does, but fetch the data sets while the code
+# compiles (only libtorch is needed to build): `$(call with_data,COMMAND)` installs libtorch, then runs
+# COMMAND beside `setup.py --no-torch`, prints the fetch's log, and fails if either failed.
+define with_data
+	python3 scripts/setup.py --no-data
+	log=$$(mktemp); python3 scripts/setup.py --no-torch > $$log 2>&1 & fetch=$$!; \
+	$(1); built=$$?; wait $$fetch; fetched=$$?; cat $$log; rm -f $$log; \
+	test $$fetched -eq 0 && test $$built -eq 0
+endef
+
+tour:
+	$(call with_data,$(CARGO) build -p examples --bin dlfs)
 	$(CARGO) run -p examples --bin dlfs -- tour
 
 # The tests build in the one optimised profile the tour builds in (see Cargo.toml), so that the second
 # command reuses everything the first one compiled (libtorch's C++ bindings above all), and so does a
 # plain `cargo test -p parity-tests` after it.
 # DLFS_REQUIRE_DATA turns a missing data set into a test failure instead of a skipped test.
-test: setup
+test:
+	$(call with_data,$(CARGO) test --workspace --no-run)
 	DLFS_REQUIRE_DATA=1 $(CARGO) test --workspace
 
 lint:

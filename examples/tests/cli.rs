@@ -308,3 +308,40 @@ fn a_language_model_that_blows_up_stops_with_an_error_instead_of_a_result() {
         assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
     }
 }
+
+/// The program of the README's section on a project of one's own, between its `cat > src/main.rs` and
+/// the end of that file's text.
+fn readme_program() -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let start = readme.find("<!-- own-project:begin -->").expect("the README marks its own-project section");
+    let section = &readme[start..];
+    let open = "cat > src/main.rs <<'RUST'\n";
+    let from = section.find(open).expect("the section writes src/main.rs") + open.len();
+    let to = section[from..].find("\nRUST\n").expect("the section ends src/main.rs") + from;
+    format!("{}\n", &section[from..to])
+}
+
+/// The README's own-project program is `examples/own_project.rs` (which `cargo test` compiles against
+/// the crates as they are), and it runs: it trains, saves, loads the weights into libtorch and prints
+/// the two engines' agreement. `scripts/outside-project.sh` also runs the section's commands verbatim,
+/// from a new Cargo project outside the workspace.
+#[test]
+fn the_readme_program_is_the_own_project_example_and_runs() {
+    assert!(
+        readme_program() == include_str!("../examples/own_project.rs"),
+        "the program in README.md's section on a project of one's own differs from \
+         examples/examples/own_project.rs; make them the same"
+    );
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    let program = deps.with_file_name("examples").join("own_project");
+    assert!(
+        program.is_file(),
+        "{} not found: `cargo test -p examples` builds it (a test named alone does not)",
+        program.display()
+    );
+    let dir = Folder::new("own-project");
+    let out = Command::new(&program).current_dir(&dir.0).output().expect("the example runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("predictions within") && stdout.contains("97 parameters"), "{stdout}");
+}
