@@ -28,7 +28,7 @@ tour:
 	$(call with_data,$(CARGO) build -p examples --bin dlfs)
 	$(CARGO) run -p examples --bin dlfs -- tour
 
-# The tests build in the one optimised profile the tour builds in (see Cargo.toml), so that the second
+# The tests build in the one profile the tour builds in (see Cargo.toml), so that the second
 # command reuses everything the first one compiled (libtorch's C++ bindings above all), and so does a
 # plain `cargo test -p parity-tests` after it.
 # DLFS_REQUIRE_DATA turns a missing data set into a test failure instead of a skipped test.

@@ -5,7 +5,7 @@
 #   scripts/gpu-bundle.sh [FOLDER]        (default FOLDER: gpu-bundle, ignored by git)
 #
 # The folder holds, in under 64 MiB:
-#   binaries.tar.xz   stripped optimised builds of `dlfs`, of every test binary of the parity-tests crate
+#   binaries.tar.xz   stripped builds of `dlfs`, of every test binary of the parity-tests crate
 #                     and of the torch crate's integration tests, in bin/ and tests/ (one xz archive: the binaries
 #                     share most of their code, which a solid archive stores once)
 #   data/             gzip-compressed copies of MNIST, the Boston housing CSV and the Shakespeare texts
@@ -60,7 +60,7 @@ for line in sys.stdin:
         print(m["target"]["name"] + "\t" + m["executable"])'
 }
 
-echo "gpu-bundle: building the binaries (cargo, the optimised profile the tests use)"
+echo "gpu-bundle: building the binaries (cargo, the profile the tests use)"
 {
     cargo build -p examples --bin dlfs --message-format=json-render-diagnostics
     cargo test -p parity-tests --no-run --message-format=json-render-diagnostics
