@@ -9,6 +9,8 @@ use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
 
 use ndarray::{LinalgScalar, ScalarOperand};
 
+use crate::linalg::GemmKernel;
+
 /// A floating-point scalar: `f32` or `f64`.
 pub trait Float:
     num_traits::Float
@@ -54,6 +56,10 @@ pub trait Float:
     /// `eˣ` without branches or calls: [`exp_f32`] or [`exp_f64`].
     fn exp_fast(self) -> Self;
 
+    /// The `gemm` family's matrix product for this type (AVX-512, AVX2/FMA or scalar, chosen for the
+    /// processor at the first call), called by [`crate::linalg`] with the arguments it has normalised.
+    fn gemm_kernel() -> GemmKernel<Self>;
+
     /// `values` as `f32`s if `Self` is `f32`: for kernels written once per type (with SIMD).
     fn as_f32s(values: &[Self]) -> Option<&[f32]>;
 
@@ -97,6 +103,10 @@ impl Float for f32 {
     #[inline]
     fn exp_fast(self) -> Self {
         exp_f32(self)
+    }
+
+    fn gemm_kernel() -> GemmKernel<Self> {
+        gemm_f32::gemm::f32::get_gemm_fn()
     }
 
     fn as_f32s(values: &[Self]) -> Option<&[f32]> {
@@ -146,6 +156,10 @@ impl Float for f64 {
     #[inline]
     fn exp_fast(self) -> Self {
         exp_f64(self)
+    }
+
+    fn gemm_kernel() -> GemmKernel<Self> {
+        gemm_f64::gemm::f64::get_gemm_fn()
     }
 
     fn as_f32s(_: &[Self]) -> Option<&[f32]> {
