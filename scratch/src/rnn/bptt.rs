@@ -302,23 +302,24 @@ impl<F: Float> Cell<F> {
 
         // The weight gradients, each one product over all steps, in the stored layouts (W_ihᵀ, W_hhᵀ):
         // for the RNN and the LSTM, whose two sides see the same `da`, one product
-        // `[x_t, h_{t−1}]ᵀ · da` split in two (one wide product runs faster than a thin one over the
-        // few input columns and a second one).
+        // `[x_t, 1, h_{t−1}]ᵀ · da` split in three (one wide product runs faster than a thin one over the
+        // few input columns and a second one; the row of the ones is the biases' gradient).
         let h_before = trace.hs.slice(s![..rows, ..]);
         let d_rec = if pytorch_gru { d_recurrent.view() } else { da.view() };
         let mut dw_hh = self.weight_hh.grad.view_mut().into_dimensionality::<Ix2>().expect("a matrix");
         let mut dw_ih = self.weight_ih.grad.view_mut().into_dimensionality::<Ix2>().expect("a matrix");
         let one_product = matches!(cell, CellKind::Rnn | CellKind::Lstm);
         let input = self.spec.input;
-        let stacked = if one_product { input + hidden } else { 0 };
+        let stacked = if one_product { input + 1 + hidden } else { 0 };
         let mut inputs = reuse(old_inputs, ndarray::Dim([rows, stacked]));
         let mut weight_grads = reuse(old_weight_grads, ndarray::Dim([stacked, gh]));
-        if one_product {
-            inputs.slice_mut(s![.., ..input]).assign(&trace.x);
-            inputs.slice_mut(s![.., input..]).assign(&h_before);
+        let bias_grad = if one_product {
+            inputs.slice_mut(s![.., ..=input]).assign(&trace.x);
+            inputs.slice_mut(s![.., input + 1..]).assign(&h_before);
             matmul_into_threaded(&mut weight_grads.view_mut(), &inputs.t(), &da.view(), false);
             dw_ih.assign(&weight_grads.slice(s![..input, ..]));
-            dw_hh.assign(&weight_grads.slice(s![input.., ..]));
+            dw_hh.assign(&weight_grads.slice(s![input + 1.., ..]));
+            weight_grads.row(input).to_owned()
         } else {
             if book_gru {
                 let (rz, n) = (s![.., ..2 * hidden], s![.., 2 * hidden..]);
@@ -327,9 +328,10 @@ impl<F: Float> Cell<F> {
             } else {
                 matmul_into_threaded(&mut dw_hh, &h_before.t(), &d_rec, false);
             }
-            matmul_into_threaded(&mut dw_ih, &trace.x.t(), &da.view(), false);
+            matmul_into_threaded(&mut dw_ih, &trace.x.slice(s![.., ..input]).t(), &da.view(), false);
+            da.sum_axis(Axis(0))
         }
-        let bias_grad = da.sum_axis(Axis(0)).into_dyn();
+        .into_dyn();
         if let Some(b) = &mut self.bias_hh {
             b.grad = if pytorch_gru { d_rec.sum_axis(Axis(0)).into_dyn() } else { bias_grad.clone() };
         }

@@ -14,8 +14,10 @@ use crate::Float;
 
 /// What the forward pass keeps.
 pub(super) struct Trace<F> {
-    /// The input: `(T·B, input)`.
+    /// The input and a column of ones, the additive biases' input: `(T·B, input + 1)`.
     pub x: Array2<F>,
+    /// The input product's weights, `W_ihᵀ` above the additive biases: `(input + 1, G·H)`.
+    pub weights: Array2<F>,
     /// The gate activations, `(T·B, G·H)`: `[i, f, g, o]` (LSTM), `[r, z, n]` (GRU), `h` (RNN).
     pub gates: Array2<F>,
     /// The hidden states `h_0 … h_T`: `((T + 1)·B, H)`.
@@ -48,11 +50,11 @@ pub(super) struct BackwardBuffers<F> {
     pub d_recurrent: Array2<F>,
     /// The book GRU's `∂L/∂a_n` of one step, `(B, H)`: what `W_hn` carries back to `r ⊙ h`.
     pub da_n: Array2<F>,
-    /// For the cells whose weights on both sides see `da` (RNN, LSTM): every step's input and previous
-    /// hidden state side by side, `(T·B, input + H)`, the left operand of the one product that gives
-    /// both weight gradients.
+    /// For the cells whose weights on both sides see `da` (RNN, LSTM): every step's input, a one and
+    /// the previous hidden state side by side, `(T·B, input + 1 + H)`, the left operand of the one
+    /// product that gives both weight gradients and the biases'.
     pub inputs: Array2<F>,
-    /// That product, `(input + H, G·H)`: `∂L/∂W_ihᵀ` above `∂L/∂W_hhᵀ`.
+    /// That product, `(input + 1 + H, G·H)`: `∂L/∂W_ihᵀ`, `∂L/∂b` and `∂L/∂W_hhᵀ`, one above the other.
     pub weight_grads: Array2<F>,
 }
 

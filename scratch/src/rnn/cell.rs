@@ -1,7 +1,8 @@
 //! One cell of a stack unrolled over a sequence: its parameters and its forward pass.
 //!
 //! With `T` steps, batch `B` and `G` gate blocks of `H` units, the input products of all steps are
-//! one matrix product, `(T·B, input) × (input, G·H)`, with the additive biases. Each step then adds its
+//! one matrix product, `(T·B, input + 1) × (input + 1, G·H)`: the input with a column of ones times
+//! `W_ihᵀ` above the additive biases, so that the biases cost no pass of their own. Each step then adds its
 //! recurrent product `(B, H) × (H, G·H)` over the whole batch and applies the cell element-wise
 //! ([`super::kernels`]); the threads share each step by hidden units ([`super::threads`]).
 
@@ -253,20 +254,23 @@ impl<F: Float> Cell<F> {
     fn unroll(&self, input: ArrayD<F>, start: CellState<F>, old: Option<Trace<F>>) -> Trace<F> {
         let (batch, steps, hidden) = (input.shape()[0], input.shape()[1], self.spec.hidden);
         let (cell, gh, rows) = (self.spec.cell, self.gate_rows(), steps * batch);
-        let old = old.map(|t| [t.x, t.gates, t.hs, t.cs, t.tanh_c, t.hn, t.rh]);
-        let [old_x, old_gates, old_hs, old_cs, old_tanh_c, old_hn, old_rh] = match old {
+        let old = old.map(|t| [t.x, t.weights, t.gates, t.hs, t.cs, t.tanh_c, t.hn, t.rh]);
+        let [old_x, old_weights, old_gates, old_hs, old_cs, old_tanh_c, old_hn, old_rh] = match old {
             Some(buffers) => buffers.map(Some),
             None => Default::default(),
         };
-        // (B, T, in) to time-major (T·B, in).
-        let mut x = reuse(old_x, ndarray::Dim([rows, self.spec.input]));
+        // (B, T, in) to time-major (T·B, in), then a column of ones.
+        let n_in = self.spec.input;
+        let mut x = reuse(old_x, ndarray::Dim([rows, n_in + 1]));
         let time_major = input.into_dimensionality::<Ix3>().expect("checked").permuted_axes([1, 0, 2]);
-        x.assign(&time_major.to_shape((rows, self.spec.input)).expect("sizes agree"));
+        x.slice_mut(s![.., ..n_in]).assign(&time_major.to_shape((rows, n_in)).expect("sizes agree"));
+        x.column_mut(n_in).fill(F::one());
         // The input products of every step, with the additive biases.
+        let mut weights = reuse(old_weights, ndarray::Dim([n_in + 1, gh]));
+        weights.slice_mut(s![..n_in, ..]).assign(&matrix(&self.weight_ih));
+        weights.row_mut(n_in).assign(&self.additive_bias());
         let mut gates = reuse(old_gates, ndarray::Dim([rows, gh]));
-        let bias = self.additive_bias();
-        gates.rows_mut().into_iter().for_each(|mut row| row.assign(&bias));
-        matmul_into_threaded(&mut gates.view_mut(), &x.view(), &matrix(&self.weight_ih), true);
+        matmul_into_threaded(&mut gates.view_mut(), &x.view(), &weights.view(), false);
 
         let kept = |used: bool| if used { hidden } else { 0 };
         let mut hs = reuse(old_hs, ndarray::Dim([rows + batch, hidden]));
@@ -313,7 +317,7 @@ impl<F: Float> Cell<F> {
                 }
             }
         });
-        Trace { x, gates, hs, cs, tanh_c, hn, rh, batch }
+        Trace { x, weights, gates, hs, cs, tanh_c, hn, rh, batch }
     }
 
     /// The cell's output, the hidden states `h_1 … h_T` batch-major: `(B, T, H)`.

@@ -79,10 +79,11 @@ impl<F: Float> Panels<F> {
         let mut panels = Self::new(w.nrows(), sources.len());
         let (width, depth) = (panels.width, panels.depth);
         for (panel, sources) in panels.data.chunks_exact_mut((depth * width).max(1)).zip(sources.chunks(width)) {
+            let runs = runs(sources);
             for (out, row) in panel.chunks_exact_mut(width).zip(w.rows()) {
                 let row = row.to_slice().expect("rows are contiguous");
-                for (o, &c) in out.iter_mut().zip(sources) {
-                    *o = row[c];
+                for (at, run) in &runs {
+                    out[*at..*at + run.len()].copy_from_slice(&row[run.clone()]);
                 }
             }
         }
@@ -97,9 +98,11 @@ impl<F: Float> Panels<F> {
         let sources: Vec<&[F]> =
             rows.map(|u| &w.row(u).to_slice().expect("rows are contiguous")[depth.clone()]).collect();
         for (panel, sources) in panels.data.chunks_exact_mut((k * width).max(1)).zip(sources.chunks(width)) {
-            for (j, out) in panel.chunks_exact_mut(width).enumerate() {
-                for (o, row) in out.iter_mut().zip(sources) {
-                    *o = row[j];
+            // Source by source: each row is read front to back and written down its column of the
+            // panel, one value per panel row.
+            for (i, row) in sources.iter().enumerate() {
+                for (out, &v) in panel[i..].iter_mut().step_by(width).zip(row.iter()) {
+                    *out = v;
                 }
             }
         }
@@ -158,6 +161,18 @@ impl<'a, T> View<'a, T> {
     fn of<F>(p: &Panels<F>, data: &'a [T]) -> Self {
         View { registers: p.registers, width: p.width, depth: p.depth, data }
     }
+}
+
+/// The consecutive runs of `sources`: each as where it starts among them and the columns it covers.
+fn runs(sources: &[usize]) -> Vec<(usize, Range<usize>)> {
+    let mut runs: Vec<(usize, Range<usize>)> = Vec::new();
+    for (at, &c) in sources.iter().enumerate() {
+        match runs.last_mut() {
+            Some((_, run)) if run.end == c => run.end += 1,
+            _ => runs.push((at, c..c + 1)),
+        }
+    }
+    runs
 }
 
 /// [`product`] for one float type, compiled for each level.
