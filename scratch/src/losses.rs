@@ -248,6 +248,24 @@ fn book_binary_rows<F: Float>(x: &ndarray::ArrayView2<'_, F>, y: &Array2<F>) -> 
         .collect()
 }
 
+/// `softmax` of every row of `x`, `(N, C)`, and each row's `logsumexp`, stable for any magnitude:
+/// `e = exp(x − max)`, `p = e / Σ e`, `logsumexp = max + log Σ e` (each exponential computed once).
+fn softmax_rows<F: Float>(x: &ndarray::ArrayView2<'_, F>) -> (Array2<F>, ndarray::Array1<F>) {
+    let mut p = x.to_owned();
+    let lse = p
+        .rows_mut()
+        .into_iter()
+        .map(|mut row| {
+            let max = row.iter().copied().fold(F::neg_infinity(), F::max);
+            row.mapv_inplace(|v| (v - max).exp());
+            let sum = row.iter().copied().sum::<F>();
+            row.mapv_inplace(|e| e / sum);
+            max + sum.ln()
+        })
+        .collect();
+    (p, lse)
+}
+
 /// `log softmax` of every row of `x`, `(N, C)`, stable for any magnitude: `x − logsumexp(x)`.
 fn log_softmax_rows<F: Float>(x: &ndarray::ArrayView2<'_, F>) -> Array2<F> {
     let mut log_p = x.to_owned();
@@ -328,14 +346,17 @@ impl<F: Float> Loss<F> for SoftmaxCrossEntropy<F> {
             Reduction::Mean => F::cast(x.nrows() as f64),
             Reduction::Sum => F::one(),
         };
-        let log_p = log_softmax_rows(&x.view());
+        let (mut grad, lse) = softmax_rows(&x.view());
         let loss = match self.value {
-            CrossEntropyValue::Categorical => -Zip::from(&log_p).and(&y).fold(F::zero(), |acc, &lp, &t| acc + t * lp),
+            CrossEntropyValue::Categorical => {
+                -Zip::from(x.rows()).and(y.rows()).and(&lse).fold(F::zero(), |acc, row, targets, &lse| {
+                    Zip::from(&row).and(&targets).fold(acc, |acc, &v, &t| acc + t * (v - lse))
+                })
+            }
             // In f64 whatever F is, and summed in f64 (the rows' values are f64).
             CrossEntropyValue::BookBinarySum => F::cast(book_binary_rows(&x.view(), &y).iter().sum()),
         } / n;
-        let mut grad = log_p;
-        Zip::from(&mut grad).and(&y).for_each(|g, &t| *g = (g.exp() - t) / n);
+        Zip::from(&mut grad).and(&y).for_each(|g, &t| *g = (*g - t) / n);
         self.grad = Some(grad.into_shape_with_order(IxDyn(prediction.shape())).expect("same size"));
         Ok(loss)
     }
