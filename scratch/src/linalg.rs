@@ -4,10 +4,10 @@
 //! It calls the kernels of the `gemm` family of crates (`gemm-f32` and `gemm-f64`, without the `gemm`
 //! crate above them, whose complex and half-precision kernels this crate never uses), which pick
 //! AVX2/FMA or, with their `x86-v4` feature (enabled here), AVX-512 code at run time and split large
-//! products across threads. On the project's 2-core AVX2 machines it reaches about 180 GFLOP/s in f32 (2 threads, 2048³), 90 % of the cores' peak; on 2
-//! AVX-512 cores about 250 GFLOP/s, as fast as libtorch's MKL (without `x86-v4`, half that). ndarray's
-//! default product (`matrixmultiply`) runs on one core at a third of that
-//! (`examples/benches/bench.rs` measures all three).
+//! products across threads. On the project's 2-core AVX2 machines it reaches about 180 GFLOP/s in f32
+//! (2 threads, 2048³), 90 % of the cores' peak; on 2 AVX-512 cores about 250 GFLOP/s, as fast as
+//! libtorch's MKL (without `x86-v4`, half that). ndarray's default product (`matrixmultiply`) runs on
+//! one core at a third of that (`examples/benches/bench.rs` measures all three).
 
 use gemm_common::Parallelism;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};

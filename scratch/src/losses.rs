@@ -266,15 +266,11 @@ fn softmax_rows<F: Float>(x: &ndarray::ArrayView2<'_, F>) -> (Array2<F>, ndarray
     (p, lse)
 }
 
-/// `log softmax` of every row of `x`, `(N, C)`, stable for any magnitude: `x − logsumexp(x)`.
+/// `log softmax` of every row of `x`, `(N, C)`, stable for any magnitude: `x − logsumexp(x)`, with the
+/// `logsumexp` of [`softmax_rows`].
 fn log_softmax_rows<F: Float>(x: &ndarray::ArrayView2<'_, F>) -> Array2<F> {
-    let mut log_p = x.to_owned();
-    for mut row in log_p.axis_iter_mut(Axis(0)) {
-        let max = row.iter().copied().fold(F::neg_infinity(), F::max);
-        let lse = max + row.iter().map(|&v| (v - max).exp()).sum::<F>().ln();
-        row.mapv_inplace(|v| v - lse);
-    }
-    log_p
+    let (_, lse) = softmax_rows(x);
+    x - &lse.insert_axis(Axis(1))
 }
 
 /// The value of every row: `−Σ_c y log p` or the book's printed value.

@@ -2,9 +2,10 @@
 //!
 //! With `T` steps, batch `B` and `G` gate blocks of `H` units, the input products of all steps are
 //! one matrix product, `(T·B, input + 1) × (input + 1, G·H)`: the input with a column of ones times
-//! `W_ihᵀ` above the additive biases, so that the biases cost no pass of their own. Each step then adds its
-//! recurrent product `(B, H) × (H, G·H)` over the whole batch and applies the cell element-wise
-//! ([`super::kernels`]); the threads share each step by hidden units ([`super::threads`]).
+//! `W_ihᵀ` above the additive biases, so that the biases cost no pass of their own. Each step then
+//! adds its recurrent product `(B, H) × (H, G·H)` over the whole batch and applies the cell
+//! element-wise ([`super::kernels`]); the threads share each step by hidden units
+//! ([`super::threads`]).
 
 use std::ops::Range;
 
