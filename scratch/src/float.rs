@@ -9,7 +9,10 @@ use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
 
 use ndarray::{LinalgScalar, ScalarOperand};
 
+use pulp::Scalar;
+
 use crate::linalg::GemmKernel;
+use crate::simd::math::VectorMath;
 
 /// A floating-point scalar: `f32` or `f64`.
 pub trait Float:
@@ -28,6 +31,7 @@ pub trait Float:
     + Default
     + Send
     + Sync
+    + VectorMath
     + 'static
 {
     /// The type's name as numpy and PyTorch spell it (`"f32"`, `"f64"`).
@@ -92,7 +96,7 @@ impl Float for f32 {
 
     #[inline]
     fn sigmoid_fast(self) -> Self {
-        1.0 / (1.0 + exp_f32(-self))
+        f32::simd_sigmoid(Scalar, self)
     }
 
     #[inline(always)]
@@ -145,7 +149,7 @@ impl Float for f64 {
 
     #[inline]
     fn sigmoid_fast(self) -> Self {
-        1.0 / (1.0 + exp_f64(-self))
+        f64::simd_sigmoid(Scalar, self)
     }
 
     #[inline(always)]
@@ -189,23 +193,11 @@ impl Float for f64 {
 /// exponent bits. Arguments are clamped to `[−87, 88.3]`, where the result is a normal `f32`.
 ///
 /// The rounding adds `1.5 · 2²³`, which leaves `n` in the low bits of the sum: `2ⁿ` is made from those
-/// bits with integer operations only (a float-to-integer cast would not vectorise as well).
+/// bits with integer operations only (a float-to-integer cast would not vectorise as well). This is
+/// the scalar level of the vector function the recurrent cells use (`simd::math`).
 #[inline]
 pub fn exp_f32(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    // ln 2 split so that n · LN2_HI is exact for |n| < 2^9.
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    // Adding then subtracting 1.5 · 2^23 rounds to the nearest integer.
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.3);
-    let shifted = x * LOG2E + ROUND;
-    let n = shifted - ROUND;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    // The bits of `shifted` are those of 1.5 · 2^23 plus n (as a two's-complement integer).
-    let two_n = shifted.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23;
-    p * f32::from_bits(two_n)
+    f32::simd_exp(Scalar, x)
 }
 
 /// `tanh(x)` in `f32` without branches: `sign(x) · (1 − t) / (1 + t)` with `t = e^{−2|x|}` from
@@ -213,53 +205,21 @@ pub fn exp_f32(x: f32) -> f32 {
 /// digits and the odd Taylor polynomial up to `x⁹` is exact to 3e-9.
 #[inline]
 pub fn tanh_f32(x: f32) -> f32 {
-    let x2 = x * x;
-    let small = x * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0 + x2 * (62.0 / 2835.0)))));
-    let t = exp_f32(-2.0 * x.abs());
-    let large = ((1.0 - t) / (1.0 + t)).copysign(x);
-    if x.abs() < 0.25 {
-        small
-    } else {
-        large
-    }
-}
-
-/// `2ⁿ` and `eʳ − 1` for `x = n ln 2 + r`, `n = round(x / ln 2)`, `|r| ≤ ln2 / 2`, in `f64` without
-/// branches: `eʳ − 1` from its Taylor polynomial of degree 13 (remainder below 5e-18 there), `2ⁿ` built
-/// from the exponent bits (as in [`exp_f32`]). Arguments are clamped to `[−708, 709]`, where `2ⁿ` is a
-/// normal `f64`.
-#[inline]
-fn exp_parts_f64(x: f64) -> (f64, f64) {
-    const LOG2E: f64 = std::f64::consts::LOG2_E;
-    // ln 2 split (fdlibm's) so that n · LN2_HI is exact for |n| < 2^20.
-    const LN2_HI: f64 = 0.693_147_180_369_123_8;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-    // Adding then subtracting 1.5 · 2^52 rounds to the nearest integer.
-    const ROUND: f64 = 6_755_399_441_055_744.0;
-    let x = x.clamp(-708.0, 709.0);
-    let shifted = x * LOG2E + ROUND;
-    let n = shifted - ROUND;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    // Σ_{k=1..13} r^k / k!, by Horner's rule.
-    let mut q = 1.0 / 6_227_020_800.0;
-    for k in (1..13).rev() {
-        q = q * r + 1.0 / FACTORIALS[k];
-    }
-    let two_n = f64::from_bits(shifted.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(1023) << 52);
-    (two_n, q * r)
+    f32::simd_tanh(Scalar, x)
 }
 
 /// `k!` for `k < 13`.
-const FACTORIALS: [f64; 13] =
+pub(crate) const FACTORIALS: [f64; 13] =
     [1.0, 1.0, 2.0, 6.0, 24.0, 120.0, 720.0, 5040.0, 40320.0, 362_880.0, 3_628_800.0, 39_916_800.0, 479_001_600.0];
 
 /// `eˣ` in `f64` without branches or calls, so that a loop over an array vectorises: `2ⁿ (1 + q)` with
-/// `x = n ln 2 + r`, `|r| ≤ ln 2 / 2` and `q = eʳ − 1` from its Taylor polynomial of degree 13;
-/// arguments clamped to `[−708, 709]`. Within 2 ulp of the standard library's.
+/// `x = n ln 2 + r`, `n = round(x / ln 2)`, `|r| ≤ ln 2 / 2`, `q = eʳ − 1` from its Taylor polynomial
+/// of degree 13 (remainder below 5e-18 there) and `2ⁿ` built from the exponent bits (as in
+/// [`exp_f32`]); arguments clamped to `[−708, 709]`, where `2ⁿ` is a normal `f64`. Within 2 ulp of
+/// the standard library's.
 #[inline]
 pub fn exp_f64(x: f64) -> f64 {
-    let (two_n, q) = exp_parts_f64(x);
-    two_n * q + two_n
+    f64::simd_exp(Scalar, x)
 }
 
 /// `tanh(x)` in `f64` without branches: `sign(x) · (−m) / (2 + m)` with `m = e^{−2|x|} − 1` computed
@@ -267,9 +227,7 @@ pub fn exp_f64(x: f64) -> f64 {
 /// (where `1 − e^{−2|x|}` would cancel); within a few ulp of the standard library's.
 #[inline]
 pub fn tanh_f64(x: f64) -> f64 {
-    let (two_n, q) = exp_parts_f64(-2.0 * x.abs());
-    let m = two_n * q + (two_n - 1.0);
-    (-m / (2.0 + m)).copysign(x)
+    f64::simd_tanh(Scalar, x)
 }
 
 /// `erf(x)` in `f32`, as [`erf_f64`] with shorter polynomials, in `f32` arithmetic: `P` of degree 6

@@ -15,7 +15,7 @@
 
 use std::ops::Range;
 
-use ndarray::{s, Array2, ArrayD, ArrayViewMut2, ArrayViewMut3, Axis, Ix2};
+use ndarray::{s, Array2, ArrayD, ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis, Ix2, Zip};
 use rayon::prelude::*;
 
 use super::buffers::{gate_rows, reuse, split_units, step, step_mut, BackwardBuffers};
@@ -40,8 +40,6 @@ struct Backward<F> {
     /// A step's product, `(B, padded columns)`: the gradient reaching the units' states through the
     /// next step's gates.
     pre: Vec<F>,
-    /// The whole gradient reaching the units' hidden states at this step, `(B, n)`.
-    dh: Vec<F>,
     /// The LSTM's gradient reaching the units' cell states, `(B, n)`.
     dc: Vec<F>,
     /// The GRU's gradient reaching the units' previous hidden states by the direct paths (`dh ⊙ z`,
@@ -89,11 +87,11 @@ impl<F: Float> WithSimd for BackwardStep<'_, '_, '_, F> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: Simd>(self, _: S) {
+    fn with_simd<S: Simd>(self, simd: S) {
         if self.reset {
-            self.cell.reset_step_backward(self.thread, self.input, self.out);
+            self.cell.reset_step_backward(simd, self.thread, self.input, self.out);
         } else {
-            self.cell.step_backward(self.thread, self.input, self.out);
+            self.cell.step_backward(simd, self.thread, self.input, self.out);
         }
     }
 }
@@ -137,7 +135,6 @@ impl<F: Float> Cell<F> {
             recurrent,
             candidate,
             pre: vec![F::zero(); batch * padded],
-            dh: vec![F::zero(); batch * n],
             dc: vec![F::zero(); if lstm { batch * n } else { 0 }],
             carry: vec![F::zero(); if lstm { 0 } else { batch * n }],
         }
@@ -146,9 +143,15 @@ impl<F: Float> Cell<F> {
     /// Step `t` backward for one thread's units: the gradient reaching their hidden states, then the
     /// gate gradients (for the book GRU, of the update gate and the candidate).
     #[inline(always)]
-    fn step_backward<'b>(&self, thread: &mut Backward<F>, input: StepIn<'b, F>, mut out: StepOut<'_, F>) {
+    fn step_backward<'b, S: Simd>(
+        &self,
+        simd: S,
+        thread: &mut Backward<F>,
+        input: StepIn<'b, F>,
+        mut out: StepOut<'_, F>,
+    ) {
         let (hidden, gh, batch) = (self.spec.hidden, self.gate_rows(), out.da.dim().0);
-        let Backward { units, recurrent, pre, dh, dc, carry, .. } = thread;
+        let Backward { units, recurrent, pre, dc, carry, .. } = thread;
         let n = units.len();
         let padded = recurrent.padded_columns();
         if input.t + 1 == input.steps {
@@ -163,36 +166,34 @@ impl<F: Float> Cell<F> {
             let at = |buffer: &'b [F], width: usize, block: usize| units_of(buffer, b * width + block * hidden, units);
             let d_out = &input.output_grad[(b * input.steps + input.t) * hidden..][units.clone()];
             let d_next = &pre[b * padded..][..n];
-            let dh = &mut dh[b * n..(b + 1) * n];
             let gate = |block: usize| at(input.gates, gh, block);
             match self.spec.cell {
                 CellKind::Rnn => {
-                    kernels::sum2(d_out, d_next, dh);
                     let [da] = gate_rows::<F, 1>(out.da.index_axis_mut(Axis(0), b));
-                    kernels::rnn_backward(gate(0), dh, da);
+                    kernels::rnn_backward(simd, gate(0), (d_out, d_next), da);
                 }
                 CellKind::Lstm => {
-                    kernels::sum2(d_out, d_next, dh);
                     let state = (at(input.c_prev, hidden, 0), at(input.tanh_c, hidden, 0));
                     let da = gate_rows::<F, 4>(out.da.index_axis_mut(Axis(0), b));
                     kernels::lstm_backward(
+                        simd,
                         [gate(0), gate(1), gate(2), gate(3)],
                         state,
-                        dh,
+                        (d_out, d_next),
                         &mut dc[b * n..(b + 1) * n],
                         da,
                     );
                 }
                 CellKind::Gru(form) => {
                     let carry = &mut carry[b * n..(b + 1) * n];
-                    kernels::sum3(d_out, d_next, carry, dh);
                     let [da_r, da_z, da_n] = gate_rows::<F, 3>(out.da.index_axis_mut(Axis(0), b));
-                    kernels::gru_backward((gate(1), gate(2)), at(input.h_prev, hidden, 0), dh, (da_z, da_n), carry);
+                    let h_prev = at(input.h_prev, hidden, 0);
+                    kernels::gru_backward(simd, (gate(1), gate(2)), h_prev, (d_out, d_next), (da_z, da_n), carry);
                     match form {
                         GruForm::PyTorch => {
                             let d_rec = gate_rows::<F, 3>(out.d_recurrent.index_axis_mut(Axis(0), b));
                             let hn = at(input.hn, hidden, 0);
-                            kernels::gru_reset_backward_after_product((gate(0), hn), (da_z, da_n), da_r, d_rec);
+                            kernels::gru_reset_backward_after_product(simd, (gate(0), hn), (da_z, da_n), da_r, d_rec);
                         }
                         GruForm::Book => {
                             let [copy] = gate_rows::<F, 1>(out.da_n.index_axis_mut(Axis(0), b));
@@ -207,7 +208,13 @@ impl<F: Float> Cell<F> {
     /// The book GRU's reset gate backward for one thread's units, once `∂L/∂a_n` is written for all
     /// units: `∂L/∂(r ⊙ h) = ∂L/∂a_n W_hn`, then `∂L/∂a_r` and the direct path to `h_prev`.
     #[inline(always)]
-    fn reset_step_backward(&self, thread: &mut Backward<F>, input: StepIn<'_, F>, mut out: StepOut<'_, F>) {
+    fn reset_step_backward<S: Simd>(
+        &self,
+        simd: S,
+        thread: &mut Backward<F>,
+        input: StepIn<'_, F>,
+        mut out: StepOut<'_, F>,
+    ) {
         let (hidden, batch) = (self.spec.hidden, out.da.dim().0);
         let (units, n) = (thread.units.clone(), thread.units.len());
         let gh = self.gate_rows();
@@ -219,7 +226,14 @@ impl<F: Float> Cell<F> {
             let r = &input.gates[b * gh..][units.clone()];
             let h_prev = &input.h_prev[b * hidden..][units.clone()];
             let [da_r, _, _] = gate_rows::<F, 3>(out.da.index_axis_mut(Axis(0), b));
-            kernels::gru_reset_backward_before_product(r, h_prev, d_rh, da_r, &mut thread.carry[b * n..(b + 1) * n]);
+            kernels::gru_reset_backward_before_product(
+                simd,
+                r,
+                h_prev,
+                d_rh,
+                da_r,
+                &mut thread.carry[b * n..(b + 1) * n],
+            );
         }
     }
 
@@ -314,11 +328,17 @@ impl<F: Float> Cell<F> {
         let mut inputs = reuse(old_inputs, ndarray::Dim([rows, stacked]));
         let mut weight_grads = reuse(old_weight_grads, ndarray::Dim([stacked, gh]));
         let bias_grad = if one_product {
-            inputs.slice_mut(s![.., ..=input]).assign(&trace.x);
-            inputs.slice_mut(s![.., input + 1..]).assign(&h_before);
+            // Copies of a few megabytes, row by row on all threads.
+            Zip::from(inputs.rows_mut()).and(trace.x.rows()).and(h_before.rows()).par_for_each(|mut row, x, h| {
+                row.slice_mut(s![..=input]).assign(&x);
+                row.slice_mut(s![input + 1..]).assign(&h);
+            });
             matmul_into_threaded(&mut weight_grads.view_mut(), &inputs.t(), &da.view(), false);
-            dw_ih.assign(&weight_grads.slice(s![..input, ..]));
-            dw_hh.assign(&weight_grads.slice(s![input + 1.., ..]));
+            let rows = |grad: &mut ArrayViewMut2<'_, F>, from: ArrayView2<'_, F>| {
+                Zip::from(grad.rows_mut()).and(from.rows()).par_for_each(|mut to, from| to.assign(&from));
+            };
+            rows(&mut dw_ih, weight_grads.slice(s![..input, ..]));
+            rows(&mut dw_hh, weight_grads.slice(s![input + 1.., ..]));
             weight_grads.row(input).to_owned()
         } else {
             if book_gru {

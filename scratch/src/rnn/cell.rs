@@ -103,10 +103,10 @@ impl<F: Float> WithSimd for ForwardStep<'_, '_, '_, F> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: Simd>(self, _: S) {
+    fn with_simd<S: Simd>(self, simd: S) {
         match self.rh {
-            None => self.cell.step(self.thread, self.input, self.out),
-            Some(rh) => self.cell.candidate_step(self.thread, self.input, rh, self.out),
+            None => self.cell.step(simd, self.thread, self.input, self.out),
+            Some(rh) => self.cell.candidate_step(simd, self.thread, self.input, rh, self.out),
         }
     }
 }
@@ -188,7 +188,7 @@ impl<F: Float> Cell<F> {
     /// One step of one thread: the recurrent product of its units' gate rows, then the cell (for the
     /// book GRU, the reset and update gates and `r ⊙ h`).
     #[inline(always)]
-    fn step(&self, thread: &mut Forward<F>, input: StepIn<'_, F>, mut out: StepOut<'_, F>) {
+    fn step<S: Simd>(&self, simd: S, thread: &mut Forward<F>, input: StepIn<'_, F>, mut out: StepOut<'_, F>) {
         let (hidden, batch) = (self.spec.hidden, out.gates.dim().0);
         let units = thread.units.clone();
         product(input.h_prev, hidden, batch, &thread.recurrent, &mut thread.pre, false);
@@ -201,20 +201,21 @@ impl<F: Float> Cell<F> {
             match self.spec.cell {
                 CellKind::Rnn => {
                     let [a] = gate_rows::<F, 1>(gates);
-                    kernels::rnn_forward(pre, a, h);
+                    kernels::rnn_forward(simd, pre, a, h);
                 }
                 CellKind::Lstm => {
                     let c_prev = &input.c_prev[b * hidden..][units.clone()];
                     let [c] = gate_rows::<F, 1>(out.c.index_axis_mut(Axis(0), b));
                     let [tanh_c] = gate_rows::<F, 1>(out.tanh_c.index_axis_mut(Axis(0), b));
-                    kernels::lstm_forward(pre, gate_rows::<F, 4>(gates), c_prev, (c, tanh_c, h));
+                    kernels::lstm_forward(simd, pre, gate_rows::<F, 4>(gates), c_prev, (c, tanh_c, h));
                 }
                 CellKind::Gru(GruForm::PyTorch) => {
                     let [r, z, cand] = gate_rows::<F, 3>(gates);
                     let [hn] = gate_rows::<F, 1>(out.hn.index_axis_mut(Axis(0), b));
                     let n = units.len();
-                    kernels::gru_gates(pre, r, z);
+                    kernels::gru_gates(simd, pre, r, z);
                     kernels::gru_output_after_product(
+                        simd,
                         (&pre[2 * n..3 * n], &thread.b_hn),
                         (r, z),
                         cand,
@@ -225,8 +226,8 @@ impl<F: Float> Cell<F> {
                 CellKind::Gru(GruForm::Book) => {
                     let [r, z, _] = gate_rows::<F, 3>(gates);
                     let [rh] = gate_rows::<F, 1>(out.rh.index_axis_mut(Axis(0), b));
-                    kernels::gru_gates(pre, r, z);
-                    kernels::gru_reset_state(r, h_prev, rh);
+                    kernels::gru_gates(simd, pre, r, z);
+                    kernels::gru_reset_state(simd, r, h_prev, rh);
                 }
             }
         }
@@ -235,7 +236,14 @@ impl<F: Float> Cell<F> {
     /// The book GRU's candidate and output for one thread's units, once `rh = r ⊙ h_prev` is written
     /// for all units.
     #[inline(always)]
-    fn candidate_step(&self, thread: &mut Forward<F>, input: StepIn<'_, F>, rh: &[F], mut out: StepOut<'_, F>) {
+    fn candidate_step<S: Simd>(
+        &self,
+        simd: S,
+        thread: &mut Forward<F>,
+        input: StepIn<'_, F>,
+        rh: &[F],
+        mut out: StepOut<'_, F>,
+    ) {
         let (hidden, batch) = (self.spec.hidden, out.gates.dim().0);
         let units = thread.units.clone();
         let panels = thread.candidate.as_ref().expect("the book GRU's candidate weights");
@@ -246,7 +254,7 @@ impl<F: Float> Cell<F> {
             let h_prev = &input.h_prev[b * hidden..][units.clone()];
             let [_, z, cand] = gate_rows::<F, 3>(out.gates.index_axis_mut(Axis(0), b));
             let [h] = gate_rows::<F, 1>(out.h.index_axis_mut(Axis(0), b));
-            kernels::gru_output_before_product(pre, z, cand, h_prev, h);
+            kernels::gru_output_before_product(simd, pre, z, cand, h_prev, h);
         }
     }
 
