@@ -4,7 +4,7 @@
 use ndarray::{Array2, ArrayD, Axis, IxDyn, Zip};
 
 pub use crate::spec::{CrossEntropyValue, LossSpec, MseReduction, Reduction};
-use crate::{Error, Float, Result};
+use crate::{simd, Error, Float, Result};
 
 /// A loss `L(prediction, target)`.
 pub trait Loss<F: Float>: Send {
@@ -251,18 +251,16 @@ fn book_binary_rows<F: Float>(x: &ndarray::ArrayView2<'_, F>, y: &Array2<F>) -> 
 /// `softmax` of every row of `x`, `(N, C)`, and each row's `logsumexp`, stable for any magnitude:
 /// `e = exp(x − max)`, `p = e / Σ e`, `logsumexp = max + log Σ e` (each exponential computed once).
 fn softmax_rows<F: Float>(x: &ndarray::ArrayView2<'_, F>) -> (Array2<F>, ndarray::Array1<F>) {
-    let mut p = x.to_owned();
-    let lse = p
-        .rows_mut()
-        .into_iter()
-        .map(|mut row| {
-            let max = row.iter().copied().fold(F::neg_infinity(), F::max);
-            row.mapv_inplace(|v| (v - max).exp());
-            let sum = row.iter().copied().sum::<F>();
-            row.mapv_inplace(|e| e / sum);
-            max + sum.ln()
-        })
-        .collect();
+    let mut p = x.as_standard_layout().into_owned();
+    let mut lse = ndarray::Array1::zeros(p.nrows());
+    Zip::from(p.rows_mut()).and(&mut lse).par_for_each(|mut row, lse| {
+        let row = row.as_slice_mut().expect("standard layout");
+        let max = row.iter().copied().fold(F::neg_infinity(), F::max);
+        simd::for_each(row, |v| *v = (*v - max).exp_fast());
+        let sum = row.iter().copied().sum::<F>();
+        simd::for_each(row, |e| *e /= sum);
+        *lse = max + sum.ln();
+    });
     (p, lse)
 }
 
@@ -343,16 +341,22 @@ impl<F: Float> Loss<F> for SoftmaxCrossEntropy<F> {
             Reduction::Sum => F::one(),
         };
         let (mut grad, lse) = softmax_rows(&x.view());
+        // Row by row, in parallel: −Σ_c y log p, and the gradient (p − y) / N.
+        let categorical = self.value == CrossEntropyValue::Categorical;
+        let mut rows = ndarray::Array1::zeros(x.nrows());
+        Zip::from(grad.rows_mut()).and(x.rows()).and(y.rows()).and(&lse).and(&mut rows).par_for_each(
+            |mut grad, x, y, &lse, row| {
+                if categorical {
+                    *row = -Zip::from(&x).and(&y).fold(F::zero(), |acc, &v, &t| acc + t * (v - lse));
+                }
+                grad.zip_mut_with(&y, |g, &t| *g = (*g - t) / n);
+            },
+        );
         let loss = match self.value {
-            CrossEntropyValue::Categorical => {
-                -Zip::from(x.rows()).and(y.rows()).and(&lse).fold(F::zero(), |acc, row, targets, &lse| {
-                    Zip::from(&row).and(&targets).fold(acc, |acc, &v, &t| acc + t * (v - lse))
-                })
-            }
+            CrossEntropyValue::Categorical => rows.sum(),
             // In f64 whatever F is, and summed in f64 (the rows' values are f64).
             CrossEntropyValue::BookBinarySum => F::cast(book_binary_rows(&x.view(), &y).iter().sum()),
         } / n;
-        Zip::from(&mut grad).and(&y).for_each(|g, &t| *g = (*g - t) / n);
         self.grad = Some(grad.into_shape_with_order(IxDyn(prediction.shape())).expect("same size"));
         Ok(loss)
     }

@@ -193,21 +193,31 @@ impl<T: SimdFloat + Float> WithSimd for Product<'_, T> {
         // Rows per tile: as many as leave room for the accumulators (24 of 32 registers, 12 of 16), the
         // panel row and a broadcast. With 16 registers the panels are two wide ([`Panels::new`]).
         match (S::REGISTER_COUNT >= 32, self.panels.registers) {
-            (true, 4) => panels::<T, S, 6, 4>(simd, self),
-            (true, 3) => panels::<T, S, 8, 3>(simd, self),
-            (true, _) => panels::<T, S, 12, 2>(simd, self),
-            (false, _) => panels::<T, S, 6, 2>(simd, self),
+            (true, 4) => panels::<T, S, 6, 5, 4>(simd, self),
+            (true, 3) => panels::<T, S, 8, 7, 3>(simd, self),
+            (true, _) => panels::<T, S, 12, 11, 2>(simd, self),
+            (false, _) => panels::<T, S, 6, 5, 2>(simd, self),
         }
     }
 }
 
-/// Every panel, in blocks of `k`, in tiles of `R` rows (then 4, 2 and 1).
+/// Every panel, in blocks of `k`, in tiles of `R` rows and `SHORT = R − 1` rows (then 4, 2 and 1).
+///
+/// A tile keeps its accumulators in flight while the fused multiply-adds of the others finish; one of
+/// 2 rows has too few to hide their latency and runs at about half the speed. So the rows are cut into
+/// tiles of both sizes where that covers them all (32 rows are two tiles of 6 and four of 5, not five
+/// of 6 and one of 2), and the smaller tiles only take what is left otherwise.
 #[inline(always)]
-fn panels<T: SimdFloat + Float, S: Simd, const R: usize, const N: usize>(simd: S, p: Product<'_, T>) {
+fn panels<T: SimdFloat + Float, S: Simd, const R: usize, const SHORT: usize, const N: usize>(
+    simd: S,
+    p: Product<'_, T>,
+) {
     let Product { a, a_stride, rows, panels, out, accumulate } = p;
     let (width, depth) = (panels.width, panels.depth);
     debug_assert_eq!(width, N * T::lanes::<S>());
+    debug_assert_eq!(SHORT + 1, R);
     let padded = panels.data.len() / depth;
+    let short_tiles = (0..R).find(|&s| s * SHORT <= rows && (rows - s * SHORT) % R == 0).unwrap_or(0);
     for (index, panel) in panels.data.chunks_exact(depth * width).enumerate() {
         let c0 = index * width;
         let mut k0 = 0;
@@ -216,6 +226,10 @@ fn panels<T: SimdFloat + Float, S: Simd, const R: usize, const N: usize>(simd: S
             let block = Block { a, a_stride, panel: &panel[k0 * width..k1 * width], k0, c0, padded };
             let add = accumulate || k0 > 0;
             let mut r0 = 0;
+            for _ in 0..short_tiles {
+                tile::<T, S, SHORT, N>(simd, &block, out, r0, add);
+                r0 += SHORT;
+            }
             while r0 + R <= rows {
                 tile::<T, S, R, N>(simd, &block, out, r0, add);
                 r0 += R;
