@@ -204,7 +204,7 @@ impl<T: SimdFloat + Float> WithSimd for Product<'_, T> {
 /// Every panel, in blocks of `k`, in tiles of `R` rows and `SHORT = R − 1` rows (then 4, 2 and 1).
 ///
 /// A tile keeps its accumulators in flight while the fused multiply-adds of the others finish; one of
-/// 2 rows has too few to hide their latency and runs at about half the speed. So the rows are cut into
+/// 2 rows has too few (4, where about 10 hide the latency) and waits on them. So the rows are cut into
 /// tiles of both sizes where that covers them all (32 rows are two tiles of 6 and four of 5, not five
 /// of 6 and one of 2), and the smaller tiles only take what is left otherwise.
 #[inline(always)]
